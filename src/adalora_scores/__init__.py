@@ -1,0 +1,29 @@
+"""adalora-scores: AdaLoRA with pluggable importance scores, on Hugging Face PEFT.
+
+>>> from peft import AdaLoraConfig, get_peft_model
+>>> import adalora_scores
+>>> model = get_peft_model(base_model, AdaLoraConfig(init_r=16, target_r=8, total_step=T, ...))
+>>> allocator = adalora_scores.attach(model, score="fisher")
+>>> # loss.backward(); optimizer.step(); model.base_model.update_and_allocate(step); optimizer.zero_grad()
+"""
+
+from adalora_scores.adapter import AllocationCallback, attach
+from adalora_scores.allocation import ScoreRankAllocator, TripletLayout, budget_schedule
+from adalora_scores.scores import Score, check_beta, create_score, ema_, get_score_class, list_scores, register_score
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllocationCallback",
+    "Score",
+    "ScoreRankAllocator",
+    "TripletLayout",
+    "attach",
+    "budget_schedule",
+    "check_beta",
+    "create_score",
+    "ema_",
+    "get_score_class",
+    "list_scores",
+    "register_score",
+]

@@ -1,0 +1,126 @@
+"""The one module that knows PEFT's AdaLoRA internals: finding triplets and replacing the rank allocator."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from peft import PeftModel
+from peft.tuners.adalora import AdaLoraModel
+from peft.tuners.adalora.layer import AdaLoraLayer
+from torch import nn
+
+from adalora_scores.allocation.allocator import ScoreRankAllocator
+from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
+from adalora_scores.scores.base import Score, create_score, get_score_class
+
+__all__ = ["adalora_model", "attach", "find_adapted_matrices", "validate_adalora_config"]
+
+
+def adalora_model(model: nn.Module) -> AdaLoraModel:
+    """The ``AdaLoraModel`` inside a ``PeftModel`` (or ``model`` itself); a clear TypeError for anything else."""
+    inner = model.base_model if isinstance(model, PeftModel) else model
+    if not isinstance(inner, AdaLoraModel):
+        raise TypeError(
+            f"expected a PEFT AdaLoRA model, got {type(model).__name__}"
+            f"{'' if inner is model else ' wrapping ' + type(inner).__name__}. Build it with "
+            "peft.get_peft_model(base_model, peft.AdaLoraConfig(...)); transformers' add_adapter() and "
+            "peft.inject_adapter_in_model() drop the AdaLoraModel wrapper, and with it the rank allocation."
+        )
+    return inner
+
+
+def validate_adalora_config(config: Any) -> None:
+    """Raise a ValueError, naming the field and the fix, for set-ups AdaLoRA cannot train."""
+    if config.total_step is None or config.total_step <= 0:
+        raise ValueError("AdaLoraConfig.total_step must be the positive number of optimizer steps of the run.")
+    if config.target_r > config.init_r:
+        raise ValueError(
+            f"target_r ({config.target_r}) is above init_r ({config.init_r}); the budget can only shrink. "
+            "Set target_r <= init_r."
+        )
+    if config.target_r < 0:
+        raise ValueError(f"target_r must be >= 0, got {config.target_r}.")
+    if config.tinit >= config.total_step - config.tfinal:
+        raise ValueError(
+            f"no budgeting phase: tinit ({config.tinit}) >= total_step ({config.total_step}) - tfinal "
+            f"({config.tfinal}). Decrease tinit or tfinal, or increase total_step."
+        )
+    if config.deltaT < 1:
+        raise ValueError(f"deltaT (steps between allocations) must be >= 1, got {config.deltaT}.")
+
+
+def find_adapted_matrices(model: AdaLoraModel, adapter_name: str) -> list[AdaptedMatrix]:
+    """Every SVD-adapted matrix of ``adapter_name``, keyed like PEFT's ``rank_pattern``."""
+    matrices = []
+    for module_name, module in model.model.named_modules():
+        if isinstance(module, AdaLoraLayer) and adapter_name in module.lora_A:
+            prefix = f"{module_name}." if module_name else ""
+            matrices.append(
+                AdaptedMatrix(
+                    name=f"{prefix}lora_E.{adapter_name}",
+                    right=module.lora_A[adapter_name],
+                    value=module.lora_E[adapter_name],
+                    left=module.lora_B[adapter_name],
+                )
+            )
+    return sorted(matrices, key=lambda m: m.name)
+
+
+def _build_score(score: str | Score | type[Score], config: Any, options: dict[str, Any]) -> Score:
+    if isinstance(score, Score):
+        if options:
+            raise TypeError("score options are only accepted with a score name or class, not with a Score instance.")
+        return score
+    cls = score if isinstance(score, type) else get_score_class(score)
+    accepted = inspect.signature(cls.__init__).parameters
+    # AdaLoraConfig's beta1/beta2 are the defaults for scores that take them, as for PEFT's own allocator.
+    for beta in ("beta1", "beta2"):
+        if beta in accepted and beta not in options:
+            options = {**options, beta: getattr(config, beta)}
+    return create_score(cls.name, **options) if cls.name else cls(**options)
+
+
+def attach(
+    model: nn.Module,
+    score: str | Score | type[Score] = "sensitivity",
+    *,
+    reactivation: bool = True,
+    **score_options: Any,
+) -> ScoreRankAllocator:
+    """Replace the rank allocator of a PEFT AdaLoRA model by one that ranks triplets with ``score``.
+
+    After this call PEFT's own ``model.base_model.update_and_allocate(step)`` drives our allocator, with its phases
+    unchanged, and ``save_pretrained`` writes the resulting ``rank_pattern`` as usual.
+
+    Args:
+        model: a ``PeftModel`` from ``get_peft_model(base, AdaLoraConfig(...))``, or its ``AdaLoraModel``.
+        score: a registered score name (see :func:`list_scores`), a Score subclass, or a Score instance.
+        reactivation: allow pruned triplets to be re-selected at later allocations (AdaLoRA's behaviour).
+        **score_options: constructor options of the score, e.g. ``beta=0.9``. ``beta1``/``beta2`` default to the
+            AdaLoraConfig's values for scores that accept them.
+
+    Returns:
+        The new allocator (also at ``model.base_model.rankallocator``).
+
+    Raises:
+        TypeError: ``model`` is not a PEFT AdaLoRA model, or the score options are wrong.
+        KeyError: unknown score name.
+        ValueError: the AdaLoraConfig cannot train (no budgeting phase, target_r > init_r, ...).
+    """
+    inner = adalora_model(model)
+    adapter_name = getattr(inner, "trainable_adapter_name", None)
+    if adapter_name is None or not hasattr(inner, "rankallocator"):
+        raise ValueError(
+            "this AdaLoRA model has no trainable adapter (inference_mode=True or loaded for inference); "
+            "rank allocation only applies while training."
+        )
+    config = inner.peft_config[adapter_name]
+    validate_adalora_config(config)
+    if not isinstance(reactivation, bool):
+        raise TypeError(f"reactivation must be True or False, got {reactivation!r}.")
+    element_score = _build_score(score, config, score_options)
+    layout = TripletLayout(find_adapted_matrices(inner, adapter_name))
+    allocator = ScoreRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation)
+    inner.rankallocator = allocator
+    return allocator

@@ -1,0 +1,153 @@
+"""Flat layout of all SVD triplets: one 1-D buffer for every adapter entry, grouped by matrix shape.
+
+Scores run element-wise over one flat tensor, and triplet importance is a few ``view``/``mean`` calls per shape
+group, so a step costs a handful of tensor operations whatever the number of adapted matrices.
+
+Within a shape group of n matrices (rank r, d1 = out features, d2 = in features) the flat order is::
+
+    [Q_1 … Q_n]  each (r, d2)    PEFT lora_A     ("right" singular vectors)
+    [P_1 … P_n]  each (d1, r)    PEFT lora_B     ("left" singular vectors)
+    [λ_1 … λ_n]  each (r, 1)     PEFT lora_E     (singular values)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from adalora_scores.allocation.ranking import triplet_importance
+
+__all__ = ["AdaptedMatrix", "TripletLayout"]
+
+ROLE_VALUE, ROLE_LEFT, ROLE_RIGHT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class AdaptedMatrix:
+    """One adapted weight's update P Λ Q. ``name`` is PEFT's rank-pattern key (the ``lora_E`` parameter name)."""
+
+    name: str
+    right: nn.Parameter  # Q, PEFT lora_A, (r, d2)
+    value: nn.Parameter  # λ, PEFT lora_E, (r, 1)
+    left: nn.Parameter  # P, PEFT lora_B, (d1, r)
+
+    @property
+    def rank(self) -> int:
+        return self.value.shape[0]
+
+
+@dataclass
+class _Group:
+    matrices: list[AdaptedMatrix]
+    rank: int
+    out_features: int
+    in_features: int
+    right: slice = field(default_factory=lambda: slice(0))
+    left: slice = field(default_factory=lambda: slice(0))
+    value: slice = field(default_factory=lambda: slice(0))
+
+
+class TripletLayout:
+    """Maps the adapter parameters of many SVD-adapted matrices onto one flat buffer and back."""
+
+    def __init__(self, matrices: list[AdaptedMatrix]) -> None:
+        if not matrices:
+            raise ValueError("no adapted matrices: the model has no AdaLoRA (lora_A/lora_E/lora_B) parameters.")
+        groups: dict[tuple[int, int, int], _Group] = {}
+        for matrix in matrices:
+            rank, in_features = matrix.right.shape
+            out_features = matrix.left.shape[0]
+            if matrix.value.shape != (rank, 1) or matrix.left.shape[1] != rank:
+                raise ValueError(f"{matrix.name}: lora_A, lora_E and lora_B shapes do not form rank-{rank} triplets.")
+            key = (rank, out_features, in_features)
+            groups.setdefault(key, _Group([], rank, out_features, in_features)).matrices.append(matrix)
+        self.groups = list(groups.values())
+        self.parameters: list[nn.Parameter] = []
+        offset = 0
+        for group in self.groups:
+            for role in ("right", "left", "value"):
+                tensors = [getattr(m, role) for m in group.matrices]
+                size = sum(t.numel() for t in tensors)
+                setattr(group, role, slice(offset, offset + size))
+                self.parameters.extend(tensors)
+                offset += size
+        self.numel = offset
+        self.matrices = [m for g in self.groups for m in g.matrices]
+        self.names = [m.name for m in self.matrices]
+        self.num_triplets = sum(m.rank for m in self.matrices)
+        self.device = self.parameters[0].device
+        self._values = [m.value for m in self.matrices]
+        self._buffer = torch.empty(self.numel, dtype=torch.float32, device=self.device)
+        self._grad_buffer = torch.empty_like(self._buffer)
+
+    # -- gathering ---------------------------------------------------------------------------------------------------
+    def _gather(self, tensors: list[Tensor], out: Tensor) -> Tensor:
+        flat = [t.detach().reshape(-1) for t in tensors]
+        if all(t.dtype == torch.float32 for t in flat):
+            return torch.cat(flat, out=out)
+        return out.copy_(torch.cat([t.float() for t in flat]))
+
+    def gather_parameters(self) -> Tensor:
+        """All adapter entries as one flat float32 tensor (a reused buffer: copy it to keep it)."""
+        return self._gather(self.parameters, self._buffer)
+
+    def gather_gradients(self) -> Tensor:
+        """All adapter gradients as one flat float32 tensor. Raises if a gradient is missing."""
+        grads = []
+        for parameter in self.parameters:
+            if parameter.grad is None:
+                raise RuntimeError(
+                    f"adapter parameter of {self._owner(parameter)} has no gradient. Call update_and_allocate(step) "
+                    "after loss.backward() and optimizer.step(), and before optimizer.zero_grad()."
+                )
+            grads.append(parameter.grad)
+        return self._gather(grads, self._grad_buffer)
+
+    def _owner(self, parameter: Tensor) -> str:
+        for matrix in self.matrices:
+            if parameter is matrix.right or parameter is matrix.left or parameter is matrix.value:
+                return matrix.name
+        return "?"
+
+    # -- triplets ----------------------------------------------------------------------------------------------------
+    def triplet_scores(self, element_scores: Tensor) -> Tensor:
+        """Triplet importance S for every triplet, in ``self.matrices`` order (flat, ``num_triplets`` long)."""
+        per_group = []
+        for g in self.groups:
+            n = len(g.matrices)
+            right = element_scores[g.right].view(n, g.rank, g.in_features)
+            left = element_scores[g.left].view(n, g.out_features, g.rank)
+            value = element_scores[g.value].view(n, g.rank)
+            per_group.append(triplet_importance(value, left, right).reshape(-1))
+        return torch.cat(per_group)
+
+    def apply_keep_mask(self, keep: Tensor) -> None:
+        """Zero λ of every triplet whose entry in ``keep`` (flat, ``num_triplets``, bool) is False."""
+        factors = keep.to(dtype=self._values[0].dtype).view(-1, 1).split([m.rank for m in self.matrices])
+        with torch.no_grad():
+            torch._foreach_mul_(self._values, list(factors))
+
+    def split_by_matrix(self, flat: Tensor) -> dict[str, Tensor]:
+        """Split a per-triplet tensor into ``{matrix name: (r,) tensor}``."""
+        return dict(zip(self.names, flat.split([m.rank for m in self.matrices]), strict=True))
+
+    # -- helpers for scores ------------------------------------------------------------------------------------------
+    def zeros(self) -> Tensor:
+        return torch.zeros(self.numel, dtype=torch.float32, device=self.device)
+
+    def block_means(self, flat: Tensor) -> Tensor:
+        """Each entry replaced by the mean of ``flat`` over its block (λ, P or Q of one shape group)."""
+        out = torch.empty_like(flat)
+        for g in self.groups:
+            for block in (g.right, g.left, g.value):
+                out[block] = flat[block].mean()
+        return out
+
+    def roles(self) -> Tensor:
+        """Per-entry role: 0 for λ, 1 for P (lora_B), 2 for Q (lora_A); int8, flat."""
+        role = torch.empty(self.numel, dtype=torch.int8, device=self.device)
+        for g in self.groups:
+            role[g.right], role[g.left], role[g.value] = ROLE_RIGHT, ROLE_LEFT, ROLE_VALUE
+        return role

@@ -1,0 +1,200 @@
+"""The score interface and the score registry.
+
+A *score* turns per-step ``(param, grad)`` observations into an element-wise importance s(w), where higher means
+"keep". The allocator hands every score the adapter parameters and gradients of all adapted matrices as one flat
+1-D tensor each (see :class:`adalora_scores.allocation.TripletLayout`), so a score is written as element-wise tensor
+code that runs once per step over the whole adapter, with no per-parameter Python work.
+
+Adding a score is one small class in one file::
+
+    from adalora_scores import Score, register_score
+
+    @register_score("abs_grad")
+    class AbsGrad(Score):
+        '''s(w) = EMA of |g|.'''
+
+        statistics = ("mean_abs_grad",)
+
+        def __init__(self, beta: float = 0.85) -> None:
+            super().__init__()
+            self.beta = check_beta("beta", beta)
+
+        def update(self, param, grad):
+            ema_(self.mean_abs_grad, grad.abs(), self.beta)
+
+        def element_scores(self, param):
+            return self.mean_abs_grad
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from adalora_scores.allocation.layout import TripletLayout
+
+__all__ = ["Score", "check_beta", "create_score", "ema_", "get_score_class", "list_scores", "register_score"]
+
+
+def check_beta(name: str, value: float) -> float:
+    """Return ``value`` if it is a valid EMA coefficient in [0, 1), else raise a ValueError that says how to fix it."""
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be an EMA coefficient in [0, 1), got {value!r}; AdaLoRA's default is 0.85.")
+    return float(value)
+
+
+def ema_(average: Tensor, value: Tensor, beta: float) -> Tensor:
+    """In-place exponential moving average: ``average ← β·average + (1 − β)·value``.
+
+    Written as ``mul_`` then ``add_`` (not ``lerp_``) so that the rounding matches PEFT's
+    ``beta * avg + (1 - beta) * value`` closely; the allocator's parity test depends on the same decisions.
+    """
+    return average.mul_(beta).add_(value, alpha=1.0 - beta)
+
+
+class Score:
+    """Base class of an element-wise importance score.
+
+    Subclasses list their persistent per-element statistics in ``statistics``; :meth:`bind` allocates each as a zero
+    tensor attribute of the same size as the flat adapter, and :meth:`state_dict` / :meth:`load_state_dict` save and
+    restore them with no extra code. A subclass implements :meth:`update` and :meth:`element_scores`.
+
+    Attributes:
+        name: the registry name, set by :func:`register_score`.
+        statistics: names of the per-element statistic tensors this score keeps.
+        num_updates: how many times :meth:`update` ran since the last reset (for bias corrections).
+        layout: the :class:`~adalora_scores.allocation.TripletLayout` the score is bound to (says which entry is
+            λ, P or Q).
+    """
+
+    name: ClassVar[str] = ""
+    statistics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.num_updates = 0
+        self.layout: TripletLayout | None = None
+
+    # -- the two methods a score implements -------------------------------------------------------------------
+    def update(self, param: Tensor, grad: Tensor) -> None:
+        """Fold one step's observation into the statistics, in place. ``param`` and ``grad`` are flat 1-D views."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update(param, grad)")
+
+    def element_scores(self, param: Tensor) -> Tensor:
+        """Return s(w) for every adapter entry, a flat tensor shaped like ``param``; higher means keep."""
+        raise NotImplementedError(f"{type(self).__name__} must implement element_scores(param)")
+
+    # -- plumbing shared by every score ---------------------------------------------------------------------------
+    def bind(self, layout: TripletLayout) -> None:
+        """Allocate zeroed statistics for ``layout`` (called once by the allocator)."""
+        self.layout = layout
+        for stat in self.statistics:
+            setattr(self, stat, torch.zeros(layout.numel, dtype=torch.float32, device=layout.device))
+        self.num_updates = 0
+
+    def observe(self, param: Tensor, grad: Tensor) -> None:
+        """Run :meth:`update` and count it. The allocator calls this, never ``update`` directly."""
+        self.num_updates += 1
+        self.update(param, grad)
+
+    def reset(self) -> None:
+        """Zero all statistics, as PEFT's ``reset_ipt`` does when the rank pattern is frozen."""
+        for stat in self.statistics:
+            getattr(self, stat).zero_()
+        self.num_updates = 0
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options of this score (public attributes that are plain values)."""
+        return {
+            k: v for k, v in vars(self).items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Statistics and counters, as tensors and plain values (safe for ``torch.save``)."""
+        return {
+            "name": self.name,
+            "num_updates": self.num_updates,
+            "statistics": {stat: getattr(self, stat).detach().clone() for stat in self.statistics},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; refuses a state of another score or size."""
+        if state.get("name") != self.name:
+            raise ValueError(
+                f"score state belongs to {state.get('name')!r}, not {self.name!r}; attach the same score."
+            )
+        saved = state["statistics"]
+        if set(saved) != set(self.statistics):
+            raise ValueError(f"score state has statistics {sorted(saved)}, expected {sorted(self.statistics)}.")
+        for stat in self.statistics:
+            current = getattr(self, stat, None)
+            if current is None or current.shape != saved[stat].shape:
+                raise ValueError(
+                    f"statistic {stat!r} has shape {tuple(saved[stat].shape)} but the adapter needs "
+                    f"{None if current is None else tuple(current.shape)}; was the state saved for another model?"
+                )
+            current.copy_(saved[stat])
+        self.num_updates = int(state["num_updates"])
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+
+_REGISTRY: dict[str, type[Score]] = {}
+ScoreClass = TypeVar("ScoreClass", bound=type[Score])
+
+
+def register_score(name: str) -> Callable[[ScoreClass], ScoreClass]:
+    """Class decorator that registers a :class:`Score` subclass under ``name``.
+
+    Raises:
+        ValueError: if ``name`` is already registered (pick another name), or is not a lowercase identifier.
+        TypeError: if the decorated object is not a Score subclass.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name.lower() != name:
+        raise ValueError(f"score names are lowercase identifiers such as 'my_score', got {name!r}.")
+
+    def decorator(cls: ScoreClass) -> ScoreClass:
+        if not (isinstance(cls, type) and issubclass(cls, Score)):
+            raise TypeError(
+                f"@register_score({name!r}) must decorate a subclass of adalora_scores.Score, got {cls!r}."
+            )
+        if name in _REGISTRY:
+            raise ValueError(
+                f"a score named {name!r} is already registered ({_REGISTRY[name].__module__}."
+                f"{_REGISTRY[name].__qualname__}); choose another name."
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_scores() -> list[str]:
+    """Names of all registered scores, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_score_class(name: str) -> type[Score]:
+    """The class registered as ``name``; an unknown name raises a KeyError listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown score {name!r}.{hint} Registered scores: {', '.join(list_scores())}.") from None
+
+
+def create_score(name: str, **options: Any) -> Score:
+    """Build the score registered as ``name`` with its constructor ``options``."""
+    cls = get_score_class(name)
+    try:
+        return cls(**options)
+    except TypeError as error:
+        raise TypeError(f"bad options for score {name!r}: {error}") from None
