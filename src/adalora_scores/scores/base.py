@@ -29,6 +29,7 @@ Adding a score is one small class in one file::
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -108,10 +109,9 @@ class Score:
         self.num_updates = 0
 
     def options(self) -> dict[str, Any]:
-        """The constructor options of this score (public attributes that are plain values)."""
-        return {
-            k: v for k, v in vars(self).items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))
-        }
+        """The constructor options of this score, read back from the attributes of the same names."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names if hasattr(self, n)}
 
     def state_dict(self) -> dict[str, Any]:
         """Statistics and counters, as tensors and plain values (safe for ``torch.save``)."""

@@ -16,7 +16,7 @@ class Movement(Score):
         I  = −w · g                    signed: > 0 when the step moves w away from 0 (keep), < 0 towards 0 (prune)
         Ī ← β1 · Ī + (1 − β1) · I
         s  = Ī                         (default)
-        s  = Ī · Ū, Ū ← β2 · Ū + (1 − β2) · |I − Ī|     (with ``uncertainty=True``; Ū ≥ 0 keeps the sign)
+        s  = Ī · Ū, Ū ← β2 · Ū + (1 − β2) · |I − Ī|     (with ``use_uncertainty=True``; Ū ≥ 0 keeps the sign)
 
     Estimator: one mini-batch gradient per optimizer step, smoothed with AdaLoRA's EMA instead of Sanh's running
     sum (an EMA forgets early steps, which the budget schedule needs; a constant factor would not change rankings).
@@ -25,28 +25,28 @@ class Movement(Score):
 
     Args:
         beta1: EMA coefficient of the movement (default 0.85, AdaLoRA's β1).
-        beta2: EMA coefficient of the uncertainty, used only when ``uncertainty`` is True.
-        uncertainty: multiply by AdaLoRA's uncertainty Ū. Off by default: Ū amplifies noisy triplets in both
+        beta2: EMA coefficient of the uncertainty, used only when ``use_uncertainty`` is True.
+        use_uncertainty: multiply by AdaLoRA's uncertainty Ū. Off by default: Ū amplifies noisy triplets in both
             directions, which for a signed score pushes uncertain shrinking triplets further down.
     """
 
     statistics = ("importance", "uncertainty")
 
-    def __init__(self, beta1: float = 0.85, beta2: float = 0.85, uncertainty: bool = False) -> None:
+    def __init__(self, beta1: float = 0.85, beta2: float = 0.85, use_uncertainty: bool = False) -> None:
         super().__init__()
         self.beta1 = check_beta("beta1", beta1)
         self.beta2 = check_beta("beta2", beta2)
-        if not isinstance(uncertainty, bool):
-            raise ValueError(f"uncertainty must be True or False, got {uncertainty!r}.")
-        self.uncertainty_factor = uncertainty
+        if not isinstance(use_uncertainty, bool):
+            raise ValueError(f"use_uncertainty must be True or False, got {use_uncertainty!r}.")
+        self.use_uncertainty = use_uncertainty
 
     def update(self, param: Tensor, grad: Tensor) -> None:
         movement = (param * grad).neg_()
         ema_(self.importance, movement, self.beta1)
-        if self.uncertainty_factor:
+        if self.use_uncertainty:
             ema_(self.uncertainty, movement.sub_(self.importance).abs_(), self.beta2)
 
     def element_scores(self, param: Tensor) -> Tensor:
-        if self.uncertainty_factor:
+        if self.use_uncertainty:
             return self.importance * self.uncertainty
         return self.importance.clone()
