@@ -137,12 +137,12 @@ class TripletLayout:
     def zeros(self) -> Tensor:
         return torch.zeros(self.numel, dtype=torch.float32, device=self.device)
 
-    def block_means(self, flat: Tensor) -> Tensor:
+    def block_means(self, flat: Tensor, out: Tensor | None = None) -> Tensor:
         """Each entry replaced by the mean of ``flat`` over its block (λ, P or Q of one shape group)."""
-        out = torch.empty_like(flat)
+        out = torch.empty_like(flat) if out is None else out
         for g in self.groups:
             for block in (g.right, g.left, g.value):
-                out[block] = flat[block].mean()
+                out[block].fill_(flat[block].mean())
         return out
 
     def roles(self) -> Tensor:

@@ -79,6 +79,7 @@ class Score:
     def __init__(self) -> None:
         self.num_updates = 0
         self.layout: TripletLayout | None = None
+        self._workspace: list[Tensor] = []
 
     # -- the two methods a score implements -------------------------------------------------------------------
     def update(self, param: Tensor, grad: Tensor) -> None:
@@ -86,7 +87,11 @@ class Score:
         raise NotImplementedError(f"{type(self).__name__} must implement update(param, grad)")
 
     def element_scores(self, param: Tensor) -> Tensor:
-        """Return s(w) for every adapter entry, a flat tensor shaped like ``param``; higher means keep."""
+        """Return s(w) for every adapter entry, a flat tensor shaped like ``param``; higher means keep.
+
+        The result is read before the next call to this score and never modified, so it may be a statistic or a
+        :meth:`workspace` buffer.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement element_scores(param)")
 
     # -- plumbing shared by every score ---------------------------------------------------------------------------
@@ -96,6 +101,16 @@ class Score:
         for stat in self.statistics:
             setattr(self, stat, torch.zeros(layout.numel, dtype=torch.float32, device=layout.device))
         self.num_updates = 0
+
+    def workspace(self, index: int) -> Tensor:
+        """A persistent scratch tensor the size of the adapter (not saved), for ``out=`` arguments.
+
+        Optional: plain out-of-place code is correct too. Fresh multi-megabyte temporaries cost page faults on every
+        step, so the built-in scores write their intermediates here instead.
+        """
+        while len(self._workspace) <= index:
+            self._workspace.append(self.layout.zeros())
+        return self._workspace[index]
 
     def observe(self, param: Tensor, grad: Tensor) -> None:
         """Run :meth:`update` and count it. The allocator calls this, never ``update`` directly."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from adalora_scores.scores.base import Score, check_beta, ema_, register_score
@@ -32,7 +33,7 @@ class Fisher(Score):
         self.beta = check_beta("beta", beta)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        ema_(self.second_moment, grad * grad, self.beta)
+        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta)
 
     def element_scores(self, param: Tensor) -> Tensor:
-        return self.second_moment.clone()
+        return self.second_moment

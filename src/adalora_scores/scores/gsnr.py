@@ -48,13 +48,13 @@ class GSNR(Score):
 
     def update(self, param: Tensor, grad: Tensor) -> None:
         ema_(self.first_moment, grad, self.beta)
-        ema_(self.second_moment, grad * grad, self.beta)
+        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta)
 
     def element_scores(self, param: Tensor) -> Tensor:
         correction = 1.0 - self.beta**self.num_updates if self.num_updates else 1.0
-        mean = self.first_moment / correction
-        second = self.second_moment / correction
-        signal = mean * mean
-        noise = second if self.bounded else (second - signal).clamp_(min=0.0)
-        stabiliser = self.layout.block_means(second).mul_(self.eps).add_(torch.finfo(second.dtype).tiny)
+        signal = torch.div(self.first_moment, correction, out=self.workspace(0)).square_()  # m̂1²
+        second = torch.div(self.second_moment, correction, out=self.workspace(1))  # m̂2
+        stabiliser = self.layout.block_means(second, out=self.workspace(2)).mul_(self.eps)
+        stabiliser.add_(torch.finfo(second.dtype).tiny)
+        noise = second if self.bounded else second.sub_(signal).clamp_(min=0.0)
         return signal.div_(noise.add_(stabiliser))

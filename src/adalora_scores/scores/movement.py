@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from adalora_scores.scores.base import Score, check_beta, ema_, register_score
@@ -41,12 +42,12 @@ class Movement(Score):
         self.use_uncertainty = use_uncertainty
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        movement = (param * grad).neg_()
+        movement = torch.mul(param, grad, out=self.workspace(0)).neg_()
         ema_(self.importance, movement, self.beta1)
         if self.use_uncertainty:
             ema_(self.uncertainty, movement.sub_(self.importance).abs_(), self.beta2)
 
     def element_scores(self, param: Tensor) -> Tensor:
         if self.use_uncertainty:
-            return self.importance * self.uncertainty
-        return self.importance.clone()
+            return torch.mul(self.importance, self.uncertainty, out=self.workspace(0))
+        return self.importance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from adalora_scores.scores.base import Score, check_beta, ema_, register_score
@@ -35,10 +36,10 @@ class Sensitivity(Score):
         self.beta2 = check_beta("beta2", beta2)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        sensitivity = (param * grad).abs_()
+        sensitivity = torch.mul(param, grad, out=self.workspace(0)).abs_()
         ema_(self.importance, sensitivity, self.beta1)
         deviation = sensitivity.sub_(self.importance).abs_()  # reuses the buffer: |I − Ī|
         ema_(self.uncertainty, deviation, self.beta2)
 
     def element_scores(self, param: Tensor) -> Tensor:
-        return self.importance * self.uncertainty
+        return torch.mul(self.importance, self.uncertainty, out=self.workspace(0))
