@@ -1,0 +1,61 @@
+"""The run folder: what one run writes, written so that a crash never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["RunFolder"]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, fsync it, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class RunFolder:
+    """``config.yaml``, ``log.jsonl``, ``rank_pattern.json``, ``adapter/`` and, last, ``metrics.json``.
+
+    A run is complete once ``metrics.json`` exists. An existing non-empty folder is refused unless ``overwrite``.
+    """
+
+    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise FileExistsError(f"--output {self.path} is a file; give a folder path.")
+        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+            raise FileExistsError(
+                f"--output {self.path} already holds files; choose a new folder, or pass --overwrite to replace "
+                "this run."
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "metrics.json").unlink(missing_ok=True)
+        self._log = (self.path / "log.jsonl").open("w", encoding="utf-8")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._log.write(json.dumps(record) + "\n")
+        self._log.flush()
+
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write(self.path / name, json.dumps(data, indent=2) + "\n")
+
+    def close(self) -> None:
+        self._log.close()

@@ -1,0 +1,204 @@
+"""One explicit training path: an accelerate loop with the allocation step visible on its own line.
+
+Why accelerate rather than ``transformers.Trainer``: the allocator must run after ``optimizer.step()`` and before
+the gradients are zeroed, once per *optimizer* step, on the unscaled (and, with fp16, unscaled-by-the-GradScaler)
+gradient. Writing the loop makes that order explicit and testable, while accelerate still gives DDP, gradient
+accumulation and mixed precision unchanged. ``AllocationCallback`` remains available for Trainer users.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from peft import AdaLoraConfig, get_peft_model
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+import adalora_scores
+from adalora_scores.adapter.targets import target_modules_for
+from adalora_scores.config import TrainConfig, schedule_steps
+from adalora_scores.engine.data import EncodedDataset, make_loader
+from adalora_scores.engine.run_folder import RunFolder
+from adalora_scores.tasks import GlueTask, get_task, load_glue
+
+__all__ = ["load_model_and_tokenizer", "train"]
+
+
+def _check_model_path(name: str) -> None:
+    looks_local = name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {name}: no such folder. Give a local model folder or a Hub name.")
+
+
+def load_model_and_tokenizer(config: TrainConfig, task: GlueTask):
+    """Tokenizer and classification model from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
+    _check_model_path(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.model, num_labels=task.num_labels, ignore_mismatched_sizes=True
+    )
+    return model, tokenizer
+
+
+def build_adalora(model, config: TrainConfig, total_steps: int):
+    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
+    tinit, tfinal = schedule_steps(config, total_steps)
+    targets = config.target_modules or target_modules_for(model.config.model_type)
+    adalora_config = AdaLoraConfig(
+        init_r=config.init_r,
+        target_r=config.target_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        total_step=total_steps,
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=config.deltaT,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        orth_reg_weight=config.orth_reg_weight,
+        target_modules=targets,
+        modules_to_save=config.modules_to_save if config.modules_to_save is not None else ["classifier", "pooler"],
+    )
+    peft_model = get_peft_model(model, adalora_config)
+    allocator = adalora_scores.attach(peft_model, score=config.score, **config.score_options)
+    return peft_model, allocator
+
+
+def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) -> int:
+    """Total optimizer steps T, from the data size, epochs, batch size, accumulation and process count."""
+    batches_per_epoch = math.ceil(num_examples / (config.batch_size * num_processes))
+    return math.ceil(math.ceil(batches_per_epoch / config.gradient_accumulation_steps) * config.num_epochs)
+
+
+@torch.no_grad()
+def evaluate(model, loader, task: GlueTask, accelerator: Accelerator) -> dict[str, float]:
+    model.eval()
+    predictions, references = [], []
+    for batch in loader:
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+        predictions.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+        references.append(labels)
+    model.train()
+    return task.compute_metrics(torch.cat(predictions).float().cpu().tolist(), torch.cat(references).cpu().tolist())
+
+
+def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Fine-tune ``config.model`` on ``config.task`` with AdaLoRA and ``config.score``; write the run folder.
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    task = get_task(config.task)
+    adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
+    data = load_glue(task, config.data)
+    folder = RunFolder(output, overwrite=overwrite)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+    )
+    set_seed(config.seed)
+    model, tokenizer = load_model_and_tokenizer(config, task)
+    train_examples = data.train[: config.max_train_samples]
+    train_set = EncodedDataset(train_examples, tokenizer, config.max_seq_length)
+    eval_sets = {
+        name: EncodedDataset(examples[: config.max_eval_samples], tokenizer, config.max_seq_length)
+        for name, examples in data.evals.items()
+    }
+    total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
+    peft_model, allocator = build_adalora(model, config, total_steps)
+    resolved = {
+        **config.to_dict(),
+        "total_steps": total_steps,
+        "resolved_tinit_tfinal": schedule_steps(config, total_steps),
+    }
+    folder.write_config(resolved)
+
+    optimizer = torch.optim.AdamW(
+        [p for p in peft_model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
+                               group_by_length=config.group_by_length)  # fmt: skip
+    eval_loaders = {
+        name: make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=config.seed)
+        for name, dataset in eval_sets.items()
+    }
+    peft_model, optimizer, train_loader, scheduler = accelerator.prepare(
+        peft_model, optimizer, train_loader, scheduler
+    )
+    eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
+    adalora = accelerator.unwrap_model(peft_model).base_model
+
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    accelerator.print(
+        f"{task.name}: {len(train_set)} train examples, {total_steps} optimizer steps, score={config.score}, "
+        f"{len(allocator.layout.matrices)} adapted matrices, budget {allocator.initial_budget} -> "
+        f"{allocator.target_budget}, {trainable:,} trainable parameters"
+    )
+    start, step, epoch, losses = time.perf_counter(), 0, 0, []
+    progress = tqdm(total=total_steps, disable=not accelerator.is_local_main_process, desc=task.name, leave=False)
+    peft_model.train()
+    while step < total_steps:
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        epoch += 1
+        for batch in train_loader:
+            with accelerator.accumulate(peft_model):
+                loss = peft_model(**batch).loss  # includes PEFT's orthogonal regulariser
+                accelerator.backward(loss)
+                losses.append(loss.detach().float().item())
+                if accelerator.sync_gradients:
+                    if config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(peft_model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    adalora.update_and_allocate(step)  # after optimizer.step(), before zero_grad()
+                    budget = allocator.budget_schedule(step)[0]
+                    window = losses[-config.gradient_accumulation_steps :]
+                    folder.log({"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
+                                "budget": budget})  # fmt: skip
+                    progress.update(1)
+                    if step % config.log_every == 0:
+                        progress.set_postfix(loss=f"{sum(window) / len(window):.4f}", budget=budget)
+                optimizer.zero_grad()
+            if step >= total_steps:
+                break
+    progress.close()
+    wall = time.perf_counter() - start
+
+    evals = {name: evaluate(peft_model, loader, task, accelerator) for name, loader in eval_loaders.items()}
+    ranks = allocator.ranks()
+    pattern = allocator.rank_pattern()
+    metrics = {
+        "task": task.name,
+        "score": config.score,
+        "seed": config.seed,
+        "main_metric": task.main_metric,
+        "eval": evals,
+        "train_loss": sum(losses) / max(len(losses), 1),
+        "final_train_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1),
+        "steps": step,
+        "total_steps": total_steps,
+        "wall_seconds": wall,
+        "trainable_parameters": trainable,
+        "final_budget": sum(ranks.values()),
+    }
+    if accelerator.is_main_process:
+        folder.write_json("rank_pattern.json", {n: {"rank": ranks[n], "mask": pattern[n]} for n in ranks})
+        accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
+        tokenizer.save_pretrained(folder.path / "adapter")
+        folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists
+    folder.close()
+    accelerator.print(f"{task.name} done in {wall:.0f}s: " + ", ".join(f"{k} {v}" for k, v in evals.items()))
+    return metrics

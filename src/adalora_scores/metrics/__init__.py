@@ -1,0 +1,1 @@
+"""Offline evaluation metrics (scikit-learn / scipy for GLUE, our own official-rule SQuAD evaluator)."""

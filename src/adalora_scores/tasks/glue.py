@@ -1,0 +1,204 @@
+"""The nine GLUE tasks: input columns, labels, metrics, and loaders for the Hub, the original TSV distribution and
+local CSV/JSON files with named columns."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adalora_scores.metrics.glue import glue_metrics
+
+__all__ = ["GLUE_TASKS", "Example", "GlueTask", "TaskData", "load_glue"]
+
+csv.field_size_limit(2**30)
+
+
+@dataclass(frozen=True)
+class Example:
+    text_a: str
+    text_b: str | None
+    label: float | int
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: list[Example]
+    evals: dict[str, list[Example]]  # eval split name → examples ("dev", or MNLI's "dev_matched"/"dev_mismatched")
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task. Column names are those of the Hub dataset ``nyu-mll/glue`` (also used for CSV/JSON files)."""
+
+    name: str
+    columns: tuple[str, ...]  # Hub / named-column text columns
+    tsv_columns: tuple[str | int, ...]  # the original GLUE TSV's text columns (indices for header-less CoLA)
+    tsv_label: str | int
+    label_names: tuple[str, ...]  # TSV label strings in class-id order; () for regression
+    metric: str
+    main_metric: str
+    eval_splits: tuple[str, ...] = ("dev",)
+    hub_splits: tuple[str, ...] = ("validation",)
+    has_header: bool = True
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.label_names
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.label_names)
+
+    def compute_metrics(self, predictions: list[float], references: list[float]) -> dict[str, float]:
+        return glue_metrics(self.metric, predictions, references)
+
+    def layout(self) -> str:
+        """The expected original-layout description, for error messages."""
+        files = ["train.tsv", *(f"{split}.tsv" for split in self.eval_splits)]
+        if not self.has_header:
+            return f"{', '.join(files)} without a header; sentence in column {self.tsv_columns[0]}, label in column 1"
+        return f"{', '.join(files)} with a header holding {', '.join(map(str, (*self.tsv_columns, self.tsv_label)))}"
+
+
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+_PAIR = ("sentence1", "sentence2")
+_ACC = ("accuracy", "accuracy")
+_TASKS = [
+    GlueTask("cola", ("sentence",), (3,), 1, _BINARY, "matthews", "matthews_correlation", has_header=False),
+    GlueTask("sst2", ("sentence",), ("sentence",), "label", _BINARY, *_ACC),
+    GlueTask("mrpc", _PAIR, ("#1 String", "#2 String"), "Quality", _BINARY, "accuracy_f1", "accuracy"),
+    GlueTask("qqp", ("question1", "question2"), ("question1", "question2"), "is_duplicate", _BINARY, "accuracy_f1",
+             "accuracy"),
+    GlueTask("stsb", _PAIR, _PAIR, "score", (), "pearson_spearman", "corr"),
+    GlueTask("mnli", ("premise", "hypothesis"), _PAIR, "gold_label", ("entailment", "neutral", "contradiction"), *_ACC,
+             eval_splits=("dev_matched", "dev_mismatched"),
+             hub_splits=("validation_matched", "validation_mismatched")),
+    GlueTask("qnli", ("question", "sentence"), ("question", "sentence"), "label", _NLI2, *_ACC),
+    GlueTask("rte", _PAIR, _PAIR, "label", _NLI2, *_ACC),
+    GlueTask("wnli", _PAIR, _PAIR, "label", _BINARY, *_ACC),
+]  # fmt: skip
+GLUE_TASKS: dict[str, GlueTask] = {task.name: task for task in _TASKS}
+
+
+def _label(task: GlueTask, value: Any, where: str) -> float | int:
+    if task.is_regression:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: label {value!r} is not a number (STS-B scores are floats 0-5).") from None
+    text = str(value).strip()
+    if text in task.label_names:
+        return task.label_names.index(text)
+    if text.isdigit() and int(text) < task.num_labels:
+        return int(text)
+    raise ValueError(
+        f"{where}: unknown label {value!r} for {task.name}; expected one of {list(task.label_names)}"
+        f" or a class id 0-{task.num_labels - 1}."
+    )
+
+
+def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise ValueError(f"{path} is empty; expected {task.layout()}.")
+    if task.has_header:
+        header, rows = rows[0], rows[1:]
+        wanted = (*task.tsv_columns, task.tsv_label)
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {missing} (header: {header}); expected the original GLUE layout: "
+                f"{task.layout()}."
+            )
+        index = [header.index(c) for c in wanted]
+    else:
+        index = [*task.tsv_columns, task.tsv_label]
+    examples = []
+    for line, row in enumerate(rows, start=2 if task.has_header else 1):
+        if len(row) <= max(index):
+            raise ValueError(f"{path}, line {line}: {len(row)} columns, expected at least {max(index) + 1}.")
+        texts = [row[i] for i in index[:-1]]
+        label = _label(task, row[index[-1]], f"{path}, line {line}, column {task.tsv_label}")
+        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
+    return examples
+
+
+def _read_named(task: GlueTask, path: Path) -> list[Example]:
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            records = list(csv.DictReader(handle))
+    elif path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        records = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+    examples = []
+    for number, record in enumerate(records, start=1):
+        missing = [c for c in (*task.columns, "label") if c not in record]
+        if missing:
+            raise ValueError(
+                f"{path}, record {number}: missing column(s) {missing}; {task.name} files with named columns need "
+                f"{', '.join((*task.columns, 'label'))}."
+            )
+        texts = [str(record[c]) for c in task.columns]
+        label = _label(task, record["label"], f"{path}, record {number}, column 'label'")
+        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
+    return examples
+
+
+def _find(folder: Path, stems: tuple[str, ...], task: GlueTask) -> Path:
+    for stem in stems:
+        for suffix in (".tsv", ".csv", ".jsonl", ".json"):
+            if (folder / f"{stem}{suffix}").is_file():
+                return folder / f"{stem}{suffix}"
+    raise FileNotFoundError(
+        f"{folder}: no {stems[0]} file (looked for {', '.join(s + '.{tsv,csv,jsonl,json}' for s in stems)}). "
+        f"Expected the original GLUE layout ({task.layout()}) or CSV/JSON files with columns "
+        f"{', '.join((*task.columns, 'label'))}."
+    )
+
+
+def _read(task: GlueTask, path: Path) -> list[Example]:
+    examples = _read_tsv(task, path) if path.suffix == ".tsv" else _read_named(task, path)
+    if not examples:
+        raise ValueError(f"{path} holds no examples.")
+    return examples
+
+
+def _load_hub(task: GlueTask) -> TaskData:
+    from datasets import load_dataset
+
+    dataset = load_dataset("nyu-mll/glue", task.name)
+
+    def convert(split: str) -> list[Example]:
+        rows = dataset[split]
+        columns = [rows[c] for c in task.columns]
+        second = columns[1] if len(columns) > 1 else [None] * len(rows)
+        return [Example(a, b, y) for a, b, y in zip(columns[0], second, rows["label"], strict=True)]
+
+    evals = {name: convert(hub) for name, hub in zip(task.eval_splits, task.hub_splits, strict=True)}
+    return TaskData(convert("train"), evals)
+
+
+def load_glue(task: GlueTask, data: str | Path | None) -> TaskData:
+    """Load ``task`` from the Hub (``data`` None) or from a local folder.
+
+    A local folder holds ``train`` and the eval splits (``dev``, or ``dev_matched``/``dev_mismatched`` for MNLI; the
+    Hub names ``validation*`` are accepted too) as original GLUE TSVs or as CSV/JSON/JSONL files with named columns.
+    """
+    if data is None:
+        return _load_hub(task)
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {task.layout()}.")
+    train = _read(task, _find(folder, ("train",), task))
+    evals = {
+        split: _read(task, _find(folder, (split, hub), task))
+        for split, hub in zip(task.eval_splits, task.hub_splits, strict=True)
+    }
+    return TaskData(train, evals)
