@@ -60,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and args.command != "train"):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
+    if args.command == "train":
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as error:

@@ -136,8 +136,13 @@ def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
 
 def _convert(name: str, text: str) -> Any:
     """Parse an override value with YAML, then check it fits the field's annotation."""
-    value = yaml.safe_load(text)
     hint = typing.get_type_hints(TrainConfig)[name]
+    if hint is float:
+        try:
+            return float(text)  # YAML 1.1 reads "5e-3" as a string
+        except ValueError:
+            raise ValueError(f"{name}={text}: expected a number.") from None
+    value = yaml.safe_load(text)
     if hint in (int, float) and isinstance(value, bool):
         raise ValueError(f"{name}={text}: expected a number.")
     if hint is float and isinstance(value, int):
