@@ -135,3 +135,18 @@ def test_cli_errors_are_clear_and_write_nothing(extra, message, glue_root, tiny_
     assert main(args) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists() or not (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("preset", ["paper-glue", "adalora-glue"])
+def test_presets_resolve_for_every_task(preset):
+    from adalora_scores.config import load_preset, resolve_config
+
+    tasks = [t for t in sorted(LAYOUTS) if not (preset == "adalora-glue" and t == "wnli")]
+    for task in tasks:
+        config = resolve_config(f"presets/{preset}.yaml", task, {"task": task}, ["seed=2"])
+        assert config.model == "microsoft/deberta-v3-base" and config.seed == 2
+        assert load_preset(preset, task)["learning_rate"] == config.learning_rate
+    paper = resolve_config("paper-glue", "rte", {"task": "rte", "score": "movement"}, ["learning_rate=2e-3"])
+    assert (paper.num_epochs, paper.init_r, paper.target_r, paper.learning_rate) == (3, 16, 8, 2e-3)
+    with pytest.raises(KeyError, match="no entry for task 'wnli'"):
+        resolve_config("adalora-glue", "wnli", {"task": "wnli"}, [])
