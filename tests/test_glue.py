@@ -150,3 +150,16 @@ def test_presets_resolve_for_every_task(preset):
     assert (paper.num_epochs, paper.init_r, paper.target_r, paper.learning_rate) == (3, 16, 8, 2e-3)
     with pytest.raises(KeyError, match="no entry for task 'wnli'"):
         resolve_config("adalora-glue", "wnli", {"task": "wnli"}, [])
+
+
+def test_same_seed_same_run_on_cpu(glue_root, tiny_model_dir, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        data = str(glue_root / "rte")
+        args = ["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", data, "--output", str(out),
+                "--seed", "5", *TINY, "group_by_length=true"]  # fmt: skip
+        assert main(args) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        runs.append(((out / "rank_pattern.json").read_text(), metrics["eval"], metrics["train_loss"]))
+    assert runs[0] == runs[1]

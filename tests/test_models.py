@@ -14,7 +14,15 @@ from adalora_scores.config import TrainConfig
 from adalora_scores.engine.train import load_model_and_tokenizer
 from adalora_scores.tasks import get_task
 
-TINY = ["num_epochs=1", "batch_size=8", "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=48"]
+TINY = [
+    "num_epochs=1",
+    "batch_size=8",
+    "init_r=4",
+    "target_r=2",
+    "deltaT=1",
+    "max_seq_length=48",
+    "group_by_length=true",
+]
 
 
 @pytest.fixture(scope="module")
