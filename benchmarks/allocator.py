@@ -16,42 +16,14 @@ import statistics
 import time
 
 import torch
-from peft import AdaLoraConfig, get_peft_model
+from _shapes import deberta_v3_adalora
 from peft.tuners.adalora.layer import RankAllocator
-from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
 import adalora_scores
-from adalora_scores.adapter.targets import target_modules_for
 
 
 def build(small: bool):
-    width = 384 if small else 768
-    size = dict(hidden_size=width, intermediate_size=4 * width, num_attention_heads=width // 64)
-    config = DebertaV2Config(
-        vocab_size=128100,
-        num_hidden_layers=12,
-        max_relative_positions=-1,
-        position_buckets=256,
-        relative_attention=True,
-        pos_att_type=["p2c", "c2p"],
-        position_biased_input=False,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        **size,
-    )
-    base = DebertaV2ForSequenceClassification(config)
-    adalora = AdaLoraConfig(
-        init_r=16,
-        target_r=8,
-        total_step=10_000,
-        tinit=0,
-        tfinal=0,
-        deltaT=1,
-        lora_alpha=16,
-        target_modules=target_modules_for("deberta-v2"),
-        modules_to_save=["classifier", "pooler"],
-    )
-    return get_peft_model(base, adalora)
+    return deberta_v3_adalora(small, total_step=10_000, tinit=0, tfinal=0, deltaT=1)
 
 
 def fill_gradients(model) -> None:

@@ -24,32 +24,15 @@ import statistics
 import time
 
 import torch
-from peft import AdaLoraConfig, get_peft_model
-from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+from _shapes import deberta_v3_adalora
 
-from adalora_scores.adapter.targets import target_modules_for
 from adalora_scores.engine.data import LengthGroupedSampler
 
 TASKS = {"sst2": (22, 0.45, 128), "mrpc": (50, 0.3, 320), "rte": (60, 0.55, 320)}  # median, log-sd, max length
 
 
 def build(small: bool):
-    width = 384 if small else 768
-    config = DebertaV2Config(vocab_size=128100, hidden_size=width, intermediate_size=4 * width,
-                             num_attention_heads=width // 64, num_hidden_layers=12, relative_attention=True,
-                             position_buckets=256, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                             share_att_key=True, norm_rel_ebd="layer_norm", max_relative_positions=-1)  # fmt: skip
-    adalora = AdaLoraConfig(
-        init_r=16,
-        target_r=8,
-        total_step=1000,
-        tinit=100,
-        tfinal=100,
-        deltaT=10,
-        target_modules=target_modules_for("deberta-v2"),
-        modules_to_save=["classifier", "pooler"],
-    )
-    model = get_peft_model(DebertaV2ForSequenceClassification(config), adalora)
+    model = deberta_v3_adalora(small, total_step=1000, tinit=100, tfinal=100, deltaT=10)
     non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
     return model, non_embedding
 
