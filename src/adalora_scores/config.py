@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything one fine-tuning run needs. Paper symbols in brackets."""
 
     task: str = ""
-    """GLUE task name (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)."""
+    """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or SQuAD (squad = v1.1, squad_v2)."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     score_options: dict[str, Any] = field(default_factory=dict)
@@ -39,10 +39,20 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     """Linear LR warm-up as a fraction of the optimizer steps, then linear decay to 0."""
+    warmup_steps: int = 0
+    """Linear LR warm-up in optimizer steps; when > 0 it replaces ``warmup_ratio``."""
     max_grad_norm: float = 1.0
     """Gradient clipping; scores see the clipped gradient, as in the original AdaLoRA trainer. 0 disables it."""
     max_seq_length: int = 128
     eval_batch_size: int = 64
+    doc_stride: int = 128
+    """SQuAD: overlap in tokens between consecutive windows of a long context."""
+    max_answer_length: int = 30
+    """SQuAD: longest answer span in tokens."""
+    n_best_size: int = 20
+    """SQuAD: start and end candidates per window (n_best² spans)."""
+    null_score_diff_threshold: float = 0.0
+    """SQuAD v2.0: answer "no answer" when null score − best span score exceeds this."""
     group_by_length: bool = False
     """Batch examples of similar length together (less padding)."""
     init_r: int = 16
@@ -64,7 +74,7 @@ class TrainConfig:
     target_modules: str | list[str] | None = None
     """None uses the preset for the model type (q, k, v, o, f1, f2 of every layer)."""
     modules_to_save: list[str] | None = None
-    """None trains the classifier head and pooler fully."""
+    """None trains the task head fully: classifier and pooler (GLUE), qa_outputs (SQuAD)."""
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     log_every: int = 10
@@ -78,10 +88,17 @@ class TrainConfig:
 
         need(bool(self.task), "task is required: pass --task NAME (e.g. --task mrpc).")
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        for name in ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "deltaT"):
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "deltaT",
+                    "max_answer_length", "n_best_size")  # fmt: skip
+        for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
         need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}.")
+        need(
+            not str(self.task).lower().startswith("squad") or 0 <= self.doc_stride < self.max_seq_length,
+            f"doc_stride ({self.doc_stride}) must be in [0, max_seq_length={self.max_seq_length}); e.g. 128 with 384.",
+        )
         need(self.init_r >= 1, f"init_r must be >= 1, got {self.init_r}.")
         need(
             0 <= self.target_r <= self.init_r,

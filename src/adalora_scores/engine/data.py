@@ -1,4 +1,4 @@
-"""Tokenisation, dynamic padding and (optional) length-grouped batching."""
+"""Dynamic padding and (optional) length-grouped batching for any task's encoded dataset."""
 
 from __future__ import annotations
 
@@ -6,28 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from adalora_scores.tasks.glue import Example
-
-__all__ = ["EncodedDataset", "LengthGroupedSampler", "make_loader"]
-
-
-class EncodedDataset(Dataset):
-    """Tokenised examples, unpadded; ``lengths`` feed length grouping."""
-
-    def __init__(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-        first = [e.text_a for e in examples]
-        second = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
-        encoded = tokenizer(first, second, truncation=True, max_length=max_length)
-        self.features = [
-            {key: encoded[key][i] for key in encoded} | {"labels": examples[i].label} for i in range(len(examples))
-        ]
-        self.lengths = [len(f["input_ids"]) for f in self.features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.features[index]
+__all__ = ["LengthGroupedSampler", "make_loader"]
 
 
 class LengthGroupedSampler(Sampler[int]):
@@ -52,7 +31,7 @@ class LengthGroupedSampler(Sampler[int]):
 
 
 def make_loader(
-    dataset: EncodedDataset,
+    dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
     *,
@@ -60,6 +39,7 @@ def make_loader(
     seed: int,
     group_by_length: bool = False,
 ) -> DataLoader:
+    """Batches padded to their longest item; ``dataset.lengths`` drives length grouping."""
     collate = DataCollatorWithPadding(tokenizer)
     if shuffle and group_by_length:
         return DataLoader(dataset, batch_size, sampler=LengthGroupedSampler(dataset.lengths, batch_size, seed),

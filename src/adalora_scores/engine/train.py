@@ -18,16 +18,19 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from peft import AdaLoraConfig, get_peft_model
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 import adalora_scores
 from adalora_scores.adapter.targets import target_modules_for
 from adalora_scores.config import TrainConfig, schedule_steps
-from adalora_scores.engine.data import EncodedDataset, make_loader
+from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.run_folder import RunFolder
-from adalora_scores.tasks import GlueTask, get_task, load_glue
+from adalora_scores.tasks import GlueTask, SquadTask, get_task
 
-__all__ = ["load_model_and_tokenizer", "train"]
+__all__ = ["build_adalora", "load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
+
+_LABEL_KEYS = ("labels", "start_positions", "end_positions")
+_PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
 
 
 def _check_model_path(name: str) -> None:
@@ -36,17 +39,16 @@ def _check_model_path(name: str) -> None:
         raise FileNotFoundError(f"--model {name}: no such folder. Give a local model folder or a Hub name.")
 
 
-def load_model_and_tokenizer(config: TrainConfig, task: GlueTask):
-    """Tokenizer and classification model from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
+def load_model_and_tokenizer(config: TrainConfig, task: GlueTask | SquadTask):
+    """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
     _check_model_path(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.model, num_labels=task.num_labels, ignore_mismatched_sizes=True
-    )
-    return model, tokenizer
+    return task.load_model(config.model), tokenizer
 
 
-def build_adalora(model, config: TrainConfig, total_steps: int):
+def build_adalora(
+    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ("classifier", "pooler")
+):
     """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
     tinit, tfinal = schedule_steps(config, total_steps)
     targets = config.target_modules or target_modules_for(model.config.model_type)
@@ -63,7 +65,7 @@ def build_adalora(model, config: TrainConfig, total_steps: int):
         beta2=config.beta2,
         orth_reg_weight=config.orth_reg_weight,
         target_modules=targets,
-        modules_to_save=config.modules_to_save if config.modules_to_save is not None else ["classifier", "pooler"],
+        modules_to_save=config.modules_to_save if config.modules_to_save is not None else list(modules_to_save),
     )
     peft_model = get_peft_model(model, adalora_config)
     allocator = adalora_scores.attach(peft_model, score=config.score, **config.score_options)
@@ -77,16 +79,23 @@ def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) 
 
 
 @torch.no_grad()
-def evaluate(model, loader, task: GlueTask, accelerator: Accelerator) -> dict[str, float]:
+def predict(model, loader, names: tuple[str, ...], accelerator: Accelerator) -> dict[str, torch.Tensor]:
+    """The model outputs ``names`` for every item of ``loader``, in order, gathered from all processes (duplicates
+    of the last uneven batch dropped). Token-level outputs are padded to a common length with a very low logit."""
     model.eval()
-    predictions, references = [], []
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in loader:
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
-        predictions.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
-        references.append(labels)
+        outputs = model(**{k: v for k, v in batch.items() if k not in _LABEL_KEYS})
+        values = tuple(accelerator.pad_across_processes(outputs[n], dim=1, pad_index=_PAD_LOGIT) for n in names)
+        for name, value in zip(names, accelerator.gather_for_metrics(values), strict=True):
+            collected[name].append(value.float().cpu())
     model.train()
-    return task.compute_metrics(torch.cat(predictions).float().cpu().tolist(), torch.cat(references).cpu().tolist())
+    result = {}
+    for name, parts in collected.items():
+        width = max(part.shape[1] for part in parts)
+        padded = [torch.nn.functional.pad(p, (0, width - p.shape[1]), value=_PAD_LOGIT) for p in parts]
+        result[name] = torch.cat(padded)
+    return result
 
 
 def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> dict[str, Any]:
@@ -96,7 +105,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     """
     task = get_task(config.task)
     adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
-    data = load_glue(task, config.data)
+    data = task.load(config.data)
     folder = RunFolder(output, overwrite=overwrite)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -106,13 +115,13 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
     train_examples = data.train[: config.max_train_samples]
-    train_set = EncodedDataset(train_examples, tokenizer, config.max_seq_length)
+    train_set = task.encode(train_examples, tokenizer, config, train=True)
     eval_sets = {
-        name: EncodedDataset(examples[: config.max_eval_samples], tokenizer, config.max_seq_length)
+        name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
         for name, examples in data.evals.items()
     }
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
-    peft_model, allocator = build_adalora(model, config, total_steps)
+    peft_model, allocator = build_adalora(model, config, total_steps, task.modules_to_save)
     resolved = {
         **config.to_dict(),
         "total_steps": total_steps,
@@ -125,7 +134,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
                                group_by_length=config.group_by_length)  # fmt: skip
     eval_loaders = {
@@ -140,7 +150,9 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
 
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     accelerator.print(
-        f"{task.name}: {len(train_set)} train examples, {total_steps} optimizer steps, score={config.score}, "
+        f"{task.name}: {len(train_examples)} train examples ({len(train_set)} features), {total_steps} "
+        f"optimizer steps, "
+        f"score={config.score}, "
         f"{len(allocator.layout.matrices)} adapted matrices, budget {allocator.initial_budget} -> "
         f"{allocator.target_budget}, {trainable:,} trainable parameters"
     )
@@ -177,7 +189,11 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     progress.close()
     wall = time.perf_counter() - start
 
-    evals = {name: evaluate(peft_model, loader, task, accelerator) for name, loader in eval_loaders.items()}
+    evals, files = {}, {}
+    for name, loader in eval_loaders.items():
+        outputs = predict(peft_model, loader, task.output_names, accelerator)
+        evals[name], written = task.score(outputs, eval_sets[name], config)
+        files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     ranks = allocator.ranks()
     pattern = allocator.rank_pattern()
     metrics = {
@@ -195,6 +211,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         "final_budget": sum(ranks.values()),
     }
     if accelerator.is_main_process:
+        for filename, content in files.items():
+            folder.write_json(filename, content)
         folder.write_json("rank_pattern.json", {n: {"rank": ranks[n], "mask": pattern[n]} for n in ranks})
         accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
         tokenizer.save_pretrained(folder.path / "adapter")

@@ -1,5 +1,5 @@
 """The nine GLUE tasks: input columns, labels, metrics, and loaders for the Hub, the original TSV distribution and
-local CSV/JSON files with named columns."""
+local CSV/JSON files with named columns. ``GlueTask`` implements the task interface of ``adalora_scores.tasks``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from adalora_scores.metrics.glue import glue_metrics
+from adalora_scores.tasks.glue.features import EncodedDataset
 
 __all__ = ["GLUE_TASKS", "Example", "GlueTask", "TaskData", "load_glue"]
 
@@ -43,6 +46,8 @@ class GlueTask:
     eval_splits: tuple[str, ...] = ("dev",)
     hub_splits: tuple[str, ...] = ("validation",)
     has_header: bool = True
+    modules_to_save: ClassVar[tuple[str, ...]] = ("classifier", "pooler")
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
 
     @property
     def is_regression(self) -> bool:
@@ -54,6 +59,27 @@ class GlueTask:
 
     def compute_metrics(self, predictions: list[float], references: list[float]) -> dict[str, float]:
         return glue_metrics(self.metric, predictions, references)
+
+    def load(self, data: str | Path | None) -> TaskData:
+        return load_glue(self, data)
+
+    def load_model(self, name: str):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=self.num_labels, ignore_mismatched_sizes=True
+        )
+
+    def encode(self, examples: list[Example], tokenizer, config, *, train: bool) -> EncodedDataset:
+        return EncodedDataset(examples, tokenizer, config.max_seq_length)
+
+    def score(
+        self, outputs: dict[str, torch.Tensor], dataset: EncodedDataset, config
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Metrics of the gathered ``logits`` against the dataset's labels; GLUE writes no prediction files."""
+        logits = outputs["logits"]
+        predictions = logits.squeeze(-1) if self.is_regression else logits.argmax(-1)
+        return self.compute_metrics(predictions.float().tolist(), dataset.labels), {}
 
     def layout(self) -> str:
         """The expected original-layout description, for error messages."""

@@ -1,0 +1,86 @@
+"""SQuAD v1.1 and v2.0 extractive question answering: data, windowed features, answer extraction, official metrics.
+
+``SquadTask`` implements the task interface of ``adalora_scores.tasks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from adalora_scores.metrics.squad import score_answers
+from adalora_scores.tasks.squad.answers import ExtractedAnswers, extract_answers
+from adalora_scores.tasks.squad.data import QAData, QAExample, load_squad_files, load_squad_hub, read_squad_json
+from adalora_scores.tasks.squad.features import QAFeatures
+
+__all__ = [
+    "SQUAD_TASKS",
+    "ExtractedAnswers",
+    "QAData",
+    "QAExample",
+    "QAFeatures",
+    "SquadTask",
+    "extract_answers",
+    "read_squad_json",
+]
+
+
+@dataclass(frozen=True)
+class SquadTask:
+    name: str
+    version_2: bool
+    main_metric: str = "f1"
+    eval_splits: tuple[str, ...] = ("dev",)
+    modules_to_save: ClassVar[tuple[str, ...]] = ("qa_outputs",)
+    output_names: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
+
+    def layout(self) -> str:
+        suffix = "v2.0" if self.version_2 else "v1.1"
+        return f"train-{suffix}.json and dev-{suffix}.json in the official layout (data → paragraphs → qas)"
+
+    def load(self, data: str | Path | None) -> QAData:
+        """The Hub (``rajpurkar/squad``/``rajpurkar/squad_v2``) when ``data`` is None, else the official files."""
+        return load_squad_hub(self.version_2) if data is None else load_squad_files(Path(data), self.version_2)
+
+    def load_model(self, name: str):
+        from transformers import AutoModelForQuestionAnswering
+
+        return AutoModelForQuestionAnswering.from_pretrained(name)
+
+    def encode(self, examples: list[QAExample], tokenizer, config, *, train: bool) -> QAFeatures:
+        return QAFeatures(examples, tokenizer, config.max_seq_length, config.doc_stride, with_labels=train)
+
+    def score(
+        self, outputs: dict[str, torch.Tensor], dataset: QAFeatures, config
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Extract answers, score them with the official rules, and return the files the official script reads.
+
+        v2.0 metrics come from the best spans plus the null odds at ``null_score_diff_threshold``: the same
+        ``exact``/``f1`` as the thresholded ``predictions.json``, plus a meaningful best-threshold search.
+        """
+        start, end = outputs["start_logits"], outputs["end_logits"]
+        extracted = extract_answers(
+            start,
+            end,
+            **dataset.metadata(start.shape[1]),
+            example_ids=[example.id for example in dataset.examples],
+            contexts=[example.context for example in dataset.examples],
+            n_best=config.n_best_size,
+            max_answer_length=config.max_answer_length,
+            version_2=self.version_2,
+            null_threshold=config.null_score_diff_threshold,
+        )
+        golds = {example.id: list(example.answers) for example in dataset.examples}
+        files: dict[str, Any] = {"predictions.json": extracted.answers}
+        if not self.version_2:
+            return score_answers(golds, extracted.answers, version_2=False), files
+        metrics = score_answers(
+            golds, extracted.best_spans, extracted.null_odds, config.null_score_diff_threshold, version_2=True
+        )
+        return metrics, files | {"null_odds.json": extracted.null_odds, "best_spans.json": extracted.best_spans}
+
+
+SQUAD_TASKS: dict[str, SquadTask] = {"squad": SquadTask("squad", False), "squad_v2": SquadTask("squad_v2", True)}
