@@ -204,6 +204,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         "eval": evals,
         "train_loss": sum(losses) / max(len(losses), 1),
         "final_train_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1),
+        "train_examples": len(train_examples),
+        "train_features": len(train_set),
         "steps": step,
         "total_steps": total_steps,
         "wall_seconds": wall,
