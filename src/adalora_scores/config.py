@@ -43,7 +43,8 @@ class TrainConfig:
     """Linear LR warm-up in optimizer steps; when > 0 it replaces ``warmup_ratio``."""
     max_grad_norm: float = 1.0
     """Gradient clipping; scores see the clipped gradient, as in the original AdaLoRA trainer. 0 disables it."""
-    max_seq_length: int = 128
+    max_seq_length: int | None = None
+    """Longest input in tokens; None: 128 for GLUE, 384 for SQuAD (its windows)."""
     eval_batch_size: int = 64
     doc_stride: int = 128
     """SQuAD: overlap in tokens between consecutive windows of a long context."""
@@ -87,6 +88,8 @@ class TrainConfig:
                 raise ValueError(message)
 
         need(bool(self.task), "task is required: pass --task NAME (e.g. --task mrpc).")
+        if self.max_seq_length is None:
+            self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
         positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "deltaT",
                     "max_answer_length", "n_best_size")  # fmt: skip
@@ -154,6 +157,11 @@ def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
 def _convert(name: str, text: str) -> Any:
     """Parse an override value with YAML, then check it fits the field's annotation."""
     hint = typing.get_type_hints(TrainConfig)[name]
+    if text.strip().lower() in ("null", "none", "~") and type(None) in typing.get_args(hint):
+        return None
+    inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if type(None) in typing.get_args(hint) and len(inner) == 1:
+        hint = inner[0]  # Optional[X]: check as X
     if hint is float:
         try:
             return float(text)  # YAML 1.1 reads "5e-3" as a string
