@@ -289,3 +289,20 @@ def test_cli_errors(tmp_path, tiny_model_dir, capsys):
                  "--output", str(out), *TINY])  # fmt: skip
     assert code == 2 and "train-v1.1.json and dev-v1.1.json" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_hub_layout_converts(monkeypatch):
+    """The Hub code path, fed a local DatasetDict in the rajpurkar/squad_v2 column layout."""
+    import datasets
+
+    rows = {"id": ["a", "b"], "title": ["t", "t"], "context": ["the cat sat", "the dog ran"],
+            "question": ["who sat?", "who flew?"],
+            "answers": [{"text": ["cat"], "answer_start": [4]}, {"text": [], "answer_start": []}]}  # fmt: skip
+    local = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                                  "validation": datasets.Dataset.from_dict(rows)})  # fmt: skip
+    requested = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: requested.append(name) or local)
+    data = get_task("squad_v2").load(None)
+    assert requested == ["rajpurkar/squad_v2"]
+    assert data.train[0] == QAExample("a", "who sat?", "the cat sat", ("cat",), (4,))
+    assert data.evals["dev"][1].answers == ()
