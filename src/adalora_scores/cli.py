@@ -68,6 +68,52 @@ def _evaluate_squad(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 1,2,3.") from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from adalora_scores.config import parse_overrides
+    from adalora_scores.study.grid import load_sweep, parse_shard, shard
+    from adalora_scores.study.sweep import run_status, run_sweep, write_manifest
+
+    spec = load_sweep(args.spec, _seeds(args.seeds))
+    spec.fixed.update(parse_overrides(args.overrides))
+    runs = spec.runs()  # resolves and validates every config before anything runs
+    mine = shard(runs, *parse_shard(args.shard)) if args.shard else runs
+    output = Path(args.output)
+    if args.dry_run:
+        for run in mine:
+            print(f"{run_status(output, run):10s} {run.name}")
+        print(f"{len(mine)} of {len(runs)} runs" + (f" (shard {args.shard})" if args.shard else ""))
+        return 0
+    output.mkdir(parents=True, exist_ok=True)
+    write_manifest(output, spec, runs)
+    result = run_sweep(output, mine, force=args.force)
+    print(f"sweep: {len(result.ran)} trained, {len(result.skipped)} already done, {len(result.failed)} failed")
+    return 1 if result.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from adalora_scores.study.report import build_report
+
+    print(f"report: {build_report(args.folder, plot=not args.no_plots)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from adalora_scores.config import parse_overrides
+    from adalora_scores.demo import run_demo
+
+    run_demo(args.output, seeds=tuple(_seeds(args.seeds)), tiny=args.tiny, **parse_overrides(args.overrides))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adalora-scores", description="AdaLoRA with pluggable importance scores.")
     parser.add_argument("--version", action="version", version=adalora_scores.__version__)
@@ -104,6 +150,30 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--version", choices=("1.1", "2.0"), help="force the rules (default: from the dataset)")
     squad.add_argument("--output", help="also write the metrics JSON here")
     squad.set_defaults(run=_evaluate_squad)
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a grid of scores x tasks x seeds (x any key), one run folder each",
+        description="Runs every run of the grid that has not finished; finished runs are skipped, failed or "
+        "interrupted ones re-run. key=value values apply to every run.",
+    )
+    sweep.add_argument("spec", help="sweep YAML (e.g. presets/paper.yaml) or preset name (paper)")
+    sweep.add_argument("--output", required=True, help="folder holding one run folder per run")
+    sweep.add_argument("--seeds", help="comma-separated seeds replacing the grid's, e.g. 1,2,3")
+    sweep.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    sweep.add_argument("--force", action="store_true", help="re-run finished runs whose config changed")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value")
+    sweep.set_defaults(run=_sweep)
+    report = commands.add_parser("report", help="tables (paper layout), paired tests and plots from a sweep folder")
+    report.add_argument("folder", help="the --output folder of a sweep")
+    report.add_argument("--no-plots", action="store_true")
+    report.set_defaults(run=_report)
+    demo = commands.add_parser("demo", help="the whole flow offline: sweep every score, then report (minutes)")
+    demo.add_argument("--output", default="demo-results", help="folder for runs and report (default demo-results)")
+    demo.add_argument("--seeds", default="1,2", help="comma-separated seeds (default 1,2)")
+    demo.add_argument("--tiny", action="store_true", help="use a tiny random model even if MiniLM is installed")
+    demo.add_argument("overrides", nargs="*", metavar="key=value")
+    demo.set_defaults(run=_demo)
     quick = commands.add_parser("quickstart", help="every score on a tiny offline model (a workflow demo)")
     quick.add_argument("--steps", type=int, default=150)
     quick.add_argument("--seed", type=int, default=0)
@@ -115,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
-    if stray or (extra and args.command != "train"):
+    takes_overrides = args.command in ("train", "sweep", "demo")
+    if stray or (extra and not takes_overrides):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
-    if args.command == "train":
+    if takes_overrides:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"adalora-scores {args.command}: error: {message}", file=sys.stderr)
         return 2

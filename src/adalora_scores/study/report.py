@@ -1,0 +1,158 @@
+"""``report``: the seed paper's Tables 1 and 2 from a folder of runs, with seeds, paper values and paired tests.
+
+Writes ``report.md``, ``table1.csv``/``table2.csv`` (one line per cell), ``report.json`` (everything, including
+every seed's value and each comparison) and ``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adalora_scores.engine.run_folder import atomic_write
+from adalora_scores.study import plots
+from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
+from adalora_scores.study.results import BASELINE, Cell, Study, collect
+
+__all__ = ["build_report", "format_cell"]
+
+_STATS_NOTE = (
+    "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; `paper` = the seed paper's single-run value, "
+    "Δ = ours − paper. Significance: two-sided paired t-test over seeds (`scipy.stats.ttest_rel`) of each score "
+    "against `sensitivity` (AdaLoRA's original score) with the same other settings, on the seeds both ran; p_Holm is "
+    "Holm-adjusted over all comparisons of the table. With few seeds a paired t-test has little power: a missing star "
+    "means 'not shown to differ', not 'equal'."
+)
+
+
+_CAPTIONS = {
+    "metrics": "Dev metric per score (mean ± std over seeds)",
+    "ranks": "Final rank per layer and module, mean over seeds",
+    "budget": "Total rank budget over training",
+    "agreement": "Overlap of the kept triplets between scores (Jaccard, mean over seeds)",
+}
+
+
+def format_cell(cell: Cell | None, expected: int | None = None) -> str:
+    if cell is None or cell.n == 0 or cell.mean is None:
+        return "missing"
+    text = f"{cell.mean:.2f}" + (f" ± {cell.std:.2f}" if cell.std is not None else "") + f" ({cell.n})"
+    if expected is not None and cell.n < expected:
+        text += f" ⚠ {expected - cell.n} of {expected} seeds missing"
+    return text
+
+
+def _paper_text(row: tuple[str, str], label: str, mean: float | None) -> str:
+    paper = PAPER.get((row[0], label))
+    if paper is None:
+        return ""
+    return f" · paper {paper:.2f}" + (f" · Δ {mean - paper:+.2f}" if mean is not None else "")
+
+
+def _label(row: tuple[str, str]) -> str:
+    return f"`{row[0]}`" + (f" [{row[1]}]" if row[1] else "")
+
+
+def _table(study: Study, columns: Sequence[Column], averages: bool) -> tuple[str, list[dict[str, Any]]]:
+    headers = ["score", *(c.label for c in columns)]
+    if averages:
+        headers += ["All Ave. (paper convention)", "GLUE avg. (standard)"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    cells: list[dict[str, Any]] = []
+    for row in study.rows:
+        texts = [_label(row)]
+        for column in columns:
+            cell = study.cell(row, column)
+            texts.append(
+                format_cell(cell, study.expected_seeds(row, column.task)) + _paper_text(row, column.label, cell.mean)
+            )
+            paper = PAPER.get((row[0], column.label))
+            cells.append({"score": row[0], "variant": row[1], "column": column.label, "task": column.task,
+                          "split": column.split, "metric": column.metric, "mean": cell.mean, "std": cell.std,
+                          "n": cell.n, "paper": paper, "difference": None if paper is None or cell.mean is None
+                          else cell.mean - paper, "values": cell.values})  # fmt: skip
+        if averages:
+            paper_average = study.paper_average(row, columns)
+            texts.append(
+                format_cell(paper_average) + _paper_text(row, "All Ave.", paper_average and paper_average.mean)
+            )
+            texts.append(format_cell(study.glue_average(row)))
+        lines.append("| " + " | ".join(texts) + " |")
+    return "\n".join(lines), cells
+
+
+def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[dict[str, Any]]]:
+    comparisons = [c for c in study.comparisons(columns) if c.n > 0]
+    if not comparisons:
+        return f"No score has runs paired with `{BASELINE}` here.", []
+    lines = ["| score | column | n | mean Δ vs sensitivity | t | p | p_Holm |", "|---|---|---:|---:|---:|---:|---:|"]
+    for c in comparisons:
+        star = " *" if c.p_holm is not None and c.p_holm < 0.05 else ""
+        number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+        lines.append(f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | "
+                     f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} |")  # fmt: skip
+    rows = [
+        {"score": c.row[0], "variant": c.row[1], "column": c.column, "n": c.n, "mean_difference": c.mean_difference,
+         "t": c.t, "p": c.p, "p_holm": c.p_holm}
+        for c in comparisons
+    ]  # fmt: skip
+    note = "\n\n`*`: p_Holm < 0.05. n/a: fewer than 2 paired seeds, or identical differences on every seed."
+    return "\n".join(lines) + note, rows
+
+
+def _csv(cells: list[dict[str, Any]]) -> str:
+    stream = io.StringIO()
+    fields = ["score", "variant", "column", "task", "split", "metric", "mean", "std", "n", "paper", "difference"]
+    writer = csv.DictWriter(stream, fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(cells)
+    return stream.getvalue()
+
+
+def build_report(root: str | Path, *, title: str = "AdaLoRA score study", notes: str = "", plot: bool = True) -> Path:
+    """Read every run under ``root`` and write the report files there; returns the path of ``report.md``."""
+    root = Path(root)
+    study = collect(root)
+    tasks = {r.task for r in study.records} | {v["task"] for v in (study.expected or {}).values()}
+    sections = [f"# {title}", notes.strip(), _STATS_NOTE] if notes.strip() else [f"# {title}", _STATS_NOTE]
+    document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable}
+    for key, heading, columns, averages in (
+        ("table1", "Table 1: GLUE dev", TABLE1, True),
+        ("table2", "Table 2: SQuAD v1.1 / v2.0 dev, EM and F1", TABLE2, False),
+    ):
+        if not tasks & {c.task for c in columns}:
+            continue
+        table, cells = _table(study, columns, averages)
+        significance, tests = _significance(study, columns)
+        sections += [f"## {heading}", table, f"### Significance against `{BASELINE}`", significance]
+        if averages:
+            sections.append(
+                "All Ave. (paper convention): mean of the nine columns above, MNLI m and mm counted separately, as "
+                "the seed paper computes it. GLUE avg. (standard): mean over the eight tasks, one number per task, "
+                "averaging MRPC and QQP accuracy and F1, STS-B Pearson and Spearman, and MNLI m and mm; WNLI "
+                "excluded. Either is shown only when every task has a result."
+            )
+        atomic_write(root / f"{key}.csv", _csv(cells))
+        document[key] = {"cells": cells, "significance": tests}
+    missing = sorted(set(study.expected or {}) - {r.name for r in study.records})
+    if missing or study.failed or study.unreadable:
+        sections.append("## Missing runs")
+        sections.append(f"{len(missing)} of {len(study.expected or {})} runs of the sweep have no result; they are "
+                        "left out of every mean above, never filled in.")  # fmt: skip
+        sections += [f"- `{name}`" + (" (failed: see error.txt)" if name in study.failed else "") for name in missing]
+        sections += [f"- `{name}`: unreadable metrics.json or config.yaml" for name in study.unreadable]
+    document["missing"] = missing
+    if plot:
+        written = plots.plot_all(study, [*TABLE1, *TABLE2], root / "plots")
+        document["plots"] = written
+        sections.append("## Plots")
+        for kind, caption in _CAPTIONS.items():
+            for name in written[kind]:
+                sections.append(f"**{caption}** ({name}):\n\n![{caption}](plots/{name})")
+    atomic_write(root / "report.json", json.dumps(document, indent=2, default=str) + "\n")
+    atomic_write(root / "report.md", "\n\n".join(sections) + "\n")
+    return root / "report.md"

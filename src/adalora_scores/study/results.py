@@ -1,0 +1,219 @@
+"""Read run folders and turn them into table cells: mean ± std over seeds, paper averages, paired tests.
+
+Statistics (stated in the report):
+
+* a cell is the mean over seeds with the sample standard deviation (ddof = 1) and the number of seeds n;
+* "All Ave." (the seed paper's convention) is the mean of the nine Table 1 column means; its ± is the std of the
+  per-seed averages over the seeds present in every column;
+* significance: a two-sided paired t-test over seeds (``scipy.stats.ttest_rel``) of each score against
+  ``sensitivity`` with the same other grid values, per column, on the seeds both have; p-values are also given
+  Holm-adjusted over all comparisons of a table (family-wise error 5%).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from scipy.stats import ttest_rel
+
+from adalora_scores.study.paper import GLUE_AVERAGE_PARTS, Column
+
+__all__ = ["Cell", "Comparison", "RunRecord", "Study", "collect", "holm", "paired_test", "summarize"]
+
+BASELINE = "sensitivity"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    name: str
+    folder: Path
+    task: str
+    score: str
+    seed: int
+    variant: str
+    """The run's other grid values, e.g. ``learning_rate=0.001`` ("" when there are none)."""
+    metrics: dict[str, Any]
+
+    @property
+    def row(self) -> tuple[str, str]:
+        return self.score, self.variant
+
+    def value(self, split: str, metric: str) -> float | None:
+        return self.metrics.get("eval", {}).get(split, {}).get(metric)
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None
+    std: float | None
+    n: int
+    values: dict[int, float] = field(default_factory=dict)
+    """seed → value."""
+
+
+def summarize(values: dict[int, float]) -> Cell:
+    if not values:
+        return Cell(None, None, 0)
+    numbers = list(values.values())
+    std = statistics.stdev(numbers) if len(numbers) > 1 else None
+    return Cell(statistics.fmean(numbers), std, len(numbers), dict(values))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    row: tuple[str, str]
+    column: str
+    n: int
+    mean_difference: float | None
+    t: float | None
+    p: float | None
+    p_holm: float | None = None
+
+
+def paired_test(
+    ours: dict[int, float], baseline: dict[int, float]
+) -> tuple[int, float | None, float | None, float | None]:
+    """(n, mean difference, t, p) of a two-sided paired t-test on the shared seeds; None where undefined (n < 2 or
+    all differences equal)."""
+    seeds = sorted(set(ours) & set(baseline))
+    if not seeds:
+        return 0, None, None, None
+    a, b = [ours[s] for s in seeds], [baseline[s] for s in seeds]
+    difference = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
+    if len(seeds) < 2:
+        return len(seeds), difference, None, None
+    result = ttest_rel(a, b)
+    t, p = float(result.statistic), float(result.pvalue)
+    return len(seeds), difference, (None if math.isnan(t) else t), (None if math.isnan(p) else p)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values (None stays None and does not count)."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (len(indexed) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+
+
+@dataclass
+class Study:
+    records: list[RunRecord]
+    expected: dict[str, dict[str, Any]] | None
+    """Run name → grid values, from ``sweep.yaml`` (None when the folder has no manifest)."""
+    failed: list[str]
+    unreadable: list[str]
+
+    @property
+    def rows(self) -> list[tuple[str, str]]:
+        """(score, variant) rows in grid order (baseline first), then any extra found on disk."""
+        rows: list[tuple[str, str]] = []
+        sources = [(_variant(v), v["score"]) for v in (self.expected or {}).values()]
+        sources += [(r.variant, r.score) for r in self.records]
+        for variant, score in sources:
+            if (score, variant) not in rows:
+                rows.append((score, variant))
+        return sorted(rows, key=lambda row: (row[0] != BASELINE, rows.index(row)))
+
+    def values(self, row: tuple[str, str], task: str, split: str, metric: str) -> dict[int, float]:
+        found = {}
+        for record in self.records:
+            if record.row == row and record.task == task and (value := record.value(split, metric)) is not None:
+                found[record.seed] = value
+        return found
+
+    def cell(self, row: tuple[str, str], column: Column) -> Cell:
+        return summarize(self.values(row, column.task, column.split, column.metric))
+
+    def expected_seeds(self, row: tuple[str, str], task: str) -> int | None:
+        if self.expected is None:
+            return None
+        return sum(1 for v in self.expected.values() if (v["score"], _variant(v)) == row and v["task"] == task)
+
+    def average(self, row: tuple[str, str], parts: Sequence[Sequence[tuple[str, str, str]]]) -> Cell | None:
+        """Mean over ``parts`` (each a list of (task, split, metric) averaged into one number) of the part means;
+        None if any part is missing. The std is over per-seed averages of the seeds complete in every part."""
+        part_values = []
+        for part in parts:
+            per_metric = [self.values(row, *key) for key in part]
+            seeds = set.intersection(*(set(v) for v in per_metric))
+            if not seeds:
+                return None
+            part_values.append({s: statistics.fmean(v[s] for v in per_metric) for s in seeds})
+        mean = statistics.fmean(statistics.fmean(v.values()) for v in part_values)
+        complete = set.intersection(*(set(v) for v in part_values))
+        per_seed = {s: statistics.fmean(v[s] for v in part_values) for s in complete}
+        std = statistics.stdev(per_seed.values()) if len(per_seed) > 1 else None
+        return Cell(mean, std, len(per_seed), per_seed)
+
+    def paper_average(self, row: tuple[str, str], columns: Sequence[Column]) -> Cell | None:
+        return self.average(row, [[(c.task, c.split, c.metric)] for c in columns])
+
+    def glue_average(self, row: tuple[str, str]) -> Cell | None:
+        return self.average(row, [[(task, s, m) for s, m in parts] for task, parts in GLUE_AVERAGE_PARTS.items()])
+
+    def comparisons(self, columns: Sequence[Column]) -> list[Comparison]:
+        """Every non-baseline row against the baseline row with the same variant, per column, Holm-adjusted."""
+        found = []
+        for row in self.rows:
+            baseline = (BASELINE, row[1])
+            if row[0] == BASELINE or baseline not in self.rows:
+                continue
+            for column in columns:
+                key = (column.task, column.split, column.metric)
+                n, difference, t, p = paired_test(self.values(row, *key), self.values(baseline, *key))
+                found.append(Comparison(row, column.label, n, difference, t, p))
+        adjusted = holm([c.p for c in found])
+        return [
+            Comparison(c.row, c.column, c.n, c.mean_difference, c.t, c.p, a)
+            for c, a in zip(found, adjusted, strict=True)
+        ]
+
+
+def _variant(values: dict[str, Any]) -> str:
+    from adalora_scores.study.grid import run_name
+
+    parts = run_name(values).split("__")[2:-1]
+    return ", ".join(parts)
+
+
+def collect(root: str | Path) -> Study:
+    """Every finished run under ``root`` (any depth), the sweep manifest if there is one, and failed runs."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; give the --output folder of a sweep.")
+    manifest_path = root / "sweep.yaml"
+    expected = None
+    if manifest_path.is_file():
+        manifest = yaml.safe_load(manifest_path.read_text()) or {}
+        expected = dict(manifest.get("runs") or {})
+    records, unreadable = [], []
+    for path in sorted(root.rglob("metrics.json")):
+        folder = path.parent
+        name = str(folder.relative_to(root))
+        try:
+            metrics, config = _read(path), _read(folder / "config.yaml")
+            grid_values = (expected or {}).get(name) or {k: config[k] for k in ("task", "score", "seed")}
+            records.append(RunRecord(name, folder, str(config["task"]), str(config["score"]), int(config["seed"]),
+                                     _variant(grid_values), metrics))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            unreadable.append(name)
+    failed = sorted(
+        str(p.parent.relative_to(root)) for p in root.rglob("error.txt") if not (p.parent / "metrics.json").exists()
+    )
+    if not records and not expected:
+        raise FileNotFoundError(f"{root} holds no finished runs (no metrics.json) and no sweep.yaml.")
+    return Study(records, expected, failed, unreadable)
