@@ -11,7 +11,7 @@ from adalora_scores.adapter import AllocationCallback, attach
 from adalora_scores.allocation import ScoreRankAllocator, TripletLayout, budget_schedule
 from adalora_scores.scores import Score, check_beta, create_score, ema_, get_score_class, list_scores, register_score
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AllocationCallback",

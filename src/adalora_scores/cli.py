@@ -17,13 +17,6 @@ def _scores(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quickstart(args: argparse.Namespace) -> int:
-    from adalora_scores import quickstart
-
-    quickstart.main(steps=args.steps, seed=args.seed)
-    return 0
-
-
 def _train(args: argparse.Namespace) -> int:
     from adalora_scores.config import resolve_config
     from adalora_scores.engine.train import train
@@ -174,10 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tiny", action="store_true", help="use a tiny random model even if MiniLM is installed")
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.set_defaults(run=_demo)
-    quick = commands.add_parser("quickstart", help="every score on a tiny offline model (a workflow demo)")
-    quick.add_argument("--steps", type=int, default=150)
-    quick.add_argument("--seed", type=int, default=0)
-    quick.set_defaults(run=_quickstart)
     return parser
 
 

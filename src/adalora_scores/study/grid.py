@@ -78,7 +78,11 @@ class SweepSpec:
             values = dict(zip(keys, combination, strict=True))
             task = values["task"]
             given = {"data": self.data_for(task), **self.fixed, **values}
-            config = resolve_config(self.preset_for(task), task, given, [])
+            try:
+                config = resolve_config(self.preset_for(task), task, given, [])
+            except (ValueError, KeyError, FileNotFoundError) as error:
+                message = error.args[0] if error.args else error
+                raise type(error)(f"{self.source}, run {run_name(values)}: {message}") from None
             runs.append(Run(run_name(values), config, values))
         return runs
 

@@ -1,0 +1,239 @@
+"""Sweeps (expansion, sharding, skipping, recovery after a kill), the report (hand-made run folders with known
+numbers, the paper's averaging convention, missing cells, paired tests against scipy) and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy.stats import ttest_rel
+
+from adalora_scores.cli import main
+from adalora_scores.study.grid import SweepSpec, load_sweep, shard
+from adalora_scores.study.paper import PAPER, PAPER_ALL_AVERAGE, TABLE1
+from adalora_scores.study.report import build_report
+from adalora_scores.study.results import collect, holm
+from adalora_scores.study.sweep import run_status, run_sweep
+
+GRID = {"task": ["rte", "mrpc"], "score": ["sensitivity", "fisher"], "seed": [1, 2], "learning_rate": [1e-3, 2e-3]}
+
+
+def test_expansion_names_and_presets():
+    runs = SweepSpec(GRID, presets={"default": "paper-glue"}, fixed={"init_r": 12}, data="/data").runs()
+    assert len(runs) == 16 and len({r.name for r in runs}) == 16
+    first = runs[0]
+    assert first.name == "rte__sensitivity__learning_rate=0.001__seed1"
+    assert first.config.learning_rate == 1e-3 and first.config.init_r == 12 and first.config.data == "/data/rte"
+    assert first.config.orth_reg_weight == 0.3  # paper-glue's RTE entry is applied under the grid values
+    assert {r.config.task for r in runs} == {"rte", "mrpc"}
+    with pytest.raises(ValueError, match=r"run rte__sensitivity__learning_rate=0.001__seed1: target_r \(8\)"):
+        SweepSpec(GRID, presets={"default": "paper-glue"}, fixed={"init_r": 6}).runs()
+    with pytest.raises(ValueError, match="needs a 'seed' list"):
+        SweepSpec({"task": ["rte"], "score": ["fisher"]})
+    with pytest.raises(ValueError, match="unknown config key"):
+        SweepSpec({**GRID, "learning_rat": [1.0]})
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 20])
+def test_shards_partition_the_grid(count):
+    runs = SweepSpec(GRID).runs()
+    parts = [shard(runs, i, count) for i in range(1, count + 1)]
+    names = [r.name for part in parts for r in part]
+    assert sorted(names) == sorted(r.name for r in runs) and len(names) == len(set(names))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_paper_sweep_file_covers_the_tables():
+    spec = load_sweep("paper", seeds=[1, 2, 3])
+    runs = spec.runs()
+    assert len(runs) == 10 * 4 * 3
+    squad = next(r for r in runs if r.config.task == "squad_v2")
+    assert squad.config.max_seq_length == 384 and squad.config.batch_size == 16  # paper-squad preset
+
+
+def _fake_train(fail: set[str] = frozenset()):
+    """Writes a run folder like ``train`` does (config, then metrics last); raises for names in ``fail``."""
+    calls = []
+
+    def train(config, folder, overwrite=False):
+        folder = Path(folder)
+        calls.append(folder.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+        if folder.name in fail:
+            raise RuntimeError("injected failure")
+        metrics = {"eval": {"dev": {"accuracy": 50.0 + config.seed}}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    return train, calls
+
+
+def test_sweep_skips_finished_reruns_failed_and_keeps_others(tmp_path):
+    runs = SweepSpec(GRID).runs()
+    broken = runs[3].name
+    train, calls = _fake_train(fail={broken})
+    result = run_sweep(tmp_path, runs, train_fn=train, echo=lambda *_: None)
+    assert result.failed == [broken] and len(result.ran) == 15
+    assert "injected failure" in (tmp_path / broken / "error.txt").read_text()
+    assert run_status(tmp_path, runs[3]) == "failed"
+    before = {r.name: (tmp_path / r.name / "metrics.json").read_bytes() for r in runs if r.name != broken}
+    interrupted = runs[5].name  # simulate a kill: config and log written, no metrics
+    (tmp_path / interrupted / "metrics.json").unlink()
+    train, calls = _fake_train()
+    result = run_sweep(tmp_path, runs, train_fn=train, echo=lambda *_: None)
+    assert sorted(calls) == sorted([broken, interrupted]) and not result.failed
+    assert not (tmp_path / broken / "error.txt").exists()
+    after = {name: (tmp_path / name / "metrics.json").read_bytes() for name in before if name != interrupted}
+    assert after == {name: before[name] for name in after}
+    changed = SweepSpec({**GRID}, fixed={"init_r": 12}).runs()
+    with pytest.raises(FileExistsError, match="different config"):
+        run_sweep(tmp_path, changed, train_fn=train, echo=lambda *_: None)
+
+
+def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
+    from adalora_scores.demo.contrast import write_contrast_task
+
+    data = write_contrast_task(tmp_path / "data", train=400, dev=40)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({
+        "grid": {"task": ["sst2"], "score": ["fisher", "gsnr", "movement"], "seed": [1]},
+        "set": {"model": str(tiny_model_dir), "num_epochs": 1, "batch_size": 2, "max_seq_length": 24, "init_r": 4,
+                "target_r": 2, "deltaT": 1},
+        "data": {"sst2": str(data)},
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "adalora_scores.cli", "sweep", str(spec), "--output", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "sst2__gsnr__seed1" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 20):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "sst2__gsnr__seed1" / "metrics.json").exists()  # killed midway
+    first = (out / "sst2__fisher__seed1" / "metrics.json").read_bytes()
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert (out / "sst2__fisher__seed1" / "metrics.json").read_bytes() == first  # skipped, untouched
+    for name in ("sst2__gsnr__seed1", "sst2__movement__seed1"):
+        assert json.loads((out / name / "metrics.json").read_text())["steps"] == 200
+
+
+# ---------------------------------------------------------------- report on hand-made run folders
+def _write_run(root: Path, task: str, score: str, seed: int, evals: dict) -> None:
+    folder = root / f"{task}__{score}__seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"task": task, "score": score, "seed": seed}))
+    (folder / "metrics.json").write_text(json.dumps({"eval": evals}))
+
+
+VALUES = {  # score → seed → value used for every accuracy column (MNLI mm gets value + 1)
+    "sensitivity": {1: 80.0, 2: 82.0, 3: 84.0},
+    "fisher": {1: 81.0, 2: 84.0, 3: 84.5},
+}
+
+
+def _glue_study(root: Path, skip: tuple[str, str] | None = None) -> None:
+    for score, seeds in VALUES.items():
+        for seed, v in seeds.items():
+            for task in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb"):
+                if skip == (score, task):
+                    continue
+                evals = {"dev": {"accuracy": v, "f1": v - 2, "matthews_correlation": v - 10, "pearson": v + 5,
+                                 "spearman": v + 3}}  # fmt: skip
+                if task == "mnli":
+                    evals = {"dev_matched": {"accuracy": v}, "dev_mismatched": {"accuracy": v + 1}}
+                _write_run(root, task, score, seed, evals)
+
+
+def test_report_numbers_averages_and_significance(tmp_path):
+    _glue_study(tmp_path)
+    build_report(tmp_path, plot=False)
+    cells = {
+        (c["score"], c["column"]): c for c in json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
+    }
+    sst2 = cells[("fisher", "SST-2 Acc")]
+    assert sst2["mean"] == pytest.approx(statistics.fmean([81.0, 84.0, 84.5]))
+    assert sst2["std"] == pytest.approx(statistics.stdev([81.0, 84.0, 84.5])) and sst2["n"] == 3
+    assert sst2["paper"] == 95.64 and sst2["difference"] == pytest.approx(sst2["mean"] - 95.64)
+    assert cells[("sensitivity", "CoLA Mcc")]["mean"] == pytest.approx(72.0)
+    assert cells[("sensitivity", "STS-B Corr")]["mean"] == pytest.approx(87.0)  # Pearson
+    study = collect(tmp_path)
+    # paper convention: 9 columns: 6 accuracy-like (v), CoLA v − 10, MNLI mm v + 1, STS-B v + 5 → v − 4/9 per seed
+    average = study.paper_average(("sensitivity", ""), TABLE1)
+    assert average.mean == pytest.approx(82.0 + (-10 + 1 + 5) / 9)
+    assert average.std == pytest.approx(statistics.stdev([80.0, 82.0, 84.0]))
+    # standard GLUE: 8 tasks: mrpc (v + v − 2)/2, qqp same, cola v − 10, stsb (v + 5 + v + 3)/2, mnli v + 0.5, others v
+    assert study.glue_average(("sensitivity", "")).mean == pytest.approx(82.0 + (-1 - 1 - 10 + 4 + 0.5) / 8)
+    report = (tmp_path / "report.md").read_text()
+    assert "All Ave. (paper convention)" in report and "GLUE avg. (standard)" in report
+    tests = json.loads((tmp_path / "report.json").read_text())["table1"]["significance"]
+    sst2_test = next(t for t in tests if t["column"] == "SST-2 Acc")
+    expected = ttest_rel([81.0, 84.0, 84.5], [80.0, 82.0, 84.0])
+    assert sst2_test["t"] == pytest.approx(expected.statistic) and sst2_test["p"] == pytest.approx(expected.pvalue)
+    assert sst2_test["p_holm"] >= sst2_test["p"]
+    assert (tmp_path / "table1.csv").read_text().count("\n") == 2 * 9 + 1
+
+
+def test_missing_task_is_shown_missing_not_averaged(tmp_path):
+    _glue_study(tmp_path, skip=("fisher", "rte"))
+    manifest = {"runs": {f"{t}__{s}__seed{k}": {"task": t, "score": s, "seed": k} for s in VALUES for k in (1, 2, 3)
+                         for t in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb")}}  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
+    build_report(tmp_path, plot=False)
+    report = (tmp_path / "report.md").read_text()
+    fisher_row = next(line for line in report.splitlines() if line.startswith("| `fisher`"))
+    cells = [c.strip() for c in fisher_row.split("|")[1:-1]]
+    assert cells[6].startswith("missing")  # RTE
+    assert cells[10].startswith("missing") and cells[11] == "missing"  # both averages need every task
+    assert "3 of 48 runs of the sweep have no result" in report and "`rte__fisher__seed2`" in report
+
+
+def test_partial_seeds_are_flagged(tmp_path):
+    _write_run(tmp_path, "rte", "sensitivity", 1, {"dev": {"accuracy": 70.0}})
+    runs = {f"rte__sensitivity__seed{k}": {"task": "rte", "score": "sensitivity", "seed": k} for k in (1, 2)}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    build_report(tmp_path, plot=False)
+    assert "70.00 (1) ⚠ 1 of 2 seeds missing" in (tmp_path / "report.md").read_text()
+
+
+def test_holm_by_hand_and_paper_average_convention():
+    # p = (0.01, 0.04, 0.03): sorted 0.01·3 = 0.03, 0.03·2 = 0.06, max(0.06, 0.04·1) = 0.06
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    for score, printed in PAPER_ALL_AVERAGE.items():  # the convention reproduces the seed paper's printed averages
+        assert statistics.fmean(PAPER[(score, c.label)] for c in TABLE1) == pytest.approx(printed, abs=0.005)
+
+
+# ---------------------------------------------------------------- CLI and demo
+def test_sweep_cli_dry_run_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({"grid": GRID}))
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--output", str(out), "--dry-run", "--shard", "2/3", "--seeds", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 of 8 runs (shard 2/3)" in printed and "seed7" in printed and not out.exists()
+    assert main(["sweep", str(spec), "--output", str(out), "--shard", "4/3"]) == 2
+    assert "between 1 and n" in capsys.readouterr().err
+
+
+def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny random BERT" in printed and "not a result" in printed
+    report = (out / "report.md").read_text()
+    assert "A demonstration of the workflow, not a result" in report and "SST-2 Acc" in report
+    manifest = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert len(manifest["runs"]) == 2 * len(__import__("adalora_scores").list_scores())
+    for name in ("metrics.png", "ranks_sst2.png", "budget_sst2.png", "agreement_sst2.png"):
+        assert (out / "plots" / name).stat().st_size > 5000 and f"plots/{name}" in report
+    assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
+    assert "0 run(s) trained" in capsys.readouterr().out  # a second call reuses every finished run
