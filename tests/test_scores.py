@@ -49,11 +49,30 @@ def run(score: Score, observations: list[tuple[float, float]]) -> torch.Tensor:
         ("gsnr", {"beta": 0.5}, [(2, 1.0), (2, 3.0)], 6.125),
         # bounded: m̂1² / m̂2 = (49/9) / (19/3) = 49/57
         ("gsnr", {"beta": 0.5, "bounded": True}, [(2, 1.0), (2, 3.0)], 49 / 57),
+        # I = |w·g| = 1, 3: Ī = 0.5, 0.25 + 1.5 = 1.75, no uncertainty factor
+        ("sensitivity_only", {"beta1": 0.5}, [(2, 0.5), (2, 1.5)], 1.75),
+        # (w·g)² = 1, 9: T = 0.5, 0.25 + 4.5 = 4.75
+        ("taylor", {"beta": 0.5}, [(2, 0.5), (2, 1.5)], 4.75),
+        # (w·g)² = (−1·−3)² = 9 after (2·0.5)² = 1: same 4.75, the sign of w·g does not matter
+        ("taylor", {"beta": 0.5}, [(2, 0.5), (-1, -3)], 4.75),
     ],
 )
 def test_hand_computed_element_scores(name, options, observations, expected):
     scores = run(create_score(name, **options), observations)
     torch.testing.assert_close(scores, torch.full_like(scores, expected), rtol=1e-5, atol=0)
+
+
+def test_magnitude_is_the_absolute_singular_value():
+    layout = one_matrix_layout(rank=2, out_features=3, in_features=2)
+    group = layout.groups[0]
+    score = create_score("magnitude")
+    score.bind(layout)
+    param = torch.full((layout.numel,), 5.0)  # P and Q entries must not count
+    param[group.value] = torch.tensor([-0.5, 0.25])
+    score.observe(param, torch.ones(layout.numel))
+    element = score.element_scores(param)
+    assert torch.count_nonzero(element) == 2
+    torch.testing.assert_close(layout.triplet_scores(element), torch.tensor([0.5, 0.25]))  # S_i = |λ_i|
 
 
 def test_sensitivity_statistics_by_hand():

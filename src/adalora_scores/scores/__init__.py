@@ -1,6 +1,14 @@
 """Element-wise importance scores and their registry. Importing this package registers the built-in scores."""
 
-from adalora_scores.scores import fisher, gsnr, movement, sensitivity  # noqa: F401  (registers the built-ins)
+from adalora_scores.scores import (  # noqa: F401  (registers the built-ins)
+    fisher,
+    gsnr,
+    magnitude,
+    movement,
+    sensitivity,
+    sensitivity_only,
+    taylor,
+)
 from adalora_scores.scores.base import (
     Score,
     check_beta,
