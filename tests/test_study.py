@@ -237,3 +237,14 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
         assert (out / "plots" / name).stat().st_size > 5000 and f"plots/{name}" in report
     assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
     assert "0 run(s) trained" in capsys.readouterr().out  # a second call reuses every finished run
+
+
+def test_table2_reads_squad_keys(tmp_path):
+    for seed, (em, f1) in enumerate([(80.0, 88.0), (82.0, 90.0)], start=1):
+        _write_run(tmp_path, "squad", "gsnr", seed, {"dev": {"exact_match": em, "f1": f1, "total": 10}})
+        _write_run(tmp_path, "squad_v2", "gsnr", seed, {"dev": {"exact": em - 5, "f1": f1 - 5, "HasAns_f1": 1.0}})
+    build_report(tmp_path, plot=False)
+    cells = {c["column"]: c for c in json.loads((tmp_path / "report.json").read_text())["table2"]["cells"]}
+    assert cells["SQuAD v1.1 EM"]["mean"] == 81.0 and cells["SQuAD v1.1 F1"]["mean"] == 89.0
+    assert cells["SQuAD v2.0 EM"]["mean"] == 76.0 and cells["SQuAD v2.0 F1"]["paper"] == 88.97
+    assert "table1" not in json.loads((tmp_path / "report.json").read_text())  # no GLUE task, no Table 1

@@ -157,7 +157,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         f"{allocator.target_budget}, {trainable:,} trainable parameters"
     )
     start, step, epoch, losses = time.perf_counter(), 0, 0, []
-    progress = tqdm(total=total_steps, disable=not accelerator.is_local_main_process, desc=task.name, leave=False)
+    show = None if accelerator.is_local_main_process else True  # None: tqdm shows the bar only on a terminal
+    progress = tqdm(total=total_steps, disable=show, desc=task.name, leave=False)
     peft_model.train()
     while step < total_steps:
         sampler = getattr(train_loader, "sampler", None)
