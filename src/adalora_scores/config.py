@@ -24,6 +24,8 @@ class TrainConfig:
     """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or SQuAD (squad = v1.1, squad_v2)."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
+    method: str = "adalora"
+    """"adalora", or "lora": plain LoRA of rank ``target_r`` on the same modules (score and schedule unused)."""
     score_options: dict[str, Any] = field(default_factory=dict)
     """Constructor options of the score, e.g. ``{beta: 0.9}``."""
     model: str = "microsoft/deberta-v3-base"
@@ -76,6 +78,11 @@ class TrainConfig:
     """None uses the preset for the model type (q, k, v, o, f1, f2 of every layer)."""
     modules_to_save: list[str] | None = None
     """None trains the task head fully: classifier and pooler (GLUE), qa_outputs (SQuAD)."""
+    selection_fraction: float = 0.0
+    """Hold out this fraction of the training data as a "selection" split (evaluated like dev, never trained on),
+    for choosing hyperparameters without touching dev. SQuAD holds out whole contexts."""
+    selection_seed: int = 0
+    """Seed of the held-out split: the same for every run seed, so all runs of a grid share one selection set."""
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     log_every: int = 10
@@ -97,6 +104,11 @@ class TrainConfig:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
         need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        need(self.method in ("adalora", "lora"), f"method must be 'adalora' or 'lora', got {self.method!r}.")
+        need(
+            0 <= self.selection_fraction < 1,
+            f"selection_fraction must be in [0, 1) (e.g. 0.1 holds out 10% of train), got {self.selection_fraction}.",
+        )
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}.")
         need(
             not str(self.task).lower().startswith("squad") or 0 <= self.doc_stride < self.max_seq_length,

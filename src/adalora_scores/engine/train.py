@@ -16,18 +16,18 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from peft import AdaLoraConfig, get_peft_model
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 import adalora_scores
-from adalora_scores.adapter.targets import target_modules_for
 from adalora_scores.config import TrainConfig, schedule_steps
+from adalora_scores.engine.adapters import build_adapter
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.run_folder import RunFolder
+from adalora_scores.engine.split import hold_out
 from adalora_scores.tasks import GlueTask, SquadTask, get_task
 
-__all__ = ["build_adalora", "load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
+__all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 _PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
@@ -44,32 +44,6 @@ def load_model_and_tokenizer(config: TrainConfig, task: GlueTask | SquadTask):
     _check_model_path(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     return task.load_model(config.model), tokenizer
-
-
-def build_adalora(
-    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ("classifier", "pooler")
-):
-    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
-    tinit, tfinal = schedule_steps(config, total_steps)
-    targets = config.target_modules or target_modules_for(model.config.model_type)
-    adalora_config = AdaLoraConfig(
-        init_r=config.init_r,
-        target_r=config.target_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        total_step=total_steps,
-        tinit=tinit,
-        tfinal=tfinal,
-        deltaT=config.deltaT,
-        beta1=config.beta1,
-        beta2=config.beta2,
-        orth_reg_weight=config.orth_reg_weight,
-        target_modules=targets,
-        modules_to_save=config.modules_to_save if config.modules_to_save is not None else list(modules_to_save),
-    )
-    peft_model = get_peft_model(model, adalora_config)
-    allocator = adalora_scores.attach(peft_model, score=config.score, **config.score_options)
-    return peft_model, allocator
 
 
 def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) -> int:
@@ -114,19 +88,20 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     )
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
-    train_examples = data.train[: config.max_train_samples]
+    train_examples, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
+    train_examples = train_examples[: config.max_train_samples]
+    evals = {**data.evals, **({"selection": selection} if selection else {})}
     train_set = task.encode(train_examples, tokenizer, config, train=True)
     eval_sets = {
         name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
-        for name, examples in data.evals.items()
+        for name, examples in evals.items()
     }
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
-    peft_model, allocator = build_adalora(model, config, total_steps, task.modules_to_save)
-    resolved = {
-        **config.to_dict(),
-        "total_steps": total_steps,
-        "resolved_tinit_tfinal": schedule_steps(config, total_steps),
-    }
+    adapted = build_adapter(model, config, total_steps, task.modules_to_save)
+    peft_model, allocator = adapted.model, adapted.allocator
+    resolved = {**config.to_dict(), "total_steps": total_steps, "selection_examples": len(selection)}
+    if allocator is not None:
+        resolved["resolved_tinit_tfinal"] = schedule_steps(config, total_steps)
     folder.write_config(resolved)
 
     optimizer = torch.optim.AdamW(
@@ -146,15 +121,19 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         peft_model, optimizer, train_loader, scheduler
     )
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
-    adalora = accelerator.unwrap_model(peft_model).base_model
+    tuner = accelerator.unwrap_model(peft_model).base_model
 
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     accelerator.print(
         f"{task.name}: {len(train_examples)} train examples ({len(train_set)} features), {total_steps} "
         f"optimizer steps, "
-        f"score={config.score}, "
-        f"{len(allocator.layout.matrices)} adapted matrices, budget {allocator.initial_budget} -> "
-        f"{allocator.target_budget}, {trainable:,} trainable parameters"
+        + (
+            f"score={config.score}, {len(allocator.layout.matrices)} adapted matrices, budget "
+            f"{allocator.initial_budget} -> {allocator.target_budget}, "
+            if allocator
+            else f"LoRA r={config.target_r}, "
+        )
+        + f"{trainable:,} trainable parameters"
     )
     start, step, epoch, losses = time.perf_counter(), 0, 0, []
     show = None if accelerator.is_local_main_process else True  # None: tqdm shows the bar only on a terminal
@@ -176,8 +155,9 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
                     optimizer.step()
                     scheduler.step()
                     step += 1
-                    adalora.update_and_allocate(step)  # after optimizer.step(), before zero_grad()
-                    budget = allocator.budget_schedule(step)[0]
+                    if allocator is not None:
+                        tuner.update_and_allocate(step)  # after optimizer.step(), before zero_grad()
+                    budget = adapted.budget(step)
                     window = losses[-config.gradient_accumulation_steps :]
                     folder.log({"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
                                 "budget": budget})  # fmt: skip
@@ -195,11 +175,11 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         outputs = predict(peft_model, loader, task.output_names, accelerator)
         evals[name], written = task.score(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
-    ranks = allocator.ranks()
-    pattern = allocator.rank_pattern()
+    ranks = adapted.ranks()
     metrics = {
         "task": task.name,
         "score": config.score,
+        "method": config.method,
         "seed": config.seed,
         "main_metric": task.main_metric,
         "eval": evals,
@@ -211,12 +191,15 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         "total_steps": total_steps,
         "wall_seconds": wall,
         "trainable_parameters": trainable,
+        "adapter_parameters": adapted.adapter_parameters(),
+        "adapter_parameters_initial": adapted.adapter_parameters(initial=True),
+        "head_parameters": trainable - adapted.adapter_parameters(initial=True),
         "final_budget": sum(ranks.values()),
     }
     if accelerator.is_main_process:
         for filename, content in files.items():
             folder.write_json(filename, content)
-        folder.write_json("rank_pattern.json", {n: {"rank": ranks[n], "mask": pattern[n]} for n in ranks})
+        folder.write_json("rank_pattern.json", adapted.rank_pattern())
         accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
         tokenizer.save_pretrained(folder.path / "adapter")
         folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists

@@ -40,6 +40,7 @@ class RunRecord:
     variant: str
     """The run's other grid values, e.g. ``learning_rate=0.001`` ("" when there are none)."""
     metrics: dict[str, Any]
+    grid_values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def row(self) -> tuple[str, str]:
@@ -116,12 +117,22 @@ class Study:
     """Run name → grid values, from ``sweep.yaml`` (None when the folder has no manifest)."""
     failed: list[str]
     unreadable: list[str]
+    exclude: str | None = None
+    """A grid key left out of the row variants (the tuned key)."""
+
+    def expected_values(self, key: str) -> list[Any]:
+        """The values of grid key ``key`` in grid order (manifest first, then runs found on disk)."""
+        seen: list[Any] = []
+        for values in [*(self.expected or {}).values(), *(r.grid_values for r in self.records)]:
+            if key in values and repr(values[key]) not in map(repr, seen):
+                seen.append(values[key])
+        return seen
 
     @property
     def rows(self) -> list[tuple[str, str]]:
         """(score, variant) rows in grid order (baseline first), then any extra found on disk."""
         rows: list[tuple[str, str]] = []
-        sources = [(_variant(v), v["score"]) for v in (self.expected or {}).values()]
+        sources = [(_variant(v, self.exclude), v["score"]) for v in (self.expected or {}).values()]
         sources += [(r.variant, r.score) for r in self.records]
         for variant, score in sources:
             if (score, variant) not in rows:
@@ -141,7 +152,9 @@ class Study:
     def expected_seeds(self, row: tuple[str, str], task: str) -> int | None:
         if self.expected is None:
             return None
-        return sum(1 for v in self.expected.values() if (v["score"], _variant(v)) == row and v["task"] == task)
+        return sum(
+            1 for v in self.expected.values() if (v["score"], _variant(v, self.exclude)) == row and v["task"] == task
+        )
 
     def average(self, row: tuple[str, str], parts: Sequence[Sequence[tuple[str, str, str]]]) -> Cell | None:
         """Mean over ``parts`` (each a list of (task, split, metric) averaged into one number) of the part means;
@@ -183,11 +196,16 @@ class Study:
         ]
 
 
-def _variant(values: dict[str, Any]) -> str:
+def _variant(values: dict[str, Any], exclude: str | None = None) -> str:
     from adalora_scores.study.grid import run_name
 
-    parts = run_name(values).split("__")[2:-1]
+    parts = run_name({k: v for k, v in values.items() if k != exclude}).split("__")[2:-1]
     return ", ".join(parts)
+
+
+def _row_label(config: dict[str, Any]) -> str:
+    """The row of a run found without a manifest: its score, or ``lora_r<r>`` for a LoRA baseline."""
+    return f"lora_r{config.get('target_r')}" if config.get("method") == "lora" else str(config["score"])
 
 
 def collect(root: str | Path) -> Study:
@@ -206,9 +224,14 @@ def collect(root: str | Path) -> Study:
         name = str(folder.relative_to(root))
         try:
             metrics, config = _read(path), _read(folder / "config.yaml")
-            grid_values = (expected or {}).get(name) or {k: config[k] for k in ("task", "score", "seed")}
-            records.append(RunRecord(name, folder, str(config["task"]), str(config["score"]), int(config["seed"]),
-                                     _variant(grid_values), metrics))  # fmt: skip
+            grid_values = dict((expected or {}).get(name) or {}) or {
+                "task": config["task"], "score": _row_label(config), "seed": config["seed"]
+            }  # fmt: skip
+            row_score, seed = str(grid_values["score"]), int(config["seed"])
+            variant = _variant(grid_values)
+            records.append(
+                RunRecord(name, folder, str(config["task"]), row_score, seed, variant, metrics, grid_values)
+            )
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             unreadable.append(name)
     failed = sorted(

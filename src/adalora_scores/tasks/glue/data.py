@@ -48,6 +48,7 @@ class GlueTask:
     has_header: bool = True
     modules_to_save: ClassVar[tuple[str, ...]] = ("classifier", "pooler")
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    group_key: ClassVar[str | None] = None  # the selection split holds out single examples
 
     @property
     def is_regression(self) -> bool:

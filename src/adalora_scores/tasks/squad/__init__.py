@@ -36,6 +36,7 @@ class SquadTask:
     eval_splits: tuple[str, ...] = ("dev",)
     modules_to_save: ClassVar[tuple[str, ...]] = ("qa_outputs",)
     output_names: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
+    group_key: ClassVar[str | None] = "context"  # the selection split holds out whole paragraphs
 
     def layout(self) -> str:
         suffix = "v2.0" if self.version_2 else "v1.1"

@@ -1,0 +1,111 @@
+"""Wrap a model for training: AdaLoRA with a pluggable score, or plain LoRA (the baseline rows of the tables).
+
+Both use the same target modules, head (``modules_to_save``), α and dropout, so their rows differ only in the
+adapter. Parameter counts (what the tables show per row):
+
+* AdaLoRA: Σ_m r_m (d1_m + d2_m + 1) over the adapted matrices, r_m the kept rank (λ counted), initially init_r;
+* LoRA: Σ_m r (d1_m + d2_m).
+
+The fully trained head is counted separately (``head_parameters``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peft import AdaLoraConfig, LoraConfig, get_peft_model
+
+import adalora_scores
+from adalora_scores.adapter.targets import target_modules_for
+from adalora_scores.config import TrainConfig, schedule_steps
+
+__all__ = ["Adapted", "build_adalora", "build_adapter", "build_lora"]
+
+
+@dataclass
+class Adapted:
+    model: Any
+    """The PEFT model."""
+    allocator: Any | None
+    """The ``ScoreRankAllocator`` (AdaLoRA) or None (LoRA)."""
+    lora_shapes: dict[str, tuple[int, int, int]]
+    """LoRA only: matrix name → (rank, out_features, in_features)."""
+
+    def ranks(self) -> dict[str, int]:
+        if self.allocator is not None:
+            return self.allocator.ranks()
+        return {name: rank for name, (rank, _, _) in self.lora_shapes.items()}
+
+    def rank_pattern(self) -> dict[str, dict[str, Any]]:
+        """``{matrix: {rank, mask}}``: the kept triplets (AdaLoRA) or the full rank (LoRA)."""
+        if self.allocator is not None:
+            pattern = self.allocator.rank_pattern()
+            return {name: {"rank": rank, "mask": pattern[name]} for name, rank in self.allocator.ranks().items()}
+        return {name: {"rank": rank, "mask": [True] * rank} for name, (rank, _, _) in self.lora_shapes.items()}
+
+    def adapter_parameters(self, initial: bool = False) -> int:
+        if self.allocator is None:
+            return sum(r * (out + inp) for r, out, inp in self.lora_shapes.values())
+        ranks = self.allocator.ranks()
+        total = 0
+        for matrix in self.allocator.layout.matrices:
+            rank = matrix.rank if initial else ranks[matrix.name]
+            total += rank * (matrix.left.shape[0] + matrix.right.shape[1] + 1)
+        return total
+
+    def budget(self, step: int) -> int:
+        if self.allocator is None:
+            return sum(self.ranks().values())
+        return self.allocator.budget_schedule(step)[0]
+
+
+def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": config.target_modules or target_modules_for(model.config.model_type),
+        "modules_to_save": config.modules_to_save if config.modules_to_save is not None else list(modules_to_save),
+    }
+
+
+def build_adalora(
+    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ("classifier", "pooler")
+):
+    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
+    tinit, tfinal = schedule_steps(config, total_steps)
+    adalora_config = AdaLoraConfig(
+        init_r=config.init_r,
+        target_r=config.target_r,
+        total_step=total_steps,
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=config.deltaT,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        orth_reg_weight=config.orth_reg_weight,
+        **_common(model, config, modules_to_save),
+    )
+    peft_model = get_peft_model(model, adalora_config)
+    allocator = adalora_scores.attach(peft_model, score=config.score, **config.score_options)
+    return peft_model, allocator
+
+
+def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
+    """Plain LoRA of rank ``config.target_r`` on the same modules (the baseline rows)."""
+    peft_model = get_peft_model(model, LoraConfig(r=config.target_r, **_common(model, config, modules_to_save)))
+    shapes = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            weight = module.get_base_layer().weight
+            key = name.removeprefix("base_model.model.") + ".lora_A.default"
+            shapes[key] = (config.target_r, weight.shape[0], weight.shape[1])
+    return peft_model, shapes
+
+
+def build_adapter(model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]) -> Adapted:
+    if config.method == "lora":
+        peft_model, shapes = build_lora(model, config, modules_to_save)
+        return Adapted(peft_model, None, shapes)
+    peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save)
+    return Adapted(peft_model, allocator, {})
