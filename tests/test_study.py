@@ -57,6 +57,10 @@ def test_paper_sweep_file_covers_the_tables():
     assert len(runs) == 10 * 4 * 3
     squad = next(r for r in runs if r.config.task == "squad_v2")
     assert squad.config.max_seq_length == 384 and squad.config.batch_size == 16  # paper-squad preset
+    tuned = load_sweep("paper-tuned").runs()
+    assert len(tuned) == (7 + 2) * 3 * (8 * 5 + 2 * 4)
+    assert all(r.config.selection_fraction == 0.1 for r in tuned)
+    assert {r.config.learning_rate for r in tuned if r.config.task == "squad"} == {2e-4, 5e-4, 1e-3, 2e-3}
 
 
 def _fake_train(fail: set[str] = frozenset()):
@@ -192,8 +196,8 @@ def test_missing_task_is_shown_missing_not_averaged(tmp_path):
     report = (tmp_path / "report.md").read_text()
     fisher_row = next(line for line in report.splitlines() if line.startswith("| `fisher`"))
     cells = [c.strip() for c in fisher_row.split("|")[1:-1]]
-    assert cells[6].startswith("missing")  # RTE
-    assert cells[10].startswith("missing") and cells[11] == "missing"  # both averages need every task
+    assert cells[7].startswith("missing")  # RTE (after the score and parameter columns)
+    assert cells[11].startswith("missing") and cells[12] == "missing"  # both averages need every task
     assert "3 of 48 runs of the sweep have no result" in report and "`rte__fisher__seed2`" in report
 
 

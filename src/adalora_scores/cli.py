@@ -95,7 +95,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from adalora_scores.study.report import build_report
 
-    print(f"report: {build_report(args.folder, plot=not args.no_plots)}")
+    path = build_report(args.folder, plot=not args.no_plots, tune_key=args.tuned, select_on=args.select_on)
+    print(f"report: {path}")
     return 0
 
 
@@ -160,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="tables (paper layout), paired tests and plots from a sweep folder")
     report.add_argument("folder", help="the --output folder of a sweep")
     report.add_argument("--no-plots", action="store_true")
+    report.add_argument(
+        "--tuned", metavar="KEY", help="tuned mode: per score and task pick the grid value of KEY (e.g. learning_rate)"
+    )
+    report.add_argument(
+        "--select-on",
+        choices=("selection", "dev"),
+        default="selection",
+        help="pick on the held-out selection split (default) or on dev (labelled as such)",
+    )
     report.set_defaults(run=_report)
     demo = commands.add_parser("demo", help="the whole flow offline: sweep every score, then report (minutes)")
     demo.add_argument("--output", default="demo-results", help="folder for runs and report (default demo-results)")

@@ -9,8 +9,14 @@ A sweep file::
       seed: [1, 2, 3]
     set: {eval_batch_size: 64}  # values for every run
     data: ./glue                # a folder with one subfolder per task (./glue/mrpc, ...), or {task: folder}; none: Hub
+    baselines:                  # extra rows over the same tasks, seeds and other grid values, without a score
+      lora_r8: {method: lora, target_r: 8}
 
-Runs are named ``<task>__<score>__<other grid keys as key=value>__seed<k>``, in grid order.
+A grid value may also be a mapping from task to list, with an optional ``default``, for per-task grids::
+
+      learning_rate: {default: [5.0e-4, 1.0e-3, 2.0e-3], squad: [2.0e-4, 5.0e-4, 1.0e-3]}
+
+Runs are named ``<task>__<score or baseline>__<other grid keys as key=value>__seed<k>``, in grid order.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from adalora_scores.config import PRESET_DIR, TrainConfig, resolve_config
 
 __all__ = ["Run", "SweepSpec", "load_sweep", "parse_shard", "shard"]
 
-_KEYS = {"presets", "grid", "set", "data", "description"}
+_KEYS = {"presets", "grid", "set", "data", "baselines", "description"}
 
 
 @dataclass(frozen=True)
@@ -45,18 +51,29 @@ class SweepSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     data: str | dict[str, str] | None = None
     source: str = "<dict>"
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("task", "score", "seed"):
             if key not in self.grid:
                 raise ValueError(f"{self.source}: the grid needs a {key!r} list (e.g. {key}: [...]).")
         for key, values in self.grid.items():
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"{self.source}: grid.{key} must be a non-empty list, got {values!r}.")
-            if len(set(map(repr, values))) != len(values):
-                raise ValueError(f"{self.source}: grid.{key} repeats a value: {values}.")
+            per_task = (
+                values.values() if isinstance(values, dict) and key not in ("task", "score", "seed") else [values]
+            )
+            for listed in per_task:
+                if not isinstance(listed, list) or not listed:
+                    raise ValueError(
+                        f"{self.source}: grid.{key} must be a non-empty list (or task → list), got {values!r}."
+                    )
+                if len(set(map(repr, listed))) != len(listed):
+                    raise ValueError(f"{self.source}: grid.{key} repeats a value: {listed}.")
+        clash = sorted(set(self.baselines) & set(self.grid["score"]))
+        if clash:
+            raise ValueError(f"{self.source}: baseline name(s) {clash} are also scores; rename them (e.g. lora_r8).")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted((set(self.grid) | set(self.fixed)) - known)
+        settings = {key for values in self.baselines.values() for key in values}
+        unknown = sorted((set(self.grid) | set(self.fixed) | settings) - known)
         if unknown:
             raise ValueError(f"{self.source}: unknown config key(s) {unknown}; use TrainConfig fields.")
 
@@ -70,14 +87,32 @@ class SweepSpec:
             return self.data.get(task)
         return str(Path(self.data) / task)
 
+    def _values(self, key: str, task: str) -> list[Any]:
+        values = self.grid[key]
+        if isinstance(values, dict) and key not in ("task", "score", "seed"):
+            if task not in values and "default" not in values:
+                raise ValueError(f"{self.source}: grid.{key} has no list for task {task!r} and no 'default'.")
+            return values.get(task, values.get("default"))
+        return values
+
+    def _combinations(self):
+        """(grid values, baseline settings) of every run, in grid order; baselines follow the scores."""
+        keys = list(self.grid)
+        rows = [(score, {}) for score in self.grid["score"]] + list(self.baselines.items())
+        for task in self.grid["task"]:
+            lists = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
+            for score, settings in rows:
+                for combination in itertools.product(*lists.values()):
+                    yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, settings
+
     def runs(self) -> list[Run]:
         """Every run of the grid, in grid order, each with its fully resolved config."""
-        keys = list(self.grid)
         runs = []
-        for combination in itertools.product(*(self.grid[k] for k in keys)):
-            values = dict(zip(keys, combination, strict=True))
+        for values, settings in self._combinations():
             task = values["task"]
-            given = {"data": self.data_for(task), **self.fixed, **values}
+            given = {"data": self.data_for(task), **self.fixed, **values, **settings}
+            if settings:  # a baseline: its label names the row, not a score
+                given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
             except (ValueError, KeyError, FileNotFoundError) as error:
@@ -112,7 +147,7 @@ def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
     if seeds is not None:
         grid["seed"] = list(seeds)
     return SweepSpec(grid, dict(document.get("presets") or {}), dict(document.get("set") or {}),
-                     document.get("data"), str(file))  # fmt: skip
+                     document.get("data"), str(file), dict(document.get("baselines") or {}))  # fmt: skip
 
 
 def parse_shard(text: str) -> tuple[int, int]:

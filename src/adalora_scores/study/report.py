@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from adalora_scores.engine.run_folder import atomic_write
 from adalora_scores.study import plots
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
 from adalora_scores.study.results import BASELINE, Cell, Study, collect
+from adalora_scores.study.tuning import Choice, tune
 
 __all__ = ["build_report", "format_cell"]
 
@@ -57,24 +59,37 @@ def _label(row: tuple[str, str]) -> str:
     return f"`{row[0]}`" + (f" [{row[1]}]" if row[1] else "")
 
 
-def _table(study: Study, columns: Sequence[Column], averages: bool) -> tuple[str, list[dict[str, Any]]]:
-    headers = ["score", *(c.label for c in columns)]
+def _parameters(study: Study, row: tuple[str, str], tasks: set[str]) -> str:
+    """Mean final adapter parameters (head excluded) over the row's runs on ``tasks``."""
+    counts = [r.metrics["adapter_parameters"] for r in study.records
+              if r.row == row and r.task in tasks and "adapter_parameters" in r.metrics]  # fmt: skip
+    return f"{statistics.fmean(counts) / 1e6:.3g}M" if counts else "–"
+
+
+def _table(
+    study: Study, columns: Sequence[Column], averages: bool, chosen: dict[tuple, Any] | None = None, key: str = ""
+) -> tuple[str, list[dict[str, Any]]]:
+    headers = ["score", "adapter params", *(c.label for c in columns)]
     if averages:
         headers += ["All Ave. (paper convention)", "GLUE avg. (standard)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     cells: list[dict[str, Any]] = []
     for row in study.rows:
-        texts = [_label(row)]
+        texts = [_label(row), _parameters(study, row, {c.task for c in columns})]
         for column in columns:
             cell = study.cell(row, column)
-            texts.append(
-                format_cell(cell, study.expected_seeds(row, column.task)) + _paper_text(row, column.label, cell.mean)
+            text = format_cell(cell, study.expected_seeds(row, column.task)) + _paper_text(
+                row, column.label, cell.mean
             )
+            if chosen is not None and (row, column.task) in chosen:
+                text += f" · {key} {chosen[(row, column.task)]}"
+            texts.append(text)
             paper = PAPER.get((row[0], column.label))
             cells.append({"score": row[0], "variant": row[1], "column": column.label, "task": column.task,
                           "split": column.split, "metric": column.metric, "mean": cell.mean, "std": cell.std,
                           "n": cell.n, "paper": paper, "difference": None if paper is None or cell.mean is None
-                          else cell.mean - paper, "values": cell.values})  # fmt: skip
+                          else cell.mean - paper, "values": cell.values,
+                          "chosen": None if chosen is None else chosen.get((row, column.task))})  # fmt: skip
         if averages:
             paper_average = study.paper_average(row, columns)
             texts.append(
@@ -113,20 +128,64 @@ def _csv(cells: list[dict[str, Any]]) -> str:
     return stream.getvalue()
 
 
-def build_report(root: str | Path, *, title: str = "AdaLoRA score study", notes: str = "", plot: bool = True) -> Path:
-    """Read every run under ``root`` and write the report files there; returns the path of ``report.md``."""
+def _tuning_note(key: str, select_on: str) -> str:
+    if select_on == "dev":
+        return (f"**Tuned mode, selected on dev.** Per score and task, `{key}` is the grid value with the best mean "
+                "over seeds of the task's main metric on the dev set, and the cells report that value's dev results: "
+                "the numbers are selected on the data they are reported on (the usual GLUE practice), so they are "
+                "optimistic.")  # fmt: skip
+    return (f"**Tuned mode, selected on a held-out split.** Per score and task, `{key}` is the grid value with the "
+            "best mean over seeds of the task's main metric on the `selection` split, held out from the training "
+            "data (`selection_fraction`, seeded by `selection_seed`, never trained on); the cells report that value's "
+            "dev results, which played no part in the choice. The chosen value follows each cell; the appendix lists "
+            "the whole grid.")  # fmt: skip
+
+
+def _appendix(choices: list[Choice], key: str, select_on: str) -> str:
+    lines = [
+        f"| score | task | {key} | {select_on} (main metric) | dev (main metric) | chosen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for choice in sorted(choices, key=lambda c: (c.task, c.row)):
+        for candidate in choice.candidates:
+            mark = "✓" if repr(candidate.value) == repr(choice.chosen) else ""
+            lines.append(f"| {_label(choice.row)} | {choice.task} | {candidate.value} | "
+                         f"{format_cell(candidate.selection)} | {format_cell(candidate.dev)} | {mark} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def build_report(
+    root: str | Path,
+    *,
+    title: str = "AdaLoRA score study",
+    notes: str = "",
+    plot: bool = True,
+    tune_key: str | None = None,
+    select_on: str = "selection",
+) -> Path:
+    """Read every run under ``root`` and write the report files there; returns the path of ``report.md``.
+
+    With ``tune_key`` (e.g. ``learning_rate``) the tables are in tuned mode (see ``adalora_scores.study.tuning``).
+    """
     root = Path(root)
     study = collect(root)
+    choices: list[Choice] = []
+    if tune_key is not None:
+        study, choices = tune(study, tune_key, select_on)
+        notes = (notes + "\n\n" + _tuning_note(tune_key, select_on)).strip()
+    chosen = {(c.row, c.task): c.chosen for c in choices} if tune_key else None
     tasks = {r.task for r in study.records} | {v["task"] for v in (study.expected or {}).values()}
     sections = [f"# {title}", notes.strip(), _STATS_NOTE] if notes.strip() else [f"# {title}", _STATS_NOTE]
-    document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable}
+    tuned = None if tune_key is None else {"key": tune_key, "select_on": select_on}
+    document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
+                                "tuned": tuned}  # fmt: skip
     for key, heading, columns, averages in (
         ("table1", "Table 1: GLUE dev", TABLE1, True),
         ("table2", "Table 2: SQuAD v1.1 / v2.0 dev, EM and F1", TABLE2, False),
     ):
         if not tasks & {c.task for c in columns}:
             continue
-        table, cells = _table(study, columns, averages)
+        table, cells = _table(study, columns, averages, chosen, tune_key or "")
         significance, tests = _significance(study, columns)
         sections += [f"## {heading}", table, f"### Significance against `{BASELINE}`", significance]
         if averages:
@@ -146,6 +205,14 @@ def build_report(root: str | Path, *, title: str = "AdaLoRA score study", notes:
         sections += [f"- `{name}`" + (" (failed: see error.txt)" if name in study.failed else "") for name in missing]
         sections += [f"- `{name}`: unreadable metrics.json or config.yaml" for name in study.unreadable]
     document["missing"] = missing
+    if choices:
+        sections += [f"## Appendix: the whole `{tune_key}` grid", _appendix(choices, tune_key, select_on)]
+        document["choices"] = [
+            {"score": c.row[0], "variant": c.row[1], "task": c.task, "chosen": c.chosen,
+             "candidates": [{"value": k.value, "selection": k.selection.mean, "selection_n": k.selection.n,
+                             "dev": k.dev.mean, "dev_n": k.dev.n} for k in c.candidates]}
+            for c in choices
+        ]  # fmt: skip
     if plot:
         written = plots.plot_all(study, [*TABLE1, *TABLE2], root / "plots")
         document["plots"] = written
