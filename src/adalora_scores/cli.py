@@ -23,7 +23,9 @@ def _train(args: argparse.Namespace) -> int:
 
     flags = {"task": args.task, "score": args.score, "model": args.model, "data": args.data, "seed": args.seed}
     config = resolve_config(args.config, args.task, flags, args.overrides)
-    train(config, args.output, overwrite=args.overwrite)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it.")
+    train(config, args.output, overwrite=args.overwrite, resume=args.resume)
     return 0
 
 
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--config", help="YAML preset path or name, e.g. presets/paper-glue.yaml or paper-glue")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="any config field, e.g. learning_rate=1e-3")
     train.set_defaults(run=_train)
     squad = commands.add_parser(
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, RuntimeError) as error:
+    except (ValueError, KeyError, OSError, TypeError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"adalora-scores {args.command}: error: {message}", file=sys.stderr)
         return 2

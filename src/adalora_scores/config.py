@@ -86,8 +86,15 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     log_every: int = 10
+    checkpoint_every: int = 0
+    """Write ``checkpoint.pt`` every this many optimizer steps, for ``--resume``; 0: no checkpoints."""
+    nonfinite: str = "stop"
+    """A NaN/Inf loss or gradient: "stop" the run with a message naming the step and parameter, or "skip" the step
+    with a warning (no optimizer, scheduler or allocator update). Under fp16 the GradScaler's own skips apply."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more time); scores are unchanged."""
     mixed_precision: str = "no"
-    """"no", "fp16" or "bf16" (accelerate)."""
+    """"no", "fp16" or "bf16" (accelerate). Scores always see unscaled gradients."""
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -126,6 +133,8 @@ class TrainConfig:
                 f"{name} must be a fraction of training in [0, 1) or a whole number of steps, got {value}.",
             )
         need(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'.")
+        need(self.nonfinite in ("stop", "skip"), f"nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}.")
+        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0 (0: none), got {self.checkpoint_every}.")
         need(isinstance(self.score_options, dict), "score_options must be a mapping, e.g. {beta: 0.9}.")
 
     def to_dict(self) -> dict[str, Any]:

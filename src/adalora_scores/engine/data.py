@@ -6,7 +6,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-__all__ = ["LengthGroupedSampler", "make_loader"]
+__all__ = ["EpochShuffleSampler", "LengthGroupedSampler", "make_loader"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order that is a pure function of (seed, epoch), so a resumed run sees the same batches."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        yield from torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
 
 
 class LengthGroupedSampler(Sampler[int]):
@@ -44,5 +60,6 @@ def make_loader(
     if shuffle and group_by_length:
         return DataLoader(dataset, batch_size, sampler=LengthGroupedSampler(dataset.lengths, batch_size, seed),
                           collate_fn=collate)  # fmt: skip
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    if shuffle:
+        return DataLoader(dataset, batch_size, sampler=EpochShuffleSampler(len(dataset), seed), collate_fn=collate)
+    return DataLoader(dataset, batch_size, shuffle=False, collate_fn=collate)

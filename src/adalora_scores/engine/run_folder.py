@@ -34,18 +34,32 @@ class RunFolder:
     A run is complete once ``metrics.json`` exists. An existing non-empty folder is refused unless ``overwrite``.
     """
 
-    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, overwrite: bool = False, resume_step: int | None = None) -> None:
+        """``resume_step``: continue a run folder, keeping the log up to that optimizer step."""
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"--output {self.path} is a file; give a folder path.")
-        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite and resume_step is None:
             raise FileExistsError(
-                f"--output {self.path} already holds files; choose a new folder, or pass --overwrite to replace "
-                "this run."
+                f"--output {self.path} already holds files; choose a new folder, pass --resume to continue this "
+                "run, or --overwrite to replace it."
             )
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "metrics.json").unlink(missing_ok=True)
-        self._log = (self.path / "log.jsonl").open("w", encoding="utf-8")
+        log = self.path / "log.jsonl"
+        if resume_step is None:
+            self._log = log.open("w", encoding="utf-8")
+            return
+        kept = []
+        if log.is_file():
+            for line in log.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= resume_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut by the kill ends the usable log
+        atomic_write(log, "".join(f"{line}\n" for line in kept))
+        self._log = log.open("a", encoding="utf-8")
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -22,7 +23,9 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 import adalora_scores
 from adalora_scores.config import TrainConfig, schedule_steps
 from adalora_scores.engine.adapters import build_adapter
+from adalora_scores.engine.checkpoint import CHECKPOINT, Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
+from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
 from adalora_scores.tasks import GlueTask, SquadTask, get_task
@@ -72,15 +75,37 @@ def predict(model, loader, names: tuple[str, ...], accelerator: Accelerator) -> 
     return result
 
 
-def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    """Fine-tune ``config.model`` on ``config.task`` with AdaLoRA and ``config.score``; write the run folder.
+def _check_resumable(folder: Path, config: TrainConfig) -> None:
+    """A run folder may be resumed only with the config it was started with, and only if it is unfinished."""
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"--resume: {folder} holds no run (no config.yaml); start it without --resume.")
+    if (folder / "metrics.json").is_file():
+        raise FileExistsError(f"--resume: {folder} already finished (metrics.json exists); nothing to resume.")
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        assert isinstance(saved, dict)
+    except (yaml.YAMLError, AssertionError):
+        raise ValueError(f"--resume: {folder / 'config.yaml'} is corrupt; re-run with --overwrite.") from None
+    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed[:5])
+        raise ValueError(f"--resume with a changed config ({details}); resume with the original values, or start "
+                         "a new run (another --output, or --overwrite).")  # fmt: skip
+
+
+def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune ``config.model`` on ``config.task`` with AdaLoRA and ``config.score`` (or plain LoRA); write the
+    run folder. ``resume`` continues from the folder's last checkpoint, exactly (same order, RNG and statistics).
 
     Returns the metrics written to ``metrics.json``.
     """
     task = get_task(config.task)
     adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
+    checkpoint = None
+    if resume:
+        _check_resumable(Path(output), config)
+        checkpoint = load_checkpoint(Path(output))
     data = task.load(config.data)
-    folder = RunFolder(output, overwrite=overwrite)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
@@ -88,6 +113,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     )
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_examples, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
     train_examples = train_examples[: config.max_train_samples]
     evals = {**data.evals, **({"selection": selection} if selection else {})}
@@ -98,14 +125,17 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
     }
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
     adapted = build_adapter(model, config, total_steps, task.modules_to_save)
-    peft_model, allocator = adapted.model, adapted.allocator
+    allocator = adapted.allocator
     resolved = {**config.to_dict(), "total_steps": total_steps, "selection_examples": len(selection)}
     if allocator is not None:
         resolved["resolved_tinit_tfinal"] = schedule_steps(config, total_steps)
-    folder.write_config(resolved)
+    start_step = None if checkpoint is None else checkpoint["progress"]["step"]
+    folder = RunFolder(output, overwrite=overwrite, resume_step=start_step)
+    if checkpoint is None:
+        folder.write_config(resolved)
 
     optimizer = torch.optim.AdamW(
-        [p for p in peft_model.parameters() if p.requires_grad],
+        [p for p in adapted.model.parameters() if p.requires_grad],
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
@@ -118,10 +148,13 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         for name, dataset in eval_sets.items()
     }
     peft_model, optimizer, train_loader, scheduler = accelerator.prepare(
-        peft_model, optimizer, train_loader, scheduler
+        adapted.model, optimizer, train_loader, scheduler
     )
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
-    tuner = accelerator.unwrap_model(peft_model).base_model
+    session = Session(
+        config, accelerator, peft_model, optimizer, scheduler, train_loader, adapted, folder, total_steps
+    )
+    progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
 
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     accelerator.print(
@@ -134,40 +167,13 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
             else f"LoRA r={config.target_r}, "
         )
         + f"{trainable:,} trainable parameters"
+        + (f"; resuming at step {progress.step}" if checkpoint is not None else "")
     )
-    start, step, epoch, losses = time.perf_counter(), 0, 0, []
+    start = time.perf_counter()
     show = None if accelerator.is_local_main_process else True  # None: tqdm shows the bar only on a terminal
-    progress = tqdm(total=total_steps, disable=show, desc=task.name, leave=False)
-    peft_model.train()
-    while step < total_steps:
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        epoch += 1
-        for batch in train_loader:
-            with accelerator.accumulate(peft_model):
-                loss = peft_model(**batch).loss  # includes PEFT's orthogonal regulariser
-                accelerator.backward(loss)
-                losses.append(loss.detach().float().item())
-                if accelerator.sync_gradients:
-                    if config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(peft_model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    if allocator is not None:
-                        tuner.update_and_allocate(step)  # after optimizer.step(), before zero_grad()
-                    budget = adapted.budget(step)
-                    window = losses[-config.gradient_accumulation_steps :]
-                    folder.log({"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
-                                "budget": budget})  # fmt: skip
-                    progress.update(1)
-                    if step % config.log_every == 0:
-                        progress.set_postfix(loss=f"{sum(window) / len(window):.4f}", budget=budget)
-                optimizer.zero_grad()
-            if step >= total_steps:
-                break
-    progress.close()
+    bar = tqdm(total=total_steps, initial=progress.step, disable=show, desc=task.name, leave=False)
+    progress = run_steps(session, progress, bar)
+    bar.close()
     wall = time.perf_counter() - start
 
     evals, files = {}, {}
@@ -176,6 +182,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         evals[name], written = task.score(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     ranks = adapted.ranks()
+    finite = [v for v in progress.losses if math.isfinite(v)]
     metrics = {
         "task": task.name,
         "score": config.score,
@@ -183,12 +190,14 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         "seed": config.seed,
         "main_metric": task.main_metric,
         "eval": evals,
-        "train_loss": sum(losses) / max(len(losses), 1),
-        "final_train_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1),
+        "train_loss": sum(finite) / max(len(finite), 1),
+        "final_train_loss": sum(finite[-10:]) / max(len(finite[-10:]), 1),
         "train_examples": len(train_examples),
         "train_features": len(train_set),
-        "steps": step,
+        "steps": progress.step,
         "total_steps": total_steps,
+        "skipped_steps": progress.skipped_steps,
+        "resumed_from_step": start_step,
         "wall_seconds": wall,
         "trainable_parameters": trainable,
         "adapter_parameters": adapted.adapter_parameters(),
@@ -197,12 +206,19 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False) -> d
         "final_budget": sum(ranks.values()),
     }
     if accelerator.is_main_process:
-        for filename, content in files.items():
-            folder.write_json(filename, content)
-        folder.write_json("rank_pattern.json", adapted.rank_pattern())
-        accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
-        tokenizer.save_pretrained(folder.path / "adapter")
-        folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists
+        try:
+            for filename, content in files.items():
+                folder.write_json(filename, content)
+            folder.write_json("rank_pattern.json", adapted.rank_pattern())
+            accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
+            tokenizer.save_pretrained(folder.path / "adapter")
+            folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists
+        except OSError as error:
+            raise OSError(
+                f"could not write the results of {folder.path} ({error.strerror or error}); the run is not marked "
+                "finished. Free space and re-run it (with --resume if it checkpointed)."
+            ) from error
+        (folder.path / CHECKPOINT).unlink(missing_ok=True)  # finished: the checkpoint is no longer needed
     folder.close()
     accelerator.print(f"{task.name} done in {wall:.0f}s: " + ", ".join(f"{k} {v}" for k, v in evals.items()))
     return metrics

@@ -2,7 +2,8 @@
 
 A run is finished exactly when its ``metrics.json`` exists (written last and atomically by ``train``) and its
 ``config.yaml`` holds the config the grid asks for. Each run writes only inside its own folder; an exception in one
-run is recorded in that folder's ``error.txt`` and the sweep goes on. ``sweep.yaml`` in the output folder records
+run is recorded in that folder's ``error.txt`` and the sweep goes on. An interrupted run with a checkpoint
+(``checkpoint_every``) resumes from it. ``sweep.yaml`` in the output folder records
 the specification and every run name, so ``report`` can mark runs that are missing.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from adalora_scores.engine.checkpoint import CHECKPOINT
 from adalora_scores.engine.run_folder import atomic_write
 from adalora_scores.study.grid import Run, SweepSpec
 
@@ -76,8 +78,12 @@ def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=No
         folder = output / run.name
         echo(f"[{number}/{len(runs)}] {run.name} ({statuses[run.name]})")
         (folder / "error.txt").unlink(missing_ok=True)
+        resumable = statuses[run.name] in (INCOMPLETE, FAILED) and (folder / CHECKPOINT).is_file()
         try:
-            train_fn(run.config, folder, overwrite=True)
+            if resumable:
+                train_fn(run.config, folder, resume=True)
+            else:
+                train_fn(run.config, folder, overwrite=True)
         except Exception:  # one run's failure must not stop or corrupt the others
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(folder / "error.txt", traceback.format_exc())

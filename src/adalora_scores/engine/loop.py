@@ -1,0 +1,177 @@
+"""The optimizer-step loop, with its guards and checkpoints.
+
+Order inside one optimizer step (the allocation must see the final gradient of this step, once):
+
+1. micro-batches: forward (PEFT adds the orthogonal regulariser), backward, accumulated by accelerate;
+2. unscale (fp16 GradScaler) and clip to ``max_grad_norm``: scores see the **unscaled, clipped** gradient, as in
+   the original AdaLoRA trainer and with ``transformers.Trainer``;
+3. non-finite guard (``nonfinite``: stop, or skip the whole step); under fp16 the GradScaler's own skip is honoured;
+4. ``optimizer.step()``, ``scheduler.step()``, then ``update_and_allocate(step)``, before ``zero_grad()``;
+5. with several processes, every process checks it holds the same mask (gradients are all-reduced before step 2,
+   so they must agree; a mismatch stops the run);
+6. every ``checkpoint_every`` steps, an atomic checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from adalora_scores.config import TrainConfig
+from adalora_scores.engine.adapters import Adapted
+from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
+from adalora_scores.engine.run_folder import RunFolder
+
+__all__ = ["NonFiniteError", "Session", "checkpoint_state", "restore_state", "run_steps"]
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or Inf loss or gradient with ``nonfinite="stop"``."""
+
+
+@dataclass
+class Session:
+    config: TrainConfig
+    accelerator: Accelerator
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    adapted: Adapted
+    folder: RunFolder
+    total_steps: int
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+
+def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
+    model = session.unwrapped
+    allocator = session.adapted.allocator
+    return {
+        "progress": progress.to_dict(),
+        "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
+        "allocator": None if allocator is None else allocator.state_dict(),
+        "peft_rank_pattern": getattr(model.peft_config["default"], "rank_pattern", None),
+        "rng": capture_rng(),
+    }
+
+
+def restore_state(session: Session, state: dict[str, Any]) -> Progress:
+    model = session.unwrapped
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(trainable) != set(state["trainable"]):
+        raise ValueError("the checkpoint holds other trainable parameters than this model; was the config changed?")
+    with torch.no_grad():
+        for name, parameter in trainable.items():
+            parameter.copy_(state["trainable"][name])
+    session.optimizer.load_state_dict(state["optimizer"])
+    session.scheduler.load_state_dict(state["scheduler"])
+    if session.adapted.allocator is not None:
+        session.adapted.allocator.load_state_dict(state["allocator"])
+        model.peft_config["default"].rank_pattern = state["peft_rank_pattern"]
+    restore_rng(state["rng"])
+    return Progress(**state["progress"])
+
+
+def _nonfinite_parameter(model) -> str | None:
+    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    if not named or torch.stack(torch._foreach_norm([g for _, g in named])).isfinite().all():
+        return None
+    return next(n for n, g in named if not torch.isfinite(g).all())
+
+
+def _check_same_allocation(accelerator: Accelerator, allocator, step: int) -> None:
+    keep = allocator.keep.float()
+    fingerprint = torch.stack([keep.sum(), (keep * torch.arange(1, keep.numel() + 1, device=keep.device)).sum()])
+    gathered = accelerator.gather(fingerprint[None].to(accelerator.device)).view(-1, 2)
+    if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+        raise RuntimeError(
+            f"step {step}: the processes hold different rank masks ({gathered.tolist()}); their gradients or scores "
+            "diverged. Check that every process runs the same code and data."
+        )
+
+
+def _unscale_and_clip(session: Session) -> None:
+    accelerator, config = session.accelerator, session.config
+    if config.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(session.model.parameters(), config.max_grad_norm)  # unscales fp16 first
+    elif accelerator.scaler is not None:
+        accelerator.unscale_gradients()
+
+
+def run_steps(session: Session, progress: Progress, bar=None) -> Progress:
+    """Train from ``progress`` to ``total_steps`` optimizer steps; returns the final progress."""
+    config, accelerator, model = session.config, session.accelerator, session.model
+    allocator, tuner = session.adapted.allocator, session.unwrapped.base_model
+    accumulation = config.gradient_accumulation_steps
+    while progress.step < session.total_steps:
+        loader = session.train_loader
+        loader.set_epoch(progress.epoch)
+        if progress.batch_in_epoch:
+            loader = accelerator.skip_first_batches(loader, progress.batch_in_epoch)
+            accelerator.step = progress.batch_in_epoch  # accelerate's accumulation counter, as if never stopped
+        for batch in loader:
+            progress.batch_in_epoch += 1
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss  # includes PEFT's orthogonal regulariser
+                accelerator.backward(loss)
+                progress.losses.append(loss.detach().float().item())
+                if accelerator.sync_gradients:
+                    _optimizer_step(session, progress, allocator, tuner, accumulation, bar)
+                session.optimizer.zero_grad()
+            if progress.step >= session.total_steps:
+                break
+        else:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+    return progress
+
+
+def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accumulation: int, bar) -> None:
+    config, accelerator = session.config, session.accelerator
+    window = progress.losses[-accumulation:]
+    _unscale_and_clip(session)
+    if accelerator.scaler is None:
+        bad = _nonfinite_parameter(session.model)
+        if bad is not None or not all(math.isfinite(v) for v in window):
+            where = f"gradient of {bad}" if bad else "loss"
+            message = f"step {progress.step + 1}: non-finite {where} (loss {window})"
+            if config.nonfinite == "stop":
+                raise NonFiniteError(f"{message}. Lower the learning rate or check the data; nonfinite=skip skips "
+                                     "such steps instead.")  # fmt: skip
+            warnings.warn(f"{message}: step skipped (no optimizer, scheduler or allocator update).", stacklevel=2)
+            progress.skipped_steps += 1
+            return
+    session.optimizer.step()
+    session.scheduler.step()
+    if accelerator.optimizer_step_was_skipped:  # fp16 overflow: the GradScaler skipped the update
+        progress.skipped_steps += 1
+        return
+    progress.step += 1
+    if allocator is not None:
+        tuner.update_and_allocate(progress.step)  # after optimizer.step(), before zero_grad()
+        if accelerator.num_processes > 1:
+            _check_same_allocation(accelerator, allocator, progress.step)
+    budget = session.adapted.budget(progress.step)
+    loss = sum(window) / len(window)
+    lr = session.scheduler.get_last_lr()[0]
+    session.folder.log({"step": progress.step, "loss": loss, "lr": lr, "budget": budget})
+    if bar is not None:
+        bar.update(1)
+        if progress.step % config.log_every == 0:
+            bar.set_postfix(loss=f"{loss:.4f}", budget=budget)
+    every = config.checkpoint_every
+    if every and progress.step % every == 0 and progress.step < session.total_steps:
+        state = checkpoint_state(session, progress)
+        if accelerator.is_main_process:
+            save_checkpoint(session.folder.path, state)
+        accelerator.wait_for_everyone()
