@@ -152,10 +152,10 @@ def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accu
             progress.skipped_steps += 1
             return
     session.optimizer.step()
-    session.scheduler.step()
     if accelerator.optimizer_step_was_skipped:  # fp16 overflow: the GradScaler skipped the update
         progress.skipped_steps += 1
         return
+    session.scheduler.step()  # once per optimizer step, whatever the number of processes
     progress.step += 1
     if allocator is not None:
         tuner.update_and_allocate(progress.step)  # after optimizer.step(), before zero_grad()
@@ -163,6 +163,8 @@ def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accu
             _check_same_allocation(accelerator, allocator, progress.step)
     budget = session.adapted.budget(progress.step)
     loss = sum(window) / len(window)
+    if accelerator.num_processes > 1:  # log the loss of the global batch, not of this process's share
+        loss = accelerator.reduce(torch.tensor([loss], device=accelerator.device), reduction="mean").item()
     lr = session.scheduler.get_last_lr()[0]
     session.folder.log({"step": progress.step, "loss": loss, "lr": lr, "budget": budget})
     if bar is not None:

@@ -34,16 +34,16 @@ class RunFolder:
     A run is complete once ``metrics.json`` exists. An existing non-empty folder is refused unless ``overwrite``.
     """
 
-    def __init__(self, path: str | Path, overwrite: bool = False, resume_step: int | None = None) -> None:
-        """``resume_step``: continue a run folder, keeping the log up to that optimizer step."""
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise FileExistsError(f"--output {self.path} is a file; give a folder path.")
-        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite and resume_step is None:
-            raise FileExistsError(
-                f"--output {self.path} already holds files; choose a new folder, pass --resume to continue this "
-                "run, or --overwrite to replace it."
-            )
+    def __init__(
+        self, path: str | Path, overwrite: bool = False, resume_step: int | None = None, writer: bool = True
+    ) -> None:
+        """``resume_step``: continue a run folder, keeping the log up to that optimizer step. ``writer=False`` (the
+        non-main processes of a multi-process run) checks nothing and writes nothing."""
+        self.path, self.writer = Path(path), writer
+        self._log = None
+        if not writer:
+            return
+        self.validate(self.path, overwrite, resume_step is not None)
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "metrics.json").unlink(missing_ok=True)
         log = self.path / "log.jsonl"
@@ -61,15 +61,30 @@ class RunFolder:
         atomic_write(log, "".join(f"{line}\n" for line in kept))
         self._log = log.open("a", encoding="utf-8")
 
+    @staticmethod
+    def validate(path: Path, overwrite: bool, resume: bool) -> None:
+        """Raise unless ``path`` may hold this run: new or empty, or ``overwrite``/``resume`` given."""
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"--output {path} is a file; give a folder path.")
+        if path.is_dir() and any(path.iterdir()) and not overwrite and not resume:
+            raise FileExistsError(
+                f"--output {path} already holds files; choose a new folder, pass --resume to continue this run, "
+                "or --overwrite to replace it."
+            )
+
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        if self.writer:
+            atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def log(self, record: dict[str, Any]) -> None:
-        self._log.write(json.dumps(record) + "\n")
-        self._log.flush()
+        if self._log is not None:
+            self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
 
     def write_json(self, name: str, data: Any) -> None:
-        atomic_write(self.path / name, json.dumps(data, indent=2) + "\n")
+        if self.writer:
+            atomic_write(self.path / name, json.dumps(data, indent=2) + "\n")
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()

@@ -110,6 +110,9 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
         cpu=not torch.cuda.is_available(),
+        # T already counts processes and accumulation; accelerate would otherwise step the LR schedule once per
+        # process at every optimizer step (n times too fast with n processes)
+        step_scheduler_with_optimizer=False,
     )
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
@@ -130,7 +133,9 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     if allocator is not None:
         resolved["resolved_tinit_tfinal"] = schedule_steps(config, total_steps)
     start_step = None if checkpoint is None else checkpoint["progress"]["step"]
-    folder = RunFolder(output, overwrite=overwrite, resume_step=start_step)
+    RunFolder.validate(Path(output), overwrite, resume)  # every process, before any of them writes
+    accelerator.wait_for_everyone()
+    folder = RunFolder(output, overwrite=overwrite, resume_step=start_step, writer=accelerator.is_main_process)
     if checkpoint is None:
         folder.write_config(resolved)
 
