@@ -66,6 +66,7 @@ class ScoreRankAllocator:
         self.step = 0
         self.keep = torch.ones(layout.num_triplets, dtype=torch.bool, device=layout.device)
         self.frozen = False
+        self.skipped_updates = 0  # steps whose gradient was not finite (not observed)
         self.last_event: AllocationEvent | None = None
         self._rank_pattern: dict[str, list[bool]] | None = None
         score.bind(layout)
@@ -106,9 +107,19 @@ class ScoreRankAllocator:
         return budget, self.rank_pattern()
 
     def update_scores(self) -> None:
-        """Feed this step's (param, grad) to the score."""
+        """Feed this step's (param, grad) to the score. A gradient with NaN/Inf (e.g. the unscaled gradient of an
+        fp16 step the GradScaler skipped, under ``transformers.Trainer``) is not observed: a warning names the step,
+        and the statistics stay as they were instead of being poisoned for the rest of the run."""
         with torch.no_grad():
             grads = self.layout.gather_gradients()
+            if not torch.isfinite(grads).all():
+                self.skipped_updates += 1
+                warnings.warn(
+                    f"adalora-scores: step {self.step}: non-finite adapter gradient; the score statistics skip this "
+                    "step.",
+                    stacklevel=3,
+                )
+                return
             self.score.observe(self.layout.gather_parameters(), grads)
 
     def triplet_scores(self) -> Tensor:

@@ -57,9 +57,13 @@ def make_loader(
 ) -> DataLoader:
     """Batches padded to their longest item; ``dataset.lengths`` drives length grouping."""
     collate = DataCollatorWithPadding(tokenizer)
+    # A DataLoader draws a seed from its generator whenever an iterator is created; its own generator keeps that draw
+    # off the global RNG, so dropout masks do not depend on how often the data was iterated (exact resume).
+    generator = torch.Generator().manual_seed(seed)
     if shuffle and group_by_length:
-        return DataLoader(dataset, batch_size, sampler=LengthGroupedSampler(dataset.lengths, batch_size, seed),
-                          collate_fn=collate)  # fmt: skip
-    if shuffle:
-        return DataLoader(dataset, batch_size, sampler=EpochShuffleSampler(len(dataset), seed), collate_fn=collate)
-    return DataLoader(dataset, batch_size, shuffle=False, collate_fn=collate)
+        sampler = LengthGroupedSampler(dataset.lengths, batch_size, seed)
+    elif shuffle:
+        sampler = EpochShuffleSampler(len(dataset), seed)
+    else:
+        sampler = None
+    return DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate, generator=generator)

@@ -78,8 +78,7 @@ def restore_state(session: Session, state: dict[str, Any]) -> Progress:
     if session.adapted.allocator is not None:
         session.adapted.allocator.load_state_dict(state["allocator"])
         model.peft_config["default"].rank_pattern = state["peft_rank_pattern"]
-    restore_rng(state["rng"])
-    return Progress(**state["progress"])
+    return Progress(**state["progress"])  # the RNG is restored by run_steps, once the data iterator exists
 
 
 def _nonfinite_parameter(model) -> str | None:
@@ -108,8 +107,12 @@ def _unscale_and_clip(session: Session) -> None:
         accelerator.unscale_gradients()
 
 
-def run_steps(session: Session, progress: Progress, bar=None) -> Progress:
-    """Train from ``progress`` to ``total_steps`` optimizer steps; returns the final progress."""
+def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[str, Any] | None = None) -> Progress:
+    """Train from ``progress`` to ``total_steps`` optimizer steps; returns the final progress.
+
+    ``rng_state`` (resume) is restored right after the data iterator is created: creating a DataLoader iterator
+    draws from the global torch RNG, so restoring earlier would shift every later dropout mask by one draw.
+    """
     config, accelerator, model = session.config, session.accelerator, session.model
     allocator, tuner = session.adapted.allocator, session.unwrapped.base_model
     accumulation = config.gradient_accumulation_steps
@@ -119,7 +122,11 @@ def run_steps(session: Session, progress: Progress, bar=None) -> Progress:
         if progress.batch_in_epoch:
             loader = accelerator.skip_first_batches(loader, progress.batch_in_epoch)
             accelerator.step = progress.batch_in_epoch  # accelerate's accumulation counter, as if never stopped
-        for batch in loader:
+        batches = iter(loader)
+        if rng_state is not None:
+            restore_rng(rng_state)
+            rng_state = None
+        for batch in batches:
             progress.batch_in_epoch += 1
             with accelerator.accumulate(model):
                 loss = model(**batch).loss  # includes PEFT's orthogonal regulariser

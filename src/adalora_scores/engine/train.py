@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
@@ -106,6 +107,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         _check_resumable(Path(output), config)
         checkpoint = load_checkpoint(Path(output))
     data = task.load(config.data)
+    AcceleratorState._reset_state()  # a process may train several runs (sweeps) with different mixed precision
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
@@ -177,7 +179,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     start = time.perf_counter()
     show = None if accelerator.is_local_main_process else True  # None: tqdm shows the bar only on a terminal
     bar = tqdm(total=total_steps, initial=progress.step, disable=show, desc=task.name, leave=False)
-    progress = run_steps(session, progress, bar)
+    progress = run_steps(session, progress, bar, rng_state=None if checkpoint is None else checkpoint["rng"])
     bar.close()
     wall = time.perf_counter() - start
 
