@@ -6,15 +6,15 @@ one: a kill during the write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from adalora_scores.engine.run_folder import atomic_save
 
 __all__ = ["CHECKPOINT", "Progress", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 
@@ -54,16 +54,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically to ``folder / checkpoint.pt``."""
     path = folder / CHECKPOINT
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CHECKPOINT}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({"format": FORMAT, **state}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_save(path, lambda stream: torch.save({"format": FORMAT, **state}, stream))
     return path
 
 

@@ -5,27 +5,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "atomic_save", "atomic_write"]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, fsync it, then rename it over ``path``."""
+def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` on a temporary file in the same folder, fsync it, then rename it over ``path``: a reader (or a
+    kill) sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_save`)."""
+    atomic_save(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 class RunFolder:
