@@ -110,7 +110,7 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
     spec.write_text(yaml.safe_dump({
         "grid": {"task": ["sst2"], "score": ["fisher", "gsnr", "movement"], "seed": [1]},
         "set": {"model": str(tiny_model_dir), "num_epochs": 1, "batch_size": 2, "max_seq_length": 24, "init_r": 4,
-                "target_r": 2, "deltaT": 1},
+                "target_r": 2, "deltaT": 1, "checkpoint_every": 20},
         "data": {"sst2": str(data)},
     }))  # fmt: skip
     out = tmp_path / "out"
@@ -119,7 +119,7 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "sst2__gsnr__seed1" / "log.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 20):
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 25):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -129,6 +129,8 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
     assert (out / "sst2__fisher__seed1" / "metrics.json").read_bytes() == first  # skipped, untouched
     for name in ("sst2__gsnr__seed1", "sst2__movement__seed1"):
         assert json.loads((out / name / "metrics.json").read_text())["steps"] == 200
+    resumed = json.loads((out / "sst2__gsnr__seed1" / "metrics.json").read_text())["resumed_from_step"]
+    assert resumed and resumed % 20 == 0  # the killed run continued from its last checkpoint, not from scratch
 
 
 # ---------------------------------------------------------------- report on hand-made run folders
