@@ -362,3 +362,17 @@ def test_allocator_ignores_a_nonfinite_gradient_under_trainer_style_use():
             model.base_model.update_and_allocate(step)
     assert allocator.skipped_updates == 1 and allocator.score.num_updates == 2
     assert all(torch.isfinite(v).all() for v in allocator.score.state_dict().values() if isinstance(v, torch.Tensor))
+
+
+def test_training_runs_in_train_mode(glue_root, tiny_model_dir, tmp_path, monkeypatch):
+    """from_pretrained returns an eval-mode model; the loop must switch dropout on (a regression once found)."""
+    modes = []
+    original = loop_module._optimizer_step
+
+    def recording(session, progress, *rest):
+        modes.append(session.model.training and session.unwrapped.base_model.model.bert.encoder.training)
+        original(session, progress, *rest)
+
+    monkeypatch.setattr(loop_module, "_optimizer_step", recording)
+    train(_config("rte", tiny_model_dir, glue_root / "rte", "batch_size=8"), tmp_path / "run")
+    assert modes and all(modes)

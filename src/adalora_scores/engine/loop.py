@@ -116,6 +116,7 @@ def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[st
     config, accelerator, model = session.config, session.accelerator, session.model
     allocator, tuner = session.adapted.allocator, session.unwrapped.base_model
     accumulation = config.gradient_accumulation_steps
+    model.train()  # from_pretrained returns the model in eval mode: without this, dropout would be off
     while progress.step < session.total_steps:
         loader = session.train_loader
         loader.set_epoch(progress.epoch)
