@@ -112,7 +112,7 @@ class ScoreRankAllocator:
         and the statistics stay as they were instead of being poisoned for the rest of the run."""
         with torch.no_grad():
             grads = self.layout.gather_gradients()
-            if not torch.isfinite(grads).all():
+            if not torch.isfinite(grads.sum()):  # NaN/Inf anywhere makes the sum non-finite; no 2.6M-entry mask
                 self.skipped_updates += 1
                 warnings.warn(
                     f"adalora-scores: step {self.step}: non-finite adapter gradient; the score statistics skip this "
