@@ -376,3 +376,18 @@ def test_training_runs_in_train_mode(glue_root, tiny_model_dir, tmp_path, monkey
     monkeypatch.setattr(loop_module, "_optimizer_step", recording)
     train(_config("rte", tiny_model_dir, glue_root / "rte", "batch_size=8"), tmp_path / "run")
     assert modes and all(modes)
+
+
+def test_checkpoints_by_default_every_tenth_of_the_run(glue_root, tiny_model_dir, tmp_path, monkeypatch):
+    config = _config("rte", tiny_model_dir, glue_root / "rte", "num_epochs=2", "batch_size=2")  # T = 24 steps
+    original = loop_module._optimizer_step
+
+    def killed(session, progress, *rest):
+        original(session, progress, *rest)
+        if progress.step == 5:
+            raise SimulatedKill
+
+    monkeypatch.setattr(loop_module, "_optimizer_step", killed)
+    with pytest.raises(SimulatedKill):
+        train(config, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run")["progress"]["step"] == 4  # every 24 // 10 = 2 steps

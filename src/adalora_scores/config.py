@@ -86,8 +86,9 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     log_every: int = 10
-    checkpoint_every: int = 0
-    """Write ``checkpoint.pt`` every this many optimizer steps, for ``--resume``; 0: no checkpoints."""
+    checkpoint_every: int | None = None
+    """Write ``checkpoint.pt`` every this many optimizer steps, for ``--resume``; None: every 10% of the run
+    (at least every step of a run shorter than 10 steps); 0: no checkpoints."""
     nonfinite: str = "stop"
     """A NaN/Inf loss or gradient: "stop" the run with a message naming the step and parameter, or "skip" the step
     with a warning (no optimizer, scheduler or allocator update). Under fp16 the GradScaler's own skips apply."""
@@ -134,7 +135,10 @@ class TrainConfig:
             )
         need(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'.")
         need(self.nonfinite in ("stop", "skip"), f"nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}.")
-        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0 (0: none), got {self.checkpoint_every}.")
+        need(
+            self.checkpoint_every is None or self.checkpoint_every >= 0,
+            f"checkpoint_every must be >= 0 (0: none; null: every 10% of the run), got {self.checkpoint_every}.",
+        )
         need(isinstance(self.score_options, dict), "score_options must be a mapping, e.g. {beta: 0.9}.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,6 +47,12 @@ class Session:
     total_steps: int
 
     @property
+    def checkpoint_every(self) -> int:
+        """Optimizer steps between checkpoints (0: none); the config's None means every 10% of the run."""
+        every = self.config.checkpoint_every
+        return max(1, self.total_steps // 10) if every is None else every
+
+    @property
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
 
@@ -179,7 +185,7 @@ def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accu
         bar.update(1)
         if progress.step % config.log_every == 0:
             bar.set_postfix(loss=f"{loss:.4f}", budget=budget)
-    every = config.checkpoint_every
+    every = session.checkpoint_every
     if every and progress.step % every == 0 and progress.step < session.total_steps:
         state = checkpoint_state(session, progress)
         if accelerator.is_main_process:
