@@ -391,3 +391,27 @@ def test_checkpoints_by_default_every_tenth_of_the_run(glue_root, tiny_model_dir
     with pytest.raises(SimulatedKill):
         train(config, tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["progress"]["step"] == 4  # every 24 // 10 = 2 steps
+
+
+def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
+    """Evaluation gathers windowed logits of different lengths from both processes, in order, without duplicates."""
+    from _squad import write_squad_folder
+
+    model, _ = parity
+    write_squad_folder(tmp_path / "squad", version_2=True)
+    common = ["train", "--task", "squad_v2", "--model", str(model), "--data", str(tmp_path / "squad"), "num_epochs=1",
+              "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=48", "doc_stride=16", "eval_batch_size=3",
+              "max_answer_length=8"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29562",
+              "-m", "adalora_scores.cli"]  # fmt: skip
+    done = subprocess.run([*launch, *common, "--output", str(tmp_path / "two"), "batch_size=2"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main([*common, "--output", str(tmp_path / "one"), "batch_size=4"]) == 0
+    one, two = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))
+    assert one["eval"] == two["eval"] and one["eval"]["dev"]["total"] == 12
+    answers = [json.loads((tmp_path / n / "predictions.json").read_text()) for n in ("one", "two")]
+    assert answers[0] == answers[1]
+    odds = [json.loads((tmp_path / n / "null_odds.json").read_text()) for n in ("one", "two")]
+    assert odds[0] == pytest.approx(odds[1], abs=1e-3)
