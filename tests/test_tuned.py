@@ -160,3 +160,19 @@ def test_tuned_report_without_selection_split_says_how_to_fix(tmp_path, capsys):
         path.write_text(json.dumps(metrics))
     assert main(["report", str(tmp_path), "--tuned", "learning_rate", "--no-plots"]) == 2
     assert "selection_fraction" in capsys.readouterr().err
+
+
+def test_report_names_lora_rows_and_their_parameters(tmp_path):
+    runs = [("a", {"score": "sensitivity", "method": "adalora"}, 1_270_000),
+            ("b", {"score": "sensitivity", "method": "lora", "target_r": 2}, 330_000)]  # fmt: skip
+    for name, config, params in runs:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"task": "rte", "seed": 1, **config}))
+        metrics = {"adapter_parameters": params, "eval": {"dev": {"accuracy": 80.0}}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    build_report(tmp_path, plot=False)
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in
+            (tmp_path / "report.md").read_text().split("### Significance")[0].splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    assert rows["`sensitivity`"] == "1.27M" and rows["`lora_r2`"] == "0.33M"
