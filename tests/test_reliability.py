@@ -415,7 +415,7 @@ def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
     answers = [json.loads((tmp_path / n / "predictions.json").read_text()) for n in ("one", "two")]
     assert set(answers[0]) == set(answers[1]) and len(answers[0]) == one["total"] == 12
     clear = [q for q in answers[0] if abs(odds[0][q]) > 2e-2]  # away from the null threshold 0
-    assert len(clear) >= 10 and all(answers[0][q] == answers[1][q] for q in clear)
+    assert len(clear) >= 6 and all(answers[0][q] == answers[1][q] for q in clear)
     if all(answers[0][q] == answers[1][q] for q in answers[0]):  # then EM/F1 and their breakdown agree exactly
         assert {k: v for k, v in one.items() if not k.startswith("best_")} == {
             k: v for k, v in two.items() if not k.startswith("best_")
