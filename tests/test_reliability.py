@@ -67,6 +67,18 @@ class SimulatedKill(Exception):
     pass
 
 
+def _kill_at(monkeypatch, step: int) -> None:
+    """Make training raise ``SimulatedKill`` right after optimizer step ``step`` (undo with ``monkeypatch.undo``)."""
+    original = loop_module._optimizer_step
+
+    def killed(session, progress, *rest):
+        original(session, progress, *rest)
+        if progress.step == step:
+            raise SimulatedKill
+
+    monkeypatch.setattr(loop_module, "_optimizer_step", killed)
+
+
 @pytest.mark.parametrize(("group_by_length", "accumulation", "every", "kill_at"), [(False, 1, 5, 13), (True, 2, 4, 7)])
 def test_resume_after_a_kill_is_bit_exact(group_by_length, accumulation, every, kill_at, glue_root, tiny_model_dir,
                                           tmp_path, monkeypatch):  # fmt: skip
@@ -74,18 +86,11 @@ def test_resume_after_a_kill_is_bit_exact(group_by_length, accumulation, every, 
                      f"gradient_accumulation_steps={accumulation}", f"group_by_length={group_by_length}",
                      f"checkpoint_every={every}")  # fmt: skip
     train(config, tmp_path / "whole")
-    original = loop_module._optimizer_step
-
-    def killed(session, progress, *args):
-        original(session, progress, *args)
-        if progress.step == kill_at:
-            raise SimulatedKill
-
-    monkeypatch.setattr(loop_module, "_optimizer_step", killed)
+    _kill_at(monkeypatch, kill_at)
     with pytest.raises(SimulatedKill):
         train(config, tmp_path / "resumed")
     assert load_checkpoint(tmp_path / "resumed")["progress"]["step"] == (kill_at // every) * every
-    monkeypatch.setattr(loop_module, "_optimizer_step", original)
+    monkeypatch.undo()
     metrics = train(config, tmp_path / "resumed", resume=True)
     assert metrics["resumed_from_step"] == (kill_at // every) * every
     # bit for bit: the same adapter tensors, rank pattern, per-step log (loss, LR, budget) and metrics
@@ -256,17 +261,10 @@ def _finished_run(tmp_path, glue_root, tiny_model_dir) -> list[str]:
 def _interrupted_run(tmp_path, glue_root, tiny_model_dir, monkeypatch) -> list[str]:
     args = ["--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"), *SMALL,
             "batch_size=4", "checkpoint_every=2"]  # fmt: skip
-    original = loop_module._optimizer_step
-
-    def killed(session, progress, *rest):
-        original(session, progress, *rest)
-        if progress.step == 3:
-            raise SimulatedKill
-
-    monkeypatch.setattr(loop_module, "_optimizer_step", killed)
+    _kill_at(monkeypatch, 3)
     with pytest.raises(SimulatedKill):
         main(["train", *args, "--output", str(tmp_path / "out")])
-    monkeypatch.setattr(loop_module, "_optimizer_step", original)
+    monkeypatch.undo()
     return args
 
 
@@ -380,14 +378,7 @@ def test_training_runs_in_train_mode(glue_root, tiny_model_dir, tmp_path, monkey
 
 def test_checkpoints_by_default_every_tenth_of_the_run(glue_root, tiny_model_dir, tmp_path, monkeypatch):
     config = _config("rte", tiny_model_dir, glue_root / "rte", "num_epochs=2", "batch_size=2")  # T = 24 steps
-    original = loop_module._optimizer_step
-
-    def killed(session, progress, *rest):
-        original(session, progress, *rest)
-        if progress.step == 5:
-            raise SimulatedKill
-
-    monkeypatch.setattr(loop_module, "_optimizer_step", killed)
+    _kill_at(monkeypatch, 5)
     with pytest.raises(SimulatedKill):
         train(config, tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["progress"]["step"] == 4  # every 24 // 10 = 2 steps

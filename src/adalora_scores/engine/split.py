@@ -21,15 +21,16 @@ def hold_out(
     ``group_key`` (SQuAD: the context, so no paragraph is seen in both). ``fraction`` 0 holds out nothing."""
     if fraction <= 0:
         return list(examples), []
+    keys = [getattr(example, group_key) for example in examples] if group_key else range(len(examples))
     groups: dict[Any, int] = {}
-    for index, example in enumerate(examples):
-        groups.setdefault(getattr(example, group_key) if group_key else index, len(groups))
+    for key in keys:
+        groups.setdefault(key, len(groups))
     count = math.ceil(fraction * len(groups))
     if count >= len(groups):
         raise ValueError(f"selection_fraction {fraction} would hold out all {len(groups)} training groups.")
     order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed))
     chosen = set(order[:count].tolist())
-    membership = [groups[getattr(e, group_key) if group_key else i] in chosen for i, e in enumerate(examples)]
+    membership = [groups[key] in chosen for key in keys]
     kept = [e for e, held in zip(examples, membership, strict=True) if not held]
     held_out = [e for e, held in zip(examples, membership, strict=True) if held]
     return kept, held_out

@@ -190,6 +190,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     ranks = adapted.ranks()
     finite = [v for v in progress.losses if math.isfinite(v)]
+    initial_parameters = adapted.adapter_parameters(initial=True)
     metrics = {
         "task": task.name,
         "score": config.score,
@@ -208,8 +209,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         "wall_seconds": wall,
         "trainable_parameters": trainable,
         "adapter_parameters": adapted.adapter_parameters(),
-        "adapter_parameters_initial": adapted.adapter_parameters(initial=True),
-        "head_parameters": trainable - adapted.adapter_parameters(initial=True),
+        "adapter_parameters_initial": initial_parameters,
+        "head_parameters": trainable - initial_parameters,
         "final_budget": sum(ranks.values()),
     }
     if accelerator.is_main_process:
