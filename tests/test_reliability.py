@@ -116,16 +116,22 @@ def test_a_kill_during_the_checkpoint_write_keeps_the_previous_one(tmp_path, mon
 
 
 # ---------------------------------------------------------------- parity across processes and accumulation
-def test_two_gloo_processes_match_one_process(parity, tmp_path):
-    model, data = parity
-    common = ["train", "--task", "sst2", "--model", str(model), "--data", str(data), *SMALL, "num_epochs=1"]
+def _two_and_one_process(common: list[str], out: Path, batch_size: int, port: int) -> None:
+    """Run ``adalora-scores train`` as 2 gloo processes with ``batch_size`` each into ``out/two``, and as 1 process
+    with the same global batch into ``out/one``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
-              "-m", "adalora_scores.cli"]  # fmt: skip
-    done = subprocess.run([*launch, *common, "--output", str(tmp_path / "two"), "batch_size=4"], env=env,
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+              "-m", "adalora_scores.cli", "train"]  # fmt: skip
+    done = subprocess.run([*launch, *common, "--output", str(out / "two"), f"batch_size={batch_size}"], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert main([*common, "--output", str(tmp_path / "one"), "batch_size=8"]) == 0
+    assert main(["train", *common, "--output", str(out / "one"), f"batch_size={2 * batch_size}"]) == 0
+
+
+def test_two_gloo_processes_match_one_process(parity, tmp_path):
+    model, data = parity
+    common = ["--task", "sst2", "--model", str(model), "--data", str(data), *SMALL, "num_epochs=1"]
+    _two_and_one_process(common, tmp_path, batch_size=4, port=29561)
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["total_steps"] == two["total_steps"] == 32  # 256 examples / (4 per process × 2 processes)
@@ -390,16 +396,10 @@ def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
 
     model, _ = parity
     write_squad_folder(tmp_path / "squad", version_2=True)
-    common = ["train", "--task", "squad_v2", "--model", str(model), "--data", str(tmp_path / "squad"), "num_epochs=1",
+    common = ["--task", "squad_v2", "--model", str(model), "--data", str(tmp_path / "squad"), "num_epochs=1",
               "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=48", "doc_stride=16", "eval_batch_size=3",
               "max_answer_length=8"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29562",
-              "-m", "adalora_scores.cli"]  # fmt: skip
-    done = subprocess.run([*launch, *common, "--output", str(tmp_path / "two"), "batch_size=2"], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert main([*common, "--output", str(tmp_path / "one"), "batch_size=4"]) == 0
+    _two_and_one_process(common, tmp_path, batch_size=2, port=29562)
     one, two = (json.loads((tmp_path / n / "metrics.json").read_text())["eval"]["dev"] for n in ("one", "two"))
     odds = [json.loads((tmp_path / n / "null_odds.json").read_text()) for n in ("one", "two")]
     assert odds[0] == pytest.approx(odds[1], abs=2e-2)  # float32 summation order differs between the set-ups
