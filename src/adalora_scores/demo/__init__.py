@@ -28,15 +28,20 @@ DEMO_SETTINGS = {"num_epochs": 2, "batch_size": 16, "eval_batch_size": 64, "max_
 
 
 def _tiny_model(folder: Path, sentences: list[str]) -> Path:
-    """A small random BERT and a WordPiece tokenizer trained on the task's sentences, saved like a Hub folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A small random BERT and a word-level WordPiece tokenizer over the task's words, saved like a Hub folder.
+
+    The vocabulary is the sorted set of the sentences' words (after BERT normalisation and pre-tokenisation), not a
+    trained one: ``WordPieceTrainer`` breaks frequency ties differently from run to run, which made the tiny model,
+    and every number trained with it, irreproducible. Words outside the task map to [UNK]."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = {piece for s in sentences for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(s))}
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    vocab = {token: index for index, token in enumerate([*special, *sorted(words - set(special))])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
