@@ -1,6 +1,6 @@
 """Small SQuAD files in the official JSON layout (data → paragraphs → qas), written for the tests.
 
-Every paragraph is made of the test vocabulary, so the tokenizer trained in ``conftest`` covers it. One context is
+Every paragraph is made of the test vocabulary, so the word-level tokenizer of ``conftest`` covers it. One context is
 about 70 words, longer than one 48-token window; v2.0 files add unanswerable questions.
 """
 

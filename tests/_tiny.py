@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import torch
 from peft import AdaLoraConfig, get_peft_model
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
+
+from adalora_scores.tiny_models import tiny_config, tiny_model
 
 BERT_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 
 def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        num_labels=num_labels,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    return BertForSequenceClassification(config)
+    config = tiny_config("bert", vocab_size=64, max_position_embeddings=32, num_labels=num_labels,
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    return tiny_model(config, seed=seed)
 
 
 def tiny_adalora(

@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny local model folder with a locally trained tokenizer, and GLUE folders in the original
-distribution layouts (a handful of rows each, written for the tests)."""
+"""Shared fixtures: a tiny local model folder with a deterministic word-level tokenizer, and GLUE folders in the
+original distribution layouts (a handful of rows each, written for the tests)."""
 
 from __future__ import annotations
 
@@ -116,26 +116,8 @@ def glue_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A tiny random BERT and a WordPiece tokenizer trained here, saved like a Hub model folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    """A tiny random BERT (hidden 16, 2 layers) and a word-level tokenizer over ``WORDS``, saved like a Hub model
+    folder, from the shared deterministic builder."""
+    from adalora_scores.tiny_models import save_tiny_model
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(
-        [" ".join(WORDS)] * 10, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special)
-    )
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
-    fast.save_pretrained(folder)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=16, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), WORDS)

@@ -16,7 +16,7 @@ from adalora_scores.cli import main
 from adalora_scores.metrics.glue import glue_metrics
 from adalora_scores.tasks import get_task, load_glue
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=32",
+TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
         "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
 
 
@@ -143,7 +143,7 @@ def test_presets_resolve_for_every_task(preset):
 
     tasks = [t for t in sorted(LAYOUTS) if not (preset == "adalora-glue" and t == "wnli")]
     for task in tasks:
-        config = resolve_config(f"presets/{preset}.yaml", task, {"task": task}, ["seed=2"])
+        config = resolve_config(f"presets/train/{preset}.yaml", task, {"task": task}, ["seed=2"])
         assert config.model == "microsoft/deberta-v3-base" and config.seed == 2
         assert load_preset(preset, task)["learning_rate"] == config.learning_rate
     paper = resolve_config("paper-glue", "rte", {"task": "rte", "score": "movement"}, ["learning_rate=2e-3"])

@@ -19,7 +19,7 @@ TINY = [
     "batch_size=8",
     "init_r=4",
     "target_r=2",
-    "deltaT=1",
+    "mask_interval=1",
     "max_seq_length=48",
     "group_by_length=true",
 ]
@@ -29,7 +29,7 @@ TINY = [
 def deberta_v3_dir(tmp_path_factory):
     """A folder laid out like microsoft/deberta-v3-base (spm.model + tokenizer_config.json + config + weights)."""
     sentencepiece = pytest.importorskip("sentencepiece")
-    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+    from adalora_scores.tiny_models import tiny_config, tiny_model
 
     work = tmp_path_factory.mktemp("deberta-v3")
     corpus = work / "corpus.txt"
@@ -45,11 +45,8 @@ def deberta_v3_dir(tmp_path_factory):
     (folder / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "vocab_type": "spm"})
     )
-    config = DebertaV2Config(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64, max_position_embeddings=64, relative_attention=True,
-                             position_buckets=16, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                             share_att_key=True, norm_rel_ebd="layer_norm", pooler_hidden_size=32)  # fmt: skip
-    DebertaV2ForSequenceClassification(config).save_pretrained(folder)
+    config = tiny_config("deberta-v2", vocab_size=128, hidden_size=32, intermediate_size=64)
+    tiny_model(config).save_pretrained(folder)
     return folder
 
 

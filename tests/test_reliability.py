@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adalora_scores.allocation.allocator import ScoreRankAllocator
+from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.cli import main
 from adalora_scores.config import resolve_config
 from adalora_scores.engine import checkpoint as checkpoint_module
@@ -22,23 +22,21 @@ from adalora_scores.engine import train as train_module
 from adalora_scores.engine.checkpoint import load_checkpoint, save_checkpoint
 from adalora_scores.engine.train import train
 
-SMALL = ["init_r=4", "target_r=2", "deltaT=1", "max_seq_length=32", "learning_rate=5e-3", "eval_batch_size=8",
-         "tinit=0.1", "tfinal=0.2"]  # fmt: skip
+SMALL = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32", "learning_rate=5e-3", "eval_batch_size=8",
+         "budget_warmup=0.1", "budget_final=0.2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
     """A tiny BERT without dropout (so runs that batch differently can agree) and a learnable two-class task."""
-    from adalora_scores.demo import _tiny_model
-    from adalora_scores.demo.contrast import write_contrast_task
+    from adalora_scores.tasks.contrast import write_contrast_task
+    from adalora_scores.tiny_models import save_tiny_model
 
     root = tmp_path_factory.mktemp("parity")
     data = write_contrast_task(root / "data", train=256, dev=32)
     sentences = [line.split("\t")[0] for line in (data / "train.tsv").read_text().splitlines()[1:]]
-    model = _tiny_model(root / "model", sentences)
-    config = json.loads((model / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (model / "config.json").write_text(json.dumps(config))
+    model = save_tiny_model(root / "model", sentences, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
     return model, data
 
 
@@ -172,22 +170,32 @@ def test_bf16_trains(parity, tmp_path):
 # ---------------------------------------------------------------- fp16 loss scaling and non-finite values
 def _record_statistics(monkeypatch) -> list[dict[str, torch.Tensor]]:
     seen = []
-    original = ScoreRankAllocator.update_and_allocate
+    original = PeftRankAllocator.update_and_allocate
 
     def recording(self, model, step, force_mask=False):
         result = original(self, model, step, force_mask)
-        seen.append({k: v.clone() for k, v in self.score.state_dict().items() if isinstance(v, torch.Tensor)})
+        statistics = self.score.state_dict()["statistics"]
+        assert statistics, "the score keeps statistics"  # else the comparisons below would be empty
+        seen.append({k: v.clone() for k, v in statistics.items()})
         return result
 
-    monkeypatch.setattr(ScoreRankAllocator, "update_and_allocate", recording)
+    monkeypatch.setattr(PeftRankAllocator, "update_and_allocate", recording)
     return seen
 
 
 def _with_grad_scaler(monkeypatch, init_scale: float) -> None:
+    """A CPU stand-in for fp16 training: accelerate's GradScaler path without fp16 autocast (which CPU lacks)."""
+
     class ScaledAccelerator(train_module.Accelerator):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+
+        def unscale_gradients(self, optimizer=None):
+            # accelerate unscales only when mixed_precision == "fp16"; do what it does then, so that clipping
+            # (which calls this first) sees unscaled gradients as it does on a GPU
+            for accelerated in self._optimizers:
+                self.scaler.unscale_(accelerated.optimizer)
 
     monkeypatch.setattr(train_module, "Accelerator", ScaledAccelerator)
 
@@ -210,7 +218,7 @@ def test_scores_never_see_loss_scaled_gradients(parity, tmp_path, monkeypatch, m
 
 def _inject(monkeypatch, value: float, at_backward: int) -> None:
     """Make the gradient of the first lora_A tensor ``value`` at the ``at_backward``-th backward pass."""
-    original = train_module.build_adapter
+    original = train_module.build_adapted_model
 
     def build(*args, **kwargs):
         adapted = original(*args, **kwargs)
@@ -224,7 +232,7 @@ def _inject(monkeypatch, value: float, at_backward: int) -> None:
         parameter.register_hook(hook)
         return adapted
 
-    monkeypatch.setattr(train_module, "build_adapter", build)
+    monkeypatch.setattr(train_module, "build_adapted_model", build)
 
 
 def test_fp16_overflow_skips_the_step_and_keeps_statistics_finite(parity, tmp_path, monkeypatch):
@@ -279,16 +287,16 @@ def _base(tiny_model_dir, glue_root) -> list[str]:
 
 
 def _disk_full(monkeypatch):
-    from adalora_scores.engine import run_folder
+    from adalora_scores import run_files
 
-    original = run_folder.atomic_write
+    original = run_files.atomic_write
 
     def full(path, text):
         if Path(path).name == "metrics.json":
             raise OSError(28, "No space left on device")
         original(path, text)
 
-    monkeypatch.setattr(run_folder, "atomic_write", full)
+    monkeypatch.setattr(run_files, "atomic_write", full)
 
 
 CASES = {
@@ -299,7 +307,7 @@ CASES = {
         "no such folder",
     ),  # fmt: skip
     "no budgeting phase": (
-        lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "tinit=5", "tfinal=5"],
+        lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "budget_warmup=5", "budget_final=5"],
         "no budgeting phase",
     ),  # fmt: skip
     "target above init": (lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "target_r=8"], "target_r (8)"),
@@ -397,7 +405,7 @@ def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
     model, _ = parity
     write_squad_folder(tmp_path / "squad", version_2=True)
     common = ["--task", "squad_v2", "--model", str(model), "--data", str(tmp_path / "squad"), "num_epochs=1",
-              "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=48", "doc_stride=16", "eval_batch_size=3",
+              "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=48", "doc_stride=16", "eval_batch_size=3",
               "max_answer_length=8"]  # fmt: skip
     _two_and_one_process(common, tmp_path, batch_size=2, port=29562)
     one, two = (json.loads((tmp_path / n / "metrics.json").read_text())["eval"]["dev"] for n in ("one", "two"))

@@ -9,7 +9,9 @@ import torch
 
 from adalora_scores.allocation import budget_schedule, budget_threshold, keep_mask, triplet_importance
 
-SCHEDULE = dict(initial_budget=24, target_budget=8, warmup_steps=10, final_steps=20, total_steps=100, mask_interval=5)
+SCHEDULE = dict(
+    initial_budget=24, target_budget=8, budget_warmup=10, budget_final=20, total_steps=100, mask_interval=5
+)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,7 @@ def test_schedule_is_monotone():
 
 def test_schedule_without_budgeting_phase_is_an_error():
     with pytest.raises(ValueError, match="no budgeting phase"):
-        budget_schedule(1, **{**SCHEDULE, "warmup_steps": 50, "final_steps": 50})
+        budget_schedule(1, **{**SCHEDULE, "budget_warmup": 50, "budget_final": 50})
 
 
 def test_triplet_importance_by_hand():

@@ -23,8 +23,8 @@ from adalora_scores.tasks.squad import QAExample, QAFeatures, extract_answers, r
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from _qa_reference import reference_answers  # noqa: E402
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=48", "doc_stride=16",
-        "learning_rate=5e-3", "eval_batch_size=4", "max_answer_length=8"]  # fmt: skip
+TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=48",
+        "doc_stride=16", "learning_rate=5e-3", "eval_batch_size=4", "max_answer_length=8"]  # fmt: skip
 
 
 # ---------------------------------------------------------------- official rules, by hand

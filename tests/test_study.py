@@ -103,14 +103,14 @@ def test_sweep_skips_finished_reruns_failed_and_keeps_others(tmp_path):
 
 
 def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
-    from adalora_scores.demo.contrast import write_contrast_task
+    from adalora_scores.tasks.contrast import write_contrast_task
 
     data = write_contrast_task(tmp_path / "data", train=400, dev=40)
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({
         "grid": {"task": ["sst2"], "score": ["fisher", "gsnr", "movement"], "seed": [1]},
         "set": {"model": str(tiny_model_dir), "num_epochs": 1, "batch_size": 2, "max_seq_length": 24, "init_r": 4,
-                "target_r": 2, "deltaT": 1, "checkpoint_every": 20},
+                "target_r": 2, "mask_interval": 1, "checkpoint_every": 20},
         "data": {"sst2": str(data)},
     }))  # fmt: skip
     out = tmp_path / "out"
@@ -236,10 +236,12 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "tiny random BERT" in printed and "not a result" in printed
     report = (out / "report.md").read_text()
-    assert "A demonstration of the workflow, not a result" in report and "SST-2 Acc" in report
+    assert "A demonstration of the workflow, not a result" in report and "contrast_sentiment accuracy" in report
+    assert "SST-2" not in report and "Table 1" not in report  # its own task, never in a GLUE column
     manifest = yaml.safe_load((out / "sweep.yaml").read_text())
     assert len(manifest["runs"]) == 2 * len(__import__("adalora_scores").list_scores())
-    for name in ("metrics.png", "ranks_sst2.png", "budget_sst2.png", "agreement_sst2.png"):
+    task = "contrast_sentiment"
+    for name in ("metrics.png", f"ranks_{task}.png", f"budget_{task}.png", f"agreement_{task}.png"):
         assert (out / "plots" / name).stat().st_size > 5000 and f"plots/{name}" in report
     assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
     assert "0 run(s) trained" in capsys.readouterr().out  # a second call reuses every finished run

@@ -16,7 +16,7 @@ from adalora_scores.engine.split import hold_out
 from adalora_scores.study.grid import SweepSpec
 from adalora_scores.study.report import build_report
 
-TINY = ["num_epochs=1", "batch_size=4", "init_r=4", "target_r=2", "deltaT=1", "max_seq_length=32",
+TINY = ["num_epochs=1", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
         "learning_rate=5e-3", "eval_batch_size=8"]  # fmt: skip
 
 

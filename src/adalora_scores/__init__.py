@@ -7,14 +7,16 @@
 >>> # loss.backward(); optimizer.step(); model.base_model.update_and_allocate(step); optimizer.zero_grad()
 """
 
-from adalora_scores.adapter import AllocationCallback, attach
-from adalora_scores.allocation import ScoreRankAllocator, TripletLayout, budget_schedule
+from adalora_scores.adapter import AllocationCallback, PeftRankAllocator, attach
+from adalora_scores.allocation import BudgetSchedule, ScoreRankAllocator, TripletLayout, budget_schedule
 from adalora_scores.scores import Score, check_beta, create_score, ema_, get_score_class, list_scores, register_score
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AllocationCallback",
+    "BudgetSchedule",
+    "PeftRankAllocator",
     "Score",
     "ScoreRankAllocator",
     "TripletLayout",

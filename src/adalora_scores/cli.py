@@ -48,8 +48,8 @@ def _read_mapping(path: str, what: str, kind: type | tuple[type, ...]) -> dict:
 
 
 def _evaluate_squad(args: argparse.Namespace) -> int:
-    from adalora_scores.engine.run_folder import atomic_write
     from adalora_scores.metrics.squad import evaluate
+    from adalora_scores.run_files import atomic_write
 
     if not Path(args.data).is_file():
         raise FileNotFoundError(f"dataset file {args.data} does not exist (expected e.g. dev-v2.0.json).")

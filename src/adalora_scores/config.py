@@ -11,9 +11,33 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainConfig", "load_preset", "parse_overrides", "resolve_config", "schedule_steps"]
+__all__ = [
+    "ALIASES",
+    "CONFIG_FORMAT",
+    "TrainConfig",
+    "budget_steps",
+    "canonical_values",
+    "load_preset",
+    "parse_overrides",
+    "resolve_config",
+]
 
 PRESET_DIR = Path(__file__).parent / "presets"
+TRAIN_PRESET_DIR = PRESET_DIR / "train"
+SWEEP_PRESET_DIR = PRESET_DIR / "sweep"
+CONFIG_FORMAT = 2
+"""Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.2,
+with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``."""
+
+ALIASES: dict[str, str] = {
+    "tinit": "budget_warmup",
+    "tfinal": "budget_final",
+    "deltaT": "mask_interval",
+    "warmup_ratio": "lr_warmup_ratio",
+    "warmup_steps": "lr_warmup_steps",
+}
+"""Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the 0.2 names of the LR
+warm-up (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
 
 
 @dataclass
@@ -39,10 +63,10 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    """Linear LR warm-up as a fraction of the optimizer steps, then linear decay to 0."""
-    warmup_steps: int = 0
-    """Linear LR warm-up in optimizer steps; when > 0 it replaces ``warmup_ratio``."""
+    lr_warmup_ratio: float = 0.1
+    """Linear learning-rate warm-up as a fraction of the optimizer steps, then linear decay to 0."""
+    lr_warmup_steps: int = 0
+    """Linear learning-rate warm-up in optimizer steps; when > 0 it replaces ``lr_warmup_ratio``."""
     max_grad_norm: float = 1.0
     """Gradient clipping; scores see the clipped gradient, as in the original AdaLoRA trainer. 0 disables it."""
     max_seq_length: int | None = None
@@ -66,12 +90,14 @@ class TrainConfig:
     lora_dropout: float = 0.0
     orth_reg_weight: float = 0.1
     """γ of the orthogonality regulariser."""
-    tinit: float = 0.1
-    """Warm-up before pruning [t_i]: a fraction of the optimizer steps if < 1, else a step count."""
-    tfinal: float = 0.2
-    """Final phase with a frozen pattern [t_f]: a fraction of the optimizer steps if < 1, else a step count."""
-    deltaT: int = 10
-    """Optimizer steps between two allocations [ΔT]."""
+    budget_warmup: float = 0.1
+    """Steps before the budget starts to fall [t_i; PEFT ``tinit``]: a fraction of the optimizer steps if < 1, else
+    a step count."""
+    budget_final: float = 0.2
+    """Final phase with a frozen pattern [t_f; PEFT ``tfinal``]: a fraction of the optimizer steps if < 1, else a
+    step count."""
+    mask_interval: int = 10
+    """Optimizer steps between two allocations [ΔT; PEFT ``deltaT``]."""
     beta1: float = 0.85
     beta2: float = 0.85
     target_modules: str | list[str] | None = None
@@ -106,18 +132,18 @@ class TrainConfig:
         if self.max_seq_length is None:
             self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "deltaT",
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval",
                     "max_answer_length", "n_best_size")  # fmt: skip
         for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
-        need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        need(0 <= self.lr_warmup_ratio < 1, f"lr_warmup_ratio must be in [0, 1), got {self.lr_warmup_ratio}.")
         need(self.method in ("adalora", "lora"), f"method must be 'adalora' or 'lora', got {self.method!r}.")
         need(
             0 <= self.selection_fraction < 1,
             f"selection_fraction must be in [0, 1) (e.g. 0.1 holds out 10% of train), got {self.selection_fraction}.",
         )
-        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}.")
+        need(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}.")
         need(
             not str(self.task).lower().startswith("squad") or 0 <= self.doc_stride < self.max_seq_length,
             f"doc_stride ({self.doc_stride}) must be in [0, max_seq_length={self.max_seq_length}); e.g. 128 with 384.",
@@ -127,7 +153,7 @@ class TrainConfig:
             0 <= self.target_r <= self.init_r,
             f"target_r ({self.target_r}) must be between 0 and init_r ({self.init_r}); the budget only shrinks.",
         )
-        for name in ("tinit", "tfinal"):
+        for name in ("budget_warmup", "budget_final"):
             value = getattr(self, name)
             need(
                 value >= 0 and (value < 1 or float(value).is_integer()),
@@ -145,37 +171,96 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def schedule_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
-    """(tinit, tfinal) in optimizer steps; fractions are of ``total_steps``. Raises if no budgeting phase is left."""
+def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
+    """(budget_warmup, budget_final) in optimizer steps; fractions are of ``total_steps``. Raises if no budgeting
+    phase is left."""
 
     def steps(value: float) -> int:
         return int(math.floor(value * total_steps)) if value < 1 else int(value)
 
-    tinit, tfinal = steps(config.tinit), steps(config.tfinal)
-    if tinit >= total_steps - tfinal:
+    warmup, final = steps(config.budget_warmup), steps(config.budget_final)
+    if warmup >= total_steps - final:
         raise ValueError(
-            f"no budgeting phase: tinit={tinit} and tfinal={tfinal} steps leave none of the {total_steps} optimizer "
-            "steps for pruning. Give tinit/tfinal as fractions (e.g. tinit=0.1 tfinal=0.2) or train longer."
+            f"no budgeting phase: budget_warmup={warmup} and budget_final={final} steps leave none of the "
+            f"{total_steps} optimizer steps for pruning. Give them as fractions (e.g. budget_warmup=0.1 "
+            "budget_final=0.2) or train longer."
         )
-    return tinit, tfinal
+    return warmup, final
+
+
+def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[str, Any]:
+    """``values`` with every alias (:data:`ALIASES`) renamed to its field; an alias and its field with different
+    values is an error that names both."""
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        name = ALIASES.get(key, key)
+        if name in result and result[name] != value:
+            raise ValueError(f"{where} sets {name} twice with different values ({result[name]!r} and {value!r}, "
+                             f"one under the name {key!r}); keep one.")  # fmt: skip
+        result[name] = value
+    return result
+
+
+TRAIN_SECTIONS = {"kind", "description", "defaults", "tasks"}
+SWEEP_SECTIONS = {"kind", "description", "presets", "grid", "set", "data", "baselines"}
+
+
+def find_preset(path_or_name: str | Path, kind: str) -> Path:
+    """A YAML file by path, or a bundled preset by name (``paper-glue`` for train presets, ``paper`` for sweeps)."""
+    folder = TRAIN_PRESET_DIR if kind == "train" else SWEEP_PRESET_DIR
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    for candidate in (folder / f"{path_or_name}.yaml", folder / path.name):
+        if candidate.is_file():
+            return candidate
+    other = SWEEP_PRESET_DIR if kind == "train" else TRAIN_PRESET_DIR
+    if (other / f"{path_or_name}.yaml").is_file() or (other / path.name).is_file():
+        raise ValueError(_wrong_kind(str(path_or_name), kind))
+    available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise FileNotFoundError(f"no {kind} preset {str(path_or_name)!r}; give a YAML path or one of: {available}.")
+
+
+def _wrong_kind(name: str, kind: str) -> str:
+    if kind == "train":
+        return (f"{name} is a sweep file (a grid of runs), not a train preset; run it with "
+                f"`adalora-scores sweep {name} --output DIR`, or pass a train preset such as paper-glue.")  # fmt: skip
+    return (f"{name} is a train preset (settings for one run), not a sweep file; use it with "
+            f"`adalora-scores train --config {name} --task TASK --output DIR`, or name it in a sweep file's "
+            "`presets:` section.")  # fmt: skip
+
+
+def read_preset(path: Path, kind: str) -> dict[str, Any]:
+    """The YAML document of a preset file, checked to be of ``kind`` ("train" or "sweep")."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid YAML ({error}).") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a YAML mapping with sections {sorted(TRAIN_SECTIONS | SWEEP_SECTIONS)}.")
+    declared = document.get("kind")
+    looks_like = "sweep" if {"grid", "baselines"} & set(document) else "train"
+    if declared not in (None, "train", "sweep"):
+        raise ValueError(f"{path}: kind must be 'train' or 'sweep', got {declared!r}.")
+    if (declared or looks_like) != kind:
+        raise ValueError(_wrong_kind(str(path), kind))
+    allowed = TRAIN_SECTIONS if kind == "train" else SWEEP_SECTIONS
+    unknown = set(document) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; a {kind} preset has {sorted(allowed)}.")
+    return document
 
 
 def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
-    """Values from a YAML preset: its ``defaults``, then its ``tasks[task]`` entry."""
-    path = Path(path_or_name)
-    if not path.is_file():
-        named = PRESET_DIR / f"{path_or_name}.yaml"
-        path = named if named.is_file() else PRESET_DIR / path.name
-    if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
-        raise FileNotFoundError(f"no preset {path_or_name!r}; give a YAML path or one of: {available}.")
-    document = yaml.safe_load(path.read_text()) or {}
-    values = dict(document.get("defaults", {}))
-    tasks = document.get("tasks", {})
+    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed)."""
+    path = find_preset(path_or_name, "train")
+    document = read_preset(path, "train")
+    values = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
+    tasks = document.get("tasks") or {}
     if task is not None and tasks:
         if task not in tasks:
             raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
-        values.update(tasks[task] or {})
+        values.update(canonical_values(dict(tasks[task] or {}), f"{path} tasks.{task}"))
     return values
 
 
@@ -212,13 +297,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair or pair.startswith("-"):
             raise ValueError(f"{pair!r} is not a key=value override (e.g. learning_rate=1e-3).")
         key, text = pair.split("=", 1)
+        key = ALIASES.get(key, key)
         if key.startswith("score_options."):
             values.setdefault("score_options", {})[key.split(".", 1)[1]] = yaml.safe_load(text)
             continue
         if key not in fields:
             import difflib
 
-            close = difflib.get_close_matches(key, fields, n=1)
+            close = difflib.get_close_matches(key, [*fields, *ALIASES], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown config key {key!r}.{hint}")
         values[key] = _convert(key, text)
@@ -228,7 +314,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
     """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides."""
     values: dict[str, Any] = load_preset(preset, task) if preset else {}
-    values.update({k: v for k, v in cli.items() if v is not None})
+    values.update(canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values"))
     parsed = parse_overrides(overrides)
     if "score_options" in parsed:
         values["score_options"] = {**values.get("score_options", {}), **parsed.pop("score_options")}

@@ -1,4 +1,8 @@
-"""The one module that knows PEFT's AdaLoRA internals: finding triplets and replacing the rank allocator."""
+"""PEFT's AdaLoRA model: finding its triplets and replacing its rank allocator by one with a pluggable score.
+
+PEFT's ``SVDLinear`` keeps, per adapter, ``lora_A`` (Q, r × d2), ``lora_E`` (λ, r × 1) and ``lora_B`` (P, d1 × r);
+the layout's matrix names are the ``lora_E`` parameter names, which are PEFT's rank-pattern keys.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from peft.tuners.adalora import AdaLoraModel
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
-from adalora_scores.allocation.allocator import ScoreRankAllocator
+from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 from adalora_scores.scores.base import Score, create_score, get_score_class
 
@@ -31,7 +35,8 @@ def adalora_model(model: nn.Module) -> AdaLoraModel:
 
 
 def validate_adalora_config(config: Any) -> None:
-    """Raise a ValueError, naming the field and the fix, for set-ups AdaLoRA cannot train."""
+    """Raise a ValueError, naming the field and the fix, for ranks AdaLoRA cannot train. The schedule's own checks
+    (a budgeting phase, ``deltaT >= 1``) run when it is built, in :func:`schedule_from_peft_config`."""
     if config.total_step is None or config.total_step <= 0:
         raise ValueError("AdaLoraConfig.total_step must be the positive number of optimizer steps of the run.")
     if config.target_r > config.init_r:
@@ -41,13 +46,6 @@ def validate_adalora_config(config: Any) -> None:
         )
     if config.target_r < 0:
         raise ValueError(f"target_r must be >= 0, got {config.target_r}.")
-    if config.tinit >= config.total_step - config.tfinal:
-        raise ValueError(
-            f"no budgeting phase: tinit ({config.tinit}) >= total_step ({config.total_step}) - tfinal "
-            f"({config.tfinal}). Decrease tinit or tfinal, or increase total_step."
-        )
-    if config.deltaT < 1:
-        raise ValueError(f"deltaT (steps between allocations) must be >= 1, got {config.deltaT}.")
 
 
 def find_adapted_matrices(model: AdaLoraModel, adapter_name: str) -> list[AdaptedMatrix]:
@@ -87,7 +85,7 @@ def attach(
     *,
     reactivation: bool = True,
     **score_options: Any,
-) -> ScoreRankAllocator:
+) -> PeftRankAllocator:
     """Replace the rank allocator of a PEFT AdaLoRA model by one that ranks triplets with ``score``.
 
     After this call PEFT's own ``model.base_model.update_and_allocate(step)`` drives our allocator, with its phases
@@ -121,6 +119,6 @@ def attach(
         raise TypeError(f"reactivation must be True or False, got {reactivation!r}.")
     element_score = _build_score(score, config, score_options)
     layout = TripletLayout(find_adapted_matrices(inner, adapter_name))
-    allocator = ScoreRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation)
+    allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation)
     inner.rankallocator = allocator
     return allocator

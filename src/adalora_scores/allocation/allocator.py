@@ -1,7 +1,22 @@
-"""The stateful allocator: a drop-in replacement for PEFT's ``RankAllocator`` with a pluggable score."""
+"""The stateful allocator: observes gradients through a score, and keeps the best triplets under the schedule.
+
+It works on plain objects only (a :class:`TripletLayout`, a :class:`~adalora_scores.Score` and a
+:class:`BudgetSchedule`) and returns :class:`AllocationEvent` values; it knows no training framework. The adapter
+package wraps it in the interface its host library calls.
+
+One optimizer step t (:meth:`ScoreRankAllocator.step_to`), with T − t_f the schedule's ``final_step``:
+
+* ``t < T − t_f``: the score observes (param, grad); on mask steps the b(t) best triplets keep their λ;
+* ``t == T − t_f``: a forced allocation at b(T), after which the pattern is frozen (see :meth:`freeze`);
+* ``t > T − t_f``: the frozen pattern is re-applied.
+
+Steps are numbered 1 … T, counting the optimizer step that just happened. The original AdaLoRA trainer passes
+0 … T−1 to its allocator instead; with 1 … T the forced final allocation at T − t_f happens even with t_f = 0.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +26,7 @@ from torch import Tensor
 
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.allocation.ranking import budget_threshold, keep_mask
-from adalora_scores.allocation.schedule import budget_schedule
+from adalora_scores.allocation.schedule import BudgetSchedule
 from adalora_scores.scores.base import Score
 
 __all__ = ["AllocationEvent", "ScoreRankAllocator"]
@@ -31,80 +46,62 @@ class AllocationEvent:
 class ScoreRankAllocator:
     """Scores the SVD triplets with any :class:`~adalora_scores.Score` and keeps the top ``budget`` globally.
 
-    It implements the methods PEFT's ``AdaLoraModel.update_and_allocate`` calls on its ``rankallocator``
-    (``update_and_allocate``, ``reset_ipt``, ``mask_using_rank_pattern``, ``set_total_step``), so after
-    :func:`adalora_scores.attach` PEFT's own phases drive it unchanged:
-
-    * ``step < T − t_f``: the score observes (param, grad); on mask steps the b(t) best triplets keep their λ;
-    * ``step == T − t_f``: a forced allocation at b(T), then the pattern is frozen and the statistics reset;
-    * ``step > T − t_f``: the frozen pattern is re-applied (from a cached tensor, not from Python lists).
-
     Args:
         layout: the flat triplet layout of the adapted matrices.
         score: the element score.
-        peft_config: the ``AdaLoraConfig`` (read live, so ``set_total_step`` takes effect).
-        adapter_name: the trained adapter's name (the suffix of the rank-pattern keys).
+        schedule: the budget schedule in optimizer steps.
         reactivation: AdaLoRA lets a pruned triplet come back when its score recovers (default). With False,
             a triplet pruned at one allocation stays pruned at every later one.
     """
 
     def __init__(
-        self,
-        layout: TripletLayout,
-        score: Score,
-        peft_config: Any,
-        adapter_name: str = "default",
-        reactivation: bool = True,
+        self, layout: TripletLayout, score: Score, schedule: BudgetSchedule, reactivation: bool = True
     ) -> None:
+        if schedule.initial_budget != layout.num_triplets:
+            raise ValueError(
+                f"the schedule starts at {schedule.initial_budget} triplets but the layout holds "
+                f"{layout.num_triplets}; build the schedule from this layout."
+            )
         self.layout = layout
-        self.adapter_name = adapter_name
         self.score = score
-        self.peft_config = peft_config
+        self.schedule = schedule
         self.reactivation = reactivation
-        self.initial_budget = layout.num_triplets
-        self.target_budget = peft_config.target_r * len(layout.matrices)
         self.step = 0
         self.keep = torch.ones(layout.num_triplets, dtype=torch.bool, device=layout.device)
         self.frozen = False
         self.skipped_updates = 0  # steps whose gradient was not finite (not observed)
         self.last_event: AllocationEvent | None = None
-        self._rank_pattern: dict[str, list[bool]] | None = None
+        self._keep_by_matrix: dict[str, list[bool]] | None = None
         score.bind(layout)
 
-    # -- the PEFT RankAllocator interface ------------------------------------------------------------------------
-    def set_total_step(self, total_step: int) -> None:
-        self.peft_config.total_step = total_step
+    @property
+    def initial_budget(self) -> int:
+        return self.schedule.initial_budget
+
+    @property
+    def target_budget(self) -> int:
+        return self.schedule.target_budget
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Change T (e.g. once the data size is known); the other schedule values stay."""
+        self.schedule = dataclasses.replace(self.schedule, total_steps=int(total_steps))
 
     def budget_schedule(self, step: int) -> tuple[int, bool]:
-        config = self.peft_config
-        return budget_schedule(
-            step,
-            initial_budget=self.initial_budget,
-            target_budget=self.target_budget,
-            warmup_steps=config.tinit,
-            final_steps=config.tfinal,
-            total_steps=config.total_step,
-            mask_interval=config.deltaT,
-        )
+        """``(budget, should_mask)`` at ``step`` (see :func:`~adalora_scores.budget_schedule`)."""
+        return self.schedule.at(step)
 
-    def update_and_allocate(
-        self, model: Any = None, global_step: int = 0, force_mask: bool = False
-    ) -> tuple[int, dict[str, list[bool]] | None]:
-        """One optimizer step: observe the gradients, then mask if the schedule says so.
-
-        Returns ``(budget, rank_pattern or None)`` like PEFT's ``RankAllocator.update_and_allocate``. ``model`` is
-        accepted for interface compatibility; the parameters were collected once in the layout.
-        """
-        self.step = int(global_step)
-        if global_step < self.peft_config.total_step - self.peft_config.tfinal:
+    # -- one optimizer step ------------------------------------------------------------------------------------------
+    def step_to(self, step: int, force_mask: bool = False) -> AllocationEvent | None:
+        """Optimizer step ``step`` has just happened: observe its gradients (before T − t_f), then mask if the
+        schedule says so or ``force_mask``. Returns the allocation event, or None when nothing was masked."""
+        self.step = int(step)
+        if step < self.schedule.final_step:
             self.update_scores()
-        budget, should_mask = self.budget_schedule(global_step)
+        budget, should_mask = self.schedule.at(step)
         if not (should_mask or force_mask):
-            return budget, None
+            return None
         self.mask_to_budget(budget)
-        if force_mask:
-            self.frozen = True
-        return budget, self.rank_pattern()
+        return self.last_event
 
     def update_scores(self) -> None:
         """Feed this step's (param, grad) to the score. A gradient with NaN/Inf (e.g. the unscaled gradient of an
@@ -135,53 +132,43 @@ class ScoreRankAllocator:
         """Keep the ``budget`` highest-scoring triplets across all matrices; zero λ of the rest."""
         scores = self.triplet_scores()
         threshold = budget_threshold(scores, budget)
-        self.keep = keep_mask(scores, threshold)
-        self.layout.apply_keep_mask(self.keep)
-        self._rank_pattern = None
+        self.set_keep(keep_mask(scores, threshold))
         ranks = self.ranks()
         self.last_event = AllocationEvent(self.step, int(budget), threshold, sum(ranks.values()), ranks)
         return self.keep
 
-    def rank_pattern(self) -> dict[str, list[bool]]:
-        """``{lora_E parameter name: [kept?] * r}``, the format PEFT saves in ``adapter_config.json``."""
-        if self._rank_pattern is None:
-            keep = self.keep.cpu()  # one device-to-host copy for all matrices
-            self._rank_pattern = {name: k.tolist() for name, k in self.layout.split_by_matrix(keep).items()}
-        return self._rank_pattern
+    def set_keep(self, keep: Tensor) -> None:
+        """Make ``keep`` (flat bool, one entry per triplet) the current mask and apply it."""
+        self.keep = keep.to(device=self.layout.device, dtype=torch.bool)
+        self._keep_by_matrix = None
+        self.apply_keep()
 
-    def reset_ipt(self) -> None:
-        """Called by PEFT once the pattern is frozen: the statistics are no longer needed."""
-        self.score.reset()
-
-    def mask_using_rank_pattern(self, model: Any, rank_pattern: dict[str, list[bool]] | None) -> None:
-        """Re-apply the frozen pattern (every final-phase step).
-
-        If ``rank_pattern`` is None (the final step T − t_f was never reached exactly, PEFT issue #855), the
-        allocation at the target budget is done now and written to the config instead of failing.
-        """
-        if rank_pattern is None:
-            warnings.warn(
-                f"update_and_allocate reached the final phase at step {self.step} without the final allocation "
-                f"at step {self.peft_config.total_step - self.peft_config.tfinal}; allocating now at the target "
-                "budget. Pass optimizer steps (not micro-batches or samples) to update_and_allocate.",
-                stacklevel=2,
-            )
-            self.mask_to_budget(self.target_budget)
-            self.frozen = True
-            self.peft_config.rank_pattern = self.rank_pattern()
-        elif rank_pattern is not self._rank_pattern:
-            self.keep = self._keep_from_pattern(rank_pattern)
-            self._rank_pattern = rank_pattern
+    def apply_keep(self) -> None:
+        """Zero λ of every triplet the current mask prunes (again: training moves λ away from 0)."""
         self.layout.apply_keep_mask(self.keep)
 
-    def _keep_from_pattern(self, rank_pattern: dict[str, list[bool]]) -> Tensor:
+    def freeze(self) -> None:
+        """The final allocation is done: the pattern no longer changes and the statistics are released."""
+        self.frozen = True
+        self.score.reset()
+
+    def keep_by_matrix(self) -> dict[str, list[bool]]:
+        """``{matrix name: [kept?] * r}`` under the current mask (cached until the mask changes)."""
+        if self._keep_by_matrix is None:
+            keep = self.keep.cpu()  # one device-to-host copy for all matrices
+            self._keep_by_matrix = {name: k.tolist() for name, k in self.layout.split_by_matrix(keep).items()}
+        return self._keep_by_matrix
+
+    def keep_from_matrices(self, pattern: dict[str, list[bool]]) -> Tensor:
+        """The flat mask for ``{matrix name: [kept?] * r}``; raises if a matrix is missing or has another rank."""
         rows = []
-        for name in self.layout.names:
-            short = name.replace(f".{self.adapter_name}", "")
-            pattern = rank_pattern.get(name, rank_pattern.get(short))
-            if pattern is None:
-                raise KeyError(f"rank_pattern has no entry for {name!r}; it does not belong to this model.")
-            rows.append(torch.as_tensor(pattern, dtype=torch.bool))
+        for matrix in self.layout.matrices:
+            if matrix.name not in pattern:
+                raise KeyError(f"the rank pattern has no entry for {matrix.name!r}; it belongs to another model.")
+            row = torch.as_tensor(pattern[matrix.name], dtype=torch.bool)
+            if row.numel() != matrix.rank:
+                raise ValueError(f"the rank pattern of {matrix.name!r} has {row.numel()} entries, not {matrix.rank}.")
+            rows.append(row)
         return torch.cat(rows).to(self.layout.device)
 
     # -- state ---------------------------------------------------------------------------------------------------
@@ -213,13 +200,13 @@ class ScoreRankAllocator:
             )
         self.score.load_state_dict(state["score"])
         self.keep = state["keep"].to(device=self.layout.device, dtype=torch.bool).clone()
+        self._keep_by_matrix = None
         self.step = int(state["step"])
         self.frozen = bool(state["frozen"])
         self.reactivation = bool(state["reactivation"])
-        self._rank_pattern = None
 
     def __repr__(self) -> str:
         return (
-            f"ScoreRankAllocator(score={self.score!r}, matrices={len(self.layout.matrices)}, "
+            f"{type(self).__name__}(score={self.score!r}, matrices={len(self.layout.matrices)}, "
             f"budget {self.initial_budget} -> {self.target_budget}, reactivation={self.reactivation})"
         )

@@ -5,9 +5,11 @@ group, so a step costs a handful of tensor operations whatever the number of ada
 
 Within a shape group of n matrices (rank r, d1 = out features, d2 = in features) the flat order is::
 
-    [Q_1 … Q_n]  each (r, d2)    PEFT lora_A     ("right" singular vectors)
-    [P_1 … P_n]  each (d1, r)    PEFT lora_B     ("left" singular vectors)
-    [λ_1 … λ_n]  each (r, 1)     PEFT lora_E     (singular values)
+    [Q_1 … Q_n]  each (r, d2)    "right" singular vectors
+    [P_1 … P_n]  each (d1, r)    "left" singular vectors
+    [λ_1 … λ_n]  each (r, 1)     singular values
+
+The adapter package says which parameters of its host library play these roles.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ ROLE_VALUE, ROLE_LEFT, ROLE_RIGHT = 0, 1, 2
 
 @dataclass(frozen=True)
 class AdaptedMatrix:
-    """One adapted weight's update P Λ Q. ``name`` is PEFT's rank-pattern key (the ``lora_E`` parameter name)."""
+    """One adapted weight's update P Λ Q; ``name`` identifies it in rank patterns and logs."""
 
     name: str
-    right: nn.Parameter  # Q, PEFT lora_A, (r, d2)
-    value: nn.Parameter  # λ, PEFT lora_E, (r, 1)
-    left: nn.Parameter  # P, PEFT lora_B, (d1, r)
+    right: nn.Parameter  # Q, (r, d2)
+    value: nn.Parameter  # λ, (r, 1)
+    left: nn.Parameter  # P, (d1, r)
 
     @property
     def rank(self) -> int:
@@ -54,13 +56,13 @@ class TripletLayout:
 
     def __init__(self, matrices: list[AdaptedMatrix]) -> None:
         if not matrices:
-            raise ValueError("no adapted matrices: the model has no AdaLoRA (lora_A/lora_E/lora_B) parameters.")
+            raise ValueError("no adapted matrices: the model has no AdaLoRA triplet (P, λ, Q) parameters.")
         groups: dict[tuple[int, int, int], _Group] = {}
         for matrix in matrices:
             rank, in_features = matrix.right.shape
             out_features = matrix.left.shape[0]
             if matrix.value.shape != (rank, 1) or matrix.left.shape[1] != rank:
-                raise ValueError(f"{matrix.name}: lora_A, lora_E and lora_B shapes do not form rank-{rank} triplets.")
+                raise ValueError(f"{matrix.name}: the shapes of Q, λ and P do not form rank-{rank} triplets.")
             key = (rank, out_features, in_features)
             groups.setdefault(key, _Group([], rank, out_features, in_features)).matrices.append(matrix)
         self.groups = list(groups.values())
@@ -146,8 +148,12 @@ class TripletLayout:
         return out
 
     def roles(self) -> Tensor:
-        """Per-entry role: 0 for λ, 1 for P (lora_B), 2 for Q (lora_A); int8, flat."""
+        """Per-entry role: 0 for λ, 1 for P, 2 for Q; int8, flat."""
         role = torch.empty(self.numel, dtype=torch.int8, device=self.device)
         for g in self.groups:
             role[g.right], role[g.left], role[g.value] = ROLE_RIGHT, ROLE_LEFT, ROLE_VALUE
         return role
+
+    def value_entries(self) -> Tensor:
+        """Flat bool mask of the λ entries."""
+        return self.roles() == ROLE_VALUE

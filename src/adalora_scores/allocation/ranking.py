@@ -17,12 +17,12 @@ def triplet_importance(value_scores: Tensor, left_scores: Tensor, right_scores: 
 
     Args:
         value_scores: s(λ), shape (n, r).
-        left_scores: s(P) (PEFT's ``lora_B``), shape (n, d1, r).
-        right_scores: s(Q) (PEFT's ``lora_A``), shape (n, r, d2).
+        left_scores: s(P), shape (n, d1, r).
+        right_scores: s(Q), shape (n, r, d2).
 
     Returns:
-        S, shape (n, r). Summed in PEFT's order, s(λ) + (mean s(Q) + mean s(P)), so the values match its
-        ``_combine_ipt``.
+        S, shape (n, r). Summed in the reference order, s(λ) + (mean s(Q) + mean s(P)), so the float values
+        match the reference allocator's bit for bit (the parity test lives with the adapter).
     """
     return value_scores + (right_scores.mean(dim=-1) + left_scores.mean(dim=1))
 
@@ -30,9 +30,10 @@ def triplet_importance(value_scores: Tensor, left_scores: Tensor, right_scores: 
 def budget_threshold(scores: Tensor, budget: int) -> float:
     """The score at or below which triplets are pruned so that ``budget`` of ``scores`` remain.
 
-    The k-th smallest value with k = len(scores) − budget, as PEFT's ``mask_to_budget``. Triplets with
-    ``score <= threshold`` are pruned, so ties at the threshold can prune more than k (PEFT behaves the same; it is
-    kept on purpose for parity). Returns −inf when nothing has to be pruned (PEFT would fail on k = 0).
+    The k-th smallest value with k = len(scores) − budget, as in AdaLoRA's reference code. Triplets with
+    ``score <= threshold`` are pruned, so ties at the threshold can prune more than k (the reference behaves the
+    same; it is kept on purpose for parity). Returns −inf when nothing has to be pruned (the reference would fail
+    on k = 0).
     """
     num_pruned = scores.numel() - int(budget)
     if num_pruned <= 0:

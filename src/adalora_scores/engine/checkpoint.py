@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from adalora_scores.engine.run_folder import atomic_save
+from adalora_scores.run_files import CHECKPOINT_FILE, atomic_save
 
 __all__ = ["CHECKPOINT", "Progress", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = CHECKPOINT_FILE
 FORMAT = 1
 
 

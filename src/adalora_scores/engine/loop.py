@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from adalora_scores.adapter.build import AdaptedModel
 from adalora_scores.config import TrainConfig
-from adalora_scores.engine.adapters import Adapted
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
 from adalora_scores.engine.run_folder import RunFolder
 
@@ -42,7 +42,7 @@ class Session:
     optimizer: Any
     scheduler: Any
     train_loader: Any
-    adapted: Adapted
+    adapted: AdaptedModel
     folder: RunFolder
     total_steps: int
 
@@ -59,14 +59,12 @@ class Session:
 
 def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
     model = session.unwrapped
-    allocator = session.adapted.allocator
     return {
         "progress": progress.to_dict(),
         "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),
-        "allocator": None if allocator is None else allocator.state_dict(),
-        "peft_rank_pattern": getattr(model.peft_config["default"], "rank_pattern", None),
+        "allocator": session.adapted.allocator_state(),
         "rng": capture_rng(),
     }
 
@@ -81,9 +79,10 @@ def restore_state(session: Session, state: dict[str, Any]) -> Progress:
             parameter.copy_(state["trainable"][name])
     session.optimizer.load_state_dict(state["optimizer"])
     session.scheduler.load_state_dict(state["scheduler"])
-    if session.adapted.allocator is not None:
-        session.adapted.allocator.load_state_dict(state["allocator"])
-        model.peft_config["default"].rank_pattern = state["peft_rank_pattern"]
+    allocator = state["allocator"]
+    if allocator is not None and "peft_rank_pattern" in state:  # checkpoints of 0.2 kept it beside the allocator
+        allocator = {**allocator, "peft_rank_pattern": state["peft_rank_pattern"]}
+    session.adapted.load_allocator_state(allocator)
     return Progress(**state["progress"])  # the RNG is restored by run_steps, once the data iterator exists
 
 
@@ -120,7 +119,7 @@ def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[st
     draws from the global torch RNG, so restoring earlier would shift every later dropout mask by one draw.
     """
     config, accelerator, model = session.config, session.accelerator, session.model
-    allocator, tuner = session.adapted.allocator, session.unwrapped.base_model
+    allocator = session.adapted.allocator
     accumulation = config.gradient_accumulation_steps
     model.train()  # from_pretrained returns the model in eval mode: without this, dropout would be off
     while progress.step < session.total_steps:
@@ -140,7 +139,7 @@ def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[st
                 accelerator.backward(loss)
                 progress.losses.append(loss.detach().float().item())
                 if accelerator.sync_gradients:
-                    _optimizer_step(session, progress, allocator, tuner, accumulation, bar)
+                    _optimizer_step(session, progress, allocator, accumulation, bar)
                 session.optimizer.zero_grad()
             if progress.step >= session.total_steps:
                 break
@@ -150,7 +149,7 @@ def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[st
     return progress
 
 
-def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accumulation: int, bar) -> None:
+def _optimizer_step(session: Session, progress: Progress, allocator, accumulation: int, bar) -> None:
     config, accelerator = session.config, session.accelerator
     window = progress.losses[-accumulation:]
     _unscale_and_clip(session)
@@ -171,8 +170,8 @@ def _optimizer_step(session: Session, progress: Progress, allocator, tuner, accu
         return
     session.scheduler.step()  # once per optimizer step, whatever the number of processes
     progress.step += 1
+    session.adapted.allocate(progress.step)  # after optimizer.step(), before zero_grad()
     if allocator is not None:
-        tuner.update_and_allocate(progress.step)  # after optimizer.step(), before zero_grad()
         if accelerator.num_processes > 1:
             _check_same_allocation(accelerator, allocator, progress.step)
     budget = session.adapted.budget(progress.step)

@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import yaml
+from adalora_scores.run_files import LOG_FILE, METRICS_FILE, atomic_write, write_config, write_json
 
-__all__ = ["RunFolder", "atomic_save", "atomic_write"]
-
-
-def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write`` on a temporary file in the same folder, fsync it, then rename it over ``path``: a reader (or a
-    kill) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_save`)."""
-    atomic_save(path, lambda stream: stream.write(text.encode("utf-8")))
+__all__ = ["RunFolder"]
 
 
 class RunFolder:
-    """``config.yaml``, ``log.jsonl``, ``rank_pattern.json``, ``adapter/`` and, last, ``metrics.json``.
+    """Writes one run folder (the schema is in :mod:`adalora_scores.run_files`).
 
     A run is complete once ``metrics.json`` exists. An existing non-empty folder is refused unless ``overwrite``.
     """
@@ -52,8 +28,8 @@ class RunFolder:
             return
         self.validate(self.path, overwrite, resume_step is not None)
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "metrics.json").unlink(missing_ok=True)
-        log = self.path / "log.jsonl"
+        (self.path / METRICS_FILE).unlink(missing_ok=True)
+        log = self.path / LOG_FILE
         if resume_step is None:
             self._log = log.open("w", encoding="utf-8")
             return
@@ -81,7 +57,7 @@ class RunFolder:
 
     def write_config(self, config: dict[str, Any]) -> None:
         if self.writer:
-            atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            write_config(self.path, config)
 
     def log(self, record: dict[str, Any]) -> None:
         if self._log is not None:
@@ -90,7 +66,7 @@ class RunFolder:
 
     def write_json(self, name: str, data: Any) -> None:
         if self.writer:
-            atomic_write(self.path / name, json.dumps(data, indent=2) + "\n")
+            write_json(self.path / name, data)
 
     def close(self) -> None:
         if self._log is not None:

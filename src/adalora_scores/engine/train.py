@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -22,14 +21,24 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 import adalora_scores
-from adalora_scores.config import TrainConfig, schedule_steps
-from adalora_scores.engine.adapters import build_adapter
-from adalora_scores.engine.checkpoint import CHECKPOINT, Progress, load_checkpoint
+from adalora_scores.adapter.build import build_adapted_model
+from adalora_scores.config import TrainConfig, budget_steps
+from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
-from adalora_scores.tasks import GlueTask, SquadTask, get_task
+from adalora_scores.run_files import (
+    ADAPTER_FOLDER,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RANK_PATTERN_FILE,
+    config_changes,
+    is_finished,
+    read_config,
+)
+from adalora_scores.tasks import Task, get_task
 
 __all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
@@ -43,7 +52,7 @@ def _check_model_path(name: str) -> None:
         raise FileNotFoundError(f"--model {name}: no such folder. Give a local model folder or a Hub name.")
 
 
-def load_model_and_tokenizer(config: TrainConfig, task: GlueTask | SquadTask):
+def load_model_and_tokenizer(config: TrainConfig, task: Task):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
     _check_model_path(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
@@ -78,18 +87,17 @@ def predict(model, loader, names: tuple[str, ...], accelerator: Accelerator) -> 
 
 def _check_resumable(folder: Path, config: TrainConfig) -> None:
     """A run folder may be resumed only with the config it was started with, and only if it is unfinished."""
-    if not (folder / "config.yaml").is_file():
-        raise FileNotFoundError(f"--resume: {folder} holds no run (no config.yaml); start it without --resume.")
-    if (folder / "metrics.json").is_file():
-        raise FileExistsError(f"--resume: {folder} already finished (metrics.json exists); nothing to resume.")
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"--resume: {folder} holds no run (no {CONFIG_FILE}); start it without --resume.")
+    if is_finished(folder):
+        raise FileExistsError(f"--resume: {folder} already finished ({METRICS_FILE} exists); nothing to resume.")
     try:
-        saved = yaml.safe_load((folder / "config.yaml").read_text())
-        assert isinstance(saved, dict)
-    except (yaml.YAMLError, AssertionError):
-        raise ValueError(f"--resume: {folder / 'config.yaml'} is corrupt; re-run with --overwrite.") from None
-    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+        saved = read_config(folder)
+    except ValueError as error:
+        raise ValueError(f"--resume: {error}") from None
+    changed = config_changes(saved, config)
     if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed[:5])
+        details = ", ".join(f"{name}: {before!r} -> {after!r}" for name, before, after in changed[:5])
         raise ValueError(f"--resume with a changed config ({details}); resume with the original values, or start "
                          "a new run (another --output, or --overwrite).")  # fmt: skip
 
@@ -129,11 +137,11 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         for name, examples in evals.items()
     }
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
-    adapted = build_adapter(model, config, total_steps, task.modules_to_save)
+    adapted = build_adapted_model(model, config, total_steps, task.modules_to_save)
     allocator = adapted.allocator
     resolved = {**config.to_dict(), "total_steps": total_steps, "selection_examples": len(selection)}
     if allocator is not None:
-        resolved["resolved_tinit_tfinal"] = schedule_steps(config, total_steps)
+        resolved["budget_steps"] = list(budget_steps(config, total_steps))  # (budget_warmup, budget_final) in steps
     start_step = None if checkpoint is None else checkpoint["progress"]["step"]
     RunFolder.validate(Path(output), overwrite, resume)  # every process, before any of them writes
     accelerator.wait_for_everyone()
@@ -146,7 +154,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
-    warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+    warmup = config.lr_warmup_steps or int(config.lr_warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
                                group_by_length=config.group_by_length)  # fmt: skip
@@ -186,7 +194,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     evals, files = {}, {}
     for name, loader in eval_loaders.items():
         outputs = predict(peft_model, loader, task.output_names, accelerator)
-        evals[name], written = task.score(outputs, eval_sets[name], config)
+        evals[name], written = task.evaluate(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     ranks = adapted.ranks()
     finite = [v for v in progress.losses if math.isfinite(v)]
@@ -217,16 +225,16 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         try:
             for filename, content in files.items():
                 folder.write_json(filename, content)
-            folder.write_json("rank_pattern.json", adapted.rank_pattern())
-            accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
-            tokenizer.save_pretrained(folder.path / "adapter")
-            folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists
+            folder.write_json(RANK_PATTERN_FILE, adapted.rank_pattern())
+            adapted.save(folder.path / ADAPTER_FOLDER, accelerator.unwrap_model(peft_model))
+            tokenizer.save_pretrained(folder.path / ADAPTER_FOLDER)
+            folder.write_json(METRICS_FILE, metrics)  # last: the run is complete once this exists
         except OSError as error:
             raise OSError(
                 f"could not write the results of {folder.path} ({error.strerror or error}); the run is not marked "
                 "finished. Free space and re-run it (with --resume if it checkpointed)."
             ) from error
-        (folder.path / CHECKPOINT).unlink(missing_ok=True)  # finished: the checkpoint is no longer needed
+        (folder.path / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the checkpoint is no longer needed
     folder.close()
     accelerator.print(f"{task.name} done in {wall:.0f}s: " + ", ".join(f"{k} {v}" for k, v in evals.items()))
     return metrics

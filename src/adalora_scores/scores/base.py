@@ -49,13 +49,19 @@ def check_beta(name: str, value: float) -> float:
     return float(value)
 
 
-def ema_(average: Tensor, value: Tensor, beta: float) -> Tensor:
+def ema_(average: Tensor, value: Tensor, beta: float, scratch: Tensor | None = None) -> Tensor:
     """In-place exponential moving average: ``average ← β·average + (1 − β)·value``.
 
-    Written as ``mul_`` then ``add_`` (not ``lerp_``) so that the rounding matches PEFT's
-    ``beta * avg + (1 - beta) * value`` closely; the allocator's parity test depends on the same decisions.
+    Rounded as the reference implementations write it, ``beta * average + (1 - beta) * value``: the product
+    ``(1 − β)·value`` is rounded on its own before the sum, so the result equals PEFT's ``RankAllocator`` (and
+    loralib's) bit for bit. ``add_(value, alpha=1 − β)`` fuses the product into the sum and rounds 1 ulp away on
+    about 10% of entries, which can flip a near-tie at the budget threshold.
+
+    ``scratch``: an optional tensor shaped like ``value`` (not ``value`` itself) to hold ``(1 − β)·value``, so that no
+    adapter-sized temporary is allocated per step (see :meth:`Score.workspace`).
     """
-    return average.mul_(beta).add_(value, alpha=1.0 - beta)
+    weighted = value * (1.0 - beta) if scratch is None else torch.mul(value, 1.0 - beta, out=scratch)
+    return average.mul_(beta).add_(weighted)
 
 
 class Score:
@@ -118,7 +124,7 @@ class Score:
         self.update(param, grad)
 
     def reset(self) -> None:
-        """Zero all statistics, as PEFT's ``reset_ipt`` does when the rank pattern is frozen."""
+        """Zero all statistics, as AdaLoRA does once the rank pattern is frozen."""
         for stat in self.statistics:
             getattr(self, stat).zero_()
         self.num_updates = 0

@@ -33,7 +33,7 @@ class Fisher(Score):
         self.beta = check_beta("beta", beta)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta)
+        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta, scratch=self.workspace(1))
 
     def element_scores(self, param: Tensor) -> Tensor:
         return self.second_moment

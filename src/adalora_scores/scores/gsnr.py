@@ -47,8 +47,8 @@ class GSNR(Score):
         self.bounded = bounded
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        ema_(self.first_moment, grad, self.beta)
-        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta)
+        ema_(self.first_moment, grad, self.beta, scratch=self.workspace(1))
+        ema_(self.second_moment, torch.mul(grad, grad, out=self.workspace(0)), self.beta, scratch=self.workspace(1))
 
     def element_scores(self, param: Tensor) -> Tensor:
         correction = 1.0 - self.beta**self.num_updates if self.num_updates else 1.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from adalora_scores.allocation.layout import ROLE_VALUE
 from adalora_scores.scores.base import Score, register_score
 
 
@@ -25,6 +24,6 @@ class Magnitude(Score):
 
     def element_scores(self, param: Tensor) -> Tensor:
         if getattr(self, "_is_value", None) is None or self._is_value.numel() != param.numel():
-            self._is_value = self.layout.roles() == ROLE_VALUE
+            self._is_value = self.layout.value_entries()
         scores = torch.abs(param, out=self.workspace(0))
         return scores.mul_(self._is_value)

@@ -43,9 +43,9 @@ class Movement(Score):
 
     def update(self, param: Tensor, grad: Tensor) -> None:
         movement = torch.mul(param, grad, out=self.workspace(0)).neg_()
-        ema_(self.importance, movement, self.beta1)
+        ema_(self.importance, movement, self.beta1, scratch=self.workspace(1))
         if self.use_uncertainty:
-            ema_(self.uncertainty, movement.sub_(self.importance).abs_(), self.beta2)
+            ema_(self.uncertainty, movement.sub_(self.importance).abs_(), self.beta2, scratch=self.workspace(1))
 
     def element_scores(self, param: Tensor) -> Tensor:
         if self.use_uncertainty:

@@ -37,9 +37,9 @@ class Sensitivity(Score):
 
     def update(self, param: Tensor, grad: Tensor) -> None:
         sensitivity = torch.mul(param, grad, out=self.workspace(0)).abs_()
-        ema_(self.importance, sensitivity, self.beta1)
+        ema_(self.importance, sensitivity, self.beta1, scratch=self.workspace(1))
         deviation = sensitivity.sub_(self.importance).abs_()  # reuses the buffer: |I − Ī|
-        ema_(self.uncertainty, deviation, self.beta2)
+        ema_(self.uncertainty, deviation, self.beta2, scratch=self.workspace(1))
 
     def element_scores(self, param: Tensor) -> Tensor:
         return torch.mul(self.importance, self.uncertainty, out=self.workspace(0))

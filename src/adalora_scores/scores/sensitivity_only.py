@@ -30,7 +30,12 @@ class SensitivityOnly(Score):
         self.beta1 = check_beta("beta1", beta1)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        ema_(self.importance, torch.mul(param, grad, out=self.workspace(0)).abs_(), self.beta1)
+        ema_(
+            self.importance,
+            torch.mul(param, grad, out=self.workspace(0)).abs_(),
+            self.beta1,
+            scratch=self.workspace(1),
+        )
 
     def element_scores(self, param: Tensor) -> Tensor:
         return self.importance

@@ -33,7 +33,12 @@ class Taylor(Score):
         self.beta = check_beta("beta", beta)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
-        ema_(self.saliency, torch.mul(param, grad, out=self.workspace(0)).square_(), self.beta)
+        ema_(
+            self.saliency,
+            torch.mul(param, grad, out=self.workspace(0)).square_(),
+            self.beta,
+            scratch=self.workspace(1),
+        )
 
     def element_scores(self, param: Tensor) -> Tensor:
         return self.saliency

@@ -29,11 +29,9 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.config import PRESET_DIR, TrainConfig, resolve_config
+from adalora_scores.config import TrainConfig, canonical_values, find_preset, read_preset, resolve_config
 
 __all__ = ["Run", "SweepSpec", "load_sweep", "parse_shard", "shard"]
-
-_KEYS = {"presets", "grid", "set", "data", "baselines", "description"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,10 @@ class SweepSpec:
         clash = sorted(set(self.baselines) & set(self.grid["score"]))
         if clash:
             raise ValueError(f"{self.source}: baseline name(s) {clash} are also scores; rename them (e.g. lora_r8).")
+        self.grid = canonical_values(self.grid, f"{self.source} grid")
+        self.fixed = canonical_values(self.fixed, f"{self.source} set")
+        self.baselines = {name: canonical_values(values, f"{self.source} baselines.{name}")
+                          for name, values in self.baselines.items()}  # fmt: skip
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         settings = {key for values in self.baselines.values() for key in values}
         unknown = sorted((set(self.grid) | set(self.fixed) | settings) - known)
@@ -133,16 +135,10 @@ def run_name(values: dict[str, Any]) -> str:
 
 
 def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
-    """A sweep file by path or by preset name (``paper``, ``demo``); ``seeds`` replaces the grid's seed list."""
-    file = Path(path)
-    if not file.is_file() and (PRESET_DIR / f"{path}.yaml").is_file():
-        file = PRESET_DIR / f"{path}.yaml"
-    if not file.is_file():
-        raise FileNotFoundError(f"no sweep file {path}; give a YAML path such as presets/paper.yaml.")
-    document = yaml.safe_load(file.read_text()) or {}
-    unknown = set(document) - _KEYS
-    if unknown:
-        raise ValueError(f"{file}: unknown section(s) {sorted(unknown)}; expected {sorted(_KEYS)}.")
+    """A sweep file by path or by bundled name (``paper``, ``paper-tuned``); ``seeds`` replaces the grid's seed
+    list. A train preset is refused with a message naming ``train --config``."""
+    file = find_preset(path, "sweep")
+    document = read_preset(file, "sweep")
     grid = dict(document.get("grid") or {})
     if seeds is not None:
         grid["seed"] = list(seeds)

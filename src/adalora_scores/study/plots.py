@@ -4,7 +4,6 @@ agree on what to keep, and each task's metric per score."""
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from pathlib import Path
 
@@ -13,39 +12,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from adalora_scores.module_types import matrix_position, ordered_types  # noqa: E402
+from adalora_scores.run_files import LOG_FILE, RANK_PATTERN_FILE  # noqa: E402
 from adalora_scores.study.results import RunRecord, Study  # noqa: E402
 
-__all__ = ["KINDS", "agreement", "matrix_position", "plot_all"]
-
-KINDS = ("q", "k", "v", "o", "f1", "f2")
-_PATTERNS = (  # checked in order: attention output before the feed-forward output
-    ("q", r"\.(query|query_proj|q_proj|q_lin)\."),
-    ("k", r"\.(key|key_proj|k_proj|k_lin)\."),
-    ("v", r"\.(value|value_proj|v_proj|v_lin)\."),
-    ("o", r"\.(attention\.output\.dense|o_proj|out_proj|out_lin)\."),
-    ("f1", r"\.(intermediate\.dense|fc1|lin1)\."),
-    ("f2", r"\.(output\.dense|fc2|lin2)\."),
-)
-
-
-def matrix_position(name: str) -> tuple[int, str] | None:
-    """(layer, kind) of an adapted matrix name such as ``...layer.3.attention.self.query_proj.lora_E.default``."""
-    layer = re.search(r"\.(?:layer|layers|h|block)\.(\d+)\.", f".{name}")
-    if layer is None:
-        return None
-    for kind, pattern in _PATTERNS:
-        if re.search(pattern, f".{name}."):
-            return int(layer.group(1)), kind
-    return None
+__all__ = ["agreement", "plot_all"]
 
 
 def _pattern(record: RunRecord) -> dict[str, dict] | None:
-    path = record.folder / "rank_pattern.json"
+    path = record.folder / RANK_PATTERN_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _rank_grid(records: list[RunRecord]) -> list[list[float]] | None:
-    """Mean final rank over the runs, as layers × kinds."""
+def _rank_grid(records: list[RunRecord]) -> tuple[list[str], list[list[float]]] | None:
+    """The module types present, and the mean final rank over the runs as layers × types."""
     sums: dict[tuple[int, str], list[int]] = {}
     for record in records:
         for name, entry in (_pattern(record) or {}).items():
@@ -53,8 +33,9 @@ def _rank_grid(records: list[RunRecord]) -> list[list[float]] | None:
                 sums.setdefault(position, []).append(entry["rank"])
     if not sums:
         return None
+    kinds = ordered_types({kind for _, kind in sums})
     layers = max(layer for layer, _ in sums) + 1
-    return [[statistics.fmean(sums.get((layer, kind), [0])) for kind in KINDS] for layer in range(layers)]
+    return kinds, [[statistics.fmean(sums.get((layer, kind), [0])) for kind in kinds] for layer in range(layers)]
 
 
 def agreement(first: RunRecord, second: RunRecord) -> float | None:
@@ -79,13 +60,13 @@ def plot_ranks(study: Study, task: str, path: Path) -> bool:
     grids = [(row, grid) for row, grid in grids if grid]
     if not grids:
         return False
-    top = max(max(max(line) for line in grid) for _, grid in grids) or 1
-    figure, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids) + 1, 0.3 * len(grids[0][1]) + 2),
+    top = max(max(max(line) for line in grid) for _, (_, grid) in grids) or 1
+    figure, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids) + 1, 0.3 * len(grids[0][1][1]) + 2),
                                 squeeze=False)  # fmt: skip
-    for axis, (row, grid) in zip(axes[0], grids, strict=True):
+    for axis, (row, (kinds, grid)) in zip(axes[0], grids, strict=True):
         image = axis.imshow(grid, vmin=0, vmax=top, cmap="viridis", aspect="auto")
         axis.set_title(_label(row), fontsize=9)
-        axis.set_xticks(range(len(KINDS)), KINDS)
+        axis.set_xticks(range(len(kinds)), kinds)
         axis.set_yticks(range(len(grid)))
         axis.set_xlabel("module")
     axes[0][0].set_ylabel("layer")
@@ -101,7 +82,7 @@ def plot_budget(study: Study, task: str, path: Path) -> bool:
     drawn = False
     for row in study.rows:
         runs = sorted((r for r in study.records if r.row == row and r.task == task), key=lambda r: r.seed)
-        log = runs[0].folder / "log.jsonl" if runs else None
+        log = runs[0].folder / LOG_FILE if runs else None
         if log is None or not log.is_file():
             continue
         entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]

@@ -1,7 +1,7 @@
 """``report``: the seed paper's Tables 1 and 2 from a folder of runs, with seeds, paper values and paired tests.
 
-Writes ``report.md``, ``table1.csv``/``table2.csv`` (one line per cell), ``report.json`` (everything, including
-every seed's value and each comparison) and ``plots/*.png``.
+Writes ``report.md``, ``table1.csv``/``table2.csv``/``tasks.csv`` (one line per cell; ``tasks``: the tasks outside
+the paper), ``report.json`` (everything, including every seed's value and each comparison) and ``plots/*.png``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.engine.run_folder import atomic_write
+from adalora_scores.run_files import atomic_write
 from adalora_scores.study import plots
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
 from adalora_scores.study.results import BASELINE, Cell, Study, collect
@@ -154,6 +154,21 @@ def _appendix(choices: list[Choice], key: str, select_on: str) -> str:
     return "\n".join(lines)
 
 
+def generic_columns(study: Study, tasks: set[str]) -> list[Column]:
+    """One column per (task, eval split) of ``tasks`` with the task's main metric, as the runs recorded it."""
+    columns: list[Column] = []
+    for record in sorted(study.records, key=lambda r: r.task):
+        metric = record.metrics.get("main_metric")
+        if record.task not in tasks or metric is None:
+            continue
+        for split, values in record.metrics.get("eval", {}).items():
+            label = f"{record.task} {metric}" if split == "dev" else f"{record.task} {split} {metric}"
+            column = Column(label, record.task, split, metric)
+            if metric in values and column not in columns:
+                columns.append(column)
+    return columns
+
+
 def build_report(
     root: str | Path,
     *,
@@ -179,9 +194,11 @@ def build_report(
     tuned = None if tune_key is None else {"key": tune_key, "select_on": select_on}
     document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
                                 "tuned": tuned}  # fmt: skip
+    other = generic_columns(study, tasks - {c.task for c in (*TABLE1, *TABLE2)})
     for key, heading, columns, averages in (
         ("table1", "Table 1: GLUE dev", TABLE1, True),
         ("table2", "Table 2: SQuAD v1.1 / v2.0 dev, EM and F1", TABLE2, False),
+        ("tasks", "Other tasks: main metric per evaluation split", tuple(other), False),
     ):
         if not tasks & {c.task for c in columns}:
             continue
@@ -214,7 +231,7 @@ def build_report(
             for c in choices
         ]  # fmt: skip
     if plot:
-        written = plots.plot_all(study, [*TABLE1, *TABLE2], root / "plots")
+        written = plots.plot_all(study, [*TABLE1, *TABLE2, *other], root / "plots")
         document["plots"] = written
         sections.append("## Plots")
         for kind, caption in _CAPTIONS.items():

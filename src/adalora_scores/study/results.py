@@ -12,7 +12,6 @@ Statistics (stated in the report):
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 from scipy.stats import ttest_rel
 
+from adalora_scores.run_files import ERROR_FILE, METRICS_FILE, SWEEP_MANIFEST, is_finished, read_config, read_json
 from adalora_scores.study.paper import GLUE_AVERAGE_PARTS, Column
 
 __all__ = ["Cell", "Comparison", "RunRecord", "Study", "collect", "holm", "paired_test", "summarize"]
@@ -104,10 +104,6 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (len(indexed) - rank) * p))
         adjusted[i] = running
     return adjusted
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
 
 
 @dataclass
@@ -213,17 +209,17 @@ def collect(root: str | Path) -> Study:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; give the --output folder of a sweep.")
-    manifest_path = root / "sweep.yaml"
+    manifest_path = root / SWEEP_MANIFEST
     expected = None
     if manifest_path.is_file():
         manifest = yaml.safe_load(manifest_path.read_text()) or {}
         expected = dict(manifest.get("runs") or {})
     records, unreadable = [], []
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS_FILE)):
         folder = path.parent
         name = str(folder.relative_to(root))
         try:
-            metrics, config = _read(path), _read(folder / "config.yaml")
+            metrics, config = read_json(path), read_config(folder)
             grid_values = dict((expected or {}).get(name) or {}) or {
                 "task": config["task"], "score": _row_label(config), "seed": config["seed"]
             }  # fmt: skip
@@ -234,9 +230,7 @@ def collect(root: str | Path) -> Study:
             )
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             unreadable.append(name)
-    failed = sorted(
-        str(p.parent.relative_to(root)) for p in root.rglob("error.txt") if not (p.parent / "metrics.json").exists()
-    )
+    failed = sorted(str(p.parent.relative_to(root)) for p in root.rglob(ERROR_FILE) if not is_finished(p.parent))
     if not records and not expected:
-        raise FileNotFoundError(f"{root} holds no finished runs (no metrics.json) and no sweep.yaml.")
+        raise FileNotFoundError(f"{root} holds no finished runs (no {METRICS_FILE}) and no {SWEEP_MANIFEST}.")
     return Study(records, expected, failed, unreadable)

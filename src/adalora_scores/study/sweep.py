@@ -15,8 +15,15 @@ from pathlib import Path
 
 import yaml
 
-from adalora_scores.engine.checkpoint import CHECKPOINT
-from adalora_scores.engine.run_folder import atomic_write
+from adalora_scores.run_files import (
+    CHECKPOINT_FILE,
+    ERROR_FILE,
+    SWEEP_MANIFEST,
+    atomic_write,
+    config_changes,
+    is_finished,
+    read_config,
+)
 from adalora_scores.study.grid import Run, SweepSpec
 
 __all__ = ["SweepResult", "run_status", "run_sweep", "write_manifest"]
@@ -25,12 +32,12 @@ DONE, PENDING, INCOMPLETE, FAILED, CHANGED = "done", "pending", "incomplete", "f
 
 
 def _same_config(folder: Path, run: Run) -> bool:
+    """The finished run was trained with the config the grid asks for (old names and missing new fields at their
+    defaults are normalised first, so a folder written by an earlier version still counts)."""
     try:
-        written = yaml.safe_load((folder / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return not config_changes(read_config(folder), run.config)
+    except (OSError, ValueError):
         return False
-    expected = run.config.to_dict()
-    return isinstance(written, dict) and all(written.get(key) == value for key, value in expected.items())
 
 
 def run_status(output: Path, run: Run) -> str:
@@ -39,9 +46,9 @@ def run_status(output: Path, run: Run) -> str:
     folder = output / run.name
     if not folder.is_dir() or not any(folder.iterdir()):
         return PENDING
-    if (folder / "metrics.json").is_file():
+    if is_finished(folder):
         return DONE if _same_config(folder, run) else CHANGED
-    return FAILED if (folder / "error.txt").is_file() else INCOMPLETE
+    return FAILED if (folder / ERROR_FILE).is_file() else INCOMPLETE
 
 
 @dataclass
@@ -55,7 +62,7 @@ def write_manifest(output: Path, spec: SweepSpec, runs: list[Run]) -> None:
     """``sweep.yaml``: the specification and every run of the whole grid (not only this shard)."""
     manifest = {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed,
                 "data": spec.data, "runs": {run.name: run.grid_values for run in runs}}  # fmt: skip
-    atomic_write(output / "sweep.yaml", yaml.safe_dump(manifest, sort_keys=False))
+    atomic_write(output / SWEEP_MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
 
 
 def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=None, echo=print) -> SweepResult:
@@ -77,8 +84,8 @@ def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=No
             continue
         folder = output / run.name
         echo(f"[{number}/{len(runs)}] {run.name} ({statuses[run.name]})")
-        (folder / "error.txt").unlink(missing_ok=True)
-        resumable = statuses[run.name] in (INCOMPLETE, FAILED) and (folder / CHECKPOINT).is_file()
+        (folder / ERROR_FILE).unlink(missing_ok=True)
+        resumable = statuses[run.name] in (INCOMPLETE, FAILED) and (folder / CHECKPOINT_FILE).is_file()
         try:
             if resumable:
                 train_fn(run.config, folder, resume=True)
@@ -86,8 +93,8 @@ def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=No
                 train_fn(run.config, folder, overwrite=True)
         except Exception:  # one run's failure must not stop or corrupt the others
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / "error.txt", traceback.format_exc())
-            echo(f"    failed: {traceback.format_exc().strip().splitlines()[-1]} (see {folder / 'error.txt'})")
+            atomic_write(folder / ERROR_FILE, traceback.format_exc())
+            echo(f"    failed: {traceback.format_exc().strip().splitlines()[-1]} (see {folder / ERROR_FILE})")
             result.failed.append(run.name)
             continue
         result.ran.append(run.name)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.glue import glue_metrics
+from adalora_scores.tasks.base import register_task
 from adalora_scores.tasks.glue.features import EncodedDataset
 
 __all__ = ["GLUE_TASKS", "Example", "GlueTask", "TaskData", "load_glue"]
@@ -74,7 +75,7 @@ class GlueTask:
     def encode(self, examples: list[Example], tokenizer, config, *, train: bool) -> EncodedDataset:
         return EncodedDataset(examples, tokenizer, config.max_seq_length)
 
-    def score(
+    def evaluate(
         self, outputs: dict[str, torch.Tensor], dataset: EncodedDataset, config
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """Metrics of the gathered ``logits`` against the dataset's labels; GLUE writes no prediction files."""
@@ -82,7 +83,7 @@ class GlueTask:
         predictions = logits.squeeze(-1) if self.is_regression else logits.argmax(-1)
         return self.compute_metrics(predictions.float().tolist(), dataset.labels), {}
 
-    def layout(self) -> str:
+    def expected_data(self) -> str:
         """The expected original-layout description, for error messages."""
         files = ["train.tsv", *(f"{split}.tsv" for split in self.eval_splits)]
         if not self.has_header:
@@ -108,7 +109,7 @@ _TASKS = [
     GlueTask("rte", _PAIR, _PAIR, "label", _NLI2, *_ACC),
     GlueTask("wnli", _PAIR, _PAIR, "label", _BINARY, *_ACC),
 ]  # fmt: skip
-GLUE_TASKS: dict[str, GlueTask] = {task.name: task for task in _TASKS}
+GLUE_TASKS: dict[str, GlueTask] = {task.name: register_task(task) for task in _TASKS}
 
 
 def _label(task: GlueTask, value: Any, where: str) -> float | int:
@@ -132,7 +133,7 @@ def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
-        raise ValueError(f"{path} is empty; expected {task.layout()}.")
+        raise ValueError(f"{path} is empty; expected {task.expected_data()}.")
     if task.has_header:
         header, rows = rows[0], rows[1:]
         wanted = (*task.tsv_columns, task.tsv_label)
@@ -140,7 +141,7 @@ def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
         if missing:
             raise ValueError(
                 f"{path}: missing column(s) {missing} (header: {header}); expected the original GLUE layout: "
-                f"{task.layout()}."
+                f"{task.expected_data()}."
             )
         index = [header.index(c) for c in wanted]
     else:
@@ -185,7 +186,7 @@ def _find(folder: Path, stems: tuple[str, ...], task: GlueTask) -> Path:
                 return folder / f"{stem}{suffix}"
     raise FileNotFoundError(
         f"{folder}: no {stems[0]} file (looked for {', '.join(s + '.{tsv,csv,jsonl,json}' for s in stems)}). "
-        f"Expected the original GLUE layout ({task.layout()}) or CSV/JSON files with columns "
+        f"Expected the original GLUE layout ({task.expected_data()}) or CSV/JSON files with columns "
         f"{', '.join((*task.columns, 'label'))}."
     )
 
@@ -222,7 +223,7 @@ def load_glue(task: GlueTask, data: str | Path | None) -> TaskData:
         return _load_hub(task)
     folder = Path(data)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {task.layout()}.")
+        raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {task.expected_data()}.")
     train = _read(task, _find(folder, ("train",), task))
     evals = {
         split: _read(task, _find(folder, (split, hub), task))

@@ -1,6 +1,6 @@
 """SQuAD v1.1 and v2.0 extractive question answering: data, windowed features, answer extraction, official metrics.
 
-``SquadTask`` implements the task interface of ``adalora_scores.tasks``.
+``SquadTask`` implements :class:`adalora_scores.tasks.Task`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.squad import score_answers
+from adalora_scores.tasks.base import register_task
 from adalora_scores.tasks.squad.answers import ExtractedAnswers, extract_answers
 from adalora_scores.tasks.squad.data import QAData, QAExample, load_squad_files, load_squad_hub, read_squad_json
 from adalora_scores.tasks.squad.features import QAFeatures
@@ -38,7 +39,7 @@ class SquadTask:
     output_names: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
     group_key: ClassVar[str | None] = "context"  # the selection split holds out whole paragraphs
 
-    def layout(self) -> str:
+    def expected_data(self) -> str:
         suffix = "v2.0" if self.version_2 else "v1.1"
         return f"train-{suffix}.json and dev-{suffix}.json in the official layout (data → paragraphs → qas)"
 
@@ -54,7 +55,7 @@ class SquadTask:
     def encode(self, examples: list[QAExample], tokenizer, config, *, train: bool) -> QAFeatures:
         return QAFeatures(examples, tokenizer, config.max_seq_length, config.doc_stride, with_labels=train)
 
-    def score(
+    def evaluate(
         self, outputs: dict[str, torch.Tensor], dataset: QAFeatures, config
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """Extract answers, score them with the official rules, and return the files the official script reads.
@@ -84,4 +85,6 @@ class SquadTask:
         return metrics, files | {"null_odds.json": extracted.null_odds, "best_spans.json": extracted.best_spans}
 
 
-SQUAD_TASKS: dict[str, SquadTask] = {"squad": SquadTask("squad", False), "squad_v2": SquadTask("squad_v2", True)}
+SQUAD_TASKS: dict[str, SquadTask] = {
+    name: register_task(SquadTask(name, version_2)) for name, version_2 in (("squad", False), ("squad_v2", True))
+}

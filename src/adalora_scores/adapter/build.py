@@ -6,31 +6,40 @@ adapter. Parameter counts (what the tables show per row):
 * AdaLoRA: Σ_m r_m (d1_m + d2_m + 1) over the adapted matrices, r_m the kept rank (λ counted), initially init_r;
 * LoRA: Σ_m r (d1_m + d2_m).
 
-The fully trained head is counted separately (``head_parameters``).
+The fully trained head is counted separately (``head_parameters``). :class:`AdaptedModel` is everything the
+training engine needs from PEFT: the allocation call, the state to checkpoint, and saving.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
-import adalora_scores
+from adalora_scores.adapter.peft import adalora_model, attach
+from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.targets import target_modules_for
-from adalora_scores.config import TrainConfig, schedule_steps
+from adalora_scores.config import TrainConfig, budget_steps
 
-__all__ = ["Adapted", "build_adalora", "build_adapter", "build_lora"]
+__all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora"]
 
 
 @dataclass
-class Adapted:
+class AdaptedModel:
     model: Any
     """The PEFT model."""
-    allocator: Any | None
-    """The ``ScoreRankAllocator`` (AdaLoRA) or None (LoRA)."""
+    allocator: PeftRankAllocator | None
+    """The rank allocator (AdaLoRA) or None (LoRA)."""
     lora_shapes: dict[str, tuple[int, int, int]]
     """LoRA only: matrix name → (rank, out_features, in_features)."""
+
+    def allocate(self, step: int) -> None:
+        """PEFT's ``update_and_allocate(step)``: call after ``optimizer.step()`` and before ``zero_grad()``, with
+        ``step`` = optimizer steps completed (1 … T). Nothing to do for LoRA."""
+        if self.allocator is not None:
+            adalora_model(self.model).update_and_allocate(step)
 
     def ranks(self) -> dict[str, int]:
         if self.allocator is not None:
@@ -59,6 +68,23 @@ class Adapted:
             return sum(self.ranks().values())
         return self.allocator.budget_schedule(step)[0]
 
+    def allocator_state(self) -> dict[str, Any] | None:
+        """The allocator's state and the rank pattern PEFT holds in its config (for checkpoints)."""
+        if self.allocator is None:
+            return None
+        return {**self.allocator.state_dict(), "peft_rank_pattern": self.allocator.peft_config.rank_pattern}
+
+    def load_allocator_state(self, state: dict[str, Any] | None) -> None:
+        if self.allocator is None:
+            return
+        self.allocator.load_state_dict(state)
+        self.allocator.peft_config.rank_pattern = state.get("peft_rank_pattern")
+
+    def save(self, folder: Path, model: Any | None = None) -> None:
+        """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``.
+        ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped."""
+        (model if model is not None else self.model).save_pretrained(folder)
+
 
 def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dict[str, Any]:
     return {
@@ -71,23 +97,23 @@ def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dic
 
 def build_adalora(
     model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ("classifier", "pooler")
-):
+) -> tuple[Any, PeftRankAllocator]:
     """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
-    tinit, tfinal = schedule_steps(config, total_steps)
+    warmup, final = budget_steps(config, total_steps)
     adalora_config = AdaLoraConfig(
         init_r=config.init_r,
         target_r=config.target_r,
         total_step=total_steps,
-        tinit=tinit,
-        tfinal=tfinal,
-        deltaT=config.deltaT,
+        tinit=warmup,
+        tfinal=final,
+        deltaT=config.mask_interval,
         beta1=config.beta1,
         beta2=config.beta2,
         orth_reg_weight=config.orth_reg_weight,
         **_common(model, config, modules_to_save),
     )
     peft_model = get_peft_model(model, adalora_config)
-    allocator = adalora_scores.attach(peft_model, score=config.score, **config.score_options)
+    allocator = attach(peft_model, score=config.score, **config.score_options)
     return peft_model, allocator
 
 
@@ -103,9 +129,12 @@ def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     return peft_model, shapes
 
 
-def build_adapter(model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]) -> Adapted:
+def build_adapted_model(
+    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]
+) -> AdaptedModel:
+    """AdaLoRA (``config.method == "adalora"``) or LoRA around ``model``."""
     if config.method == "lora":
         peft_model, shapes = build_lora(model, config, modules_to_save)
-        return Adapted(peft_model, None, shapes)
+        return AdaptedModel(peft_model, None, shapes)
     peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save)
-    return Adapted(peft_model, allocator, {})
+    return AdaptedModel(peft_model, allocator, {})

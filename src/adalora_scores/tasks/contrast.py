@@ -1,4 +1,4 @@
-"""The demo's bundled task, "contrast sentiment": a synthetic single-sentence task that needs word order.
+"""The bundled task ``contrast_sentiment``: a synthetic single-sentence task that needs word order (the demo's).
 
 Every review names one positive and one negative adjective and contrasts them; the label is the polarity of the
 adjective the sentence asserts::
@@ -9,16 +9,24 @@ adjective the sentence asserts::
 
 Each sentence of one label has a twin of the other label with the same words (the two adjectives swapped), so no
 keyword or bag of words beats chance (50%): the model has to read which adjective is negated or contrasted away.
-Written in the GLUE SST-2 layout (``sentence``, ``label``), so the demo runs through the same loaders, metrics and
-training path as real GLUE data. It is synthetic: a workflow demonstration, not a benchmark.
+Registered as its own task, so that its results never sit in a GLUE column. Without ``--data`` it generates its
+data in memory (480 train and 240 dev sentences, data seed 0); ``write_contrast_task`` writes the same data as files
+in the GLUE SST-2 layout (``sentence``, ``label``), which ``--data`` also reads. It is synthetic: a workflow
+demonstration, not a benchmark.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["make_examples", "write_contrast_task"]
+from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.glue.data import Example, GlueTask, TaskData, load_glue
+
+__all__ = ["CONTRAST_TASK", "ContrastTask", "make_examples", "write_contrast_task"]
+
+TRAIN_SIZE, DEV_SIZE = 480, 240
 
 POSITIVE = ("good", "great", "brilliant", "pleasant", "charming", "clever", "moving", "funny", "beautiful", "exciting")
 NEGATIVE = ("bad", "awful", "dull", "boring", "clumsy", "silly", "tedious", "ugly", "weak", "predictable")
@@ -49,11 +57,33 @@ def make_examples(count: int, seed: int) -> list[tuple[str, int]]:
     return examples[:count]
 
 
-def write_contrast_task(folder: str | Path, train: int = 480, dev: int = 240, seed: int = 0) -> Path:
+def _splits(train: int, dev: int, seed: int) -> dict[str, list[tuple[str, int]]]:
+    return {"train": make_examples(train, 2 * seed), "dev": make_examples(dev, 2 * seed + 1)}
+
+
+def write_contrast_task(folder: str | Path, train: int = TRAIN_SIZE, dev: int = DEV_SIZE, seed: int = 0) -> Path:
     """Write ``train.tsv`` and ``dev.tsv`` (SST-2 layout) into ``folder``; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, count, offset in (("train", train, 0), ("dev", dev, 1)):
-        rows = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in make_examples(count, 2 * seed + offset))]
+    for name, examples in _splits(train, dev, seed).items():
+        rows = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in examples)]
         (folder / f"{name}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return folder
+
+
+@dataclass(frozen=True)
+class ContrastTask(GlueTask):
+    """Binary accuracy like SST-2, with bundled data instead of the Hub."""
+
+    def load(self, data: str | Path | None) -> TaskData:
+        if data is not None:
+            return load_glue(self, data)
+        splits = _splits(TRAIN_SIZE, DEV_SIZE, 0)
+        return TaskData(
+            [Example(s, None, y) for s, y in splits["train"]], {"dev": [Example(s, None, y) for s, y in splits["dev"]]}
+        )
+
+
+CONTRAST_TASK = register_task(
+    ContrastTask("contrast_sentiment", ("sentence",), ("sentence",), "label", ("0", "1"), "accuracy", "accuracy")
+)

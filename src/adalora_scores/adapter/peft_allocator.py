@@ -1,0 +1,119 @@
+"""The shim between PEFT's ``AdaLoraModel.update_and_allocate`` and our allocator.
+
+PEFT's ``AdaLoraModel`` keeps a ``rankallocator`` and, at every ``update_and_allocate(global_step)``, calls on it
+(peft 0.13 - 0.21, ``peft/tuners/adalora/model.py``):
+
+* ``update_and_allocate(model, step)`` while ``step < total_step − tfinal``, and writes a returned rank pattern
+  into ``peft_config.rank_pattern``;
+* ``update_and_allocate(model, step, force_mask=True)`` then ``reset_ipt()`` at ``step == total_step − tfinal``;
+* ``mask_using_rank_pattern(model, peft_config.rank_pattern)`` at every later step.
+
+:class:`PeftRankAllocator` implements exactly those methods (plus ``set_total_step``) on top of the
+framework-free :class:`~adalora_scores.allocation.ScoreRankAllocator`, so PEFT's own phases drive it unchanged.
+Rank patterns are PEFT's ``{lora_E parameter name: [kept?] * r}``, which are the layout's matrix names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from adalora_scores.allocation.allocator import ScoreRankAllocator
+from adalora_scores.allocation.layout import TripletLayout
+from adalora_scores.allocation.schedule import BudgetSchedule
+from adalora_scores.scores.base import Score
+
+__all__ = ["PeftRankAllocator", "schedule_from_peft_config"]
+
+
+def schedule_from_peft_config(config: Any, layout: TripletLayout) -> BudgetSchedule:
+    """The budget schedule an ``AdaLoraConfig`` describes for ``layout``: b(0) = every triplet, b(T) = target_r
+    per matrix, and PEFT's ``tinit``/``tfinal``/``deltaT``/``total_step`` as our names."""
+    return BudgetSchedule(
+        initial_budget=layout.num_triplets,
+        target_budget=config.target_r * len(layout.matrices),
+        budget_warmup=config.tinit,
+        budget_final=config.tfinal,
+        total_steps=config.total_step,
+        mask_interval=config.deltaT,
+    )
+
+
+class PeftRankAllocator(ScoreRankAllocator):
+    """A :class:`ScoreRankAllocator` that PEFT's ``AdaLoraModel`` can call as its ``rankallocator``.
+
+    Args:
+        layout: the flat triplet layout of the adapted matrices (names = PEFT rank-pattern keys).
+        score: the element score.
+        peft_config: the trained adapter's ``AdaLoraConfig``; its schedule fields are read once here, and
+            :meth:`set_total_step` updates both.
+        adapter_name: the trained adapter's name (the suffix of the rank-pattern keys).
+        reactivation: see :class:`ScoreRankAllocator`.
+    """
+
+    def __init__(
+        self,
+        layout: TripletLayout,
+        score: Score,
+        peft_config: Any,
+        adapter_name: str = "default",
+        reactivation: bool = True,
+    ) -> None:
+        super().__init__(layout, score, schedule_from_peft_config(peft_config, layout), reactivation)
+        self.peft_config = peft_config
+        self.adapter_name = adapter_name
+
+    # -- PEFT's RankAllocator interface -----------------------------------------------------------------------------
+    def set_total_step(self, total_step: int) -> None:
+        self.peft_config.total_step = total_step
+        self.set_total_steps(total_step)
+
+    def update_and_allocate(
+        self, model: Any = None, global_step: int = 0, force_mask: bool = False
+    ) -> tuple[int, dict[str, list[bool]] | None]:
+        """One optimizer step: returns ``(budget, rank_pattern or None)`` like PEFT's
+        ``RankAllocator.update_and_allocate``. ``model`` is accepted for the interface; the parameters were
+        collected once in the layout."""
+        event = self.step_to(global_step, force_mask=force_mask)
+        if event is None:
+            return self.schedule.at(global_step)[0], None
+        if force_mask:
+            self.frozen = True  # PEFT calls reset_ipt() right after
+        return event.budget, self.rank_pattern()
+
+    def reset_ipt(self) -> None:
+        """Called by PEFT once the pattern is frozen: the statistics are no longer needed."""
+        self.score.reset()
+
+    def mask_using_rank_pattern(self, model: Any, rank_pattern: dict[str, list[bool]] | None) -> None:
+        """Re-apply the frozen pattern (every final-phase step).
+
+        If ``rank_pattern`` is None (the final step T − t_f was never reached exactly, PEFT issue #855), the
+        allocation at the target budget is done now and written to the config instead of failing.
+        """
+        if rank_pattern is None:
+            warnings.warn(
+                f"update_and_allocate reached the final phase at step {self.step} without the final allocation "
+                f"at step {self.schedule.final_step}; allocating now at the target budget. Pass optimizer steps "
+                "(not micro-batches or samples) to update_and_allocate.",
+                stacklevel=2,
+            )
+            self.mask_to_budget(self.target_budget)
+            self.freeze()
+            self.peft_config.rank_pattern = self.rank_pattern()
+            return
+        if rank_pattern is not self._keep_by_matrix:
+            self.set_keep(self.keep_from_matrices(self._full_names(rank_pattern)))
+            self._keep_by_matrix = rank_pattern
+            return
+        self.apply_keep()
+
+    # -- rank patterns ---------------------------------------------------------------------------------------------
+    def rank_pattern(self) -> dict[str, list[bool]]:
+        """``{lora_E parameter name: [kept?] * r}``, the format PEFT saves in ``adapter_config.json``."""
+        return self.keep_by_matrix()
+
+    def _full_names(self, rank_pattern: dict[str, list[bool]]) -> dict[str, list[bool]]:
+        """PEFT writes keys with the adapter name (``...lora_E.default``) and may read them without it."""
+        suffix = f".{self.adapter_name}"
+        return {(key if key.endswith(suffix) else f"{key}{suffix}"): value for key, value in rank_pattern.items()}

@@ -1,0 +1,142 @@
+"""The run-folder schema: file names, reading and writing them, and when a saved config is "the same".
+
+One module for the engine (which writes run folders) and the study (which reads them), so that a file name or the
+meaning of "finished" is defined once. A run folder holds:
+
+* ``config.yaml``: the resolved :class:`~adalora_scores.config.TrainConfig` plus derived values, with
+  ``format_version`` (:data:`~adalora_scores.config.CONFIG_FORMAT`);
+* ``log.jsonl``: one JSON record per optimizer step;
+* ``rank_pattern.json``: the kept rank and mask of every adapted matrix;
+* ``adapter/``: a standard PEFT adapter (and the tokenizer);
+* ``checkpoint.pt``: the last checkpoint of an unfinished run;
+* ``error.txt``: the traceback of a run a sweep saw fail;
+* ``metrics.json``: written last and atomically, so the run is finished exactly when it exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from adalora_scores.config import ALIASES, CONFIG_FORMAT, TrainConfig
+
+__all__ = [
+    "ADAPTER_FOLDER",
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "ERROR_FILE",
+    "LOG_FILE",
+    "METRICS_FILE",
+    "RANK_PATTERN_FILE",
+    "SWEEP_MANIFEST",
+    "atomic_save",
+    "atomic_write",
+    "config_changes",
+    "is_finished",
+    "read_config",
+    "read_json",
+    "read_metrics",
+    "saved_train_values",
+    "write_config",
+    "write_json",
+]
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "log.jsonl"
+RANK_PATTERN_FILE = "rank_pattern.json"
+ADAPTER_FOLDER = "adapter"
+CHECKPOINT_FILE = "checkpoint.pt"
+ERROR_FILE = "error.txt"
+METRICS_FILE = "metrics.json"
+SWEEP_MANIFEST = "sweep.yaml"
+"""In a sweep's output folder: the specification and every run name of the grid."""
+
+
+def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` on a temporary file in the same folder, fsync it, then rename it over ``path``: a reader (or a
+    kill) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_save`)."""
+    atomic_save(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_config(folder: Path, resolved: dict[str, Any]) -> None:
+    """``config.yaml``: the format version first, then the resolved values."""
+    atomic_write(folder / CONFIG_FILE, yaml.safe_dump({"format_version": CONFIG_FORMAT, **resolved}, sort_keys=False))
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The saved ``config.yaml`` of a run folder; a clear error when it is missing, corrupt or from a newer version."""
+    path = folder / CONFIG_FILE
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder} holds no run ({CONFIG_FILE} is missing).") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt ({type(error).__name__}); re-run the run with --overwrite.") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is corrupt (not a mapping); re-run the run with --overwrite.")
+    version = saved.get("format_version", 1)
+    if not isinstance(version, int) or version > CONFIG_FORMAT:
+        raise ValueError(f"{path} has format version {version!r}, newer than this adalora-scores reads "
+                         f"({CONFIG_FORMAT}); upgrade adalora-scores.")  # fmt: skip
+    return saved
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    return read_json(folder / METRICS_FILE)
+
+
+def is_finished(folder: Path) -> bool:
+    """A run is finished exactly when its ``metrics.json`` exists (it is written last, atomically)."""
+    return (folder / METRICS_FILE).is_file()
+
+
+def saved_train_values(saved: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields of a saved config of any format version, under today's names; fields the
+    folder's version did not have take their defaults (so a new field at its default is not a change)."""
+    renamed = {ALIASES.get(key, key): value for key, value in saved.items()}
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in renamed:
+            values[field.name] = renamed[field.name]
+        elif field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+        else:
+            values[field.name] = field.default_factory()  # type: ignore[misc]
+    return values
+
+
+def config_changes(saved: dict[str, Any], config: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, saved value, current value)`` for every field that differs once both are normalised; empty when
+    the run folder was written with this config (by any format version)."""
+    before = saved_train_values(saved)
+    return [(name, before[name], value) for name, value in config.to_dict().items() if before[name] != value]

@@ -1,0 +1,86 @@
+"""Tiny random models and a deterministic word-level tokenizer, for the demo, the tests and the benchmarks.
+
+Everything here is built offline and is the same on every call: the vocabulary is the sorted set of the given
+words (``WordPieceTrainer`` breaks frequency ties differently from run to run, which made tiny-model results
+irreproducible), and weights come from a fixed seed inside ``torch.random.fork_rng`` (the caller's RNG is untouched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["SPECIAL_TOKENS", "save_tiny_model", "tiny_config", "tiny_model", "word_tokenizer"]
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_SIZES = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+          "max_position_embeddings": 64}  # fmt: skip
+
+
+def word_tokenizer(texts: Iterable[str]):
+    """A BERT-style fast tokenizer whose vocabulary is every word of ``texts`` (lower-cased, BERT
+    pre-tokenisation), sorted, after the special tokens; other words map to [UNK]."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = {piece for text in texts for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))}
+    vocab = {token: index for index, token in enumerate([*SPECIAL_TOKENS, *sorted(words - set(SPECIAL_TOKENS))])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+
+
+def tiny_config(model_type: str = "bert", vocab_size: int = 64, **overrides: Any):
+    """A small transformers config: ``bert`` (default sizes: hidden 16, 2 layers, 2 heads), ``deberta-v2`` (with
+    DeBERTa-v3's relative attention: shared keys, p2c and c2p, position buckets) or ``gpt2``."""
+    from transformers import BertConfig, DebertaV2Config, GPT2Config
+
+    sizes = {**_SIZES, "vocab_size": vocab_size, **overrides}
+    if model_type == "bert":
+        return BertConfig(**sizes)
+    if model_type == "deberta-v2":
+        extra = {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                 "position_biased_input": False, "share_att_key": True, "norm_rel_ebd": "layer_norm",
+                 "pooler_hidden_size": sizes["hidden_size"]}  # fmt: skip
+        return DebertaV2Config(**{**extra, **sizes})
+    if model_type == "gpt2":
+        gpt = {"vocab_size": vocab_size, "n_embd": _SIZES["hidden_size"], "n_layer": _SIZES["num_hidden_layers"],
+               "n_head": _SIZES["num_attention_heads"], "n_positions": _SIZES["max_position_embeddings"],
+               "pad_token_id": 0}  # fmt: skip
+        return GPT2Config(**{**gpt, **overrides})
+    raise ValueError(f"no tiny config for model_type {model_type!r}; use bert, deberta-v2 or gpt2.")
+
+
+def tiny_model(config, head: str = "sequence-classification", seed: int = 0) -> torch.nn.Module:
+    """A random model for ``config`` with a ``sequence-classification`` or ``question-answering`` head, drawn
+    with ``seed`` without touching the caller's RNG."""
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    auto = {"sequence-classification": AutoModelForSequenceClassification,
+            "question-answering": AutoModelForQuestionAnswering}  # fmt: skip
+    if head not in auto:
+        raise ValueError(f"head must be one of {sorted(auto)}, got {head!r}.")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return auto[head].from_config(config)
+
+
+def save_tiny_model(folder: str | Path, texts: Iterable[str], model_type: str = "bert", seed: int = 0,
+                    **sizes: Any) -> Path:  # fmt: skip
+    """A Hub-like model folder: :func:`word_tokenizer` over ``texts`` and a random ``model_type`` model with a
+    sequence-classification head (sizes: :func:`tiny_config` keyword arguments). Returns ``folder``."""
+    folder = Path(folder)
+    tokenizer = word_tokenizer(texts)
+    tokenizer.save_pretrained(folder)
+    config = tiny_config(model_type, vocab_size=len(tokenizer), **sizes)
+    tiny_model(config, seed=seed).save_pretrained(folder)
+    return folder
