@@ -19,5 +19,5 @@ def deberta_v3_adalora(small: bool, **schedule):
                              position_buckets=256, pos_att_type=["p2c", "c2p"], position_biased_input=False,
                              share_att_key=True, norm_rel_ebd="layer_norm", max_relative_positions=-1)  # fmt: skip
     adalora = AdaLoraConfig(init_r=16, target_r=8, lora_alpha=16, target_modules=target_modules_for("deberta-v2"),
-                            modules_to_save=["classifier", "pooler"], **schedule)  # fmt: skip
+                            modules_to_save=["classifier", "pooler"], task_type="SEQ_CLS", **schedule)  # fmt: skip
     return get_peft_model(DebertaV2ForSequenceClassification(config), adalora)

@@ -40,6 +40,7 @@ def tiny_adalora(
         orth_reg_weight=orth_reg_weight,
         target_modules=BERT_TARGETS,
         modules_to_save=["classifier"],
+        task_type="SEQ_CLS",  # PEFT adds the orthogonal regulariser only in its task models
     )
     torch.manual_seed(seed + 1)
     return get_peft_model(base, config)

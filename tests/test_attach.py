@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from _tiny import BERT_TARGETS, batches, tiny_adalora, tiny_bert, train
@@ -142,3 +144,18 @@ def test_trainer_callback_allocates_in_optimizer_steps(tmp_path):
     assert allocator.frozen
     assert sum(allocator.ranks().values()) == allocator.target_budget
     assert model.peft_config["default"].rank_pattern is not None
+
+
+def test_a_model_without_task_type_warns_that_the_regulariser_is_missing():
+    from _tiny import BERT_TARGETS, tiny_bert
+    from peft import AdaLoraConfig, PeftModel
+
+    config = AdaLoraConfig(init_r=4, target_r=2, total_step=20, tinit=2, tfinal=4, target_modules=BERT_TARGETS)
+    model = get_peft_model(tiny_bert(), config)
+    assert type(model) is PeftModel
+    with pytest.warns(UserWarning, match="orthogonal regulariser .* is not in the loss"):
+        adalora_scores.attach(model)
+    with_task_type = tiny_adalora()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        adalora_scores.attach(with_task_type)  # task_type="SEQ_CLS": no warning

@@ -86,8 +86,28 @@ class AdaptedModel:
         (model if model is not None else self.model).save_pretrained(folder)
 
 
+_TASK_TYPES = (
+    ("ForSequenceClassification", "SEQ_CLS"),
+    ("ForQuestionAnswering", "QUESTION_ANS"),
+    ("ForTokenClassification", "TOKEN_CLS"),
+    ("ForCausalLM", "CAUSAL_LM"),
+)
+
+
+def peft_task_type(model) -> str | None:
+    """PEFT's ``task_type`` for a transformers model class (``BertForSequenceClassification`` → ``SEQ_CLS``).
+
+    It matters for AdaLoRA: only PEFT's task models (``PeftModelForSequenceClassification``, ...) call
+    ``AdaLoraModel.forward``, which adds the orthogonal regulariser to the loss; a plain ``PeftModel`` calls the base
+    model directly and trains without it.
+    """
+    name = type(model).__name__
+    return next((task_type for suffix, task_type in _TASK_TYPES if name.endswith(suffix)), None)
+
+
 def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dict[str, Any]:
     return {
+        "task_type": peft_task_type(model),
         "lora_alpha": config.lora_alpha,
         "lora_dropout": config.lora_dropout,
         "target_modules": config.target_modules or target_modules_for(model.config.model_type),

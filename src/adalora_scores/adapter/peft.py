@@ -7,6 +7,7 @@ the layout's matrix names are the ``lora_E`` parameter names, which are PEFT's r
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 from peft import PeftModel
@@ -115,6 +116,13 @@ def attach(
         )
     config = inner.peft_config[adapter_name]
     validate_adalora_config(config)
+    if type(model) is PeftModel and config.orth_reg_weight > 0:
+        warnings.warn(
+            "this PeftModel has no task_type, so PEFT never calls AdaLoraModel.forward and the orthogonal "
+            f"regulariser (orth_reg_weight={config.orth_reg_weight}) is not in the loss. Build it with "
+            "AdaLoraConfig(task_type='SEQ_CLS') (or QUESTION_ANS, CAUSAL_LM, ...) to train AdaLoRA as published.",
+            stacklevel=2,
+        )
     if not isinstance(reactivation, bool):
         raise TypeError(f"reactivation must be True or False, got {reactivation!r}.")
     element_score = _build_score(score, config, score_options)
