@@ -27,6 +27,7 @@ from adalora_scores.engine.adapters import build_adapter
 from adalora_scores.engine.checkpoint import CHECKPOINT, Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.loop import Session, restore_state, run_steps
+from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
 from adalora_scores.tasks import GlueTask, SquadTask, get_task
@@ -46,6 +47,7 @@ def _check_model_path(name: str) -> None:
 def load_model_and_tokenizer(config: TrainConfig, task: GlueTask | SquadTask):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
     _check_model_path(config.model)
+    check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     return task.load_model(config.model), tokenizer
 
