@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 import adalora_scores
+from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.config import TrainConfig, schedule_steps
 from adalora_scores.engine.adapters import build_adapter
 from adalora_scores.engine.checkpoint import CHECKPOINT, Progress, load_checkpoint
@@ -220,7 +221,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
             for filename, content in files.items():
                 folder.write_json(filename, content)
             folder.write_json("rank_pattern.json", adapted.rank_pattern())
-            accelerator.unwrap_model(peft_model).save_pretrained(folder.path / "adapter")
+            save_adapter(accelerator.unwrap_model(peft_model), folder.path / "adapter")  # rank 0 → 1, λ = 0
             tokenizer.save_pretrained(folder.path / "adapter")
             folder.write_json("metrics.json", metrics)  # last: the run is complete once this exists
         except OSError as error:
