@@ -24,6 +24,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 import adalora_scores
 from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.config import TrainConfig, schedule_steps
+from adalora_scores.console import unless_quiet
 from adalora_scores.engine.adapters import build_adapter
 from adalora_scores.engine.checkpoint import CHECKPOINT, Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
@@ -167,7 +168,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
 
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    accelerator.print(
+    unless_quiet(accelerator.print)(  # one line per run unless --verbose: the closing line below
         f"{task.name}: {len(train_examples)} train examples ({len(train_set)} features), {total_steps} "
         f"optimizer steps, "
         + (
