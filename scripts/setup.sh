@@ -7,7 +7,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # The CPU build of torch must come first: an unpinned torch would pull a multi-GB CUDA build.
-# On a GPU machine, install the CUDA torch you need before running this script; it is kept if it satisfies >=2.1.
+# On a GPU machine, install the CUDA torch you need before running this script; it is kept if it satisfies >=2.5.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "torch==2.13.0"
 fi

@@ -76,6 +76,60 @@ def test_v2_breakdown_threshold_and_best_threshold():
     assert without["exact"] == 50.0 and "best_exact" not in without
 
 
+def _official_best_thresh(preds, scores, na_probs, qid_to_has_ans):
+    """``find_best_thresh`` of the official evaluate-v2.0.py, line for line."""
+    num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
+    cur_score = num_no_ans
+    best_score = cur_score
+    best_thresh = 0.0
+    qid_list = sorted(na_probs, key=lambda k: na_probs[k])
+    for qid in qid_list:
+        if qid not in scores:
+            continue
+        if qid_to_has_ans[qid]:
+            diff = scores[qid]
+        else:
+            diff = -1 if preds[qid] else 0
+        cur_score += diff
+        if cur_score > best_score:
+            best_score = cur_score
+            best_thresh = na_probs[qid]
+    return 100.0 * best_score / len(scores), best_thresh
+
+
+def test_best_threshold_breaks_ties_in_the_na_probs_file_order(tmp_path, capsys):
+    # a: right (EM 1, F1 1); c: "car" for "the red car" (EM 0, F1 2/3); b: unanswerable, answered "dog" (−1).
+    # a and b tie at na 0.3. Start: 1 (b counted right). Walk c (0.1) first, then the tie.
+    # Dataset order a, b:  EM 1, 2 (best, 0.3), 1 → 200/3;     F1 5/3 (0.1), 8/3 (best, 0.3), 5/3 → 800/9.
+    # File order   b, a:  EM 1, 0, 1 → best stays 1 (0.0) → 100/3;  F1 5/3 (best, 0.1), 2/3, 5/3 → 500/9.
+    dataset = {"version": "v2.0", "data": [{"paragraphs": [{"context": "c", "qas": [
+        {"id": "a", "answers": [{"text": "red car", "answer_start": 0}], "is_impossible": False},
+        {"id": "b", "answers": [], "is_impossible": True},
+        {"id": "c", "answers": [{"text": "the red car", "answer_start": 0}], "is_impossible": False}]}]}]}  # fmt: skip
+    predictions = {"a": "red car", "b": "dog", "c": "car"}
+    expected = {"dataset order": (200 / 3, 0.3, 800 / 9, 0.3), "file order": (100 / 3, 0.0, 500 / 9, 0.1)}
+    for order, na_probs in (("dataset order", {"a": 0.3, "b": 0.3, "c": 0.1}),
+                            ("file order", {"b": 0.3, "c": 0.1, "a": 0.3})):  # fmt: skip
+        result = evaluate(dataset, predictions, na_probs)
+        got = (result["best_exact"], result["best_exact_thresh"], result["best_f1"], result["best_f1_thresh"])
+        assert got == pytest.approx(expected[order]), order
+        has_answer = {"a": True, "b": False, "c": True}
+        exact, f1 = {"a": 1, "b": 0, "c": 0}, {"a": 1.0, "b": 0.0, "c": 2 / 3}
+        official = (*_official_best_thresh(predictions, exact, na_probs, has_answer),
+                    *_official_best_thresh(predictions, f1, na_probs, has_answer))  # fmt: skip
+        assert got == pytest.approx(official), order
+    # through the CLI: the na_probs file's key order (b before a) is the one that counts
+    (tmp_path / "dev.json").write_text(json.dumps(dataset))
+    (tmp_path / "pred.json").write_text(json.dumps(predictions))
+    (tmp_path / "na.json").write_text('{"b": 0.3, "c": 0.1, "a": 0.3}')
+    capsys.readouterr()
+    assert main(["evaluate-squad", "--data", str(tmp_path / "dev.json"), "--predictions", str(tmp_path / "pred.json"),
+                 "--na-probs", str(tmp_path / "na.json")]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    got = (result["best_exact"], result["best_exact_thresh"], result["best_f1"], result["best_f1_thresh"])
+    assert got == pytest.approx(expected["file order"])
+
+
 def test_version_detection_and_files(tmp_path):
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(squad_json(False, "dev")))

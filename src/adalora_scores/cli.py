@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import adalora_scores
+from adalora_scores.console import quiet_console
+
+VERBOSE_HELP = (
+    "also show library warnings, transformers' load reports, library progress bars and each run's first line"
+)
 
 
 def _scores(args: argparse.Namespace) -> int:
@@ -133,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML preset path or name, e.g. presets/paper-glue.yaml or paper-glue")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     train.add_argument("overrides", nargs="*", metavar="key=value", help="any config field, e.g. learning_rate=1e-3")
     train.set_defaults(run=_train)
     squad = commands.add_parser(
@@ -159,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     sweep.add_argument("--force", action="store_true", help="re-run finished runs whose config changed")
+    sweep.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sweep.add_argument("overrides", nargs="*", metavar="key=value")
     sweep.set_defaults(run=_sweep)
     report = commands.add_parser("report", help="tables (paper layout), paired tests and plots from a sweep folder")
@@ -178,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-results", help="folder for runs and report (default demo-results)")
     demo.add_argument("--seeds", default="1,2", help="comma-separated seeds (default 1,2)")
     demo.add_argument("--tiny", action="store_true", help="use a tiny random model even if MiniLM is installed")
+    demo.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     demo.add_argument("overrides", nargs="*", metavar="key=value")
     demo.set_defaults(run=_demo)
     return parser
@@ -193,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if takes_overrides:
         args.overrides = [*args.overrides, *extra]
     try:
-        return args.run(args)
+        with quiet_console(verbose=getattr(args, "verbose", True)):  # only train, sweep and demo are quiet
+            return args.run(args)
     except (ValueError, KeyError, OSError, TypeError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"adalora-scores {args.command}: error: {message}", file=sys.stderr)

@@ -5,6 +5,7 @@ from adalora_scores.adapter.build import AdaptedModel, build_adapted_model
 from adalora_scores.adapter.callback import AllocationCallback
 from adalora_scores.adapter.peft import adalora_model, attach, find_adapted_matrices, validate_adalora_config
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.saving import save_adapter
 
 __all__ = [
     "AdaptedModel",
@@ -14,5 +15,6 @@ __all__ = [
     "attach",
     "build_adapted_model",
     "find_adapted_matrices",
+    "save_adapter",
     "validate_adalora_config",
 ]

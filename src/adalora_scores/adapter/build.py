@@ -20,6 +20,7 @@ from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.adapter.targets import target_modules_for
 from adalora_scores.config import TrainConfig, budget_steps
 
@@ -81,9 +82,10 @@ class AdaptedModel:
         self.allocator.peft_config.rank_pattern = state.get("peft_rank_pattern")
 
     def save(self, folder: Path, model: Any | None = None) -> None:
-        """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``.
-        ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped."""
-        (model if model is not None else self.model).save_pretrained(folder)
+        """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``
+        (:func:`~adalora_scores.adapter.saving.save_adapter`: a matrix pruned to rank 0 is saved at rank 1 with
+        λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped."""
+        save_adapter(model if model is not None else self.model, folder)
 
 
 _TASK_TYPES = (

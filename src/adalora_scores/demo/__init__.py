@@ -53,9 +53,6 @@ def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1
 
     Returns the path of ``report.md``. Finished runs in ``output`` are reused, so an interrupted demo resumes.
     """
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()  # the fresh classifier head's load report would repeat per run
     output = Path(output)
     start = time.perf_counter()
     sentences = [sentence for sentence, _ in make_examples(TRAIN_SIZE, 0)]  # the task's training data (seed 0)

@@ -23,9 +23,11 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
 from adalora_scores.config import TrainConfig, budget_steps
+from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.loop import Session, restore_state, run_steps
+from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
 from adalora_scores.run_files import (
@@ -55,6 +57,7 @@ def _check_model_path(name: str) -> None:
 def load_model_and_tokenizer(config: TrainConfig, task: Task):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
     _check_model_path(config.model)
+    check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     return task.load_model(config.model), tokenizer
 
@@ -172,7 +175,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
 
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    accelerator.print(
+    unless_quiet(accelerator.print)(  # one line per run unless --verbose: the closing line below
         f"{task.name}: {len(train_examples)} train examples ({len(train_set)} features), {total_steps} "
         f"optimizer steps, "
         + (

@@ -110,10 +110,15 @@ def _percent(values: Iterable[float], count: int) -> float:
 def _best_threshold(
     predictions: Mapping[str, str], raw: Mapping[str, float], na_probs: Mapping[str, float], has_answer: Mapping
 ) -> tuple[float, float]:
-    """Sweep the no-answer threshold over the sorted ``na_probs`` (the official ``find_best_thresh``)."""
+    """Sweep the no-answer threshold over the sorted ``na_probs`` (the official ``find_best_thresh``).
+
+    Questions with equal ``na_probs`` are walked in the order of ``na_probs`` itself (the order of the na_probs
+    file, which ``json.load`` keeps), not the dataset's: the official script stable-sorts ``na_probs``, and the
+    order of ties can change ``best_*`` and their thresholds.
+    """
     score = best = sum(1 for qid in raw if not has_answer[qid])
     threshold = 0.0
-    for qid in sorted(raw, key=lambda k: na_probs[k]):
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
         if has_answer[qid]:
             score += raw[qid]
         elif predictions[qid]:

@@ -1,0 +1,99 @@
+"""The console of train/sweep/demo: one line per run by default, library warnings and load reports with --verbose,
+and every logging, progress-bar and warning setting restored afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import datasets
+import huggingface_hub.utils as hub
+from transformers.utils import logging as transformers_logging
+
+import adalora_scores
+from adalora_scores.cli import build_parser
+from adalora_scores.console import quiet_console, unless_quiet
+
+# what a default run printed before: PEFT's and our FutureWarnings, transformers' load report (the STS-B head has
+# one output where the tiny checkpoint has two), its "Loading weights" bar and its gradient checkpointing notice
+NOISE = ["FutureWarning: `is_gradient_checkpointing`", "FutureWarning: `gradient_checkpointing_enable`",
+         "LOAD REPORT", "Loading weights", "use_cache=True"]  # fmt: skip
+
+
+def _train(tiny_model_dir, glue_root, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``adalora-scores train`` in a fresh process, as a user runs it (default warning filters, no terminal)."""
+    src = str(Path(adalora_scores.__file__).parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "adalora_scores.cli", "train", "--task", "stsb", "--model", str(tiny_model_dir),
+               "--data", str(glue_root / "stsb"), "--output", str(out), "gradient_checkpointing=true", "init_r=4",
+               "target_r=2", "max_seq_length=32", *extra]  # fmt: skip
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_default_train_prints_one_line_and_verbose_shows_the_library_output(tiny_model_dir, glue_root, tmp_path):
+    quiet = _train(tiny_model_dir, glue_root, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == "", quiet.stderr[-2000:]  # no warning, no load report, no bar (not a terminal)
+    lines = quiet.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stsb done in") and "pearson" in lines[0], quiet.stdout
+
+    loud = _train(tiny_model_dir, glue_root, tmp_path / "loud", "--verbose")
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert [item for item in NOISE if item not in loud.stderr] == [], loud.stderr[-3000:]
+    lines = loud.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("stsb: 24 train examples") and lines[1] == quiet.stdout.strip()
+
+
+def _settings():
+    return (
+        transformers_logging.get_verbosity(),
+        datasets.utils.logging.get_verbosity(),
+        hub.logging.get_verbosity(),
+        transformers_logging.is_progress_bar_enabled(),
+        datasets.are_progress_bars_disabled(),
+        hub.are_progress_bars_disabled(),
+        list(warnings.filters),
+    )
+
+
+def test_quiet_console_hides_only_the_listed_warnings_and_restores_everything(capsys):
+    before = _settings()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_console():
+            warnings.warn(
+                "`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning, stacklevel=1
+            )
+            warnings.warn(
+                "`is_gradient_checkpointing` is deprecated, but as a UserWarning.", UserWarning, stacklevel=1
+            )
+            warnings.warn("some other library change.", FutureWarning, stacklevel=1)
+            inside = _settings()
+            unless_quiet(print)("opening line")
+        unless_quiet(print)("printed outside")
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (UserWarning, "`is_gradient_checkpointing` is deprecated, but as a UserWarning."),
+        (FutureWarning, "some other library change."),
+    ]
+    assert inside[:3] == (logging.ERROR,) * 3
+    assert inside[3:6] == (False, True, True)
+    assert capsys.readouterr().out == "printed outside\n"
+    assert _settings() == before
+
+    with quiet_console(verbose=True):
+        assert _settings() == before
+        unless_quiet(print)("verbose")
+    assert capsys.readouterr().out == "verbose\n"
+
+
+def test_verbose_flag_on_train_sweep_and_demo():
+    parser = build_parser()
+    assert parser.parse_args(["train", "--task", "rte", "--output", "o", "--verbose"]).verbose
+    assert not parser.parse_args(["train", "--task", "rte", "--output", "o"]).verbose
+    assert parser.parse_args(["sweep", "paper", "--output", "o", "--verbose"]).verbose
+    assert parser.parse_args(["demo", "--verbose"]).verbose
