@@ -10,7 +10,8 @@ In transformers' ``DisentangledSelfAttention.disentangled_attention_bias`` (DeBE
 statistics read there would be wrong (the square of a sum is not the sum of squares). The same holds for adapted
 ``pos_query_proj`` / ``pos_key_proj`` without ``share_att_key``.
 
-Route chosen: an expanded view, measured against the alternatives (``benchmarks/per_example.py``):
+Route chosen: an expanded view (its cost, with the rest of the collector, is measured by
+``benchmarks/per_example.py``):
 
 * the projection runs once, on the (1, 2k, d) embeddings, as in the stock model;
 * a forward hook returns its output expanded to (B, 2k, d_out), a view with stride 0 over the batch, so no
@@ -21,12 +22,13 @@ Route chosen: an expanded view, measured against the alternatives (``benchmarks/
   into the identity by a ``TorchFunctionMode`` active only inside ``disentangled_attention_bias`` and only for the
   tensor that immediately follows an expanded projection.
 
-Rejected: projecting the embeddings expanded to the batch (B × 2k rows through the frozen 768 × 768 weights:
-at 2k = 512 and 128 tokens per example that is 4× the q/k projection cost of the sequence itself); a rewritten
-``disentangled_attention_bias`` (a copy of transformers code whose forward could silently drift from the
-installed version); ``torch.func.vmap`` over the whole model (one more forward and backward per step, §4.4); and
-leaving the relative-position path out (its gradient is a large part of q/k's). The route keeps transformers'
-forward code and fails loudly, not silently, if that code stops following the ``projection → repeat`` pattern.
+Rejected, for stated (not measured) reasons: projecting the embeddings expanded to the batch (B × 2k rows
+through the frozen d × d weights: at 2k = 512 and 128 tokens per example that is 4× the q/k projection cost of the
+sequence itself); a rewritten ``disentangled_attention_bias`` (a copy of transformers code whose forward could
+silently drift from the installed version); ``torch.func.vmap`` over the whole model (one more forward and
+backward per step, §4.4); and leaving the relative-position path out (it drops a real term of q/k's per-example
+gradient). The route keeps transformers' forward code and fails loudly, not silently, if that code stops following
+the ``projection → repeat`` pattern.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["SharedProjectionContext", "patch_relative_attention"]
+__all__ = ["SharedProjectionContext", "patch_relative_attention", "relative_attention_modules"]
 
 
 class SharedProjectionContext(TorchFunctionMode):
