@@ -98,3 +98,29 @@ def batch_one_gradients(model, layout: TripletLayout, batch: dict[str, torch.Ten
         rows.append(layout.gather_gradients().clone())
     model.zero_grad()
     return torch.stack(rows)
+
+
+def distributed_worker(output: str, lengths: list[int], split: int) -> None:
+    """One of 2 gloo processes: rank 0 back-propagates rows [0, split), rank 1 the rest; rank 0 saves the moments."""
+    import torch.distributed as dist
+
+    from adalora_scores.adapter.per_example import PerExampleGradients
+
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    model = tiny_bert()
+    layout = layout_of(model)
+    batch = padded_batch(lengths, seed=4)
+    rows = slice(0, split) if rank == 0 else slice(split, len(lengths))
+    with PerExampleGradients(model, layout) as collector:
+        model(**{key: value[rows] for key, value in batch.items()}).loss.backward()
+        moments = collector.consume()
+    if rank == 0:
+        torch.save({"mean": moments.mean, "mean_square": moments.mean_square, "count": moments.count}, output)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import sys
+
+    distributed_worker(sys.argv[1], [int(n) for n in sys.argv[2].split(",")], int(sys.argv[3]))

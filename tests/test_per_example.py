@@ -3,6 +3,11 @@ them checked against hand-computed values."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from _per_example_models import batch_one_gradients, layout_of, padded_batch, tiny_bert, tiny_deberta, tiny_gpt2
@@ -148,6 +153,26 @@ def test_lora_dropout_uses_the_forward_pass_sample():
     torch.manual_seed(1)
     model(**padded_batch(LENGTHS)).loss.backward()
     assert not torch.allclose(layout.gather_gradients(), task, rtol=1e-3)  # a different sample: a different m1
+
+
+def test_two_gloo_processes_all_reduce_to_the_moments_of_the_whole_batch(tmp_path):
+    # unequal shares (4 and 2 rows): the global mean weighs examples, not processes
+    script = Path(__file__).with_name("_per_example_models.py")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join([str(script.parent), *sys.path])}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+               str(script), str(tmp_path / "moments.pt"), ",".join(map(str, LENGTHS)), "4"]  # fmt: skip
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    distributed = torch.load(tmp_path / "moments.pt")
+    model = tiny_bert()
+    layout = layout_of(model)
+    with PerExampleGradients(model, layout) as collector:
+        model(**padded_batch(LENGTHS, seed=4)).loss.backward()
+        whole = collector.consume()
+    assert distributed["count"] == whole.count == len(LENGTHS)
+    assert_close(distributed["mean"], whole.mean)
+    assert_close(distributed["mean_square"], whole.mean_square)
 
 
 def test_discard_and_consume_without_examples():
