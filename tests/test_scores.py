@@ -9,6 +9,7 @@ from torch import nn
 import adalora_scores
 from adalora_scores import Score, create_score, ema_, list_scores, register_score
 from adalora_scores.allocation import AdaptedMatrix, TripletLayout
+from adalora_scores.scores import GradientMoments
 from adalora_scores.scores import base as score_base
 
 
@@ -29,7 +30,9 @@ def run(score: Score, observations: list[tuple[float, float]]) -> torch.Tensor:
     param = torch.empty(layout.numel)
     for w, g in observations:
         param.fill_(w)
-        score.observe(param, torch.full((layout.numel,), g))
+        grad = torch.full((layout.numel,), g)
+        # per-example scores read moments instead: N = 2 examples with gradients 0 and 2g (m1 = g, m2 = 2g²)
+        score.observe(param, grad, GradientMoments(mean=grad, mean_square=2 * grad * grad, count=2))
     return score.element_scores(param)
 
 

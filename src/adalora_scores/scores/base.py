@@ -24,6 +24,10 @@ Adding a score is one small class in one file::
 
         def element_scores(self, param):
             return self.mean_abs_grad
+
+A score that needs per-example gradient statistics sets ``gradient = "per_example"`` and implements
+:meth:`Score.update_moments` instead of :meth:`Score.update`; the trainer then hands it a :class:`GradientMoments`
+each step (built by :class:`adalora_scores.adapter.per_example.PerExampleGradients`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
@@ -39,7 +44,16 @@ from torch import Tensor
 if TYPE_CHECKING:
     from adalora_scores.allocation.layout import TripletLayout
 
-__all__ = ["Score", "check_beta", "create_score", "ema_", "get_score_class", "list_scores", "register_score"]
+__all__ = [
+    "GradientMoments",
+    "Score",
+    "check_beta",
+    "create_score",
+    "ema_",
+    "get_score_class",
+    "list_scores",
+    "register_score",
+]
 
 
 def check_beta(name: str, value: float) -> float:
@@ -64,6 +78,40 @@ def ema_(average: Tensor, value: Tensor, beta: float, scratch: Tensor | None = N
     return average.mul_(beta).add_(weighted)
 
 
+GRADIENT_KINDS = ("mini_batch", "per_example")
+
+
+@dataclass(frozen=True)
+class GradientMoments:
+    """Moments of the per-example adapter gradients of one optimizer step, in the layout's flat order.
+
+    With g_n = ∂ℓ_n/∂w the gradient of example n's own loss (task loss only: the orthogonal regulariser is not a
+    per-example quantity and is left out), over the ``count`` = N examples of the step (all micro-batches, all
+    processes)::
+
+        mean        = m1 = (1/N) Σ_n g_n
+        mean_square = m2 = (1/N) Σ_n g_n²
+
+    Attributes:
+        mean: m1, flat float32, ``layout.numel`` long.
+        mean_square: m2, flat float32, same size.
+        count: N, the number of examples the moments average over.
+    """
+
+    mean: Tensor
+    mean_square: Tensor
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.mean.shape != self.mean_square.shape or self.mean.dim() != 1:
+            raise ValueError(
+                f"mean and mean_square must be flat tensors of one size, got {tuple(self.mean.shape)} and "
+                f"{tuple(self.mean_square.shape)}."
+            )
+        if not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"count must be a positive number of examples, got {self.count!r}.")
+
+
 class Score:
     """Base class of an element-wise importance score.
 
@@ -73,6 +121,9 @@ class Score:
 
     Attributes:
         name: the registry name, set by :func:`register_score`.
+        gradient: which gradient signal the score reads: ``"mini_batch"`` (the step's accumulated ``p.grad``, passed
+            to :meth:`update`) or ``"per_example"`` (:class:`GradientMoments` of per-example gradients, passed to
+            :meth:`update_moments`).
         statistics: names of the per-element statistic tensors this score keeps.
         num_updates: how many times :meth:`update` ran since the last reset (for bias corrections).
         layout: the :class:`~adalora_scores.allocation.TripletLayout` the score is bound to (says which entry is
@@ -80,6 +131,7 @@ class Score:
     """
 
     name: ClassVar[str] = ""
+    gradient: ClassVar[str] = "mini_batch"
     statistics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
@@ -91,6 +143,11 @@ class Score:
     def update(self, param: Tensor, grad: Tensor) -> None:
         """Fold one step's observation into the statistics, in place. ``param`` and ``grad`` are flat 1-D views."""
         raise NotImplementedError(f"{type(self).__name__} must implement update(param, grad)")
+
+    def update_moments(self, param: Tensor, moments: GradientMoments) -> None:
+        """Per-example scores (``gradient = "per_example"``) implement this instead of :meth:`update`: fold one
+        step's per-example moments into the statistics, in place. ``param`` is the flat 1-D view of w."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update_moments(param, moments)")
 
     def element_scores(self, param: Tensor) -> Tensor:
         """Return s(w) for every adapter entry, a flat tensor shaped like ``param``; higher means keep.
@@ -118,10 +175,31 @@ class Score:
             self._workspace.append(self.layout.zeros())
         return self._workspace[index]
 
-    def observe(self, param: Tensor, grad: Tensor) -> None:
-        """Run :meth:`update` and count it. The allocator calls this, never ``update`` directly."""
-        self.num_updates += 1
-        self.update(param, grad)
+    def observe(self, param: Tensor, grad: Tensor, moments: GradientMoments | None = None) -> None:
+        """Run :meth:`update` (mini-batch scores) or :meth:`update_moments` (per-example scores) and count it.
+
+        The allocator calls this, never ``update`` directly. ``moments`` is required by per-example scores and
+        ignored by mini-batch ones.
+        """
+        if self.gradient == "per_example":
+            if moments is None:
+                raise ValueError(
+                    f"score {self.name or type(self).__name__!r} needs per-example gradient moments: attach a "
+                    "PerExampleGradients collector (adalora_scores.adapter.per_example) and pass its consume() "
+                    "result as observe(param, grad, moments)."
+                )
+            if moments.mean.shape != param.shape:
+                raise ValueError(
+                    f"moments have {moments.mean.numel()} entries but the adapter has {param.numel()}; "
+                    "was the collector built for another layout?"
+                )
+            self.num_updates += 1
+            self.update_moments(param, moments)
+        elif self.gradient == "mini_batch":
+            self.num_updates += 1
+            self.update(param, grad)
+        else:
+            raise ValueError(f"{type(self).__name__}.gradient must be one of {GRADIENT_KINDS}, got {self.gradient!r}.")
 
     def reset(self) -> None:
         """Zero all statistics, as AdaLoRA does once the rank pattern is frozen."""
@@ -185,6 +263,8 @@ def register_score(name: str) -> Callable[[ScoreClass], ScoreClass]:
             raise TypeError(
                 f"@register_score({name!r}) must decorate a subclass of adalora_scores.Score, got {cls!r}."
             )
+        if cls.gradient not in GRADIENT_KINDS:
+            raise ValueError(f"{cls.__qualname__}.gradient must be one of {GRADIENT_KINDS}, got {cls.gradient!r}.")
         if name in _REGISTRY:
             raise ValueError(
                 f"a score named {name!r} is already registered ({_REGISTRY[name].__module__}."

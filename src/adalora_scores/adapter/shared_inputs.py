@@ -1,0 +1,121 @@
+"""DeBERTa's relative-position projections: adapted layers whose input is shared by every example of the batch.
+
+In transformers' ``DisentangledSelfAttention.disentangled_attention_bias`` (DeBERTa-v2/v3), with
+``share_att_key=True``, ``query_proj`` and ``key_proj`` also project the relative-position embeddings, a
+(1, 2k, d) tensor, and the result is tiled over the batch::
+
+    pos_query_layer = transpose_for_scores(query_proj(rel_embeddings)).repeat(batch, 1, 1)
+
+``repeat``'s backward sums its B copies, so the gradient reaching the projection's output is Σ_n δy_n: per-example
+statistics read there would be wrong (the square of a sum is not the sum of squares). The same holds for adapted
+``pos_query_proj`` / ``pos_key_proj`` without ``share_att_key``.
+
+Route chosen: an expanded view (its cost, with the rest of the collector, is measured by
+``benchmarks/per_example.py``):
+
+* the projection runs once, on the (1, 2k, d) embeddings, as in the stock model;
+* a forward hook returns its output expanded to (B, 2k, d_out), a view with stride 0 over the batch, so no
+  projection is recomputed and no memory is added; a tensor hook on that view receives each example's own
+  (B, 2k, d_out) gradient before autograd sums it;
+* ``transpose_for_scores`` then copies the expanded view into (B·heads, 2k, d_head), the same copy the stock
+  ``repeat`` makes, and the following ``repeat(B, 1, 1)``, which would now tile the batch a second time, is turned
+  into the identity by a ``TorchFunctionMode`` active only inside ``disentangled_attention_bias`` and only for the
+  tensor that immediately follows an expanded projection.
+
+Rejected, for stated (not measured) reasons: projecting the embeddings expanded to the batch (B × 2k rows
+through the frozen d × d weights: at 2k = 512 and 128 tokens per example that is 4× the q/k projection cost of the
+sequence itself); a rewritten ``disentangled_attention_bias`` (a copy of transformers code whose forward could
+silently drift from the installed version); ``torch.func.vmap`` over the whole model (one more forward and
+backward per step, §4.4); and leaving the relative-position path out (it drops a real term of q/k's per-example
+gradient). The route keeps transformers' forward code and fails loudly, not silently, if that code stops following
+the ``projection → repeat`` pattern.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["SharedProjectionContext", "patch_relative_attention", "relative_attention_modules"]
+
+
+class SharedProjectionContext(TorchFunctionMode):
+    """Active while one attention module computes its relative-position bias for a batch of ``examples``.
+
+    The collector's forward hook calls :meth:`expand` on the output of every adapted projection run in this
+    context; the next ``Tensor.repeat(examples, 1, 1)`` of a tensor that already holds ``examples · heads`` rows
+    returns that tensor unchanged.
+    """
+
+    def __init__(self, examples: int, heads: int) -> None:
+        super().__init__()
+        self.examples = examples
+        self.heads = heads
+        self.pending = 0
+
+    def expand(self, output: Tensor, layer_name: str) -> Tensor:
+        """The per-example view of a shared projection's (1, ..., d_out) output."""
+        if output.shape[0] != 1:
+            raise RuntimeError(
+                f"{layer_name} ran inside disentangled_attention_bias on an input with {output.shape[0]} rows; "
+                "per-example statistics expect the (1, 2k, d) relative-position embeddings there."
+            )
+        if self.examples == 1:
+            return output
+        self.pending += 1
+        return output.expand(self.examples, *output.shape[1:])
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.Tensor.repeat and self.pending:
+            tensor, repeats = args[0], args[1:]
+            if len(repeats) == 1 and isinstance(repeats[0], (tuple, list, torch.Size)):
+                repeats = tuple(repeats[0])
+            if tuple(repeats) == (self.examples, 1, 1) and tensor.shape[0] == self.examples * self.heads:
+                self.pending -= 1
+                return tensor
+        return func(*args, **(kwargs or {}))
+
+
+def patch_relative_attention(attention: nn.Module, enter: Callable[[SharedProjectionContext | None], None]) -> None:
+    """Wrap ``attention.disentangled_attention_bias`` (an instance attribute; ``del`` restores the class method).
+
+    ``enter(context)`` tells the collector which context is active (``None`` when it ends). The wrapper only acts
+    while gradients are enabled.
+    """
+    original = attention.disentangled_attention_bias
+    heads = attention.num_attention_heads
+
+    def disentangled_attention_bias(self: nn.Module, query_layer: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if not torch.is_grad_enabled():
+            return original(query_layer, *args, **kwargs)
+        context = SharedProjectionContext(query_layer.shape[0] // heads, heads)
+        enter(context)
+        try:
+            with context:
+                bias = original(query_layer, *args, **kwargs)
+        finally:
+            enter(None)
+        if context.pending:
+            raise RuntimeError(
+                f"{type(self).__name__}.disentangled_attention_bias no longer tiles each relative-position "
+                "projection with repeat(batch, 1, 1); per-example statistics cannot attribute that path. Update "
+                "adalora_scores.adapter.shared_inputs for the installed transformers version."
+            )
+        return bias
+
+    attention.disentangled_attention_bias = types.MethodType(disentangled_attention_bias, attention)
+
+
+def relative_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules that project shared relative-position embeddings (DeBERTa-v2/v3's ``DisentangledSelfAttention``)."""
+    return [
+        module
+        for module in model.modules()
+        if callable(getattr(type(module), "disentangled_attention_bias", None))
+        and hasattr(module, "num_attention_heads")
+    ]
