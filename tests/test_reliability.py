@@ -77,12 +77,15 @@ def _kill_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(loop_module, "_optimizer_step", killed)
 
 
-@pytest.mark.parametrize(("group_by_length", "accumulation", "every", "kill_at"), [(False, 1, 5, 13), (True, 2, 4, 7)])
-def test_resume_after_a_kill_is_bit_exact(group_by_length, accumulation, every, kill_at, glue_root, tiny_model_dir,
-                                          tmp_path, monkeypatch):  # fmt: skip
+@pytest.mark.parametrize(
+    ("group_by_length", "accumulation", "every", "kill_at", "score"),
+    [(False, 1, 5, 13, "sensitivity"), (True, 2, 4, 7, "sensitivity"), (True, 2, 4, 7, "gsnr_per_example")],
+)
+def test_resume_after_a_kill_is_bit_exact(group_by_length, accumulation, every, kill_at, score, glue_root,
+                                          tiny_model_dir, tmp_path, monkeypatch):  # fmt: skip
     config = _config("rte", tiny_model_dir, glue_root / "rte", "num_epochs=2", "batch_size=2", "lora_dropout=0.1",
                      f"gradient_accumulation_steps={accumulation}", f"group_by_length={group_by_length}",
-                     f"checkpoint_every={every}")  # fmt: skip
+                     f"checkpoint_every={every}", f"score={score}")  # fmt: skip
     train(config, tmp_path / "whole")
     _kill_at(monkeypatch, kill_at)
     with pytest.raises(SimulatedKill):
@@ -126,10 +129,11 @@ def _two_and_one_process(common: list[str], out: Path, batch_size: int, port: in
     assert main(["train", *common, "--output", str(out / "one"), f"batch_size={2 * batch_size}"]) == 0
 
 
-def test_two_gloo_processes_match_one_process(parity, tmp_path):
+@pytest.mark.parametrize(("score", "port"), [("sensitivity", 29561), ("fisher_per_example", 29562)])
+def test_two_gloo_processes_match_one_process(score, port, parity, tmp_path):
     model, data = parity
-    common = ["--task", "sst2", "--model", str(model), "--data", str(data), *SMALL, "num_epochs=1"]
-    _two_and_one_process(common, tmp_path, batch_size=4, port=29561)
+    common = ["--task", "sst2", "--model", str(model), "--data", str(data), *SMALL, "num_epochs=1", f"score={score}"]
+    _two_and_one_process(common, tmp_path, batch_size=4, port=port)
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["total_steps"] == two["total_steps"] == 32  # 256 examples / (4 per process × 2 processes)
@@ -140,22 +144,24 @@ def test_two_gloo_processes_match_one_process(parity, tmp_path):
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)  # the log holds the global batch's loss
 
 
-def test_accumulation_matches_one_large_batch(parity, tmp_path):
+@pytest.mark.parametrize("score", ["sensitivity", "gsnr_per_example"])
+def test_accumulation_matches_one_large_batch(score, parity, tmp_path):
     model, data = parity
-    train(_config("sst2", model, data, "num_epochs=2", "batch_size=32"), tmp_path / "large")
-    train(_config("sst2", model, data, "num_epochs=2", "batch_size=8", "gradient_accumulation_steps=4"),
-          tmp_path / "accumulated")  # fmt: skip
+    train(_config("sst2", model, data, "num_epochs=2", "batch_size=32", f"score={score}"), tmp_path / "large")
+    train(_config("sst2", model, data, "num_epochs=2", "batch_size=8", "gradient_accumulation_steps=4",
+                  f"score={score}"), tmp_path / "accumulated")  # fmt: skip
     large = json.loads((tmp_path / "large" / "metrics.json").read_text())
     accumulated = json.loads((tmp_path / "accumulated" / "metrics.json").read_text())
     assert large["total_steps"] == accumulated["total_steps"] == 16  # T in optimizer steps, not micro-batches
     _assert_same_run(tmp_path / "large", tmp_path / "accumulated", atol=5e-5)
 
 
-def test_gradient_checkpointing_changes_nothing(parity, tmp_path):
+@pytest.mark.parametrize("score", ["sensitivity", "taylor_per_example"])
+def test_gradient_checkpointing_changes_nothing(score, parity, tmp_path):
     model, data = parity
-    train(_config("sst2", model, data, "num_epochs=1", "batch_size=16"), tmp_path / "plain")
-    train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", "gradient_checkpointing=true"),
-          tmp_path / "checkpointed")  # fmt: skip
+    train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", f"score={score}"), tmp_path / "plain")
+    train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", "gradient_checkpointing=true",
+                  f"score={score}"), tmp_path / "checkpointed")  # fmt: skip
     _assert_same_run(tmp_path / "plain", tmp_path / "checkpointed", atol=5e-5)
 
 
@@ -200,10 +206,11 @@ def _with_grad_scaler(monkeypatch, init_scale: float) -> None:
     monkeypatch.setattr(train_module, "Accelerator", ScaledAccelerator)
 
 
+@pytest.mark.parametrize("score", ["fisher", "fisher_per_example"])
 @pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])
-def test_scores_never_see_loss_scaled_gradients(parity, tmp_path, monkeypatch, max_grad_norm):
+def test_scores_never_see_loss_scaled_gradients(parity, tmp_path, monkeypatch, max_grad_norm, score):
     model, data = parity
-    config = _config("sst2", model, data, "num_epochs=1", "batch_size=32", "score=fisher",
+    config = _config("sst2", model, data, "num_epochs=1", "batch_size=32", f"score={score}",
                      f"max_grad_norm={max_grad_norm}")  # fmt: skip
     plain = _record_statistics(monkeypatch)
     train(config, tmp_path / "plain")

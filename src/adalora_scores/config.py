@@ -52,6 +52,9 @@ class TrainConfig:
     """"adalora", or "lora": plain LoRA of rank ``target_r`` on the same modules (score and schedule unused)."""
     score_options: dict[str, Any] = field(default_factory=dict)
     """Constructor options of the score, e.g. ``{beta: 0.9}``."""
+    task_gradient_only: bool = False
+    """Scores see the task-loss gradient (the mean of the per-example gradients, before clipping) instead of
+    ``p.grad``, which also holds the orthogonal regulariser's gradient."""
     model: str = "microsoft/deberta-v3-base"
     """Hub name or local folder of an encoder."""
     data: str | None = None

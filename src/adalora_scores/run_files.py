@@ -7,6 +7,9 @@ meaning of "finished" is defined once. A run folder holds:
   ``format_version`` (:data:`~adalora_scores.config.CONFIG_FORMAT`);
 * ``log.jsonl``: one JSON record per optimizer step;
 * ``rank_pattern.json``: the kept rank and mask of every adapted matrix;
+* ``allocations.jsonl``: a header ``{"matrices": [[name, initial rank], ...]}``, then one record per allocation,
+  ``{"step", "budget", "kept"}``, ``kept`` a string of ``0``/``1``, one per triplet, in the header's order;
+* ``triplet_scores.json``: ``{"step", "scores": {matrix: [S_i, ...]}}``, the triplet scores of the final allocation;
 * ``adapter/``: a standard PEFT adapter (and the tokenizer);
 * ``checkpoint.pt``: the last checkpoint of an unfinished run;
 * ``error.txt``: the traceback of a run a sweep saw fail;
@@ -29,6 +32,7 @@ from adalora_scores.config import ALIASES, CONFIG_FORMAT, TrainConfig
 
 __all__ = [
     "ADAPTER_FOLDER",
+    "ALLOCATIONS_FILE",
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "ERROR_FILE",
@@ -36,12 +40,14 @@ __all__ = [
     "METRICS_FILE",
     "RANK_PATTERN_FILE",
     "SWEEP_MANIFEST",
+    "TRIPLET_SCORES_FILE",
     "atomic_save",
     "atomic_write",
     "config_changes",
     "is_finished",
     "read_config",
     "read_json",
+    "read_allocations",
     "read_metrics",
     "saved_train_values",
     "write_config",
@@ -51,6 +57,8 @@ __all__ = [
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
 RANK_PATTERN_FILE = "rank_pattern.json"
+ALLOCATIONS_FILE = "allocations.jsonl"
+TRIPLET_SCORES_FILE = "triplet_scores.json"
 ADAPTER_FOLDER = "adapter"
 CHECKPOINT_FILE = "checkpoint.pt"
 ERROR_FILE = "error.txt"
@@ -113,6 +121,23 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def read_metrics(folder: Path) -> dict[str, Any]:
     return read_json(folder / METRICS_FILE)
+
+
+def read_allocations(folder: Path) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+    """``(matrices, allocations)`` of ``allocations.jsonl``: the (name, initial rank) header and every allocation
+    record; ``([], [])`` when the run has none (LoRA, or a run folder older than 0.3)."""
+    path = folder / ALLOCATIONS_FILE
+    if not path.is_file():
+        return [], []
+    matrices: list[tuple[str, int]] = []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if "matrices" in record:
+            matrices = [(str(name), int(rank)) for name, rank in record["matrices"]]
+        else:
+            records.append(record)
+    return matrices, records
 
 
 def is_finished(folder: Path) -> bool:

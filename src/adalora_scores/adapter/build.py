@@ -42,6 +42,38 @@ class AdaptedModel:
         if self.allocator is not None:
             adalora_model(self.model).update_and_allocate(step)
 
+    def before_micro_batch(self, scaler: Any = None) -> None:
+        """Before each micro-batch's forward: hand the fp16 loss scale (``GradScaler``) to the per-example hooks."""
+        if scaler is not None and self.allocator is not None and self.allocator.per_example is not None:
+            self.allocator.per_example.set_loss_scale(float(scaler.get_scale()))
+
+    def discard_step(self) -> None:
+        """The optimizer skipped this step (fp16 overflow, ``nonfinite=skip``): nothing of it is observed."""
+        if self.allocator is not None:
+            self.allocator.discard_step()
+
+    def allocation_header(self) -> dict[str, Any] | None:
+        """The first record of ``allocations.jsonl``: every matrix and its initial rank, in the kept strings' order."""
+        if self.allocator is None:
+            return None
+        return {"matrices": [[m.name, m.rank] for m in self.allocator.layout.matrices]}
+
+    def allocation_record(self, step: int) -> dict[str, Any] | None:
+        """The allocation optimizer step ``step`` made, for ``allocations.jsonl`` (None if it made none)."""
+        event = None if self.allocator is None else self.allocator.last_event
+        if event is None or event.step != step:
+            return None
+        kept = "".join("1" if k else "0" for k in self.allocator.keep.tolist())
+        return {"step": step, "budget": event.budget, "kept": kept}
+
+    def final_triplet_scores(self, step: int) -> dict[str, Any] | None:
+        """At the final allocation (T − t_f), the triplet scores it ranked, per matrix."""
+        allocator = self.allocator
+        if allocator is None or step != allocator.schedule.final_step or allocator.last_triplet_scores is None:
+            return None
+        by_matrix = allocator.layout.split_by_matrix(allocator.last_triplet_scores.float().cpu())
+        return {"step": step, "scores": {name: values.tolist() for name, values in by_matrix.items()}}
+
     def ranks(self) -> dict[str, int]:
         if self.allocator is not None:
             return self.allocator.ranks()
@@ -135,7 +167,10 @@ def build_adalora(
         **_common(model, config, modules_to_save),
     )
     peft_model = get_peft_model(model, adalora_config)
-    allocator = attach(peft_model, score=config.score, **config.score_options)
+    allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
+                       **config.score_options)  # fmt: skip
+    if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
+        allocator.per_example.set_loss_divisor(config.gradient_accumulation_steps)
     return peft_model, allocator
 
 

@@ -16,6 +16,7 @@ from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 from adalora_scores.scores.base import Score, create_score, get_score_class
 
@@ -85,6 +86,7 @@ def attach(
     score: str | Score | type[Score] = "sensitivity",
     *,
     reactivation: bool = True,
+    task_gradient_only: bool = False,
     **score_options: Any,
 ) -> PeftRankAllocator:
     """Replace the rank allocator of a PEFT AdaLoRA model by one that ranks triplets with ``score``.
@@ -96,6 +98,8 @@ def attach(
         model: a ``PeftModel`` from ``get_peft_model(base, AdaLoraConfig(...))``, or its ``AdaLoraModel``.
         score: a registered score name (see :func:`list_scores`), a Score subclass, or a Score instance.
         reactivation: allow pruned triplets to be re-selected at later allocations (AdaLoRA's behaviour).
+        task_gradient_only: the score sees the task-loss gradient (the mean of the per-example gradients, before
+            clipping) instead of ``p.grad``, which also holds the orthogonal regulariser's gradient.
         **score_options: constructor options of the score, e.g. ``beta=0.9``. ``beta1``/``beta2`` default to the
             AdaLoraConfig's values for scores that accept them.
 
@@ -116,6 +120,8 @@ def attach(
         )
     config = inner.peft_config[adapter_name]
     validate_adalora_config(config)
+    if isinstance(inner.rankallocator, PeftRankAllocator):  # attached before: its hooks go
+        inner.rankallocator.close_per_example()
     if type(model) is PeftModel and config.orth_reg_weight > 0:
         warnings.warn(
             "this PeftModel has no task_type, so PEFT never calls AdaLoraModel.forward and the orthogonal "
@@ -125,8 +131,16 @@ def attach(
         )
     if not isinstance(reactivation, bool):
         raise TypeError(f"reactivation must be True or False, got {reactivation!r}.")
+    if not isinstance(task_gradient_only, bool):
+        raise TypeError(f"task_gradient_only must be True or False, got {task_gradient_only!r}.")
     element_score = _build_score(score, config, score_options)
     layout = TripletLayout(find_adapted_matrices(inner, adapter_name))
-    allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation)
+    per_example = None
+    if element_score.gradient == "per_example" or task_gradient_only:
+        # hooks on the model the training loop calls; the loop (or AllocationCallback) sets the accumulation
+        # divisor and the fp16 loss scale
+        per_example = PerExampleGradients(model, layout)
+    allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
+                                  task_gradient_only=task_gradient_only, per_example=per_example)  # fmt: skip
     inner.rankallocator = allocator
     return allocator

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.allocation.schedule import BudgetSchedule
@@ -48,7 +49,9 @@ class PeftRankAllocator(ScoreRankAllocator):
         peft_config: the trained adapter's ``AdaLoraConfig``; its schedule fields are read once here, and
             :meth:`set_total_step` updates both.
         adapter_name: the trained adapter's name (the suffix of the rank-pattern keys).
-        reactivation: see :class:`ScoreRankAllocator`.
+        reactivation, task_gradient_only: see :class:`ScoreRankAllocator`.
+        per_example: the hooks that collect each step's per-example gradient moments, when the score or
+            ``task_gradient_only`` needs them; consumed at every step until the final allocation, then removed.
     """
 
     def __init__(
@@ -58,10 +61,17 @@ class PeftRankAllocator(ScoreRankAllocator):
         peft_config: Any,
         adapter_name: str = "default",
         reactivation: bool = True,
+        task_gradient_only: bool = False,
+        per_example: PerExampleGradients | None = None,
     ) -> None:
-        super().__init__(layout, score, schedule_from_peft_config(peft_config, layout), reactivation)
+        schedule = schedule_from_peft_config(peft_config, layout)
+        super().__init__(layout, score, schedule, reactivation, task_gradient_only)
+        if self.needs_moments and per_example is None:
+            raise ValueError(f"score {score.name!r} needs per-example gradients: pass a PerExampleGradients "
+                             "collector (adalora_scores.attach builds one).")  # fmt: skip
         self.peft_config = peft_config
         self.adapter_name = adapter_name
+        self.per_example = per_example
 
     # -- PEFT's RankAllocator interface -----------------------------------------------------------------------------
     def set_total_step(self, total_step: int) -> None:
@@ -74,12 +84,28 @@ class PeftRankAllocator(ScoreRankAllocator):
         """One optimizer step: returns ``(budget, rank_pattern or None)`` like PEFT's
         ``RankAllocator.update_and_allocate``. ``model`` is accepted for the interface; the parameters were
         collected once in the layout."""
-        event = self.step_to(global_step, force_mask=force_mask)
-        if event is None:
-            return self.schedule.at(global_step)[0], None
+        moments = None
+        if self.per_example is not None:
+            moments = self.per_example.consume()  # every step (it all-reduces), so that the sums restart
+        event = self.step_to(global_step, force_mask=force_mask, moments=moments)
         if force_mask:
             self.frozen = True  # PEFT calls reset_ipt() right after
+            self.close_per_example()
+        if event is None:
+            return self.schedule.at(global_step)[0], None
         return event.budget, self.rank_pattern()
+
+    def discard_step(self) -> None:
+        """The optimizer skipped this step (GradScaler overflow, or ``nonfinite=skip``): forget its per-example
+        gradients."""
+        if self.per_example is not None:
+            self.per_example.discard()
+
+    def close_per_example(self) -> None:
+        """The scores are frozen: remove the per-example hooks (they cost time at every step)."""
+        if self.per_example is not None:
+            self.per_example.close()
+            self.per_example = None
 
     def reset_ipt(self) -> None:
         """Called by PEFT once the pattern is frozen: the statistics are no longer needed."""
@@ -100,6 +126,7 @@ class PeftRankAllocator(ScoreRankAllocator):
             )
             self.mask_to_budget(self.target_budget)
             self.freeze()
+            self.close_per_example()
             self.peft_config.rank_pattern = self.rank_pattern()
             return
         if rank_pattern is not self._keep_by_matrix:

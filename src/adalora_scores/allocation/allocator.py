@@ -27,7 +27,7 @@ from torch import Tensor
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.allocation.ranking import budget_threshold, keep_mask
 from adalora_scores.allocation.schedule import BudgetSchedule
-from adalora_scores.scores.base import Score
+from adalora_scores.scores.base import GradientMoments, Score
 
 __all__ = ["AllocationEvent", "ScoreRankAllocator"]
 
@@ -52,10 +52,18 @@ class ScoreRankAllocator:
         schedule: the budget schedule in optimizer steps.
         reactivation: AdaLoRA lets a pruned triplet come back when its score recovers (default). With False,
             a triplet pruned at one allocation stays pruned at every later one.
+        task_gradient_only: the score sees the task-loss gradient, the mean m1 of the per-example gradients,
+            instead of ``p.grad``. ``p.grad`` also holds the orthogonal regulariser's gradient, the same for every
+            example and, for P and Q of a pruned triplet, the only gradient there is. m1 is taken before clipping.
     """
 
     def __init__(
-        self, layout: TripletLayout, score: Score, schedule: BudgetSchedule, reactivation: bool = True
+        self,
+        layout: TripletLayout,
+        score: Score,
+        schedule: BudgetSchedule,
+        reactivation: bool = True,
+        task_gradient_only: bool = False,
     ) -> None:
         if schedule.initial_budget != layout.num_triplets:
             raise ValueError(
@@ -66,11 +74,13 @@ class ScoreRankAllocator:
         self.score = score
         self.schedule = schedule
         self.reactivation = reactivation
+        self.task_gradient_only = task_gradient_only
         self.step = 0
         self.keep = torch.ones(layout.num_triplets, dtype=torch.bool, device=layout.device)
         self.frozen = False
         self.skipped_updates = 0  # steps whose gradient was not finite (not observed)
         self.last_event: AllocationEvent | None = None
+        self.last_triplet_scores: Tensor | None = None  # the scores the last allocation ranked
         self._keep_by_matrix: dict[str, list[bool]] | None = None
         score.bind(layout)
 
@@ -90,26 +100,46 @@ class ScoreRankAllocator:
         """``(budget, should_mask)`` at ``step`` (see :func:`~adalora_scores.budget_schedule`)."""
         return self.schedule.at(step)
 
+    @property
+    def needs_moments(self) -> bool:
+        """Whether each step needs the per-example gradient moments (a per-example score, or the task gradient)."""
+        return self.score.gradient == "per_example" or self.task_gradient_only
+
     # -- one optimizer step ------------------------------------------------------------------------------------------
-    def step_to(self, step: int, force_mask: bool = False) -> AllocationEvent | None:
+    def step_to(
+        self, step: int, force_mask: bool = False, moments: GradientMoments | None = None
+    ) -> AllocationEvent | None:
         """Optimizer step ``step`` has just happened: observe its gradients (before T − t_f), then mask if the
-        schedule says so or ``force_mask``. Returns the allocation event, or None when nothing was masked."""
+        schedule says so or ``force_mask``. ``moments``: the step's per-example gradient moments, needed when
+        :attr:`needs_moments`. Returns the allocation event, or None when nothing was masked."""
         self.step = int(step)
         if step < self.schedule.final_step:
-            self.update_scores()
+            self.update_scores(moments)
         budget, should_mask = self.schedule.at(step)
         if not (should_mask or force_mask):
             return None
         self.mask_to_budget(budget)
         return self.last_event
 
-    def update_scores(self) -> None:
-        """Feed this step's (param, grad) to the score. A gradient with NaN/Inf (e.g. the unscaled gradient of an
-        fp16 step the GradScaler skipped, under ``transformers.Trainer``) is not observed: a warning names the step,
-        and the statistics stay as they were instead of being poisoned for the rest of the run."""
+    def update_scores(self, moments: GradientMoments | None = None) -> None:
+        """Feed this step's (param, grad) and, when needed, its per-example moments to the score. A gradient with
+        NaN/Inf (e.g. the unscaled gradient of an fp16 step the GradScaler skipped, under ``transformers.Trainer``)
+        is not observed: a warning names the step, and the statistics stay as they were instead of being poisoned
+        for the rest of the run."""
+        if self.needs_moments and moments is None:
+            raise ValueError(
+                f"step {self.step}: score {self.score.name!r}"
+                + (" with task_gradient_only" if self.task_gradient_only else "")
+                + " needs the per-example gradient moments of the step; attach it with adalora_scores.attach(), "
+                "which installs the per-example hooks."
+            )
         with torch.no_grad():
-            grads = self.layout.gather_gradients()
-            if not torch.isfinite(grads.sum()):  # NaN/Inf anywhere makes the sum non-finite; no 2.6M-entry mask
+            if self.task_gradient_only:
+                grads = moments.mean
+            else:
+                grads = self.layout.gather_gradients()
+            check = grads.sum() if moments is None else grads.sum() + moments.mean_square.sum()
+            if not torch.isfinite(check):  # NaN/Inf anywhere makes the sum non-finite; no 2.6M-entry mask
                 self.skipped_updates += 1
                 warnings.warn(
                     f"adalora-scores: step {self.step}: non-finite adapter gradient; the score statistics skip this "
@@ -117,7 +147,7 @@ class ScoreRankAllocator:
                     stacklevel=3,
                 )
                 return
-            self.score.observe(self.layout.gather_parameters(), grads)
+            self.score.observe(self.layout.gather_parameters(), grads, moments)
 
     def triplet_scores(self) -> Tensor:
         """Current importance S of every triplet (flat, in ``layout.matrices`` order)."""
@@ -131,6 +161,7 @@ class ScoreRankAllocator:
     def mask_to_budget(self, budget: int) -> Tensor:
         """Keep the ``budget`` highest-scoring triplets across all matrices; zero λ of the rest."""
         scores = self.triplet_scores()
+        self.last_triplet_scores = scores
         threshold = budget_threshold(scores, budget)
         self.set_keep(keep_mask(scores, threshold))
         ranks = self.ranks()
@@ -187,6 +218,7 @@ class ScoreRankAllocator:
             "frozen": self.frozen,
             "matrices": list(self.layout.names),
             "reactivation": self.reactivation,
+            "task_gradient_only": self.task_gradient_only,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -204,6 +236,8 @@ class ScoreRankAllocator:
         self.step = int(state["step"])
         self.frozen = bool(state["frozen"])
         self.reactivation = bool(state["reactivation"])
+        if bool(state.get("task_gradient_only", False)) != self.task_gradient_only:
+            raise ValueError("allocator state was saved with another task_gradient_only setting; attach the same way.")
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ from adalora_scores.adapter.build import AdaptedModel
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
 from adalora_scores.engine.run_folder import RunFolder
+from adalora_scores.run_files import TRIPLET_SCORES_FILE
 
 __all__ = ["NonFiniteError", "Session", "checkpoint_state", "restore_state", "run_steps"]
 
@@ -135,6 +136,7 @@ def run_steps(session: Session, progress: Progress, bar=None, rng_state: dict[st
         for batch in batches:
             progress.batch_in_epoch += 1
             with accelerator.accumulate(model):
+                session.adapted.before_micro_batch(accelerator.scaler)  # the loss scale, for per-example hooks
                 loss = model(**batch).loss  # includes PEFT's orthogonal regulariser
                 accelerator.backward(loss)
                 progress.losses.append(loss.detach().float().item())
@@ -163,14 +165,20 @@ def _optimizer_step(session: Session, progress: Progress, allocator, accumulatio
                                      "such steps instead.")  # fmt: skip
             warnings.warn(f"{message}: step skipped (no optimizer, scheduler or allocator update).", stacklevel=2)
             progress.skipped_steps += 1
+            session.adapted.discard_step()
             return
     session.optimizer.step()
     if accelerator.optimizer_step_was_skipped:  # fp16 overflow: the GradScaler skipped the update
         progress.skipped_steps += 1
+        session.adapted.discard_step()
         return
     session.scheduler.step()  # once per optimizer step, whatever the number of processes
     progress.step += 1
     session.adapted.allocate(progress.step)  # after optimizer.step(), before zero_grad()
+    if (record := session.adapted.allocation_record(progress.step)) is not None:
+        session.folder.log_allocation(record)
+    if (scores := session.adapted.final_triplet_scores(progress.step)) is not None:
+        session.folder.write_json(TRIPLET_SCORES_FILE, scores)
     if allocator is not None:
         if accelerator.num_processes > 1:
             _check_same_allocation(accelerator, allocator, progress.step)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from adalora_scores.run_files import LOG_FILE, METRICS_FILE, atomic_write, write_config, write_json
+from adalora_scores.run_files import ALLOCATIONS_FILE, LOG_FILE, METRICS_FILE, atomic_write, write_config, write_json
 
 __all__ = ["RunFolder"]
 
@@ -23,26 +23,31 @@ class RunFolder:
         """``resume_step``: continue a run folder, keeping the log up to that optimizer step. ``writer=False`` (the
         non-main processes of a multi-process run) checks nothing and writes nothing."""
         self.path, self.writer = Path(path), writer
-        self._log = None
+        self._log = self._allocations = None
         if not writer:
             return
         self.validate(self.path, overwrite, resume_step is not None)
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / METRICS_FILE).unlink(missing_ok=True)
-        log = self.path / LOG_FILE
+        self._log = self._open_log(LOG_FILE, resume_step)
+        self._allocations = self._open_log(ALLOCATIONS_FILE, resume_step)
+
+    def _open_log(self, name: str, resume_step: int | None) -> IO[str]:
+        """A JSON-lines file opened for appending; on resume, cut to the records up to ``resume_step`` (records
+        without a step, such as a header, are kept)."""
+        path = self.path / name
         if resume_step is None:
-            self._log = log.open("w", encoding="utf-8")
-            return
+            return path.open("w", encoding="utf-8")
         kept = []
-        if log.is_file():
-            for line in log.read_text(encoding="utf-8").splitlines():
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
                 try:
-                    if json.loads(line)["step"] <= resume_step:
+                    if json.loads(line).get("step", 0) <= resume_step:
                         kept.append(line)
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, AttributeError, TypeError):
                     break  # a line cut by the kill ends the usable log
-        atomic_write(log, "".join(f"{line}\n" for line in kept))
-        self._log = log.open("a", encoding="utf-8")
+        atomic_write(path, "".join(f"{line}\n" for line in kept))
+        return path.open("a", encoding="utf-8")
 
     @staticmethod
     def validate(path: Path, overwrite: bool, resume: bool) -> None:
@@ -60,14 +65,22 @@ class RunFolder:
             write_config(self.path, config)
 
     def log(self, record: dict[str, Any]) -> None:
+        """One optimizer step's record in ``log.jsonl``."""
         if self._log is not None:
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
+
+    def log_allocation(self, record: dict[str, Any]) -> None:
+        """One record in ``allocations.jsonl`` (the matrices header, or one allocation's kept set)."""
+        if self._allocations is not None:
+            self._allocations.write(json.dumps(record) + "\n")
+            self._allocations.flush()
 
     def write_json(self, name: str, data: Any) -> None:
         if self.writer:
             write_json(self.path / name, data)
 
     def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
+        for stream in (self._log, self._allocations):
+            if stream is not None:
+                stream.close()

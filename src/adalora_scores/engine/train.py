@@ -151,6 +151,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     folder = RunFolder(output, overwrite=overwrite, resume_step=start_step, writer=accelerator.is_main_process)
     if checkpoint is None:
         folder.write_config(resolved)
+        if (header := adapted.allocation_header()) is not None:
+            folder.log_allocation(header)
 
     optimizer = torch.optim.AdamW(
         [p for p in adapted.model.parameters() if p.requires_grad],

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -132,6 +133,8 @@ class Score:
 
     name: ClassVar[str] = ""
     gradient: ClassVar[str] = "mini_batch"
+    min_examples: ClassVar[int] = 1
+    """Per-example scores: the fewest examples a step needs to be observed (a variance needs 2)."""
     statistics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
@@ -193,6 +196,13 @@ class Score:
                     f"moments have {moments.mean.numel()} entries but the adapter has {param.numel()}; "
                     "was the collector built for another layout?"
                 )
+            if moments.count < self.min_examples:  # e.g. a 1-example last batch: no variance across examples
+                warnings.warn(
+                    f"score {self.name!r} needs at least {self.min_examples} examples per optimizer step; a step "
+                    f"with {moments.count} is not observed.",
+                    stacklevel=3,
+                )
+                return
             self.num_updates += 1
             self.update_moments(param, moments)
         elif self.gradient == "mini_batch":

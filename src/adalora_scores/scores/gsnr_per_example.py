@@ -36,6 +36,7 @@ class GSNRPerExample(Score):
     """
 
     gradient = "per_example"
+    min_examples = 2  # a step with one example has no variance across examples: it is not observed
     statistics = ("first_moment", "variance")
 
     def __init__(self, beta: float = 0.9, eps: float = 1e-6, bounded: bool = False) -> None:
