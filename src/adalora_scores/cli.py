@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with quiet_console(verbose=getattr(args, "verbose", True)):  # only train, sweep and demo are quiet
             return args.run(args)
-    except (ValueError, KeyError, OSError, TypeError, RuntimeError) as error:
+    except (ValueError, KeyError, OSError, TypeError, RuntimeError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"adalora-scores {args.command}: error: {message}", file=sys.stderr)
         return 2

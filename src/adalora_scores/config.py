@@ -123,6 +123,8 @@ class TrainConfig:
     with a warning (no optimizer, scheduler or allocator update). Under fp16 the GradScaler's own skips apply."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, ~30% more time); scores are unchanged."""
+    report_to: str = "none"
+    """Experiment tracker: "tensorboard" (event files in the run folder's ``tensorboard/``), "wandb" or "none"."""
     mixed_precision: str = "no"
     """"no", "fp16" or "bf16" (accelerate). Scores always see unscaled gradients."""
 
@@ -163,6 +165,10 @@ class TrainConfig:
                 f"{name} must be a fraction of training in [0, 1) or a whole number of steps, got {value}.",
             )
         need(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'.")
+        need(
+            self.report_to in ("none", "tensorboard", "wandb"),
+            f"report_to must be 'tensorboard', 'wandb' or 'none', got {self.report_to!r}.",
+        )
         need(self.nonfinite in ("stop", "skip"), f"nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}.")
         need(
             self.checkpoint_every is None or self.checkpoint_every >= 0,

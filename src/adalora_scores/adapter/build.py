@@ -35,6 +35,10 @@ class AdaptedModel:
     """The rank allocator (AdaLoRA) or None (LoRA)."""
     lora_shapes: dict[str, tuple[int, int, int]]
     """LoRA only: matrix name → (rank, out_features, in_features)."""
+    churn: float | None = None
+    """At the last allocation: |K_t \\ K_{t−1}| / |K_t|, the share of the kept triplets that were not kept at the
+    allocation before (None before a second allocation of this process)."""
+    _previous_kept: str | None = None
 
     def allocate(self, step: int) -> None:
         """PEFT's ``update_and_allocate(step)``: call after ``optimizer.step()`` and before ``zero_grad()``, with
@@ -64,6 +68,10 @@ class AdaptedModel:
         if event is None or event.step != step:
             return None
         kept = "".join("1" if k else "0" for k in self.allocator.keep.tolist())
+        if self._previous_kept is not None:
+            new = sum(now == "1" and before == "0" for now, before in zip(kept, self._previous_kept, strict=True))
+            self.churn = new / max(kept.count("1"), 1)
+        self._previous_kept = kept
         return {"step": step, "budget": event.budget, "kept": kept}
 
     def final_triplet_scores(self, step: int) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from adalora_scores.adapter.build import AdaptedModel
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
 from adalora_scores.engine.run_folder import RunFolder
+from adalora_scores.engine.tracking import allocation_scalars, log_step
 from adalora_scores.run_files import TRIPLET_SCORES_FILE
 
 __all__ = ["NonFiniteError", "Session", "checkpoint_state", "restore_state", "run_steps"]
@@ -175,8 +176,10 @@ def _optimizer_step(session: Session, progress: Progress, allocator, accumulatio
     session.scheduler.step()  # once per optimizer step, whatever the number of processes
     progress.step += 1
     session.adapted.allocate(progress.step)  # after optimizer.step(), before zero_grad()
+    tracked = {}
     if (record := session.adapted.allocation_record(progress.step)) is not None:
         session.folder.log_allocation(record)
+        tracked = allocation_scalars(session.adapted.ranks(), session.adapted.churn)
     if (scores := session.adapted.final_triplet_scores(progress.step)) is not None:
         session.folder.write_json(TRIPLET_SCORES_FILE, scores)
     if allocator is not None:
@@ -188,6 +191,8 @@ def _optimizer_step(session: Session, progress: Progress, allocator, accumulatio
         loss = accelerator.reduce(torch.tensor([loss], device=accelerator.device), reduction="mean").item()
     lr = session.scheduler.get_last_lr()[0]
     session.folder.log({"step": progress.step, "loss": loss, "lr": lr, "budget": budget})
+    scalars = {"train/loss": loss, "train/learning_rate": lr, "train/budget": budget, **tracked}
+    log_step(accelerator, config, scalars, progress.step)
     if bar is not None:
         bar.update(1)
         if progress.step % config.log_every == 0:

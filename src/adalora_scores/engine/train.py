@@ -30,6 +30,7 @@ from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
+from adalora_scores.engine.tracking import check_tracker, start_tracking
 from adalora_scores.run_files import (
     ADAPTER_FOLDER,
     CHECKPOINT_FILE,
@@ -117,6 +118,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     if resume:
         _check_resumable(Path(output), config)
         checkpoint = load_checkpoint(Path(output))
+    tracker = check_tracker(config.report_to)  # a missing tracker package fails before any work
     data = task.load(config.data)
     AcceleratorState._reset_state()  # a process may train several runs (sweeps) with different mixed precision
     accelerator = Accelerator(
@@ -126,6 +128,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         # T already counts processes and accumulation; accelerate would otherwise step the LR schedule once per
         # process at every optimizer step (n times too fast with n processes)
         step_scheduler_with_optimizer=False,
+        log_with=tracker,
+        project_dir=str(output),  # TensorBoard writes to <output>/tensorboard/
     )
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
@@ -149,6 +153,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     RunFolder.validate(Path(output), overwrite, resume)  # every process, before any of them writes
     accelerator.wait_for_everyone()
     folder = RunFolder(output, overwrite=overwrite, resume_step=start_step, writer=accelerator.is_main_process)
+    start_tracking(accelerator, config, "tensorboard")
     if checkpoint is None:
         folder.write_config(resolved)
         if (header := adapted.allocation_header()) is not None:
@@ -241,5 +246,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
             ) from error
         (folder.path / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the checkpoint is no longer needed
     folder.close()
+    if config.report_to != "none":
+        accelerator.end_training()
     accelerator.print(f"{task.name} done in {wall:.0f}s: " + ", ".join(f"{k} {v}" for k, v in evals.items()))
     return metrics
