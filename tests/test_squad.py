@@ -251,7 +251,8 @@ def test_train_and_evaluate_via_cli(task, tmp_path, tiny_model_dir, capsys):
     data = tmp_path / "data"
     write_squad_folder(data, version_2)
     out = tmp_path / "run"
-    code = main(["train", "--task", task, "--score", "fisher", "--model", str(tiny_model_dir), "--data", str(data),
+    score = "gsnr_per_example" if version_2 else "fisher"  # one example per window for the per-example estimator
+    code = main(["train", "--task", task, "--score", score, "--model", str(tiny_model_dir), "--data", str(data),
                  "--output", str(out), *TINY])  # fmt: skip
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output", required=True, help="run folder to create")
     train.add_argument("--seed", type=int)
-    train.add_argument("--config", help="YAML preset path or name, e.g. presets/paper-glue.yaml or paper-glue")
+    train.add_argument("--config", help="YAML preset path or name, e.g. presets/train/paper-glue.yaml or paper-glue")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs every run of the grid that has not finished; finished runs are skipped, failed or "
         "interrupted ones re-run. key=value values apply to every run.",
     )
-    sweep.add_argument("spec", help="sweep YAML (e.g. presets/paper.yaml) or preset name (paper)")
+    sweep.add_argument("spec", help="sweep YAML (e.g. presets/sweep/paper.yaml) or bundled name (paper)")
     sweep.add_argument("--output", required=True, help="folder holding one run folder per run")
     sweep.add_argument("--seeds", help="comma-separated seeds replacing the grid's, e.g. 1,2,3")
     sweep.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
