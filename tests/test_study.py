@@ -201,6 +201,7 @@ def test_missing_task_is_shown_missing_not_averaged(tmp_path):
     assert cells[7].startswith("missing")  # RTE (after the score and parameter columns)
     assert cells[11].startswith("missing") and cells[12] == "missing"  # both averages need every task
     assert "3 of 48 runs of the sweep have no result" in report and "`rte__fisher__seed2`" in report
+    assert "missing · paper" not in report and "| `fisher` | 89.46 | 95.64 |" in report  # paper: a reference table
 
 
 def test_partial_seeds_are_flagged(tmp_path):
@@ -240,9 +241,15 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
     assert "SST-2" not in report and "Table 1" not in report  # its own task, never in a GLUE column
     manifest = yaml.safe_load((out / "sweep.yaml").read_text())
     assert len(manifest["runs"]) == 2 * len(__import__("adalora_scores").list_scores())
+    assert "missing" not in report and "## Score diagnostics" in report and "Spearman ρ" in report
     task = "contrast_sentiment"
-    for name in ("metrics.png", f"ranks_{task}.png", f"budget_{task}.png", f"agreement_{task}.png"):
+    for kind in ("ranks", "agreement", "churn", "trajectories"):
+        name = f"{kind}_{task}.png"
         assert (out / "plots" / name).stat().st_size > 5000 and f"plots/{name}" in report
+    assert (out / "plots" / "metrics.png").stat().st_size > 5000 and not list((out / "plots").glob("budget_*"))
+    diagnostics = json.loads((out / "report.json").read_text())["diagnostics"][task]
+    assert len(diagnostics["reliability"]) == len(__import__("adalora_scores").list_scores())
+    assert all(r["pairs"] == 1 for r in diagnostics["reliability"])  # 2 seeds: one pair per score
     assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
     assert "0 run(s) trained" in capsys.readouterr().out  # a second call reuses every finished run
 

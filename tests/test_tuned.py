@@ -172,7 +172,8 @@ def test_report_names_lora_rows_and_their_parameters(tmp_path):
         metrics = {"adapter_parameters": params, "eval": {"dev": {"accuracy": 80.0}}}
         (folder / "metrics.json").write_text(json.dumps(metrics))
     build_report(tmp_path, plot=False)
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in
-            (tmp_path / "report.md").read_text().split("### Significance")[0].splitlines()
-            if line.startswith("| `")}  # fmt: skip
+    rows: dict[str, str] = {}  # the first table's rows (the seed paper's reference table follows it)
+    for line in (tmp_path / "report.md").read_text().split("### Significance")[0].splitlines():
+        if line.startswith("| `"):
+            rows.setdefault(line.split("|")[1].strip(), line.split("|")[2].strip())
     assert rows["`sensitivity`"] == "1.27M" and rows["`lora_r2`"] == "0.33M"

@@ -49,6 +49,9 @@ __all__ = [
     "read_json",
     "read_allocations",
     "read_metrics",
+    "read_rank_pattern",
+    "read_triplet_scores",
+    "split_kept",
     "saved_train_values",
     "write_config",
     "write_json",
@@ -138,6 +141,35 @@ def read_allocations(folder: Path) -> tuple[list[tuple[str, int]], list[dict[str
         else:
             records.append(record)
     return matrices, records
+
+
+def split_kept(matrices: list[tuple[str, int]], kept: str) -> dict[str, list[bool]]:
+    """The ``kept`` string of an allocation record cut into one mask per matrix, in the header's order (each matrix
+    takes its initial rank's worth of characters); a clear error when the lengths disagree."""
+    total = sum(rank for _, rank in matrices)
+    if len(kept) != total or set(kept) - {"0", "1"}:
+        raise ValueError(f"an allocation's kept string has {len(kept)} characters (of 0/1), but the header's "
+                         f"matrices have {total} triplets; the {ALLOCATIONS_FILE} is corrupt.")  # fmt: skip
+    masks, start = {}, 0
+    for name, rank in matrices:
+        masks[name] = [c == "1" for c in kept[start : start + rank]]
+        start += rank
+    return masks
+
+
+def read_rank_pattern(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """``rank_pattern.json`` (matrix → ``{"rank", "mask"}``), or None when the folder has none."""
+    path = folder / RANK_PATTERN_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def read_triplet_scores(folder: Path) -> dict[str, list[float]] | None:
+    """The ``scores`` of ``triplet_scores.json`` (matrix → triplet scores S_i at the final allocation), or None when
+    the folder has none (LoRA, or a run folder older than 0.3)."""
+    path = folder / TRIPLET_SCORES_FILE
+    if not path.is_file():
+        return None
+    return {str(name): [float(v) for v in values] for name, values in read_json(path)["scores"].items()}
 
 
 def is_finished(folder: Path) -> bool:

@@ -76,7 +76,8 @@ def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1
         f"`{CONTRAST_TASK.name}` (`adalora_scores/tasks/contrast.py`): each sentence contrasts a positive and a "
         "negative adjective, and its twin with the adjectives swapped has the other label, so no keyword beats 50%. "
         f"Model: {description}. {DEMO_SETTINGS['num_epochs']} epochs of {TRAIN_SIZE} sentences (60 optimizer "
-        f"steps), rank 8 → 4, seeds {', '.join(map(str, seeds))}."
+        f"steps), rank 8 → 4, seeds {', '.join(map(str, seeds))}. The score diagnostics rest on "
+        f"{len(seeds) * (len(seeds) - 1) // 2} seed pair(s) per score: read them as a demonstration too."
     )
     report = build_report(output, title="adalora-scores demo", notes=notes)
     minutes = (time.perf_counter() - start) / 60

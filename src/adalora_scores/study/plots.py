@@ -1,9 +1,9 @@
-"""Report figures (matplotlib, PNG): where each score spends its budget, the budget schedule, how much the scores
-agree on what to keep, and each task's metric per score."""
+"""Report figures (matplotlib, PNG): each task's metric per score, where each score spends its rank at the end, and
+the score diagnostics (:mod:`adalora_scores.study.diagnostics`): agreement of the kept triplets, churn and rank
+trajectories over training."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -11,24 +11,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from adalora_scores.module_types import matrix_position, ordered_types  # noqa: E402
-from adalora_scores.run_files import LOG_FILE, RANK_PATTERN_FILE  # noqa: E402
+from adalora_scores.run_files import read_rank_pattern  # noqa: E402
+from adalora_scores.study.diagnostics import Diagnostics  # noqa: E402
 from adalora_scores.study.results import RunRecord, Study  # noqa: E402
 
-__all__ = ["agreement", "plot_all"]
-
-
-def _pattern(record: RunRecord) -> dict[str, dict] | None:
-    path = record.folder / RANK_PATTERN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+__all__ = ["plot_all", "plot_diagnostics"]
 
 
 def _rank_grid(records: list[RunRecord]) -> tuple[list[str], list[list[float]]] | None:
     """The module types present, and the mean final rank over the runs as layers × types."""
     sums: dict[tuple[int, str], list[int]] = {}
     for record in records:
-        for name, entry in (_pattern(record) or {}).items():
+        for name, entry in (read_rank_pattern(record.folder) or {}).items():
             if (position := matrix_position(name)) is not None:
                 sums.setdefault(position, []).append(entry["rank"])
     if not sums:
@@ -36,19 +33,6 @@ def _rank_grid(records: list[RunRecord]) -> tuple[list[str], list[list[float]]] 
     kinds = ordered_types({kind for _, kind in sums})
     layers = max(layer for layer, _ in sums) + 1
     return kinds, [[statistics.fmean(sums.get((layer, kind), [0])) for kind in kinds] for layer in range(layers)]
-
-
-def agreement(first: RunRecord, second: RunRecord) -> float | None:
-    """Jaccard overlap |A ∩ B| / |A ∪ B| of the triplets two runs keep at the end."""
-    a, b = _pattern(first), _pattern(second)
-    if not a or not b or set(a) != set(b):
-        return None
-    both = either = 0
-    for name in a:
-        for x, y in zip(a[name]["mask"], b[name]["mask"], strict=True):
-            both += x and y
-            either += x or y
-    return both / either if either else 1.0
 
 
 def _label(row: tuple[str, str]) -> str:
@@ -77,58 +61,69 @@ def plot_ranks(study: Study, task: str, path: Path) -> bool:
     return True
 
 
-def plot_budget(study: Study, task: str, path: Path) -> bool:
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    drawn = False
-    for row in study.rows:
-        runs = sorted((r for r in study.records if r.row == row and r.task == task), key=lambda r: r.seed)
-        log = runs[0].folder / LOG_FILE if runs else None
-        if log is None or not log.is_file():
-            continue
-        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        axis.plot([e["step"] for e in entries], [e["budget"] for e in entries], label=_label(row), alpha=0.8)
-        drawn = True
-    if drawn:
-        axis.set_xlabel("optimizer step")
-        axis.set_ylabel("total rank budget b(t)")
-        axis.set_title(f"{task}: rank budget over training")
-        axis.legend(fontsize=8)
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return drawn
-
-
-def agreement_matrix(study: Study, task: str) -> tuple[list[tuple[str, str]], list[list[float | None]]]:
-    """Mean Jaccard overlap of final patterns between rows, over seeds both rows ran."""
-    rows = study.rows
-    by_seed = {row: {r.seed: r for r in study.records if r.row == row and r.task == task} for row in rows}
-    matrix = []
-    for a in rows:
-        line = []
-        for b in rows:
-            values = [agreement(by_seed[a][s], by_seed[b][s]) for s in set(by_seed[a]) & set(by_seed[b])]
-            values = [v for v in values if v is not None]
-            line.append(statistics.fmean(values) if values else None)
-        matrix.append(line)
-    return rows, matrix
-
-
-def plot_agreement(study: Study, task: str, path: Path) -> bool:
-    rows, matrix = agreement_matrix(study, task)
-    if len(rows) < 2 or all(v is None for line in matrix for v in line):
+def plot_agreement(diagnostics: Diagnostics, path: Path) -> bool:
+    """The Jaccard matrix of :func:`~adalora_scores.study.diagnostics.agreement_matrix`, its diagonal outlined."""
+    rows, matrix, _ = diagnostics.agreement
+    if all(v is None for line in matrix for v in line):
         return False
-    figure, axis = plt.subplots(figsize=(1.1 * len(rows) + 2, 1.0 * len(rows) + 1.5))
+    figure, axis = plt.subplots(figsize=(1.1 * len(rows) + 2.5, 1.0 * len(rows) + 1.8))
     values = [[float("nan") if v is None else v for v in line] for line in matrix]
     image = axis.imshow(values, vmin=0, vmax=1, cmap="magma")
     labels = [_label(r) for r in rows]
     axis.set_xticks(range(len(rows)), labels, rotation=45, ha="right")
     axis.set_yticks(range(len(rows)), labels)
     for i, line in enumerate(matrix):
+        axis.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:cyan", linewidth=2))
         for j, v in enumerate(line):
             if v is not None:
                 axis.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black")
     figure.colorbar(image, label="Jaccard overlap of kept triplets")
-    axis.set_title(f"{task}: agreement of final rank patterns")
+    title = f"{diagnostics.task}: agreement of the final kept triplets\n"
+    axis.set_title(title + "diagonal (outlined): one score across seeds; elsewhere: two scores, same seed", fontsize=9)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True
+
+
+def plot_churn(diagnostics: Diagnostics, path: Path) -> bool:
+    """Churn per allocation step, one line per row (mean over seeds)."""
+    if not diagnostics.churn:
+        return False
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    for row, curve in diagnostics.churn.items():
+        axis.plot([s for s, _ in curve], [v for _, v in curve], marker=".", label=_label(row), alpha=0.85)
+    axis.set_xlabel("optimizer step (allocation)")
+    axis.set_ylabel("churn |K_t \\ K_t-1| / |K_t|")
+    axis.set_ylim(bottom=0)
+    axis.set_title(f"{diagnostics.task}: share of the kept set that is new at each allocation (mean over seeds)",
+                   fontsize=9)  # fmt: skip
+    axis.legend(fontsize=7, ncol=2)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True
+
+
+def plot_trajectories(diagnostics: Diagnostics, path: Path) -> bool:
+    """One panel per row: the mean kept rank per matrix of each module type over training (mean over seeds)."""
+    panels = list(diagnostics.trajectories.items())
+    if not panels:
+        return False
+    columns = min(5, len(panels))
+    lines = -(-len(panels) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(2.6 * columns + 1, 2.2 * lines + 0.8), squeeze=False,
+                                sharex=True, sharey=True)  # fmt: skip
+    top = max(v for _, kinds in panels for curve in kinds.values() for _, v in curve)
+    for axis, (row, kinds) in zip(axes.flat, panels, strict=False):
+        for kind, curve in kinds.items():
+            axis.plot([s for s, _ in curve], [v for _, v in curve], drawstyle="steps-post", label=kind)
+        axis.set_title(_label(row), fontsize=8)
+        axis.set_ylim(0, top * 1.05)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.axis("off")
+    axes[0][0].legend(fontsize=7)
+    figure.supxlabel("optimizer step")
+    figure.supylabel("kept rank per matrix (mean)")
+    figure.suptitle(f"{diagnostics.task}: kept rank per module type over training (mean over seeds)")
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return True
@@ -157,13 +152,23 @@ def plot_metrics(study: Study, columns, path: Path) -> bool:
 
 
 def plot_all(study: Study, columns, folder: Path) -> dict[str, list[str]]:
-    """Every figure into ``folder``; returns kind → file names written."""
+    """The metric bars and each task's rank heatmaps into ``folder``; returns kind → file names written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list[str]] = {"ranks": [], "budget": [], "agreement": [], "metrics": []}
-    for task in sorted({r.task for r in study.records}):
-        for kind, plot in (("ranks", plot_ranks), ("budget", plot_budget), ("agreement", plot_agreement)):
-            if plot(study, task, folder / f"{kind}_{task}.png"):
-                written[kind].append(f"{kind}_{task}.png")
+    written: dict[str, list[str]] = {"metrics": [], "ranks": []}
     if plot_metrics(study, columns, folder / "metrics.png"):
         written["metrics"].append("metrics.png")
+    for task in sorted({r.task for r in study.records}):
+        if plot_ranks(study, task, folder / f"ranks_{task}.png"):
+            written["ranks"].append(f"ranks_{task}.png")
+    return written
+
+
+def plot_diagnostics(diagnostics: Diagnostics, folder: Path) -> dict[str, str]:
+    """A task's agreement, churn and rank-trajectory figures into ``folder``; returns kind → file name written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for kind, plot in (("agreement", plot_agreement), ("churn", plot_churn), ("trajectories", plot_trajectories)):
+        name = f"{kind}_{diagnostics.task}.png"
+        if plot(diagnostics, folder / name):
+            written[kind] = name
     return written

@@ -1,7 +1,10 @@
-"""``report``: the seed paper's Tables 1 and 2 from a folder of runs, with seeds, paper values and paired tests.
+"""``report``: the seed paper's Tables 1 and 2 from a folder of runs, with seeds, paper values, paired tests and
+score diagnostics.
 
-Writes ``report.md``, ``table1.csv``/``table2.csv``/``tasks.csv`` (one line per cell; ``tasks``: the tasks outside
-the paper), ``report.json`` (everything, including every seed's value and each comparison) and ``plots/*.png``.
+Tables show only the columns that have results; the paper's values for them sit in a reference table below each
+(Table 1 keeps the paper's nine-column layout and averages when every column has results). Writes ``report.md``,
+``table1.csv``/``table2.csv``/``tasks.csv`` (one line per cell; ``tasks``: the tasks outside the paper),
+``report.json`` (everything, including every seed's value, each comparison and the diagnostics) and ``plots/*.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from adalora_scores.run_files import atomic_write
 from adalora_scores.study import plots
+from adalora_scores.study.diagnostics import Diagnostics, diagnose, triplet_rows
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
 from adalora_scores.study.results import BASELINE, Cell, Study, collect
 from adalora_scores.study.tuning import Choice, tune
@@ -23,20 +27,36 @@ from adalora_scores.study.tuning import Choice, tune
 __all__ = ["build_report", "format_cell"]
 
 _STATS_NOTE = (
-    "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; `paper` = the seed paper's single-run value, "
-    "Δ = ours − paper. Significance: two-sided paired t-test over seeds (`scipy.stats.ttest_rel`) of each score "
-    "against `sensitivity` (AdaLoRA's original score) with the same other settings, on the seeds both ran; p_Holm is "
-    "Holm-adjusted over all comparisons of the table. With few seeds a paired t-test has little power: a missing star "
-    "means 'not shown to differ', not 'equal'."
+    "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; Δ paper = ours − the seed paper's single-run value "
+    "(listed in the reference table under each table). Only columns with results are shown. Significance: two-sided "
+    "paired t-test over seeds (`scipy.stats.ttest_rel`) of each score against `sensitivity` (AdaLoRA's original "
+    "score) with the same other settings, on the seeds both ran; p_Holm is Holm-adjusted over all comparisons of the "
+    "table. With few seeds a paired t-test has little power: no star means 'not shown to differ', not 'equal'."
 )
 
 
 _CAPTIONS = {
     "metrics": "Dev metric per score (mean ± std over seeds)",
     "ranks": "Final rank per layer and module, mean over seeds",
-    "budget": "Total rank budget over training",
-    "agreement": "Overlap of the kept triplets between scores (Jaccard, mean over seeds)",
+    "agreement": "Jaccard agreement of the final kept triplets (diagonal: one score across seeds; elsewhere: two "
+    "scores on the same seed, mean over seeds)",
+    "churn": "Churn: share of the kept set that is new at each allocation (mean over seeds)",
+    "trajectories": "Kept rank per module type over training (mean over seeds)",
 }
+
+_DIAGNOSTICS_NOTE = (
+    "Does a score estimate something stable, and how does it spend the budget? From each run's `rank_pattern.json`, "
+    "`allocations.jsonl` and `triplet_scores.json`; LoRA baselines have no triplets and are left out. **Jaccard "
+    "across seeds**: J = |A ∩ B| / |A ∪ B| of the final kept triplets of two seeds of one score, mean over seed "
+    "pairs; **chance**: the expected J of two random kept sets of the same sizes. A score that disagrees with itself "
+    "across seeds is measuring noise: its kept set is set by the seed, not by what it claims to estimate. **Spearman "
+    "across seeds**: ρ of the final triplet scores between seeds. **Mean churn**: "
+    "`churn_t = |K_t \\ K_(t−1)| / |K_t|`, the share of the kept set not kept at the previous allocation (0: the "
+    "score only prunes; high: it keeps "
+    "changing its mind), mean over allocations and seeds. The Spearman matrix compares two scores' final triplet "
+    "scores on the same seed (mean over seeds; diagonal: one score across seeds). Agreement between two scores on "
+    "one seed shares the initialisation and data order, which the diagonal does not."
+)
 
 
 def format_cell(cell: Cell | None, expected: int | None = None) -> str:
@@ -49,10 +69,27 @@ def format_cell(cell: Cell | None, expected: int | None = None) -> str:
 
 
 def _paper_text(row: tuple[str, str], label: str, mean: float | None) -> str:
+    """`` · Δ paper +x.xx`` where the row has a result and the paper a value; nothing otherwise."""
     paper = PAPER.get((row[0], label))
-    if paper is None:
-        return ""
-    return f" · paper {paper:.2f}" + (f" · Δ {mean - paper:+.2f}" if mean is not None else "")
+    return "" if paper is None or mean is None else f" · Δ paper {mean - paper:+.2f}"
+
+
+def _paper_table(columns: Sequence[Column], averages: bool) -> str | None:
+    """The seed paper's values for ``columns`` (and its All Ave. with ``averages``), one row per paper score."""
+    labels = [c.label for c in columns] + (["All Ave."] if averages else [])
+    scores = list(dict.fromkeys(score for score, label in PAPER if label in labels))
+    if not scores:
+        return None
+    lines = ["| seed paper (single runs) | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for score in scores:
+        values = [PAPER.get((score, label)) for label in labels]
+        lines.append(f"| `{score}` | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
+def shown_columns(study: Study, columns: Sequence[Column]) -> list[Column]:
+    """The ``columns`` in which at least one row has a result."""
+    return [c for c in columns if any(study.cell(row, c).n for row in study.rows)]
 
 
 def _label(row: tuple[str, str]) -> str:
@@ -154,6 +191,65 @@ def _appendix(choices: list[Choice], key: str, select_on: str) -> str:
     return "\n".join(lines)
 
 
+def _figure(kind: str, name: str) -> str:
+    return f"**{_CAPTIONS[kind]}** ({name}):\n\n![{_CAPTIONS[kind]}](plots/{name})"
+
+
+def _number(value: float | None, form: str = ".2f") -> str:
+    return "–" if value is None else format(value, form)
+
+
+def _diagnostics_text(diagnostics: Diagnostics) -> str:
+    """The per-score table (reliability and churn), what it says about noise, and the Spearman matrix."""
+    headers = ["score", "Jaccard across seeds", "chance", "seed pairs", "Spearman across seeds", "seed pairs",
+               "mean churn"]  # fmt: skip
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    for r in diagnostics.reliability:
+        lines.append(f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | {r.pairs} | "
+                     f"{_number(r.spearman)} | {r.spearman_pairs} | {_number(r.churn, '.3f')} |")  # fmt: skip
+    measured = [r for r in diagnostics.reliability if r.jaccard is not None and r.chance is not None]
+    noise = [_label(r.row) for r in measured if r.jaccard <= r.chance]
+    if not measured:
+        verdict = "Reliability needs at least 2 seeds of a score; no score has them here."
+    elif noise:
+        fewest = min(r.pairs for r in measured)
+        caveat = f" (from as few as {fewest} seed pair(s); more seeds make this firmer)" if fewest < 3 else ""
+        verdict = (f"At or below chance across seeds, so measuring noise on this task: {', '.join(noise)}{caveat}. "
+                   "What they keep is set by the seed more than by the score, and so is how much other scores agree "
+                   "with them.")  # fmt: skip
+    else:
+        verdict = "Every score with 2 or more seeds keeps more of the same triplets across seeds than chance."
+    rows, matrix, _ = diagnostics.spearman
+    labels = [_label(row) for row in rows]
+    spearman = ["| Spearman ρ | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(rows)]
+    spearman += [f"| {label} | " + " | ".join("" if v is None else f"{v:+.2f}" for v in line) + " |"
+                 for label, line in zip(labels, matrix, strict=True)]  # fmt: skip
+    return "\n\n".join([
+        "\n".join(lines),
+        verdict,
+        "**Spearman ρ of the final triplet scores** (off the diagonal: two scores on the same seed, mean over seeds; "
+        "diagonal: one score across seeds; blank: no pair):",
+        "\n".join(spearman),
+    ])  # fmt: skip
+
+
+def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
+    def matrix(pairwise) -> dict[str, Any]:
+        rows, means, counts = pairwise
+        return {"rows": [list(row) for row in rows], "mean": means, "n": counts}
+
+    return {
+        "reliability": [{"score": r.row[0], "variant": r.row[1], "jaccard": r.jaccard, "chance": r.chance,
+                         "pairs": r.pairs, "spearman": r.spearman, "spearman_pairs": r.spearman_pairs,
+                         "churn": r.churn} for r in diagnostics.reliability],
+        "agreement": matrix(diagnostics.agreement),
+        "spearman": matrix(diagnostics.spearman),
+        "churn": [{"score": row[0], "variant": row[1], "curve": curve} for row, curve in diagnostics.churn.items()],
+        "trajectories": [{"score": row[0], "variant": row[1], "types": kinds}
+                         for row, kinds in diagnostics.trajectories.items()],
+    }  # fmt: skip
+
+
 def generic_columns(study: Study, tasks: set[str]) -> list[Column]:
     """One column per (task, eval split) of ``tasks`` with the task's main metric, as the runs recorded it."""
     columns: list[Column] = []
@@ -200,11 +296,16 @@ def build_report(
         ("table2", "Table 2: SQuAD v1.1 / v2.0 dev, EM and F1", TABLE2, False),
         ("tasks", "Other tasks: main metric per evaluation split", tuple(other), False),
     ):
-        if not tasks & {c.task for c in columns}:
+        if not tasks & {c.task for c in columns} or not shown_columns(study, columns):
             continue
-        table, cells = _table(study, columns, averages, chosen, tune_key or "")
-        significance, tests = _significance(study, columns)
-        sections += [f"## {heading}", table, f"### Significance against `{BASELINE}`", significance]
+        shown = shown_columns(study, columns)
+        averages = averages and len(shown) == len(columns)  # the paper's averages need all nine columns
+        table, cells = _table(study, shown, averages, chosen, tune_key or "")
+        significance, tests = _significance(study, shown)
+        sections += [f"## {heading}", table]
+        if (reference := _paper_table(shown, averages)) is not None:
+            sections += ["The seed paper's values for these columns (AdaLoRA(Original) = `sensitivity`):", reference]
+        sections += [f"### Significance against `{BASELINE}`", significance]
         if averages:
             sections.append(
                 "All Ave. (paper convention): mean of the nine columns above, MNLI m and mm counted separately, as "
@@ -234,9 +335,17 @@ def build_report(
         written = plots.plot_all(study, [*TABLE1, *TABLE2, *other], root / "plots")
         document["plots"] = written
         sections.append("## Plots")
-        for kind, caption in _CAPTIONS.items():
-            for name in written[kind]:
-                sections.append(f"**{caption}** ({name}):\n\n![{caption}](plots/{name})")
+        for kind, names in written.items():
+            sections += [_figure(kind, name) for name in names]
+    diagnosed = [diagnose(study, task) for task in sorted(tasks) if triplet_rows(study, task)]
+    if diagnosed:
+        sections += ["## Score diagnostics", _DIAGNOSTICS_NOTE]
+        document["diagnostics"] = {}
+        for diagnostics in diagnosed:
+            figures = plots.plot_diagnostics(diagnostics, root / "plots") if plot else {}
+            sections += [f"### {diagnostics.task}", _diagnostics_text(diagnostics)]
+            sections += [_figure(kind, name) for kind, name in figures.items()]
+            document["diagnostics"][diagnostics.task] = {**_diagnostics_json(diagnostics), "plots": figures}
     atomic_write(root / "report.json", json.dumps(document, indent=2, default=str) + "\n")
     atomic_write(root / "report.md", "\n\n".join(sections) + "\n")
     return root / "report.md"

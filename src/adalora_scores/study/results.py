@@ -41,6 +41,8 @@ class RunRecord:
     """The run's other grid values, e.g. ``learning_rate=0.001`` ("" when there are none)."""
     metrics: dict[str, Any]
     grid_values: dict[str, Any] = field(default_factory=dict)
+    method: str = "adalora"
+    """``adalora`` (it has triplets: allocations, kept masks, triplet scores) or ``lora`` (a baseline without)."""
 
     @property
     def row(self) -> tuple[str, str]:
@@ -225,8 +227,9 @@ def collect(root: str | Path) -> Study:
             }  # fmt: skip
             row_score, seed = str(grid_values["score"]), int(config["seed"])
             variant = _variant(grid_values)
+            method = str(config.get("method", "adalora"))
             records.append(
-                RunRecord(name, folder, str(config["task"]), row_score, seed, variant, metrics, grid_values)
+                RunRecord(name, folder, str(config["task"]), row_score, seed, variant, metrics, grid_values, method)
             )
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             unreadable.append(name)

@@ -1,0 +1,184 @@
+"""Score diagnostics on hand-made run folders: Jaccard within and between scores against hand-computed fractions,
+the chance level against enumeration, churn and rank trajectories from allocations.jsonl, Spearman by hand and
+against scipy, LoRA rows left out, and the report's section."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy.stats import spearmanr
+
+from adalora_scores.run_files import split_kept
+from adalora_scores.study.diagnostics import (
+    chance_jaccard,
+    churn,
+    churn_curve,
+    diagnose,
+    jaccard,
+    mean_curve,
+    rank_trajectory,
+    spearman,
+)
+from adalora_scores.study.report import build_report
+from adalora_scores.study.results import collect
+
+Q = "bert.encoder.layer.0.attention.self.query.lora_E.default"
+F2 = "bert.encoder.layer.0.output.dense.lora_E.default"
+MATRICES = [(Q, 3), (F2, 3)]
+"""Six triplets: q0 q1 q2 (the query matrix) then f0 f1 f2 (the feed-forward output)."""
+
+
+# ---------------------------------------------------------------- the measures themselves
+def test_jaccard_and_its_chance_level():
+    assert jaccard(frozenset("abc"), frozenset("bcd")) == 2 / 4
+    assert jaccard(frozenset(), frozenset()) == 1.0
+    # N = 4, k = 2: |A ∩ B| is 0, 1, 2 with probability 1/6, 4/6, 1/6 → E[J] = 4/6 · 1/3 + 1/6 · 1 = 7/18
+    assert chance_jaccard(4, 2, 2) == pytest.approx(7 / 18)
+    # N = 3, k₁ = 1, k₂ = 2: the single kept triplet is in the pair with probability 2/3, then J = 1/2 → 1/3
+    assert chance_jaccard(3, 1, 2) == pytest.approx(1 / 3)
+    # every pair of subsets of sizes 3 and 2 out of 6, enumerated
+    subsets = lambda k: [frozenset(c) for c in itertools.combinations(range(6), k)]  # noqa: E731
+    exact = [jaccard(a, b) for a in subsets(3) for b in subsets(2)]
+    assert chance_jaccard(6, 3, 2) == pytest.approx(sum(exact) / len(exact))
+
+
+def test_churn_and_rank_trajectory_by_hand():
+    allocations = [{"step": 2, "budget": 5, "kept": "111110"},  # K₂ = {q0 q1 q2 f0 f1}
+                   {"step": 4, "budget": 4, "kept": "110101"},  # K₄ = {q0 q1 f0 f2}: f2 is new → 1/4
+                   {"step": 6, "budget": 3, "kept": "100101"}]  # K₆ = {q0 f0 f2} ⊂ K₄ → 0  # fmt: skip
+    assert churn_curve(MATRICES, allocations) == [(4, 0.25), (6, 0.0)]
+    assert churn(frozenset("ab"), frozenset()) is None
+    # mean kept rank per matrix of each type, step 0 = the initial ranks
+    assert rank_trajectory(MATRICES, allocations) == {"q": [(0, 3), (2, 3), (4, 2), (6, 1)],
+                                                      "f2": [(0, 3), (2, 2), (4, 2), (6, 2)]}  # fmt: skip
+    assert mean_curve([[(4, 0.25), (6, 0.0)], [(4, 0.75)]]) == [(4, 0.5), (6, 0.0)]
+    with pytest.raises(ValueError, match="header's matrices have 6 triplets"):
+        split_kept(MATRICES, "11110")
+
+
+def test_spearman_by_hand_and_against_scipy():
+    # ranks (1 2 3 4) against (1 3 2 4): Σd² = 2, ρ = 1 − 6 · 2 / (4 · 15) = 0.8
+    assert spearman({"m": [1.0, 2.0], "n": [3.0, 4.0]}, {"m": [1.0, 3.0], "n": [2.0, 4.0]}) == pytest.approx(0.8)
+    generator = random.Random(0)
+    values = [generator.random() for _ in range(20)]
+    shuffled = random.Random(1).sample(values, 20)
+    first = {"a": values[:12], "b": values[12:]}
+    second = {"b": shuffled[12:], "a": shuffled[:12]}  # another key order: paired by matrix name, not position
+    assert spearman(first, second) == pytest.approx(spearmanr(values, shuffled).statistic)
+    assert spearman({"a": [1.0, 1.0]}, {"a": [1.0, 2.0]}) is None  # constant: ρ undefined
+    assert spearman({"a": [1.0, 2.0]}, {"a": [1.0, 2.0, 3.0]}) is None  # ranks differ: not the same triplets
+
+
+# ---------------------------------------------------------------- a study of hand-made run folders
+KEPT = {  # (score, seed) → final kept triplets, as a mask string over q0 q1 q2 f0 f1 f2
+    ("sensitivity", 1): "110100",  # {q0 q1 f0}
+    ("sensitivity", 2): "110010",  # {q0 q1 f1}
+    ("sensitivity", 3): "110001",  # {q0 q1 f2}
+    ("fisher", 1): "110100",  # {q0 q1 f0}
+    ("fisher", 2): "001011",  # {q2 f1 f2}
+}
+SCORES = {  # (score, seed) → final triplet scores in the same order
+    ("sensitivity", 1): [1, 2, 3, 4, 5, 6],
+    ("sensitivity", 2): [1, 2, 3, 4, 5, 6],
+    ("sensitivity", 3): [1, 2, 3, 4, 5, 6],
+    ("fisher", 1): [1, 3, 2, 4, 5, 6],
+    ("fisher", 2): [6, 5, 4, 3, 2, 1],
+}
+BEFORE = "111010"  # every run's kept set at step 10, {q0 q1 q2 f1}, before its final allocation at step 20
+
+
+def _write(root: Path, score: str, seed: int, method: str = "adalora") -> Path:
+    folder = root / f"rte__{score}__seed{seed}"
+    folder.mkdir(parents=True)
+    config = {"task": "rte", "seed": seed, "method": method, "score": "sensitivity" if method == "lora" else score,
+              "target_r": 2}  # fmt: skip
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "metrics.json").write_text(json.dumps({"main_metric": "accuracy", "eval": {"dev": {"accuracy": 70.0}}}))
+    kept = "111111" if method == "lora" else KEPT[(score, seed)]
+    masks = split_kept(MATRICES, kept)
+    pattern = {name: {"rank": sum(mask), "mask": mask} for name, mask in masks.items()}
+    (folder / "rank_pattern.json").write_text(json.dumps(pattern))
+    if method == "lora":
+        return folder
+    records = [{"matrices": MATRICES}, {"step": 10, "budget": 4, "kept": BEFORE}, {"step": 20, "budget": 3,
+               "kept": kept}]  # fmt: skip
+    (folder / "allocations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    scores = SCORES[(score, seed)]
+    (folder / "triplet_scores.json").write_text(json.dumps({"step": 20, "scores": {Q: scores[:3], F2: scores[3:]}}))
+    return folder
+
+
+@pytest.fixture
+def study_root(tmp_path):
+    for score, seed in KEPT:
+        _write(tmp_path, score, seed)
+    for seed in (1, 2):
+        _write(tmp_path, "lora_r2", seed, method="lora")
+    return tmp_path
+
+
+def test_agreement_reliability_spearman_and_churn_of_a_study(study_root):
+    study = collect(study_root)
+    assert ("lora_r2", "") in study.rows  # the baseline is in the tables...
+    diagnostics = diagnose(study, "rte")
+    sensitivity, fisher = ("sensitivity", ""), ("fisher", "")
+    rows, jaccards, counts = diagnostics.agreement
+    assert rows == [sensitivity, fisher]  # ...but has no triplets, so no row or column here
+    # within sensitivity, 3 seed pairs, each sharing {q0 q1} out of 4 → 1/2; within fisher {q0 q1 f0} vs {q2 f1 f2}
+    assert jaccards[0][0] == pytest.approx(1 / 2) and counts[0][0] == 3
+    assert jaccards[1][1] == 0.0 and counts[1][1] == 1
+    # between them, same seed: seed 1 identical (1), seed 2 {q0 q1 f1} vs {q2 f1 f2} share {f1} of 5 → (1 + 1/5) / 2
+    assert jaccards[0][1] == jaccards[1][0] == pytest.approx(0.6) and counts[0][1] == 2
+    # chance for 3 of 6: h = (1, 9, 9, 1) / 20 for |A ∩ B| = 0..3 → 9/20 · 1/5 + 9/20 · 2/4 + 1/20 · 1 = 0.365
+    by_row = {r.row: r for r in diagnostics.reliability}
+    assert by_row[sensitivity].chance == pytest.approx(0.365) and by_row[sensitivity].pairs == 3
+    # Spearman: sensitivity's seeds rank alike (1); fisher's seeds: Σd² = 68 → 1 − 6 · 68 / (6 · 35) = −33/35
+    assert by_row[sensitivity].spearman == pytest.approx(1.0) and by_row[sensitivity].spearman_pairs == 3
+    assert by_row[fisher].spearman == pytest.approx(-33 / 35)
+    rows, rhos, counts = diagnostics.spearman
+    # between them: seed 1 Σd² = 2 → 1 − 12/210 = 33/35; seed 2 reversed → −1; mean −1/35
+    assert rhos[0][1] == pytest.approx((33 / 35 - 1) / 2) and counts[0][1] == 2
+    assert rhos[1][1] == pytest.approx(-33 / 35)
+    # churn at step 20 from K₁₀ = {q0 q1 q2 f1}: new f0 (1/3), nothing (0), f2 (1/3) for sensitivity's seeds
+    assert diagnostics.churn[sensitivity] == [(20, pytest.approx(2 / 9))]
+    assert diagnostics.churn[fisher] == [(20, pytest.approx(1 / 3))]  # f0 and f2 are new: 1/3 each
+    assert by_row[fisher].churn == pytest.approx(1 / 3)
+    assert set(diagnostics.churn) == set(diagnostics.trajectories) == {sensitivity, fisher}
+    # q triplets kept at step 20: sensitivity 2 on every seed; fisher 2 and 1
+    assert diagnostics.trajectories[fisher]["q"] == [(0, 3), (10, 3), (20, 1.5)]
+
+
+def test_diagonal_is_blank_with_one_seed(tmp_path):
+    _write(tmp_path, "sensitivity", 1)
+    _write(tmp_path, "fisher", 1)
+    diagnostics = diagnose(collect(tmp_path), "rte")
+    _, jaccards, counts = diagnostics.agreement
+    assert jaccards[0][0] is None and counts[0][0] == 0 and jaccards[0][1] == pytest.approx(1.0)
+    assert diagnostics.reliability[0].jaccard is None and diagnostics.reliability[0].chance is None
+
+
+def test_report_has_the_diagnostics_section(study_root):
+    build_report(study_root, plot=True)
+    report = (study_root / "report.md").read_text()
+    section = report.split("## Score diagnostics")[1]
+    assert "### rte" in section and "`lora_r2`" not in section and "`lora_r2`" in report.split("## Score")[0]
+    # the reliability table (first): Jaccard, chance, pairs, Spearman, pairs, churn
+    reliability = next(line for line in section.splitlines() if line.startswith("| `sensitivity`"))
+    cells = [c.strip() for c in reliability.split("|")[2:8]]
+    assert cells[0] == "0.50" and cells[2:] == ["3", "1.00", "3", "0.222"]
+    # fisher's J = 0 is below chance; sensitivity's 1/2 is above it
+    assert "measuring noise on this task: `fisher` (from as few as 1 seed pair(s)" in section
+    assert "| `fisher` | -0.03 | -0.94 |" in section  # the Spearman matrix's fisher line: −1/35, −33/35
+    for kind in ("agreement", "churn", "trajectories"):
+        assert (study_root / "plots" / f"{kind}_rte.png").stat().st_size > 5000 and f"plots/{kind}_rte.png" in section
+    assert not list((study_root / "plots").glob("budget_*"))
+    document = json.loads((study_root / "report.json").read_text())["diagnostics"]["rte"]
+    assert document["agreement"]["rows"] == [["sensitivity", ""], ["fisher", ""]]
+    assert document["reliability"][0]["chance"] == pytest.approx(0.365)
+    assert document["spearman"]["mean"][1][1] == pytest.approx(-33 / 35)
+    assert [c["score"] for c in document["churn"]] == ["sensitivity", "fisher"]
