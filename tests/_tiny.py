@@ -73,3 +73,16 @@ def train(model, data, lr: float = 5e-2, on_step=None):
 
 def lambdas(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_E" in n}
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A list of example dicts as a map-style dataset (for ``transformers.Trainer``)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from _tiny import BERT_TARGETS, batches, tiny_adalora, tiny_bert, train
+from _tiny import BERT_TARGETS, ListDataset, batches, tiny_adalora, tiny_bert, train
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments
 
@@ -104,17 +104,6 @@ def test_without_reactivation_pruned_triplets_stay_pruned():
     assert pruned_so_far.sum() == allocator.initial_budget - allocator.target_budget
 
 
-class _ListDataset(torch.utils.data.Dataset):
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        return self.rows[index]
-
-
 def test_trainer_callback_allocates_in_optimizer_steps(tmp_path):
     total = 12
     model = tiny_adalora(total_step=total, tinit=2, tfinal=3, deltaT=1)
@@ -135,7 +124,7 @@ def test_trainer_callback_allocates_in_optimizer_steps(tmp_path):
     original = allocator.mask_using_rank_pattern
     allocator.mask_using_rank_pattern = lambda *a: (final_phase_calls.append(1), original(*a))
     trainer = Trainer(
-        model=model, args=args, train_dataset=_ListDataset(rows), callbacks=[adalora_scores.AllocationCallback(model)]
+        model=model, args=args, train_dataset=ListDataset(rows), callbacks=[adalora_scores.AllocationCallback(model)]
     )
     trainer.train()
     # once per optimizer step, 1 … T, despite accumulation: the forced allocation at T − t_f = 9, then 10, 11, 12
@@ -147,7 +136,6 @@ def test_trainer_callback_allocates_in_optimizer_steps(tmp_path):
 
 
 def test_a_model_without_task_type_warns_that_the_regulariser_is_missing():
-    from _tiny import BERT_TARGETS, tiny_bert
     from peft import AdaLoraConfig, PeftModel
 
     config = AdaLoraConfig(init_r=4, target_r=2, total_step=20, tinit=2, tfinal=4, target_modules=BERT_TARGETS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _per_example_models import layout_of, padded_batch, tiny_bert
-from _tiny import batches, tiny_adalora
+from _tiny import ListDataset, batches, tiny_adalora
 from test_per_example import LENGTHS, assert_close, orthogonal_regulariser_gradients
 from transformers import Trainer, TrainingArguments
 
@@ -45,17 +45,6 @@ def test_hooks_are_removed_at_the_final_allocation_and_on_a_new_attach():
             assert again.per_example is None and again.frozen and hooks() == 0
 
 
-class _ListDataset(torch.utils.data.Dataset):
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        return self.rows[index]
-
-
 def _trainer_first_moments(tmp_path, accumulation: int, batch_size: int):
     model = tiny_adalora(total_step=6, tinit=1, tfinal=2, deltaT=1)
     allocator = adalora_scores.attach(model, score="fisher_per_example")
@@ -66,7 +55,7 @@ def _trainer_first_moments(tmp_path, accumulation: int, batch_size: int):
     args = TrainingArguments(output_dir=str(tmp_path / str(accumulation)), per_device_train_batch_size=batch_size,
                              gradient_accumulation_steps=accumulation, max_steps=6, learning_rate=1e-2,
                              report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=3)  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(rows),
+    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(rows),
                       callbacks=[adalora_scores.AllocationCallback(model)])  # fmt: skip
     trainer.train()
     assert len(seen) == 4  # steps 1 … T − t_f

@@ -8,6 +8,15 @@ from torch import Tensor
 from adalora_scores.scores.base import Score, check_beta, ema_, register_score
 
 
+def check_gsnr_options(eps: float, bounded: bool) -> tuple[float, bool]:
+    """``(eps, bounded)`` checked, with errors that say what to pass."""
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be a positive float (relative to the scale of E[g^2]), got {eps!r}.")
+    if not isinstance(bounded, bool):
+        raise ValueError(f"bounded must be True or False, got {bounded!r}.")
+    return float(eps), bounded
+
+
 @register_score("gsnr")
 class GSNR(Score):
     """Gradient signal-to-noise ratio, s(w) = E[g]² / Var[g] (Liu et al., ICLR 2020; streaming estimator as in
@@ -39,12 +48,7 @@ class GSNR(Score):
     def __init__(self, beta: float = 0.9, eps: float = 1e-6, bounded: bool = False) -> None:
         super().__init__()
         self.beta = check_beta("beta", beta)
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps must be a positive float (relative to the scale of E[g^2]), got {eps!r}.")
-        self.eps = float(eps)
-        if not isinstance(bounded, bool):
-            raise ValueError(f"bounded must be True or False, got {bounded!r}.")
-        self.bounded = bounded
+        self.eps, self.bounded = check_gsnr_options(eps, bounded)
 
     def update(self, param: Tensor, grad: Tensor) -> None:
         ema_(self.first_moment, grad, self.beta, scratch=self.workspace(1))

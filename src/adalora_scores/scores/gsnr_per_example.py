@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from adalora_scores.scores.base import GradientMoments, Score, check_beta, ema_, register_score
+from adalora_scores.scores.gsnr import check_gsnr_options
 
 
 @register_score("gsnr_per_example")
@@ -42,12 +43,7 @@ class GSNRPerExample(Score):
     def __init__(self, beta: float = 0.9, eps: float = 1e-6, bounded: bool = False) -> None:
         super().__init__()
         self.beta = check_beta("beta", beta)
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps must be a positive float (relative to the scale of E[g^2]), got {eps!r}.")
-        self.eps = float(eps)
-        if not isinstance(bounded, bool):
-            raise ValueError(f"bounded must be True or False, got {bounded!r}.")
-        self.bounded = bounded
+        self.eps, self.bounded = check_gsnr_options(eps, bounded)
 
     def update_moments(self, param: Tensor, moments: GradientMoments) -> None:
         if moments.count < 2:
