@@ -5,7 +5,8 @@ a CSV/TSV record starts on (the header is line 1; a quoted field may span lines)
 a JSON array element starts on, and ``"data.parquet, row 3"`` for Parquet, which has no lines (rows count from 1).
 
 * CSV: comma-separated with a header row and ``"`` quoting (Python's ``csv`` module, the Excel dialect).
-* TSV: tab-separated with a header row and no quoting (as the GLUE distribution), so quotes stay part of the text.
+* TSV: the same with tabs, as Python's ``csv`` and pandas write it (a field that starts with ``"`` is quoted; a
+  quote inside a field is text). The original GLUE TSVs, which never quote, are read by ``tasks/glue``.
 * JSON: an array of objects, or an object whose ``data`` key holds that array. JSONL: one object per line.
 * Parquet: read with pyarrow (a dependency of ``datasets``).
 
@@ -84,8 +85,7 @@ def read_utf8(path: str | Path) -> str:
 
 def _read_delimited(path: Path, text: str) -> Table:
     tsv = path.suffix == ".tsv"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
-                        quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)  # fmt: skip
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",")
     header: list[str] | None = None
     records = []
     previous = 0  # physical lines read before the current record: it starts on line previous + 1
@@ -98,9 +98,9 @@ def _read_delimited(path: Path, text: str) -> Table:
                 header = [name.strip() for name in row]
                 continue
             if len(row) != len(header):
-                quote = "" if tsv else '; quote a text that holds a comma ("like, this")'
+                quote = "a tab" if tsv else 'a comma ("like, this")'
                 raise ValueError(f"{path}, line {start}: {len(row)} fields but the header (line 1) has "
-                                 f"{len(header)}{quote}.")  # fmt: skip
+                                 f"{len(header)}; quote a text that holds {quote}.")  # fmt: skip
             records.append(Record(f"{path}, line {start}", dict(zip(header, row, strict=True))))
     except csv.Error as error:
         raise ValueError(f"{path}, line {reader.line_num}: not valid {'TSV' if tsv else 'CSV'} ({error}).") from None
