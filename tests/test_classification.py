@@ -14,11 +14,14 @@ import torch
 import yaml
 from conftest import sentence
 from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
 
 from adalora_scores.cli import main
 from adalora_scores.config import TrainConfig, resolve_config
 from adalora_scores.metrics.classification import classification_metrics, regression_metrics
 from adalora_scores.run_files import config_changes
+from adalora_scores.study.results import collect
+from adalora_scores.study.tuning import tune
 from adalora_scores.tasks import configure_task, get_task, load_glue
 from adalora_scores.tasks.classification import base_model_for_run, read_labels
 from adalora_scores.tasks.classification.files import read_table
@@ -265,8 +268,40 @@ def test_sentence_pairs_from_tsv_train_and_reload(tmp_path, tiny_model_dir):
     assert set(metrics["eval"]["dev"]) == {"accuracy", "macro_f1", "matthews_correlation"}
     assert read_labels(out)["labels"] == ["contradiction", "entailment"]
     assert yaml.safe_load((out / "config.yaml").read_text())["task_options"]["text_pair_column"] == "answer"
+    stock = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)  # no helper at all
+    assert PeftModel.from_pretrained(stock, out / "adapter").peft_config["default"].rank_pattern is not None
     model = PeftModel.from_pretrained(base_model_for_run(out, str(tiny_model_dir)), out / "adapter")
     assert model.config.num_labels == 2 and model.config.id2label == {0: "contradiction", 1: "entailment"}
+
+
+def test_a_sweep_over_scores_and_learning_rates_tunes_on_a_lower_is_better_metric(tmp_path, tiny_model_dir):
+    """Sentence pairs with a regression target from Parquet, ranked on MSE: sweep, then the tuned report picks per
+    score the learning rate with the *smallest* dev MSE."""
+    rows = _rows(32, seed=9, pair=True, regression=True)
+    _write(tmp_path / "train.parquet", rows[:24])
+    _write(tmp_path / "dev.parquet", rows[24:])
+    tiny = {key: yaml.safe_load(value) for key, value in (item.split("=") for item in TINY[:-2])}  # not the LR
+    spec = {"kind": "sweep", "grid": {"task": ["classification"], "score": ["sensitivity", "fisher"],
+                                      "learning_rate": [1e-3, 2e-2], "seed": [1]},
+            "set": {"model": str(tiny_model_dir), **tiny,
+                    "task_options": {"text_column": "review", "text_pair_column": "answer", "label_column": "score",
+                                     "regression": True, "main_metric": "mse"}},
+            "data": {"classification": str(tmp_path)}}  # fmt: skip
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--output", str(results)]) == 0
+    assert main(["report", str(results), "--tuned", "learning_rate", "--select-on", "dev", "--no-plots"]) == 0
+    mse = {}
+    for path in results.glob("*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        assert metrics["main_metric"] == "mse" and read_labels(path.parent)["regression"] is True
+        config = yaml.safe_load((path.parent / "config.yaml").read_text())
+        mse[(config["score"], config["learning_rate"])] = metrics["eval"]["dev"]["mse"]
+    assert len(mse) == 4
+    _, choices = tune(collect(results), "learning_rate", "dev")
+    for choice in choices:
+        assert choice.lower_is_better and choice.metric == "mse"
+        assert choice.chosen == min((1e-3, 2e-2), key=lambda lr: mse[(choice.row[0], lr)])
 
 
 def test_a_regression_target_from_jsonl(tmp_path, tiny_model_dir):
