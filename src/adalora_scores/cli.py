@@ -126,12 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune with AdaLoRA. Values: preset defaults < preset task entry < flags < key=value.",
     )
     train.add_argument(
-        "--task", required=True, help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, or squad (v1.1) / squad_v2"
+        "--task",
+        required=True,
+        help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, squad (v1.1) / squad_v2, or classification (your own "
+        "labelled text: task_options.text_column=COLUMN ...)",
     )
     train.add_argument("--score", help="registered score (default sensitivity)")
     train.add_argument("--model", help="Hub name or local folder (default microsoft/deberta-v3-base)")
     train.add_argument(
-        "--data", help="local data folder (GLUE TSVs or CSV/JSON; SQuAD train-/dev-v*.json); default: the Hub"
+        "--data",
+        help="local data folder (GLUE TSVs or CSV/JSON; SQuAD train-/dev-v*.json; classification: train.* and dev.*, "
+        "each csv/tsv/json/jsonl/parquet); default: the Hub",
     )
     train.add_argument("--output", required=True, help="run folder to create")
     train.add_argument("--seed", type=int)
@@ -139,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    train.add_argument("overrides", nargs="*", metavar="key=value", help="any config field, e.g. learning_rate=1e-3")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="any config field, e.g. learning_rate=1e-3; score and task options as score_options.beta=0.9, "
+        "task_options.text_column=review",
+    )
     train.set_defaults(run=_train)
     squad = commands.add_parser(
         "evaluate-squad",

@@ -45,13 +45,18 @@ class TrainConfig:
     """Everything one fine-tuning run needs. Paper symbols in brackets."""
 
     task: str = ""
-    """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or SQuAD (squad = v1.1, squad_v2)."""
+    """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), SQuAD (squad = v1.1, squad_v2), or
+    ``classification`` for your own labelled text (configured by ``task_options``)."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     method: str = "adalora"
     """"adalora", or "lora": plain LoRA of rank ``target_r`` on the same modules (score and schedule unused)."""
     score_options: dict[str, Any] = field(default_factory=dict)
     """Constructor options of the score, e.g. ``{beta: 0.9}``."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the task, checked by the task, e.g. ``{text_column: review, label_column: sentiment}`` for
+    ``classification`` (``adalora_scores.tasks.classification.ClassificationOptions`` lists them); on the command
+    line ``task_options.text_column=review``. GLUE and SQuAD take none."""
     task_gradient_only: bool = False
     """Scores see the task-loss gradient (the mean of the per-example gradients, before clipping) instead of
     ``p.grad``, which also holds the orthogonal regulariser's gradient."""
@@ -175,6 +180,7 @@ class TrainConfig:
             f"checkpoint_every must be >= 0 (0: none; null: every 10% of the run), got {self.checkpoint_every}.",
         )
         need(isinstance(self.score_options, dict), "score_options must be a mapping, e.g. {beta: 0.9}.")
+        need(isinstance(self.task_options, dict), "task_options must be a mapping, e.g. {text_column: review}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -299,7 +305,9 @@ def _convert(name: str, text: str) -> Any:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["learning_rate=1e-3", "score_options.beta=0.9"]`` → typed values, checking every key exists."""
+    """``["learning_rate=1e-3", "score_options.beta=0.9", "task_options.text_column=review"]`` → typed values,
+    checking every key exists (the names inside ``score_options``/``task_options`` are checked by the score and the
+    task)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -307,8 +315,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"{pair!r} is not a key=value override (e.g. learning_rate=1e-3).")
         key, text = pair.split("=", 1)
         key = ALIASES.get(key, key)
-        if key.startswith("score_options."):
-            values.setdefault("score_options", {})[key.split(".", 1)[1]] = yaml.safe_load(text)
+        if key.startswith(("score_options.", "task_options.")):
+            section, name = key.split(".", 1)
+            values.setdefault(section, {})[name] = yaml.safe_load(text)
             continue
         if key not in fields:
             import difflib
@@ -321,14 +330,30 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
-    """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides."""
+    """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; ``score_options`` and
+    ``task_options`` merge name by name. The task checks its options here, before any run starts."""
     values: dict[str, Any] = load_preset(preset, task) if preset else {}
     values.update(canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values"))
     parsed = parse_overrides(overrides)
-    if "score_options" in parsed:
-        values["score_options"] = {**values.get("score_options", {}), **parsed.pop("score_options")}
+    for section in ("score_options", "task_options"):
+        if section in parsed:
+            values[section] = {**(values.get(section) or {}), **parsed.pop(section)}
     values.update(parsed)
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    _check_task_options(config)
+    return config
+
+
+def _check_task_options(config: TrainConfig) -> None:
+    """Let the task validate ``config.task_options`` (unknown or missing options); an unknown task is left to
+    ``train``, whose error lists the known tasks."""
+    from adalora_scores.tasks import configure_task, get_task
+
+    try:
+        get_task(config.task)
+    except KeyError:
+        return
+    configure_task(config.task, config.task_options)

@@ -41,7 +41,7 @@ from adalora_scores.run_files import (
     is_finished,
     read_config,
 )
-from adalora_scores.tasks import Task, get_task
+from adalora_scores.tasks import Task, configure_task
 
 __all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
@@ -112,7 +112,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
 
     Returns the metrics written to ``metrics.json``.
     """
-    task = get_task(config.task)
+    task = configure_task(config.task, config.task_options)  # the task of this run, with its options
     adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
     checkpoint = None
     if resume:
@@ -206,6 +206,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         outputs = predict(peft_model, loader, task.output_names, accelerator)
         evals[name], written = task.evaluate(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
+    files |= task.run_files() if hasattr(task, "run_files") else {}  # e.g. classification's labels.json
     ranks = adapted.ranks()
     finite = [v for v in progress.losses if math.isfinite(v)]
     initial_parameters = adapted.adapter_parameters(initial=True)

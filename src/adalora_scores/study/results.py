@@ -7,7 +7,10 @@ Statistics (stated in the report):
   per-seed averages over the seeds present in every column;
 * significance: a two-sided paired t-test over seeds (``scipy.stats.ttest_rel``) of each score against
   ``sensitivity`` with the same other grid values, per column, on the seeds both have; p-values are also given
-  Holm-adjusted over all comparisons of a table (family-wise error 5%).
+  Holm-adjusted over all comparisons of a table (family-wise error 5%);
+* direction: the mean difference is always ours − baseline; ``Comparison.higher_is_better`` says whether a positive
+  difference is an improvement (False for a lower-is-better metric such as ``mse``;
+  ``adalora_scores.metrics.direction``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import yaml
 from scipy.stats import ttest_rel
 
+from adalora_scores.metrics.direction import higher_is_better
 from adalora_scores.run_files import ERROR_FILE, METRICS_FILE, SWEEP_MANIFEST, is_finished, read_config, read_json
 from adalora_scores.study.paper import GLUE_AVERAGE_PARTS, Column
 
@@ -78,6 +82,8 @@ class Comparison:
     t: float | None
     p: float | None
     p_holm: float | None = None
+    higher_is_better: bool = True
+    """Whether a positive ``mean_difference`` (ours − baseline) is an improvement for this column's metric."""
 
 
 def paired_test(
@@ -186,10 +192,10 @@ class Study:
             for column in columns:
                 key = (column.task, column.split, column.metric)
                 n, difference, t, p = paired_test(self.values(row, *key), self.values(baseline, *key))
-                found.append(Comparison(row, column.label, n, difference, t, p))
+                found.append(Comparison(row, column.label, n, difference, t, p, None, higher_is_better(column.metric)))
         adjusted = holm([c.p for c in found])
         return [
-            Comparison(c.row, c.column, c.n, c.mean_difference, c.t, c.p, a)
+            Comparison(c.row, c.column, c.n, c.mean_difference, c.t, c.p, a, c.higher_is_better)
             for c, a in zip(found, adjusted, strict=True)
         ]
 

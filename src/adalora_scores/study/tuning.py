@@ -6,16 +6,20 @@ selection split, then report that value's dev results.
 * ``select_on="dev"``: the main metric on the dev split(s) (MNLI: the mean of matched and mismatched), as GLUE papers
   usually do; the report labels it, since the reported numbers are then selected on themselves.
 
-Ties go to the value listed first in the grid.
+The best value is the largest mean, or the smallest for a lower-is-better main metric (``mse``; the registry is
+``adalora_scores.metrics.direction``); each :class:`Choice` records the metric and its direction. Ties go to the
+value listed first in the grid.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from adalora_scores.metrics.direction import higher_is_better
 from adalora_scores.study.results import Cell, RunRecord, Study, _variant, summarize
 
 __all__ = ["Candidate", "Choice", "selection_value", "tune"]
@@ -45,6 +49,19 @@ class Choice:
     task: str
     chosen: Any
     candidates: list[Candidate]
+    metric: str | None = None
+    """The main metric the choice was made on (the runs' ``main_metric``)."""
+    lower_is_better: bool = False
+    """True when the chosen value has the *smallest* mean (e.g. ``mse``); reports should say so."""
+
+
+def _main_metric(row: tuple[str, str], task: str, records: list[RunRecord]) -> str | None:
+    """The one main metric of a group of runs; runs that rank on different metrics cannot be compared."""
+    metrics = sorted({str(m) for r in records if (m := r.metrics.get("main_metric")) is not None})
+    if len(metrics) > 1:
+        raise ValueError(f"{row[0]} on {task}: the runs rank on different main metrics ({', '.join(metrics)}); "
+                         "give every run of a task the same task_options.main_metric.")  # fmt: skip
+    return metrics[0] if metrics else None
 
 
 def tune(study: Study, key: str, select_on: str = "selection") -> tuple[Study, list[Choice]]:
@@ -65,14 +82,18 @@ def tune(study: Study, key: str, select_on: str = "selection") -> tuple[Study, l
             picked = {r.seed: v for r in records if (v := selection_value(r, select_on)) is not None}
             dev = {r.seed: v for r in records if (v := selection_value(r, "dev")) is not None}
             candidates.append(Candidate(records[0].grid_values.get(key), summarize(picked), summarize(dev)))
-        scored = [c for c in candidates if c.selection.mean is not None]
+        # NaN (an undefined correlation, e.g. constant predictions) is no result: it must not win or block a choice
+        scored = [c for c in candidates if c.selection.mean is not None and not math.isnan(c.selection.mean)]
         if not scored:
             raise ValueError(
                 f"{row[0]} on {task}: no run has a '{select_on}' result to select on. Train with "
                 "selection_fraction > 0 (e.g. selection_fraction=0.1), or report with --select-on dev."
             )
-        best = max(scored, key=lambda c: c.selection.mean)  # first maximum: grid order breaks ties
-        choices.append(Choice(row, task, best.value, candidates))
+        metric = _main_metric(row, task, [r for records in by_value.values() for r in records])
+        lower = metric is not None and not higher_is_better(metric)
+        pick = min if lower else max  # the first extreme: grid order breaks ties
+        best = pick(scored, key=lambda c: c.selection.mean)
+        choices.append(Choice(row, task, best.value, candidates, metric, lower))
         kept += [dataclasses.replace(r, variant=row[1]) for r in by_value[repr(best.value)]]
     expected = None
     if study.expected is not None:

@@ -1,4 +1,5 @@
-"""Tasks by name, from a registry: the nine GLUE tasks, SQuAD v1.1/v2.0 and the demo's synthetic task.
+"""Tasks by name, from a registry: the nine GLUE tasks, SQuAD v1.1/v2.0, ``classification`` (any labelled text,
+configured by ``task_options``) and the demo's synthetic task.
 
 Importing this package registers the built-ins. The interface is :class:`Task`; a new task is one file that builds
 a task object and calls :func:`register_task`.
@@ -7,18 +8,21 @@ a task object and calls :func:`register_task`.
 from __future__ import annotations
 
 from adalora_scores.tasks import contrast, glue, squad  # noqa: F401  (registers the built-ins)
-from adalora_scores.tasks.base import Task, get_task, list_tasks, register_task
+from adalora_scores.tasks.base import Task, configure_task, get_task, list_tasks, register_task
+from adalora_scores.tasks.classification.task import ClassificationTask
 from adalora_scores.tasks.glue import GLUE_TASKS, Example, GlueTask, TaskData, load_glue
 from adalora_scores.tasks.squad import SQUAD_TASKS, SquadTask
 
 __all__ = [
     "GLUE_TASKS",
     "SQUAD_TASKS",
+    "ClassificationTask",
     "Example",
     "GlueTask",
     "SquadTask",
     "Task",
     "TaskData",
+    "configure_task",
     "get_task",
     "list_tasks",
     "load_glue",

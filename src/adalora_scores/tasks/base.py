@@ -2,18 +2,28 @@
 
 A task is an object with these attributes and methods (:class:`Task`, a ``typing.Protocol``: any class that has
 them is a task; no base class is needed). Adding a task is one file that builds one and calls
-:func:`register_task`; ``tasks/glue``, ``tasks/squad`` and ``tasks/contrast.py`` are the built-ins.
+:func:`register_task`; ``tasks/glue``, ``tasks/squad``, ``tasks/classification`` and ``tasks/contrast.py`` are the
+built-ins.
+
+Two optional methods, looked up by name (a task without them behaves as before):
+
+* ``with_options(options: dict) -> Task``: the task of one run, bound to the config's ``task_options`` (validated:
+  unknown names and missing required options are errors). A task without it takes no options.
+  :func:`configure_task` is the one place that calls it.
+* ``run_files() -> dict[str, Any]``: JSON objects the run folder keeps next to the adapter (``classification``:
+  ``labels.json``, the label mapping), asked for after evaluation.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["Task", "configure_task", "get_task", "list_tasks", "register_task"]
 
 
 @runtime_checkable
@@ -100,3 +110,17 @@ def get_task(name: str) -> Task:
     close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(list_tasks())}.")
+
+
+def configure_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
+    """The task ``name`` for one run with its ``task_options``: ``task.with_options(options)`` where the task has
+    options; the registered task itself otherwise, which refuses any option."""
+    task = get_task(name)
+    options = dict(options or {})
+    with_options = getattr(task, "with_options", None)
+    if with_options is not None:
+        return with_options(options)
+    if options:
+        raise ValueError(f"task {task.name} takes no task_options (got {', '.join(map(str, options))}); remove "
+                         "them, or use --task classification for your own data.")  # fmt: skip
+    return task

@@ -4,7 +4,7 @@ local CSV/JSON files with named columns. ``GlueTask`` implements the task interf
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,6 +13,7 @@ import torch
 
 from adalora_scores.metrics.glue import glue_metrics
 from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.classification.files import read_table, read_utf8
 from adalora_scores.tasks.glue.features import EncodedDataset
 
 __all__ = ["GLUE_TASKS", "Example", "GlueTask", "TaskData", "load_glue"]
@@ -130,8 +131,7 @@ def _label(task: GlueTask, value: Any, where: str) -> float | int:
 
 
 def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise ValueError(f"{path} is empty; expected {task.expected_data()}.")
     if task.has_header:
@@ -157,24 +157,17 @@ def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
 
 
 def _read_named(task: GlueTask, path: Path) -> list[Example]:
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            records = list(csv.DictReader(handle))
-    elif path.suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-        records = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+    """CSV, JSON or JSONL with named columns; errors name the line of the record (``classification.files``)."""
     examples = []
-    for number, record in enumerate(records, start=1):
-        missing = [c for c in (*task.columns, "label") if c not in record]
+    for record in read_table(path).records:
+        missing = [c for c in (*task.columns, "label") if c not in record.values]
         if missing:
             raise ValueError(
-                f"{path}, record {number}: missing column(s) {missing}; {task.name} files with named columns need "
+                f"{record.where}: missing column(s) {missing}; {task.name} files with named columns need "
                 f"{', '.join((*task.columns, 'label'))}."
             )
-        texts = [str(record[c]) for c in task.columns]
-        label = _label(task, record["label"], f"{path}, record {number}, column 'label'")
+        texts = [str(record.values[c]) for c in task.columns]
+        label = _label(task, record.values["label"], f"{record.where}, column 'label'")
         examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
     return examples
 

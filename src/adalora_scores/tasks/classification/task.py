@@ -1,0 +1,406 @@
+"""The ``classification`` task: any labelled text, one text column or a pair, with its options in the config.
+
+Options (``task_options`` in a preset or sweep file, or ``task_options.NAME=value`` on the command line) are listed
+in :class:`ClassificationOptions`. The data comes from exactly one of:
+
+* ``--data FOLDER`` holding ``train.*`` and ``dev.*`` (or ``validation.*``), each .csv, .tsv, .json, .jsonl or
+  .parquet;
+* ``task_options.train_file`` and ``task_options.dev_file``;
+* a Hub dataset: ``task_options.hub_dataset`` (and ``hub_config``, ``train_split``, ``dev_split``).
+
+Labels come from the data. Classification: each distinct value of the label column (text, or whole numbers) is a
+class; the class ids follow the sorted labels (numerically when every label is a whole number, else as text), so
+the same data always gives the same mapping. Regression (``task_options.regression=true``; never inferred): the
+label is a number and the model has one output. A number with a fraction in a classification label column is
+refused with a pointer to ``regression=true``.
+
+The mapping is written to the run folder as ``labels.json`` (:func:`read_labels`), and set as the model's
+``id2label``/``label2id``; :func:`base_model_for_run` builds the base model with that head, for
+``PeftModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from adalora_scores.metrics.classification import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    classification_metrics,
+    regression_metrics,
+)
+from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.classification.files import SUFFIXES, Record, Table, read_table
+from adalora_scores.tasks.glue.data import Example, TaskData
+from adalora_scores.tasks.glue.features import EncodedDataset
+
+__all__ = ["CLASSIFICATION_TASK", "LABELS_FILE", "ClassificationOptions", "ClassificationTask", "base_model_for_run",
+           "read_labels"]  # fmt: skip
+
+LABELS_FILE = "labels.json"
+"""In the run folder: ``{"regression", "label_column", "labels", "id2label", "label2id"}``."""
+_EXAMPLE = ("e.g. adalora-scores train --task classification --data reviews/ task_options.text_column=review "
+            "task_options.label_column=sentiment ...")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClassificationOptions:
+    """The task options of ``classification``; only ``text_column`` is required."""
+
+    text_column: str = field(default="", metadata={"help": "the column holding the text, e.g. review"})
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "a second text column for sentence pairs, e.g. hypothesis"}
+    )
+    label_column: str = field(default="label", metadata={"help": "the column holding the label"})
+    regression: bool = field(default=False, metadata={"help": "the label is a number: one output, MSE loss"})
+    main_metric: str | None = field(
+        default=None,
+        metadata={"help": "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
+                          "classes); regression: pearson (default), spearman or mse"},
+    )  # fmt: skip
+    train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
+    dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
+    hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
+    hub_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration name"})
+    train_split: str = field(default="train", metadata={"help": "the Hub split to train on"})
+    dev_split: str = field(default="validation", metadata={"help": "the Hub split to evaluate on"})
+
+    @classmethod
+    def known(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ClassificationOptions:
+        """Validated options; an unknown name lists the known ones, a missing required one gives an example."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"task_options must be a mapping (e.g. {{text_column: review}}), got {options!r}.")
+        known = cls.known()
+        for name in options:
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown task option {name!r} for task classification.{hint} Known options: "
+                                 f"{', '.join(known)}.")  # fmt: skip
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if name == "regression":
+                if not isinstance(value, bool):
+                    raise ValueError(f"task_options.regression must be true or false, got {value!r}.")
+            elif value is not None:
+                if isinstance(value, (dict, list, bool)):
+                    raise ValueError(f"task_options.{name} must be a name or path, got {value!r}.")
+                value = str(value)
+            values[name] = value
+        parsed = cls(**values)
+        if not parsed.text_column:
+            raise ValueError("task classification needs task_options.text_column, the column holding the text; "
+                             f"{_EXAMPLE}")  # fmt: skip
+        if (parsed.train_file is None) != (parsed.dev_file is None):
+            raise ValueError(
+                "task_options.train_file and task_options.dev_file go together; give both (e.g. "
+                "task_options.train_file=train.csv task_options.dev_file=dev.csv) or a --data folder."
+            )
+        if parsed.train_file is not None and parsed.hub_dataset is not None:
+            raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
+                             "keep one data source.")  # fmt: skip
+        for name in ("train_file", "dev_file"):
+            path = getattr(parsed, name)
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
+        allowed = REGRESSION_METRICS if parsed.regression else CLASSIFICATION_METRICS
+        if parsed.main_metric is not None and parsed.main_metric not in allowed:
+            kind = "regression" if parsed.regression else "classification"
+            raise ValueError(f"task_options.main_metric={parsed.main_metric} is not a {kind} metric; use one of "
+                             f"{', '.join(allowed)}.")  # fmt: skip
+        return parsed
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _label_text(value: Any, record: Record, column: str) -> str:
+    """A class label as text: integers (and whole floats, as Parquet or JSON may store them) as digits."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"{record.where}, column {column!r}: label {value!r} is not a single value.")
+    return str(value).strip()
+
+
+def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
+    """Numerically when every label is a whole number (so "10" follows "9"), else as text."""
+    if all(_as_number(label) is not None and float(label).is_integer() for label in labels):
+        return tuple(sorted(labels, key=float))
+    return tuple(sorted(labels))
+
+
+@dataclass
+class ClassificationTask:
+    """Sequence classification or regression on the user's own data (module docstring).
+
+    The registered instance has no options; :meth:`with_options` returns the task of one run, which ``load`` fills
+    with the label mapping that ``load_model``, ``evaluate`` and ``run_files`` then use.
+    """
+
+    options: ClassificationOptions | None = None
+    labels: tuple[str, ...] | None = None
+    """The class labels in id order, known after ``load`` (``()`` for regression)."""
+    name: str = "classification"
+    eval_splits: tuple[str, ...] = ("dev",)
+    modules_to_save: ClassVar[tuple[str, ...]] = ("classifier", "pooler")
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    group_key: ClassVar[str | None] = None
+
+    @property
+    def main_metric(self) -> str:
+        if self.options is None:
+            return "accuracy"
+        return self.options.main_metric or ("pearson" if self.options.regression else "accuracy")
+
+    @property
+    def regression(self) -> bool:
+        return self.options is not None and self.options.regression
+
+    def with_options(self, options: Mapping[str, Any]) -> ClassificationTask:
+        """A new task for one run, with validated ``options`` (see :class:`ClassificationOptions`)."""
+        return ClassificationTask(ClassificationOptions.parse(options), name=self.name)
+
+    def _need_options(self) -> ClassificationOptions:
+        if self.options is None:
+            raise ValueError(f"task classification needs task options; {_EXAMPLE}")
+        return self.options
+
+    # ---------------------------------------------------------------------------------------------------- data
+    def expected_data(self) -> str:
+        return (f"train and dev files ({', '.join(SUFFIXES)}) in a --data folder (train.*, dev.* or "
+                "validation.*), or task_options.train_file and task_options.dev_file, or task_options.hub_dataset; "
+                "with the columns named by task_options.text_column (and text_pair_column) and label_column (default "
+                "label)")  # fmt: skip
+
+    def _local_files(self, data: str | Path | None) -> tuple[Path, Path]:
+        options = self._need_options()
+        if options.train_file is not None:
+            if data is not None:
+                raise ValueError(f"--data {data} and task_options.train_file/dev_file both name data; keep one.")
+            return Path(options.train_file), Path(options.dev_file)  # type: ignore[arg-type]
+        if data is None:
+            raise ValueError(f"task classification has no data: give --data FOLDER ({self.expected_data()}).")
+        folder = Path(data)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {self.expected_data()}.")
+
+        def find(stems: tuple[str, ...]) -> Path:
+            found = [folder / f"{stem}{suffix}" for stem in stems for suffix in SUFFIXES
+                     if (folder / f"{stem}{suffix}").is_file()]  # fmt: skip
+            if not found:
+                looked = ", ".join(f"{stem}.{{{','.join(x[1:] for x in SUFFIXES)}}}" for stem in stems)
+                raise FileNotFoundError(f"{folder}: no {stems[0]} file (looked for {looked}); or name the files with "
+                                        "task_options.train_file/dev_file.")  # fmt: skip
+            if len(found) > 1:
+                raise ValueError(f"{folder}: several {stems[0]} files ({', '.join(p.name for p in found)}); keep one, "
+                                 "or name them with task_options.train_file/dev_file.")  # fmt: skip
+            return found[0]
+
+        return find(("train",)), find(("dev", "validation"))
+
+    def _hub_tables(self) -> tuple[Table, Table]:
+        from datasets import load_dataset
+
+        options = self._need_options()
+        name = options.hub_dataset
+        dataset = load_dataset(name, options.hub_config) if options.hub_config else load_dataset(name)
+        tables = []
+        for split in (options.train_split, options.dev_split):
+            if split not in dataset:
+                raise ValueError(f"Hub dataset {name} has no split {split!r} (it has {', '.join(dataset)}); set "
+                                 "task_options.train_split / task_options.dev_split.")  # fmt: skip
+            rows = dataset[split]
+            where = f"Hub dataset {name}" + (f" ({options.hub_config})" if options.hub_config else "")
+            records = [Record(f"{where}, split {split!r}, row {i}", row) for i, row in enumerate(rows, 1)]
+            tables.append(Table(Path(f"{where}, split {split!r}"), tuple(rows.column_names), records))
+        return tables[0], tables[1]
+
+    def _rows(self, table: Table) -> list[tuple[Record, str, str | None, Any]]:
+        """(record, text, second text, raw label) of every record; missing columns and empty texts are errors."""
+        options = self._need_options()
+        wanted = [options.text_column, *([options.text_pair_column] if options.text_pair_column else []),
+                  options.label_column]  # fmt: skip
+        if not table.records:
+            raise ValueError(f"{table.path} holds no examples; expected a header and one example per line.")
+        if table.columns is not None:
+            missing = [c for c in wanted if c not in table.columns]
+            if missing:
+                place = f"{table.path}, line 1 (the header)" if table.path.suffix in (".csv", ".tsv") else table.path
+                raise ValueError(f"{place}: no column {missing[0]!r} (columns: {', '.join(table.columns)}); set "
+                                 f"{self._option_for(missing[0])} to one of them.")  # fmt: skip
+        rows = []
+        for record in table.records:
+            for column in wanted:
+                if column not in record.values:
+                    raise ValueError(f"{record.where}: no column {column!r} (it has {', '.join(record.values)}); "
+                                     f"add it, or set {self._option_for(column)} to the right name.")  # fmt: skip
+            for column in wanted:
+                if _is_empty(record.values[column]):
+                    what = "label" if column == options.label_column else "text"
+                    raise ValueError(f"{record.where}, column {column!r}: empty {what}; fill it in or remove the "
+                                     "row.")  # fmt: skip
+            texts = [str(record.values[c]) for c in wanted[:-1]]
+            rows.append((record, texts[0], texts[1] if len(texts) > 1 else None, record.values[wanted[-1]]))
+        return rows
+
+    def _option_for(self, column: str) -> str:
+        options = self._need_options()
+        for name in ("text_column", "text_pair_column", "label_column"):
+            if getattr(options, name) == column:
+                return f"task_options.{name}"
+        return "the task option"
+
+    def _regression_examples(self, rows: list[tuple[Record, str, str | None, Any]], column: str) -> list[Example]:
+        examples = []
+        for record, text_a, text_b, value in rows:
+            number = None if isinstance(value, bool) else _as_number(str(value))
+            if number is None:
+                raise ValueError(f"{record.where}, column {column!r}: {value!r} is not a number; a regression "
+                                 "target (task_options.regression=true) must be a finite number.")  # fmt: skip
+            examples.append(Example(text_a, text_b, number))
+        return examples
+
+    def _label_mapping(self, rows: list[tuple[Record, str, str | None, Any]], table: Table) -> tuple[str, ...]:
+        column = self._need_options().label_column
+        seen: dict[str, Record] = {}
+        for record, _, _, value in rows:
+            text = _label_text(value, record, column)
+            number = _as_number(text)
+            if number is not None and not number.is_integer():
+                raise ValueError(f"{record.where}, column {column!r}: label {value!r} is a number with a fraction; "
+                                 "for a numeric target pass task_options.regression=true, or use whole-number or "
+                                 "text class labels.")  # fmt: skip
+            seen.setdefault(text, record)
+        if len(seen) < 2:
+            (label, first), = seen.items()  # fmt: skip
+            raise ValueError(f"{table.path}: every example has the label {label!r} in column {column!r} (from "
+                             f"{first.where.rsplit(', ', 1)[-1]} on): one class cannot be learned; check "
+                             "task_options.label_column, or add examples of the other classes.")  # fmt: skip
+        return _sorted_labels(set(seen))
+
+    def _class_examples(self, rows: list[tuple[Record, str, str | None, Any]], labels: tuple[str, ...],
+                        train: bool) -> list[Example]:  # fmt: skip
+        column, index = self._need_options().label_column, {label: i for i, label in enumerate(labels)}
+        examples = []
+        for record, text_a, text_b, value in rows:
+            text = _label_text(value, record, column)
+            if text not in index:
+                where = "" if train else " of the training data"
+                raise ValueError(
+                    f"{record.where}, column {column!r}: label {text!r} is not one of the labels"
+                    f"{where} ({', '.join(labels)}); fix the label, or add training examples of it."
+                )
+            examples.append(Example(text_a, text_b, index[text]))
+        return examples
+
+    def load(self, data: str | Path | None) -> TaskData:
+        """Read the train and dev data, check it, and fix the label mapping (``self.labels``)."""
+        options = self._need_options()
+        if options.hub_dataset is not None:
+            if data is not None:
+                raise ValueError(f"--data {data} and task_options.hub_dataset both name data; keep one.")
+            train_table, dev_table = self._hub_tables()
+        else:
+            train_path, dev_path = self._local_files(data)
+            train_table, dev_table = read_table(train_path), read_table(dev_path)
+        train_rows, dev_rows = self._rows(train_table), self._rows(dev_table)
+        if options.regression:
+            self.labels = ()
+            return TaskData(self._regression_examples(train_rows, options.label_column),
+                            {"dev": self._regression_examples(dev_rows, options.label_column)})  # fmt: skip
+        labels = self._label_mapping(train_rows, train_table)
+        if options.main_metric == "matthews_correlation" and len(labels) != 2:
+            raise ValueError(f"task_options.main_metric=matthews_correlation needs two classes; {train_table.path} "
+                             f"has {len(labels)} ({', '.join(labels)}); use accuracy or macro_f1.")  # fmt: skip
+        self.labels = labels
+        return TaskData(self._class_examples(train_rows, labels, True),
+                        {"dev": self._class_examples(dev_rows, labels, False)})  # fmt: skip
+
+    # --------------------------------------------------------------------------------------------------- model
+    def _mapping(self) -> tuple[str, ...]:
+        if self.labels is None:
+            raise RuntimeError("the label mapping is known only after load(); call task.load(data) first.")
+        return self.labels
+
+    def head_config(self) -> dict[str, Any]:
+        """``from_pretrained`` keywords for this head: ``num_labels``, ``problem_type`` and the label names."""
+        labels = self._mapping()
+        if self.regression:
+            return {"num_labels": 1, "problem_type": "regression"}
+        label2id = {label: i for i, label in enumerate(labels)}
+        return {"num_labels": len(labels), "problem_type": "single_label_classification",
+                "id2label": dict(enumerate(labels)), "label2id": label2id}  # fmt: skip
+
+    def load_model(self, name: str) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(name, ignore_mismatched_sizes=True,
+                                                                  **self.head_config())  # fmt: skip
+
+    def encode(self, examples: list[Example], tokenizer: Any, config: Any, *, train: bool) -> EncodedDataset:
+        return EncodedDataset(examples, tokenizer, config.max_seq_length)
+
+    def evaluate(self, outputs: dict[str, torch.Tensor], dataset: EncodedDataset,
+                 config: Any) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
+        """Accuracy and macro-F1 (and MCC for two classes), or Pearson, Spearman and MSE; no prediction files."""
+        logits = outputs["logits"]
+        if self.regression:
+            return regression_metrics(logits.squeeze(-1).tolist(), dataset.labels), {}
+        labels = self._mapping()
+        return classification_metrics(logits.argmax(-1).tolist(), dataset.labels, len(labels)), {}
+
+    def run_files(self) -> dict[str, Any]:
+        """``labels.json`` for the run folder: the label mapping evaluation used and reloading needs."""
+        labels = self._mapping()
+        return {LABELS_FILE: {"regression": self.regression, "label_column": self._need_options().label_column,
+                              "labels": list(labels), "id2label": {str(i): label for i, label in enumerate(labels)},
+                              "label2id": {label: i for i, label in enumerate(labels)}}}  # fmt: skip
+
+
+def read_labels(run_folder: str | Path) -> dict[str, Any]:
+    """The ``labels.json`` of a finished ``classification`` run."""
+    from adalora_scores.run_files import read_json
+
+    path = Path(run_folder) / LABELS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; only finished classification runs have a label mapping.")
+    return read_json(path)
+
+
+def base_model_for_run(run_folder: str | Path, model: str | None = None) -> torch.nn.Module:
+    """The base model of a ``classification`` run (``model``, default the run's ``config.yaml`` model) with the
+    run's head: the right ``num_labels`` and its label names. Load the adapter onto it with
+    ``PeftModel.from_pretrained(base, run_folder / "adapter")``."""
+    from adalora_scores.run_files import read_config
+
+    saved = read_labels(run_folder)
+    task = ClassificationTask(ClassificationOptions(text_column="-", regression=bool(saved["regression"])),
+                              labels=tuple(saved["labels"]))  # fmt: skip
+    return task.load_model(model or read_config(Path(run_folder))["model"])
+
+
+CLASSIFICATION_TASK = register_task(ClassificationTask())
