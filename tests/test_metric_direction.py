@@ -68,7 +68,9 @@ def test_tuned_selection_follows_the_metric_direction(metric, lower, fisher, sen
     assert kept == {("fisher", fisher), ("sensitivity", sensitivity)}
     comparison = study.comparisons([Column("mine", "classification", "dev", metric)])
     assert [c.higher_is_better for c in comparison] == [not lower]
-    assert main(["report", str(tmp_path), "--tuned", "learning_rate", "--no-plots"]) == 0  # the report still builds
+    assert main(["report", str(tmp_path), "--tuned", "learning_rate", "--no-plots"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert (f"(lowest {metric}: lower is better)" in report) is lower  # the appendix says which way it picked
 
 
 def test_runs_ranked_on_different_metrics_are_not_compared(tmp_path):

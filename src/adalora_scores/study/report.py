@@ -186,6 +186,8 @@ def _appendix(choices: list[Choice], key: str, select_on: str) -> str:
     for choice in sorted(choices, key=lambda c: (c.task, c.row)):
         for candidate in choice.candidates:
             mark = "✓" if repr(candidate.value) == repr(choice.chosen) else ""
+            if mark and choice.lower_is_better:
+                mark += f" (lowest {choice.metric}: lower is better)"
             lines.append(f"| {_label(choice.row)} | {choice.task} | {candidate.value} | "
                          f"{format_cell(candidate.selection)} | {format_cell(candidate.dev)} | {mark} |")  # fmt: skip
     return "\n".join(lines)
