@@ -263,3 +263,16 @@ def test_table2_reads_squad_keys(tmp_path):
     assert cells["SQuAD v1.1 EM"]["mean"] == 81.0 and cells["SQuAD v1.1 F1"]["mean"] == 89.0
     assert cells["SQuAD v2.0 EM"]["mean"] == 76.0 and cells["SQuAD v2.0 F1"]["paper"] == 88.97
     assert "table1" not in json.loads((tmp_path / "report.json").read_text())  # no GLUE task, no Table 1
+
+
+def test_sweep_overrides_merge_into_the_files_options(tmp_path, monkeypatch):
+    """``score_options.x=`` on the sweep command line adds to the sweep file's ``score_options``, not replaces it."""
+    import adalora_scores.study.sweep as sweep_module
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({"grid": {"task": ["rte"], "score": ["gsnr"], "seed": [1]},
+                                    "set": {"score_options": {"beta": 0.8}}}))  # fmt: skip
+    seen = []
+    monkeypatch.setattr(sweep_module, "run_status", lambda output, run: seen.append(run.config) or "pending")
+    assert main(["sweep", str(spec), "--output", str(tmp_path / "out"), "--dry-run", "score_options.eps=1e-5"]) == 0
+    assert seen[0].score_options == {"beta": 0.8, "eps": 1e-5}

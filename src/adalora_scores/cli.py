@@ -83,7 +83,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from adalora_scores.study.sweep import run_status, run_sweep, write_manifest
 
     spec = load_sweep(args.spec, _seeds(args.seeds))
-    spec.fixed.update(parse_overrides(args.overrides))
+    for key, value in parse_overrides(args.overrides).items():  # score_options.x / task_options.x merge by name
+        mapping = spec.fixed.get(key)
+        spec.fixed[key] = {**mapping, **value} if isinstance(value, dict) and isinstance(mapping, dict) else value
     runs = spec.runs()  # resolves and validates every config before anything runs
     mine = shard(runs, *parse_shard(args.shard)) if args.shard else runs
     output = Path(args.output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,6 +305,15 @@ def _convert(name: str, text: str) -> Any:
     return value
 
 
+def _option_value(text: str) -> Any:
+    """A ``score_options.x`` / ``task_options.x`` value: YAML, except that a number YAML 1.1 leaves as text
+    (``1e-5``) is a number."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["learning_rate=1e-3", "score_options.beta=0.9", "task_options.text_column=review"]`` → typed values,
     checking every key exists (the names inside ``score_options``/``task_options`` are checked by the score and the
@@ -317,7 +327,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key = ALIASES.get(key, key)
         if key.startswith(("score_options.", "task_options.")):
             section, name = key.split(".", 1)
-            values.setdefault(section, {})[name] = yaml.safe_load(text)
+            values.setdefault(section, {})[name] = _option_value(text)
             continue
         if key not in fields:
             import difflib
