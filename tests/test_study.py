@@ -276,3 +276,22 @@ def test_sweep_overrides_merge_into_the_files_options(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "run_status", lambda output, run: seen.append(run.config) or "pending")
     assert main(["sweep", str(spec), "--output", str(tmp_path / "out"), "--dry-run", "score_options.eps=1e-5"]) == 0
     assert seen[0].score_options == {"beta": 0.8, "eps": 1e-5}
+
+
+def test_paired_tests_against_a_chosen_reference_score(tmp_path, capsys):
+    """A sweep without `sensitivity` (e.g. on your own data) compares every row with ``--reference``."""
+    values = {"fisher": (70.0, 72.0, 71.0), "taylor": (72.0, 75.0, 73.0)}  # differences 2, 3, 2: mean 2.333
+    for score, per_seed in values.items():
+        for seed, accuracy in enumerate(per_seed, start=1):
+            _write_run(tmp_path, "mrpc", score, seed, {"dev": {"accuracy": accuracy, "f1": accuracy}})
+    assert main(["report", str(tmp_path), "--no-plots", "--reference", "fisher"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "### Significance against `fisher`" in report and "mean Δ vs fisher" in report
+    tests = json.loads((tmp_path / "report.json").read_text())["table1"]["significance"]
+    accuracy = next(t for t in tests if t["column"] == "MRPC Acc")
+    assert accuracy["score"] == "taylor" and accuracy["n"] == 3
+    assert accuracy["mean_difference"] == pytest.approx(7 / 3)
+    assert accuracy["p"] == pytest.approx(ttest_rel(values["taylor"], values["fisher"]).pvalue)
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--no-plots", "--reference", "gsnr"]) == 2
+    assert "no runs of that score or baseline here; the rows are fisher, taylor" in capsys.readouterr().err

@@ -104,7 +104,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from adalora_scores.study.report import build_report
 
-    path = build_report(args.folder, plot=not args.no_plots, tune_key=args.tuned, select_on=args.select_on)
+    path = build_report(args.folder, plot=not args.no_plots, tune_key=args.tuned, select_on=args.select_on,
+                        reference=args.reference)  # fmt: skip
     print(f"report: {path}")
     return 0
 
@@ -192,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("selection", "dev"),
         default="selection",
         help="pick on the held-out selection split (default) or on dev (labelled as such)",
+    )
+    report.add_argument(
+        "--reference",
+        default="sensitivity",
+        help="the score (or baseline) the paired tests compare with (sensitivity)",
     )
     report.set_defaults(run=_report)
     demo = commands.add_parser("demo", help="the whole flow offline: sweep every score, then report (minutes)")

@@ -10,6 +10,7 @@ Tables show only the columns that have results; the paper's values for them sit 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -26,13 +27,16 @@ from adalora_scores.study.tuning import Choice, tune
 
 __all__ = ["build_report", "format_cell"]
 
-_STATS_NOTE = (
-    "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; Δ paper = ours − the seed paper's single-run value "
-    "(listed in the reference table under each table). Only columns with results are shown. Significance: two-sided "
-    "paired t-test over seeds (`scipy.stats.ttest_rel`) of each score against `sensitivity` (AdaLoRA's original "
-    "score) with the same other settings, on the seeds both ran; p_Holm is Holm-adjusted over all comparisons of the "
-    "table. With few seeds a paired t-test has little power: no star means 'not shown to differ', not 'equal'."
-)
+
+def _stats_note(reference: str) -> str:
+    return (
+        "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; Δ paper = ours − the seed paper's single-run "
+        "value (listed in the reference table under each table). Only columns with results are shown. Significance: "
+        f"two-sided paired t-test over seeds (`scipy.stats.ttest_rel`) of each score against `{reference}`"
+        + (" (AdaLoRA's original score)" if reference == BASELINE else "")
+        + " with the same other settings, on the seeds both ran; p_Holm is Holm-adjusted over all comparisons of the "
+        "table. With few seeds a paired t-test has little power: no star means 'not shown to differ', not 'equal'."
+    )
 
 
 _CAPTIONS = {
@@ -140,8 +144,11 @@ def _table(
 def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[dict[str, Any]]]:
     comparisons = [c for c in study.comparisons(columns) if c.n > 0]
     if not comparisons:
-        return f"No score has runs paired with `{BASELINE}` here.", []
-    lines = ["| score | column | n | mean Δ vs sensitivity | t | p | p_Holm |", "|---|---|---:|---:|---:|---:|---:|"]
+        return f"No score has runs paired with `{study.reference}` here.", []
+    lines = [
+        f"| score | column | n | mean Δ vs {study.reference} | t | p | p_Holm |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for c in comparisons:
         star = " *" if c.p_holm is not None and c.p_holm < 0.05 else ""
         number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
@@ -275,20 +282,26 @@ def build_report(
     plot: bool = True,
     tune_key: str | None = None,
     select_on: str = "selection",
+    reference: str = BASELINE,
 ) -> Path:
     """Read every run under ``root`` and write the report files there; returns the path of ``report.md``.
 
     With ``tune_key`` (e.g. ``learning_rate``) the tables are in tuned mode (see ``adalora_scores.study.tuning``).
+    ``reference``: the row (score or baseline name) the paired tests compare every other row with.
     """
     root = Path(root)
-    study = collect(root)
+    study = dataclasses.replace(collect(root), reference=reference)
+    if reference != BASELINE and reference not in {row[0] for row in study.rows}:
+        known = ", ".join(sorted({row[0] for row in study.rows}))
+        raise ValueError(f"--reference {reference}: no runs of that score or baseline here; the rows are {known}.")
     choices: list[Choice] = []
     if tune_key is not None:
         study, choices = tune(study, tune_key, select_on)
         notes = (notes + "\n\n" + _tuning_note(tune_key, select_on)).strip()
     chosen = {(c.row, c.task): c.chosen for c in choices} if tune_key else None
     tasks = {r.task for r in study.records} | {v["task"] for v in (study.expected or {}).values()}
-    sections = [f"# {title}", notes.strip(), _STATS_NOTE] if notes.strip() else [f"# {title}", _STATS_NOTE]
+    note = _stats_note(study.reference)
+    sections = [f"# {title}", notes.strip(), note] if notes.strip() else [f"# {title}", note]
     tuned = None if tune_key is None else {"key": tune_key, "select_on": select_on}
     document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
                                 "tuned": tuned}  # fmt: skip
@@ -307,7 +320,7 @@ def build_report(
         sections += [f"## {heading}", table]
         if (reference := _paper_table(shown, averages)) is not None:
             sections += ["The seed paper's values for these columns (AdaLoRA(Original) = `sensitivity`):", reference]
-        sections += [f"### Significance against `{BASELINE}`", significance]
+        sections += [f"### Significance against `{study.reference}`", significance]
         if averages:
             sections.append(
                 "All Ave. (paper convention): mean of the nine columns above, MNLI m and mm counted separately, as "

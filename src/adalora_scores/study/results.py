@@ -123,6 +123,8 @@ class Study:
     unreadable: list[str]
     exclude: str | None = None
     """A grid key left out of the row variants (the tuned key)."""
+    reference: str = BASELINE
+    """The row every other row is compared with in the paired tests (``report --reference``)."""
 
     def expected_values(self, key: str) -> list[Any]:
         """The values of grid key ``key`` in grid order (manifest first, then runs found on disk)."""
@@ -141,7 +143,7 @@ class Study:
         for variant, score in sources:
             if (score, variant) not in rows:
                 rows.append((score, variant))
-        return sorted(rows, key=lambda row: (row[0] != BASELINE, rows.index(row)))
+        return sorted(rows, key=lambda row: (row[0] != self.reference, rows.index(row)))
 
     def values(self, row: tuple[str, str], task: str, split: str, metric: str) -> dict[int, float]:
         found = {}
@@ -186,8 +188,8 @@ class Study:
         """Every non-baseline row against the baseline row with the same variant, per column, Holm-adjusted."""
         found = []
         for row in self.rows:
-            baseline = (BASELINE, row[1])
-            if row[0] == BASELINE or baseline not in self.rows:
+            baseline = (self.reference, row[1])
+            if row[0] == self.reference or baseline not in self.rows:
                 continue
             for column in columns:
                 key = (column.task, column.split, column.metric)

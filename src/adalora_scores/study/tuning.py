@@ -104,4 +104,4 @@ def tune(study: Study, key: str, select_on: str = "selection") -> tuple[Study, l
             if chosen.get(((values["score"], _variant(values, exclude=key)), values["task"]), repr(values.get(key)))
             == repr(values.get(key))
         }
-    return Study(kept, expected, study.failed, study.unreadable, exclude=key), choices
+    return Study(kept, expected, study.failed, study.unreadable, exclude=key, reference=study.reference), choices
