@@ -143,7 +143,11 @@ def peft_task_type(model) -> str | None:
     ``AdaLoraModel.forward``, which adds the orthogonal regulariser to the loss; a plain ``PeftModel`` calls the base
     model directly and trains without it.
     """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     name = type(model).__name__
+    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():  # also GPT2LMHeadModel, Gemma3ForConditionalGeneration
+        return "CAUSAL_LM"
     return next((task_type for suffix, task_type in _TASK_TYPES if name.endswith(suffix)), None)
 
 
