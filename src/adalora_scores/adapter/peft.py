@@ -17,6 +17,7 @@ from torch import nn
 
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.sharding import check_full_gradients, current_distributed_type
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 from adalora_scores.scores.base import Score, create_score, get_score_class
 
@@ -115,8 +116,10 @@ def attach(
         TypeError: ``model`` is not a PEFT AdaLoRA model, or the score options are wrong.
         KeyError: unknown score name.
         ValueError: the AdaLoraConfig cannot train (no budgeting phase, target_r > init_r, ...).
+        RuntimeError: accelerate is set up for DeepSpeed or FSDP, which leave no full gradient in ``p.grad``.
     """
     inner = adalora_model(model)
+    check_full_gradients(current_distributed_type())
     adapter_name = getattr(inner, "trainable_adapter_name", None)
     if adapter_name is None or not hasattr(inner, "rankallocator"):
         raise ValueError(
