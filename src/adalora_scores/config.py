@@ -63,6 +63,9 @@ class TrainConfig:
     ``p.grad``, which also holds the orthogonal regulariser's gradient."""
     model: str = "microsoft/deberta-v3-base"
     """Hub name or local folder of an encoder."""
+    torch_dtype: str | None = None
+    """Cast the base model's weights to "bfloat16", "float16" or "float32" after loading; None keeps the
+    checkpoint's. The adapter stays float32; ``mixed_precision`` still decides autocast."""
     data: str | None = None
     """Local data folder; None loads the Hub dataset."""
     seed: int = 1
@@ -110,7 +113,8 @@ class TrainConfig:
     beta1: float = 0.85
     beta2: float = 0.85
     target_modules: str | list[str] | None = None
-    """None uses the preset for the model type (q, k, v, o, f1, f2 of every layer)."""
+    """None uses the preset for the model type (every attention and MLP matrix of every layer: q, k, v, o, f1, f2
+    for encoders); "qv" the query and value projections only (``adapter/targets.py``)."""
     modules_to_save: list[str] | None = None
     """None trains the task head fully: classifier and pooler (GLUE), qa_outputs (SQuAD)."""
     selection_fraction: float = 0.0
@@ -171,6 +175,10 @@ class TrainConfig:
                 f"{name} must be a fraction of training in [0, 1) or a whole number of steps, got {value}.",
             )
         need(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'.")
+        need(
+            self.torch_dtype in (None, "bfloat16", "float16", "float32"),
+            f"torch_dtype must be bfloat16, float16, float32 or null, got {self.torch_dtype!r}.",
+        )
         need(
             self.report_to in ("none", "tensorboard", "wandb"),
             f"report_to must be 'tensorboard', 'wandb' or 'none', got {self.report_to!r}.",

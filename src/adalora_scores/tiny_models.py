@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SPECIAL_TOKENS", "save_tiny_model", "tiny_config", "tiny_model", "word_tokenizer"]
+__all__ = ["DECODER_TYPES", "SPECIAL_TOKENS", "save_tiny_model", "tiny_config", "tiny_model", "word_tokenizer"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _SIZES = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
@@ -39,10 +39,29 @@ def word_tokenizer(texts: Iterable[str]):
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
 
 
+# decoders: transformers config class → its own size names where they differ from the encoders' ones
+_DECODERS = {
+    "llama": "LlamaConfig",
+    "mistral": "MistralConfig",
+    "qwen2": "Qwen2Config",
+    "qwen3": "Qwen3Config",
+    "gemma": "GemmaConfig",
+    "gemma2": "Gemma2Config",
+    "gemma3_text": "Gemma3TextConfig",
+    "phi3": "Phi3Config",
+}
+DECODER_TYPES = (*_DECODERS, "gpt2", "opt")
+"""Decoder model types :func:`tiny_config` builds (with ``head="causal-lm"`` in :func:`tiny_model`)."""
+
+
 def tiny_config(model_type: str = "bert", vocab_size: int = 64, **overrides: Any):
     """A small transformers config: ``bert`` (default sizes: hidden 16, 2 layers, 2 heads), ``deberta-v2`` (with
-    DeBERTa-v3's relative attention: shared keys, p2c and c2p, position buckets) or ``gpt2``."""
-    from transformers import BertConfig, DebertaV2Config, GPT2Config
+    DeBERTa-v3's relative attention: shared keys, p2c and c2p, position buckets), or a decoder of
+    :data:`DECODER_TYPES`: ``gpt2``, ``opt``, and LLaMA-style ones (``llama``, ``mistral``, ``qwen2``, ``qwen3``,
+    ``gemma``, ``gemma2``, ``gemma3_text``, ``phi3``; 2 heads with 1 key/value head, so k and v are narrower than q).
+    Decoders use token 0 for padding and 1 for BOS/EOS."""
+    import transformers
+    from transformers import BertConfig, DebertaV2Config, GPT2Config, OPTConfig
 
     sizes = {**_SIZES, "vocab_size": vocab_size, **overrides}
     if model_type == "bert":
@@ -52,21 +71,35 @@ def tiny_config(model_type: str = "bert", vocab_size: int = 64, **overrides: Any
                  "position_biased_input": False, "share_att_key": True, "norm_rel_ebd": "layer_norm",
                  "pooler_hidden_size": sizes["hidden_size"]}  # fmt: skip
         return DebertaV2Config(**{**extra, **sizes})
+    tokens = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 1}
     if model_type == "gpt2":
         gpt = {"vocab_size": vocab_size, "n_embd": _SIZES["hidden_size"], "n_layer": _SIZES["num_hidden_layers"],
                "n_head": _SIZES["num_attention_heads"], "n_positions": _SIZES["max_position_embeddings"],
-               "pad_token_id": 0}  # fmt: skip
+               **tokens}  # fmt: skip
         return GPT2Config(**{**gpt, **overrides})
-    raise ValueError(f"no tiny config for model_type {model_type!r}; use bert, deberta-v2 or gpt2.")
+    if model_type == "opt":
+        opt = {"vocab_size": vocab_size, "hidden_size": _SIZES["hidden_size"], "word_embed_proj_dim":
+               _SIZES["hidden_size"], "num_hidden_layers": _SIZES["num_hidden_layers"], "num_attention_heads":
+               _SIZES["num_attention_heads"], "ffn_dim": _SIZES["intermediate_size"], "max_position_embeddings":
+               _SIZES["max_position_embeddings"], "eos_token_id": 1, "bos_token_id": 1, "pad_token_id": 0}  # fmt: skip
+        return OPTConfig(**{**opt, **overrides})
+    if model_type in _DECODERS:
+        decoder = {**_SIZES, "vocab_size": vocab_size, "num_key_value_heads": 1,
+                   "head_dim": _SIZES["hidden_size"] // _SIZES["num_attention_heads"], **tokens}  # fmt: skip
+        return getattr(transformers, _DECODERS[model_type])(**{**decoder, **overrides})
+    raise ValueError(
+        f"no tiny config for model_type {model_type!r}; use bert, deberta-v2 or a decoder "
+        f"({', '.join(DECODER_TYPES)})."
+    )
 
 
 def tiny_model(config, head: str = "sequence-classification", seed: int = 0) -> torch.nn.Module:
-    """A random model for ``config`` with a ``sequence-classification`` or ``question-answering`` head, drawn
-    with ``seed`` without touching the caller's RNG."""
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+    """A random model for ``config`` with a ``sequence-classification``, ``question-answering`` or ``causal-lm``
+    head, drawn with ``seed`` without touching the caller's RNG."""
+    from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
     auto = {"sequence-classification": AutoModelForSequenceClassification,
-            "question-answering": AutoModelForQuestionAnswering}  # fmt: skip
+            "question-answering": AutoModelForQuestionAnswering, "causal-lm": AutoModelForCausalLM}  # fmt: skip
     if head not in auto:
         raise ValueError(f"head must be one of {sorted(auto)}, got {head!r}.")
     with torch.random.fork_rng():

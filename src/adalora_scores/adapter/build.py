@@ -21,7 +21,7 @@ from peft import AdaLoraConfig, LoraConfig, get_peft_model
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.saving import save_adapter
-from adalora_scores.adapter.targets import target_modules_for
+from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
 from adalora_scores.config import TrainConfig, budget_steps
 
 __all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora"]
@@ -143,7 +143,11 @@ def peft_task_type(model) -> str | None:
     ``AdaLoraModel.forward``, which adds the orthogonal regulariser to the loss; a plain ``PeftModel`` calls the base
     model directly and trains without it.
     """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     name = type(model).__name__
+    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():  # also GPT2LMHeadModel, Gemma3ForConditionalGeneration
+        return "CAUSAL_LM"
     return next((task_type for suffix, task_type in _TASK_TYPES if name.endswith(suffix)), None)
 
 
@@ -152,7 +156,8 @@ def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dic
         "task_type": peft_task_type(model),
         "lora_alpha": config.lora_alpha,
         "lora_dropout": config.lora_dropout,
-        "target_modules": config.target_modules or target_modules_for(model.config.model_type),
+        "target_modules": resolve_target_modules(model.config.model_type, config.target_modules),
+        "fan_in_fan_out": needs_fan_in_fan_out(model),  # GPT-2's Conv1D keeps its weight as (in, out)
         "modules_to_save": config.modules_to_save if config.modules_to_save is not None else list(modules_to_save),
     }
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.sharding import check_full_gradients, current_distributed_type
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 from adalora_scores.scores.base import Score, create_score, get_score_class
 
@@ -87,6 +88,7 @@ def attach(
     *,
     reactivation: bool = True,
     task_gradient_only: bool = False,
+    loss_reduction: str | None = None,
     **score_options: Any,
 ) -> PeftRankAllocator:
     """Replace the rank allocator of a PEFT AdaLoRA model by one that ranks triplets with ``score``.
@@ -100,6 +102,10 @@ def attach(
         reactivation: allow pruned triplets to be re-selected at later allocations (AdaLoRA's behaviour).
         task_gradient_only: the score sees the task-loss gradient (the mean of the per-example gradients, before
             clipping) instead of ``p.grad``, which also holds the orthogonal regulariser's gradient.
+        loss_reduction: how the model's loss reduces over the batch, for per-example gradients
+            (:class:`~adalora_scores.adapter.per_example.PerExampleGradients`): None derives it from the
+            AdaLoraConfig's ``task_type``: ``"token_mean"`` for ``CAUSAL_LM`` (transformers' mean over labelled
+            tokens; each sequence is one example), else ``"mean"`` (over rows).
         **score_options: constructor options of the score, e.g. ``beta=0.9``. ``beta1``/``beta2`` default to the
             AdaLoraConfig's values for scores that accept them.
 
@@ -110,8 +116,10 @@ def attach(
         TypeError: ``model`` is not a PEFT AdaLoRA model, or the score options are wrong.
         KeyError: unknown score name.
         ValueError: the AdaLoraConfig cannot train (no budgeting phase, target_r > init_r, ...).
+        RuntimeError: accelerate is set up for DeepSpeed or FSDP, which leave no full gradient in ``p.grad``.
     """
     inner = adalora_model(model)
+    check_full_gradients(current_distributed_type())
     adapter_name = getattr(inner, "trainable_adapter_name", None)
     if adapter_name is None or not hasattr(inner, "rankallocator"):
         raise ValueError(
@@ -139,7 +147,9 @@ def attach(
     if element_score.gradient == "per_example" or task_gradient_only:
         # hooks on the model the training loop calls; the loop (or AllocationCallback) sets the accumulation
         # divisor and the fp16 loss scale
-        per_example = PerExampleGradients(model, layout)
+        if loss_reduction is None:
+            loss_reduction = "token_mean" if config.task_type == "CAUSAL_LM" else "mean"
+        per_example = PerExampleGradients(model, layout, loss_reduction=loss_reduction)
     allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
                                   task_gradient_only=task_gradient_only, per_example=per_example)  # fmt: skip
     inner.rankallocator = allocator

@@ -5,8 +5,8 @@ micro-batch, every process), the collector accumulates Σ_n g_n, Σ_n g_n² and 
 gradient of example n's own loss, and :meth:`PerExampleGradients.consume` returns
 m1 = (1/N) Σ_n g_n and m2 = (1/N) Σ_n g_n² as :class:`~adalora_scores.scores.base.GradientMoments`.
 An example is a row of the batch (a sentence or pair for classification and regression, a window/feature for
-SQuAD). The orthogonal regulariser is not seen: PEFT adds it to the loss from the parameters directly, not
-through the layers' outputs.
+SQuAD, a sequence for a causal LM). The orthogonal regulariser is not seen: PEFT adds it to the loss from the
+parameters directly, not through the layers' outputs.
 
 How (``shared/reference/score-estimators.md`` §4.4). Per adapted ``SVDLinear`` call:
 
@@ -26,7 +26,20 @@ over its B rows, divided by ``loss_divisor`` (the gradient-accumulation count) a
     g_n = (loss_divisor / loss_scale) · hook gradient                 (loss_reduction="sum")
 
 B is read from the rows of the layer inputs, so micro-batches of unequal size give the exact mean over all
-examples of the step. Set ``loss_divisor`` and ``loss_scale`` before the forward pass of a micro-batch
+examples of the step.
+
+Causal LMs (``loss_reduction="token_mean"``). transformers' causal-LM loss is the mean over the *tokens* of the
+micro-batch, not over its rows: with T_n the tokens of row n that have a label (``labels[n, 1:] != -100``: the
+labels are shifted by one) and T = Σ_n T_n, the loss is Σ_n (T_n / T) ℓ_n, where ℓ_n is the mean over row n's own
+tokens. Example n is the sequence, with loss ℓ_n (what a batch of one row would back-propagate), so::
+
+    g_n = (loss_divisor · T / (loss_scale · T_n)) · hook gradient      (loss_reduction="token_mean")
+
+T_n comes from the ``labels`` (or transformers' ``shift_labels``) keyword of the model's forward, and T from its
+``num_items_in_batch`` keyword when given (transformers then divides the summed loss by it). A row without any
+labelled token has no gradient and is not counted. Every sequence counts equally in m1 and m2, so m1 is the
+mean of the per-sequence gradients, not the token-weighted mini-batch gradient (they agree when every row has
+as many labelled tokens). Set ``loss_divisor`` and ``loss_scale`` before the forward pass of a micro-batch
 (:meth:`~PerExampleGradients.set_loss_divisor`, :meth:`~PerExampleGradients.set_loss_scale`); each forward pass
 of the model given to the collector (with gradients enabled) starts a new micro-batch with the current values.
 
@@ -71,7 +84,9 @@ from adalora_scores.scores.base import GradientMoments
 
 __all__ = ["PerExampleGradients"]
 
-LOSS_REDUCTIONS = ("mean", "sum")
+LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
+IGNORE_INDEX = -100
+"""The label of a token outside the loss (transformers' ``ignore_index``)."""
 
 
 class PerExampleGradients:
@@ -94,7 +109,9 @@ class PerExampleGradients:
         loss_divisor: what each micro-batch's loss is divided by before backward (the accumulation count).
         loss_scale: the fp16 loss scale the loss is multiplied by (1 without loss scaling).
         loss_reduction: ``"mean"`` if the model's loss averages over the rows of the batch (transformers'
-            classification, regression and question-answering heads), ``"sum"`` if it adds them.
+            classification, regression and question-answering heads), ``"sum"`` if it adds them,
+            ``"token_mean"`` if it averages over the labelled tokens of the batch (transformers' causal-LM heads;
+            the model must then be called with ``labels=``; see the module docstring).
 
     Raises:
         ValueError: a matrix of ``layout`` is not an AdaLoRA layer of ``model``, or a bad option.
@@ -120,7 +137,7 @@ class PerExampleGradients:
         self._micro_batch: MicroBatch | None = None
         self._shared: SharedProjectionContext | None = None
         self._partial: list[CallGroup] = []
-        self._handles: list[Any] = [model.register_forward_pre_hook(self._on_model_forward)]
+        self._handles: list[Any] = [model.register_forward_pre_hook(self._on_model_forward, with_kwargs=True)]
         self._layers = find_adapted_layers(model, layout)
         for layer in self._layers:
             dropout = layer.module.lora_dropout[layer.adapter]
@@ -192,10 +209,29 @@ class PerExampleGradients:
         self.close()
 
     # -- set-up ------------------------------------------------------------------------------------------------
-    def _on_model_forward(self, module: nn.Module, args: Any) -> None:
+    def _on_model_forward(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         if torch.is_grad_enabled():
             self._close_micro_batch()
             self._micro_batch = MicroBatch(self.loss_divisor, self.loss_scale)
+            if self.loss_reduction == "token_mean":
+                self._micro_batch.row_factors, self._micro_batch.counted = self._token_factors(kwargs)
+
+    @staticmethod
+    def _token_factors(kwargs: dict[str, Any]) -> tuple[Tensor, int]:
+        """Per row n, T / T_n (0 for a row without labelled tokens), and the number of rows with labelled tokens."""
+        shifted = kwargs.get("shift_labels")
+        labels = kwargs.get("labels")
+        if shifted is None and labels is None:
+            raise ValueError(
+                "loss_reduction='token_mean' reads each row's token count from the labels: call the model with "
+                "labels=... (or shift_labels=...) as a keyword argument."
+            )
+        counted = (shifted if shifted is not None else labels[:, 1:]) != IGNORE_INDEX
+        tokens = counted.sum(dim=1).to(torch.float32)
+        total = kwargs.get("num_items_in_batch")
+        total = tokens.sum() if total is None else torch.as_tensor(total, dtype=torch.float32, device=tokens.device)
+        factors = torch.where(tokens > 0, total / tokens.clamp(min=1), torch.zeros_like(tokens))
+        return factors, int((tokens > 0).sum())
 
     def _enter_shared(self, context: SharedProjectionContext | None) -> None:
         self._shared = context
@@ -270,10 +306,22 @@ class PerExampleGradients:
         factor = micro_batch.loss_divisor / micro_batch.loss_scale
         if self.loss_reduction == "mean":
             factor *= micro_batch.examples or group.examples
+        rows = None  # token_mean: the per-row factors T / T_n
+        if micro_batch.row_factors is not None:
+            rows = micro_batch.row_factors.to(device=self._sums.device) * factor
+            if rows.shape[0] != group.examples:
+                raise RuntimeError(
+                    f"{group.layer.name}: {group.examples} rows, but the labels have {rows.shape[0]}; "
+                    "loss_reduction='token_mean' needs one row of labels per example."
+                )
         for part, where in zip(gradients, group.layer.slices, strict=True):
             flat = part.reshape(part.shape[0], -1)
-            self._sums[0, where].add_(flat.sum(dim=0), alpha=factor)
-            self._sums[1, where].add_(flat.square().sum(dim=0), alpha=factor * factor)
+            if rows is None:
+                self._sums[0, where].add_(flat.sum(dim=0), alpha=factor)
+                self._sums[1, where].add_(flat.square().sum(dim=0), alpha=factor * factor)
+            else:
+                self._sums[0, where].add_(rows @ flat)
+                self._sums[1, where].add_(rows.square() @ flat.square())
 
     def _close_micro_batch(self) -> None:
         """Square the groups still waiting for a call that never reached the loss, and count the examples."""
@@ -283,4 +331,4 @@ class PerExampleGradients:
         self._partial.clear()
         micro_batch, self._micro_batch = self._micro_batch, None
         if micro_batch is not None and micro_batch.received:
-            self._count += micro_batch.examples or 0
+            self._count += micro_batch.counted if micro_batch.counted is not None else micro_batch.examples or 0

@@ -23,6 +23,10 @@ class MicroBatch:
     loss_scale: float
     examples: int | None = None
     received: bool = False
+    row_factors: Tensor | None = None
+    """``loss_reduction="token_mean"``: T / T_n per row (0 for a row without labelled tokens)."""
+    counted: int | None = None
+    """``loss_reduction="token_mean"``: the rows with labelled tokens (the examples counted); None: every row."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
+from adalora_scores.adapter.sharding import check_full_gradients
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
@@ -56,11 +57,21 @@ def _check_model_path(name: str) -> None:
 
 
 def load_model_and_tokenizer(config: TrainConfig, task: Task):
-    """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece)."""
+    """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece),
+    the model's weights in ``config.torch_dtype`` if set."""
     _check_model_path(config.model)
     check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
-    return task.load_model(config.model), tokenizer
+    model = task.load_model(config.model)
+    if config.torch_dtype is not None:
+        # cast after loading (tasks load at the checkpoint's dtype). Parameters only: buffers such as RoPE's float32
+        # inv_freq keep their dtype, as with from_pretrained(dtype=...). PEFT keeps the adapter in float32
+        # (autocast_adapter_dtype); the task head (modules_to_save) trains in this dtype.
+        dtype = getattr(torch, config.torch_dtype)
+        for parameter in model.parameters():
+            if parameter.is_floating_point():
+                parameter.data = parameter.data.to(dtype)
+    return model, tokenizer
 
 
 def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) -> int:
@@ -131,6 +142,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         log_with=tracker,
         project_dir=str(output),  # TensorBoard writes to <output>/tensorboard/
     )
+    check_full_gradients(accelerator.distributed_type)  # DeepSpeed/FSDP: refused before any work
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
     if config.gradient_checkpointing:
