@@ -68,8 +68,6 @@ def test_preset_adapts_exactly_the_expected_modules(decoder, preset):
 
 def test_every_adapted_matrix_has_a_layer_and_type(decoder):
     model_type, config = decoder
-    if model_type == "phi3":
-        pytest.xfail("module_types has no type for Phi-3's fused qkv_proj and gate_up_proj yet")
     names = adapted_modules(model_type, config, "all")
     positions = {name: matrix_position(f"{name}.lora_E.default") for name in names}
     assert None not in positions.values(), positions

@@ -161,6 +161,8 @@ def test_a_task_defined_in_one_file_registers_and_trains(tmp_path, tiny_model_di
         ("transformer.h.4.mlp.c_proj.lora_E.default", (4, "f2")),
         ("model.decoder.layers.0.self_attn.out_proj.lora_E.default", (0, "o")),
         ("model.decoder.layers.0.fc2.lora_E.default", (0, "f2")),
+        ("model.layers.2.self_attn.qkv_proj.lora_E.default", (2, "qkv")),
+        ("model.layers.2.mlp.gate_up_proj.lora_E.default", (2, "gate_up")),
         ("bert.pooler.dense.lora_E.default", None),
     ],
 )

@@ -16,6 +16,8 @@ OPT, BART-style        ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``, ``fc1``
                        ``fc2``
 GPT-2                  ``attn.c_attn`` (fused q, k, v), ``attn.c_proj``,             qkv, o, f1, f2
                        ``mlp.c_fc``, ``mlp.c_proj``
+Phi-3                  ``qkv_proj`` (fused q, k, v), ``o_proj``, ``gate_up_proj``     qkv, o, gate_up, down
+                       (fused gate and up), ``down_proj``
 =====================  ===========================================================  =========================
 """
 
@@ -28,7 +30,8 @@ __all__ = ["MODULE_TYPES", "matrix_position", "module_type", "ordered_types"]
 # (type, regex over ".{name}."), checked in order: attention output before the feed-forward output, GPT-2's
 # attention projection before its MLP projection.
 _TABLE = (
-    ("qkv", r"\.attn\.c_attn\."),
+    ("qkv", r"\.(attn\.c_attn|qkv_proj)\."),
+    ("gate_up", r"\.gate_up_proj\."),
     ("o", r"\.attn\.c_proj\."),
     ("f1", r"\.mlp\.c_fc\."),
     ("f2", r"\.mlp\.c_proj\."),
@@ -42,7 +45,7 @@ _TABLE = (
     ("f1", r"\.(intermediate\.dense|fc1|lin1)\."),
     ("f2", r"\.(output\.dense|fc2|lin2)\."),
 )
-MODULE_TYPES = ("q", "k", "v", "qkv", "o", "gate", "up", "down", "f1", "f2")
+MODULE_TYPES = ("q", "k", "v", "qkv", "o", "gate", "up", "gate_up", "down", "f1", "f2")
 """Every type, in the order tables and plots show them."""
 _LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 
