@@ -20,7 +20,7 @@ from adalora_scores.cli import main
 from adalora_scores.study.grid import SweepSpec, load_sweep, shard
 from adalora_scores.study.paper import PAPER, PAPER_ALL_AVERAGE, TABLE1
 from adalora_scores.study.report import build_report
-from adalora_scores.study.results import collect, holm
+from adalora_scores.study.results import collect, holm, paired_test
 from adalora_scores.study.sweep import run_status, run_sweep
 
 GRID = {"task": ["rte", "mrpc"], "score": ["sensitivity", "fisher"], "seed": [1, 2], "learning_rate": [1e-3, 2e-3]}
@@ -295,3 +295,13 @@ def test_paired_tests_against_a_chosen_reference_score(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp_path), "--no-plots", "--reference", "gsnr"]) == 2
     assert "no runs of that score or baseline here; the rows are fisher, taylor" in capsys.readouterr().err
+
+
+def test_differences_equal_up_to_rounding_are_not_significant():
+    """Two seeds whose differences are both −5/12 up to float rounding: undefined (n/a), not t = −inf, p = 0."""
+    ours, reference = {1: 57.08333333333333, 2: 63.74999999999999}, {1: 57.5, 2: 64.16666666666667}
+    assert (ours[1] - reference[1]) != (ours[2] - reference[2])  # really not bit-equal
+    n, difference, t, p = paired_test(ours, reference)
+    assert (n, t, p) == (2, None, None) and difference == pytest.approx(-5 / 12)
+    n, difference, t, p = paired_test({1: 1.0, 2: 3.0}, {1: 0.0, 2: 0.0})
+    assert t == pytest.approx(2.0) and p == pytest.approx(0.2951672353008665)
