@@ -57,10 +57,11 @@ def main() -> None:
     peft_allocator = RankAllocator(inner.model, config, "default")
     allocators = {"peft RankAllocator": peft_allocator}
     for name in adalora_scores.list_scores():
-        allocators[name] = adalora_scores.attach(model, score=name)
-        if allocators[name].per_example is not None:  # no forward here: feed the same synthetic moments each step
-            allocators[name].per_example.close()
-            allocators[name].per_example = SyntheticMoments(allocators[name].layout)
+        allocators[name] = adalora_scores.attach(model, score=name)  # closes the previous one's hooks
+    for allocator in allocators.values():  # no forward here: per-example scores get the same synthetic moments
+        if getattr(allocator, "needs_moments", False):
+            allocator.close_per_example()
+            allocator.per_example = SyntheticMoments(allocator.layout)
     matrices = len(allocators["sensitivity"].layout.matrices)
     print(
         f"model: {'small' if args.small else 'base'}-shaped DeBERTa-v3, {matrices} adapted matrices, init rank 16, "
