@@ -22,6 +22,7 @@ from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
+from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
 
 __all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora"]
@@ -38,7 +39,7 @@ class AdaptedModel:
     churn: float | None = None
     """At the last allocation: |K_t \\ K_{t−1}| / |K_t|, the share of the kept triplets that were not kept at the
     allocation before (None before a second allocation of this process)."""
-    _previous_kept: str | None = None
+    _previous_kept: frozenset[int] | None = None
 
     def allocate(self, step: int) -> None:
         """PEFT's ``update_and_allocate(step)``: call after ``optimizer.step()`` and before ``zero_grad()``, with
@@ -67,12 +68,12 @@ class AdaptedModel:
         event = None if self.allocator is None else self.allocator.last_event
         if event is None or event.step != step:
             return None
-        kept = "".join("1" if k else "0" for k in self.allocator.keep.tolist())
+        keep = self.allocator.keep.tolist()
+        current = frozenset(index for index, kept in enumerate(keep) if kept)
         if self._previous_kept is not None:
-            new = sum(now == "1" and before == "0" for now, before in zip(kept, self._previous_kept, strict=True))
-            self.churn = new / max(kept.count("1"), 1)
-        self._previous_kept = kept
-        return {"step": step, "budget": event.budget, "kept": kept}
+            self.churn = churn(self._previous_kept, current)
+        self._previous_kept = current
+        return {"step": step, "budget": event.budget, "kept": "".join("1" if k else "0" for k in keep)}
 
     def final_triplet_scores(self, step: int) -> dict[str, Any] | None:
         """At the final allocation (T − t_f), the triplet scores it ranked, per matrix."""

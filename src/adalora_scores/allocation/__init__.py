@@ -5,7 +5,7 @@ Pure tensor functions and plain objects; nothing here knows a training framework
 
 from adalora_scores.allocation.allocator import AllocationEvent, ScoreRankAllocator
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
-from adalora_scores.allocation.ranking import budget_threshold, keep_mask, triplet_importance
+from adalora_scores.allocation.ranking import budget_threshold, churn, keep_mask, triplet_importance
 from adalora_scores.allocation.schedule import BudgetSchedule, budget_schedule
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ScoreRankAllocator",
     "budget_schedule",
     "budget_threshold",
+    "churn",
     "keep_mask",
     "triplet_importance",
 ]

@@ -1,11 +1,13 @@
-"""Triplet importance, the global threshold and keep-masks: pure tensor functions."""
+"""Triplet importance, the global threshold, keep-masks and their churn: pure functions."""
 
 from __future__ import annotations
+
+from collections.abc import Set
 
 import torch
 from torch import Tensor
 
-__all__ = ["budget_threshold", "keep_mask", "triplet_importance"]
+__all__ = ["budget_threshold", "churn", "keep_mask", "triplet_importance"]
 
 
 def triplet_importance(value_scores: Tensor, left_scores: Tensor, right_scores: Tensor) -> Tensor:
@@ -46,3 +48,10 @@ def budget_threshold(scores: Tensor, budget: int) -> float:
 def keep_mask(scores: Tensor, threshold: float) -> Tensor:
     """Boolean mask of the triplets that survive: ``score > threshold``."""
     return scores > threshold
+
+
+def churn(previous: Set, current: Set) -> float | None:
+    """churn_t = |K_t \\ K_{t−1}| / |K_t|: the share of the triplets kept at allocation t that were not kept at the
+    allocation before; None when nothing is kept. Not the symmetric difference: the budget shrinks on schedule, so
+    only triplets that come back show the score changing its mind."""
+    return len(current - previous) / len(current) if current else None

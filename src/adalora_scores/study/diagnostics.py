@@ -34,6 +34,7 @@ from typing import Any
 
 from scipy.stats import hypergeom, spearmanr
 
+from adalora_scores.allocation.ranking import churn
 from adalora_scores.module_types import module_type, ordered_types
 from adalora_scores.run_files import read_allocations, read_rank_pattern, read_triplet_scores, split_kept
 from adalora_scores.study.results import RunRecord, Study
@@ -86,12 +87,6 @@ def chance_jaccard(total: int, first: int, second: int) -> float:
     law = hypergeom(total, first, second)
     low, high = max(0, first + second - total), min(first, second)
     return float(sum(law.pmf(i) * i / (first + second - i) for i in range(low, high + 1)))
-
-
-def churn(previous: frozenset, current: frozenset) -> float | None:
-    """churn_t = |K_t \\ K_{t−1}| / |K_t| (the module docstring says why not the symmetric difference); None when
-    nothing is kept."""
-    return len(current - previous) / len(current) if current else None
 
 
 def churn_curve(matrices: list[tuple[str, int]], allocations: list[dict[str, Any]]) -> Curve:
