@@ -212,12 +212,29 @@ def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
     return warmup, final
 
 
+def _yaml_number(name: str, value: Any) -> Any:
+    """``value`` with text that reads as a number turned into a float where ``name`` is a float field."""
+    hints = typing.get_type_hints(TrainConfig)
+    if name not in hints or float not in (hints[name], *typing.get_args(hints[name])):
+        return value
+    if isinstance(value, list):
+        return [_yaml_number(name, item) for item in value]
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # left for the field's own check, which names the field
+    return value
+
+
 def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[str, Any]:
     """``values`` with every alias (:data:`ALIASES`) renamed to its field; an alias and its field with different
-    values is an error that names both."""
+    values is an error that names both. A number field's text value such as ``5e-3`` (which YAML 1.1 reads as a
+    string) becomes the number; a list of them (a sweep grid) too."""
     result: dict[str, Any] = {}
     for key, value in values.items():
         name = ALIASES.get(key, key)
+        value = _yaml_number(name, value)
         if name in result and result[name] != value:
             raise ValueError(f"{where} sets {name} twice with different values ({result[name]!r} and {value!r}, "
                              f"one under the name {key!r}); keep one.")  # fmt: skip

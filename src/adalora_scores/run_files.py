@@ -92,7 +92,11 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    """``data`` as indented JSON; for a ``.jsonl`` path, a list written one JSON object per line."""
+    if path.suffix == ".jsonl":
+        atomic_write(path, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in data))
+    else:
+        atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -13,7 +13,18 @@ from typing import Any
 
 import torch
 
-__all__ = ["DECODER_TYPES", "SPECIAL_TOKENS", "save_tiny_model", "tiny_config", "tiny_model", "word_tokenizer"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "DECODER_SPECIAL_TOKENS",
+    "DECODER_TYPES",
+    "SPECIAL_TOKENS",
+    "decoder_tokenizer",
+    "save_tiny_decoder",
+    "save_tiny_model",
+    "tiny_config",
+    "tiny_model",
+    "word_tokenizer",
+]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _SIZES = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
@@ -37,6 +48,43 @@ def word_tokenizer(texts: Iterable[str]):
     )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+
+
+DECODER_SPECIAL_TOKENS = ("<pad>", "<|endoftext|>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>")
+"""A decoder tokenizer's special tokens: padding is id 0 and ``<|endoftext|>`` (BOS and EOS, as in GPT-2) id 1,
+matching :func:`tiny_config`'s decoders; the role markers serve :data:`CHAT_TEMPLATE`."""
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }}{{ eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+"""A Jinja chat template in the style of Zephyr/Phi-3: a role marker before each message and EOS after it."""
+
+
+def decoder_tokenizer(texts: Iterable[str], chat_template: str | None = CHAT_TEMPLATE):
+    """A decoder's fast tokenizer whose vocabulary is every word of ``texts`` (lower-cased, BERT pre-tokenisation:
+    words and punctuation), sorted, after :data:`DECODER_SPECIAL_TOKENS`; other words map to ``<unk>``. It puts BOS
+    before a text (as LLaMA's tokenizers do), pads with id 0 on the right, and decodes words joined by spaces.
+    ``chat_template``: the tokenizer's chat template (None: none)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = {piece for text in texts for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))}
+    specials = list(DECODER_SPECIAL_TOKENS)
+    vocab = {token: index for index, token in enumerate([*specials, *sorted(words - set(specials))])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # words joined by spaces
+    bos = tokenizer.token_to_id("<|endoftext|>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", pair="<|endoftext|> $A $B:1", special_tokens=[("<|endoftext|>", bos)]
+    )
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>",
+                                      bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                      additional_special_tokens=list(DECODER_SPECIAL_TOKENS[3:]))  # fmt: skip
+    if chat_template is not None:
+        wrapped.chat_template = chat_template
+    return wrapped
 
 
 # decoders: transformers config class → its own size names where they differ from the encoders' ones
@@ -116,4 +164,16 @@ def save_tiny_model(folder: str | Path, texts: Iterable[str], model_type: str = 
     tokenizer.save_pretrained(folder)
     config = tiny_config(model_type, vocab_size=len(tokenizer), **sizes)
     tiny_model(config, seed=seed).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_decoder(folder: str | Path, texts: Iterable[str], model_type: str = "llama", seed: int = 0,
+                      chat_template: str | None = CHAT_TEMPLATE, **sizes: Any) -> Path:  # fmt: skip
+    """A Hub-like causal-LM folder: :func:`decoder_tokenizer` over ``texts`` (with ``chat_template``) and a random
+    ``model_type`` decoder (:data:`DECODER_TYPES`) with its LM head. Returns ``folder``."""
+    folder = Path(folder)
+    tokenizer = decoder_tokenizer(texts, chat_template)
+    tokenizer.save_pretrained(folder)
+    config = tiny_config(model_type, vocab_size=len(tokenizer), **sizes)
+    tiny_model(config, head="causal-lm", seed=seed).save_pretrained(folder)
     return folder

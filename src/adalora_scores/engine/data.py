@@ -55,8 +55,9 @@ def make_loader(
     seed: int,
     group_by_length: bool = False,
 ) -> DataLoader:
-    """Batches padded to their longest item; ``dataset.lengths`` drives length grouping."""
-    collate = DataCollatorWithPadding(tokenizer)
+    """Batches padded to their longest item (by ``dataset.collate`` where the dataset pads its own labels, e.g.
+    ``causal_lm``; else by the tokenizer); ``dataset.lengths`` drives length grouping."""
+    collate = getattr(dataset, "collate", None) or DataCollatorWithPadding(tokenizer)
     # A DataLoader draws a seed from its generator whenever an iterator is created; its own generator keeps that draw
     # off the global RNG, so dropout masks do not depend on how often the data was iterated (exact resume).
     generator = torch.Generator().manual_seed(seed)

@@ -27,6 +27,7 @@ from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
+from adalora_scores.engine.generate import generate_texts
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
@@ -81,13 +82,20 @@ def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) 
 
 
 @torch.no_grad()
-def predict(model, loader, names: tuple[str, ...], accelerator: Accelerator) -> dict[str, torch.Tensor]:
+def predict(
+    model, loader, names: tuple[str, ...], accelerator: Accelerator, batch_outputs=None
+) -> dict[str, torch.Tensor]:
     """The model outputs ``names`` for every item of ``loader``, in order, gathered from all processes (duplicates
-    of the last uneven batch dropped). Token-level outputs are padded to a common length with a very low logit."""
+    of the last uneven batch dropped). Token-level outputs are padded to a common length with a very low logit.
+    ``batch_outputs(model, batch)``: the task's own outputs of a batch (labels included), instead of the model's
+    outputs without labels."""
     model.eval()
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in loader:
-        outputs = model(**{k: v for k, v in batch.items() if k not in _LABEL_KEYS})
+        if batch_outputs is not None:
+            outputs = batch_outputs(model, batch)
+        else:
+            outputs = model(**{k: v for k, v in batch.items() if k not in _LABEL_KEYS})
         values = tuple(accelerator.pad_across_processes(outputs[n], dim=1, pad_index=_PAD_LOGIT) for n in names)
         for name, value in zip(names, accelerator.gather_for_metrics(values), strict=True):
             collected[name].append(value.float().cpu())
@@ -215,7 +223,17 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
 
     evals, files = {}, {}
     for name, loader in eval_loaders.items():
-        outputs = predict(peft_model, loader, task.output_names, accelerator)
+        outputs = predict(peft_model, loader, task.output_names, accelerator, getattr(task, "batch_outputs", None))
+        request = task.generation_request(eval_sets[name]) if hasattr(task, "generation_request") else None
+        if request is not None:  # e.g. causal_lm with task_options.generate
+            outputs["generations"] = generate_texts(
+                accelerator.unwrap_model(peft_model),
+                request.prompts,
+                tokenizer,
+                accelerator,
+                config.eval_batch_size,
+                request.max_new_tokens,
+            )
         evals[name], written = task.evaluate(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     files |= task.run_files() if hasattr(task, "run_files") else {}  # e.g. classification's labels.json

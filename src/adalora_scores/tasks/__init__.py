@@ -7,7 +7,7 @@ a task object and calls :func:`register_task`.
 
 from __future__ import annotations
 
-from adalora_scores.tasks import contrast, glue, squad  # noqa: F401  (registers the built-ins)
+from adalora_scores.tasks import causal_lm, contrast, glue, squad  # noqa: F401  (registers the built-ins)
 from adalora_scores.tasks.base import Task, configure_task, get_task, list_tasks, register_task
 from adalora_scores.tasks.classification.task import ClassificationTask
 from adalora_scores.tasks.glue import GLUE_TASKS, Example, GlueTask, TaskData, load_glue

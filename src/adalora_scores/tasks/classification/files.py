@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUFFIXES", "Record", "Table", "read_table", "read_utf8"]
+__all__ = ["SUFFIXES", "Record", "Table", "read_hub_tables", "read_table", "read_utf8"]
 
 csv.field_size_limit(2**30)
 
@@ -194,3 +194,22 @@ def read_table(path: str | Path) -> Table:
         if not isinstance(record.values, dict):
             raise ValueError(f"{record.where}: expected an object with named columns, got {record.values!r}.")
     return table
+
+
+def read_hub_tables(name: str, config: str | None, splits: dict[str, str]) -> list[Table]:
+    """The records of the splits of the Hub dataset ``name`` (configuration ``config``), loaded once; ``splits``
+    maps each option name (``train_split``) to its split. Records are placed as ``"Hub dataset NAME, split 'S',
+    row N"``; a missing split names the ones there are and its option."""
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config) if config else load_dataset(name)
+    tables = []
+    for option, split in splits.items():
+        if split not in dataset:
+            raise ValueError(f"Hub dataset {name} has no split {split!r} (it has {', '.join(dataset)}); set "
+                             f"task_options.{option}.")  # fmt: skip
+        rows = dataset[split]
+        where = f"Hub dataset {name}" + (f" ({config})" if config else "") + f", split {split!r}"
+        records = [Record(f"{where}, row {i}", row) for i, row in enumerate(rows, 1)]
+        tables.append(Table(Path(where), tuple(rows.column_names), records))
+    return tables

@@ -38,7 +38,7 @@ from adalora_scores.metrics.classification import (
     regression_metrics,
 )
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.classification.files import SUFFIXES, Record, Table, read_table
+from adalora_scores.tasks.classification.files import SUFFIXES, Record, Table, read_hub_tables, read_table
 from adalora_scores.tasks.glue.data import Example, TaskData
 from adalora_scores.tasks.glue.features import EncodedDataset
 
@@ -223,21 +223,11 @@ class ClassificationTask:
         return find(("train",)), find(("dev", "validation"))
 
     def _hub_tables(self) -> tuple[Table, Table]:
-        from datasets import load_dataset
-
         options = self._need_options()
-        name = options.hub_dataset
-        dataset = load_dataset(name, options.hub_config) if options.hub_config else load_dataset(name)
-        tables = []
-        for split in (options.train_split, options.dev_split):
-            if split not in dataset:
-                raise ValueError(f"Hub dataset {name} has no split {split!r} (it has {', '.join(dataset)}); set "
-                                 "task_options.train_split / task_options.dev_split.")  # fmt: skip
-            rows = dataset[split]
-            where = f"Hub dataset {name}" + (f" ({options.hub_config})" if options.hub_config else "")
-            records = [Record(f"{where}, split {split!r}, row {i}", row) for i, row in enumerate(rows, 1)]
-            tables.append(Table(Path(f"{where}, split {split!r}"), tuple(rows.column_names), records))
-        return tables[0], tables[1]
+        name, config = options.hub_dataset, options.hub_config
+        train, dev = read_hub_tables(name, config, {"train_split": options.train_split,  # type: ignore[arg-type]
+                                                    "dev_split": options.dev_split})  # fmt: skip
+        return train, dev
 
     def _rows(self, table: Table) -> list[tuple[Record, str, str | None, Any]]:
         """(record, text, second text, raw label) of every record; missing columns and empty texts are errors."""

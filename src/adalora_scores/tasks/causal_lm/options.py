@@ -1,0 +1,163 @@
+"""The task options of ``causal_lm`` (``task_options`` in a preset or sweep file, ``task_options.NAME=value`` on the
+command line), validated with messages that say how to fix a bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FORMATS", "CausalLMOptions"]
+
+FORMATS = ("auto", "prompt_completion", "messages")
+
+
+@dataclass(frozen=True)
+class CausalLMOptions:
+    """Every option has a default: records with ``prompt`` and ``completion`` (or ``messages``) in a ``--data``
+    folder need none."""
+
+    format: str = field(default="auto", metadata={
+        "help": "prompt_completion, messages (chat, rendered with the tokenizer's chat template) or auto: messages "
+                "when the first record has messages_field, else prompt_completion"})  # fmt: skip
+    prompt_field: str = field(default="prompt", metadata={"help": "the field holding the prompt"})
+    completion_field: str = field(default="completion", metadata={"help": "the field holding the completion"})
+    messages_field: str = field(default="messages", metadata={"help": "the field holding the chat messages"})
+    query_template: str | None = field(default=None, metadata={
+        "help": "a Python format string over the record's fields that builds the prompt instead of prompt_field, "
+                "e.g. 'Question: {query} Answer:'"})  # fmt: skip
+    answer_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "the field holding the reference answer for exact match (default: extracted from the completion)"
+        },
+    )
+    chat_template: str | None = field(
+        default=None, metadata={"help": "a file holding a Jinja chat template, replacing the tokenizer's own"}
+    )
+    truncated_completion: str = field(default="error", metadata={
+        "help": "an example whose completion is cut away entirely by max_seq_length: error, or drop (with a "
+                "warning)"})  # fmt: skip
+    train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
+    dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
+    hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
+    hub_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration name"})
+    train_split: str = field(default="train", metadata={"help": "the Hub split to train on"})
+    dev_hub_dataset: str | None = field(
+        default=None,
+        metadata={"help": "the Hub dataset to evaluate on, when it is not hub_dataset (e.g. openai/gsm8k)"},
+    )
+    dev_hub_config: str | None = field(default=None, metadata={"help": "dev_hub_dataset's configuration name"})
+    dev_split: str = field(default="validation", metadata={"help": "the Hub split to evaluate on"})
+    dev_query_template: str | None = field(
+        default=None,
+        metadata={"help": "query_template for the evaluation data, when its fields differ (default: query_template)"},
+    )
+    dev_completion_field: str | None = field(
+        default=None,
+        metadata={"help": "completion_field for the evaluation data, when it differs (default: completion_field)"},
+    )
+    generate: bool = field(
+        default=False,
+        metadata={"help": "also generate greedily from each dev prompt and score exact match of the extracted answer"},
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "the longest generation, in tokens"})
+    answer_pattern: str | None = field(
+        default=None,
+        metadata={
+            "help": "a regex whose last match (its first group, if it has one) is the answer; default: the number "
+            "after the last 'The answer is', else the last number (the GSM8K/MetaMathQA convention)"
+        },
+    )
+    main_metric: str | None = field(default=None, metadata={
+        "help": "the metric that ranks runs: perplexity (default; lower is better), or exact_match (needs "
+                "generate=true)"})  # fmt: skip
+
+    @classmethod
+    def known(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @property
+    def metric(self) -> str:
+        return self.main_metric or "perplexity"
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> CausalLMOptions:
+        """Validated options; an unknown name lists the known ones."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"task_options must be a mapping (e.g. {{prompt_field: question}}), got {options!r}.")
+        known = cls.known()
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown task option {name!r} for task causal_lm.{hint} Known options: "
+                                 f"{', '.join(known)}.")  # fmt: skip
+            if name == "generate":
+                if not isinstance(value, bool):
+                    raise ValueError(f"task_options.generate must be true or false, got {value!r}.")
+            elif name == "max_new_tokens":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"task_options.max_new_tokens must be a whole number >= 1, got {value!r}.")
+            elif value is not None:
+                if isinstance(value, (dict, list, bool)):
+                    raise ValueError(f"task_options.{name} must be text, got {value!r}.")
+                value = str(value)
+            values[name] = value
+        parsed = cls(**values)
+        parsed._check()
+        return parsed
+
+    def _check(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"task_options.format={self.format} is not one of {', '.join(FORMATS)}.")
+        if self.truncated_completion not in ("error", "drop"):
+            raise ValueError(f"task_options.truncated_completion={self.truncated_completion} must be error or drop.")
+        if self.metric not in ("perplexity", "exact_match"):
+            raise ValueError(f"task_options.main_metric={self.main_metric} is not a causal_lm metric; use "
+                             "perplexity or exact_match.")  # fmt: skip
+        if self.metric == "exact_match" and not self.generate:
+            raise ValueError("task_options.main_metric=exact_match needs generated answers; add "
+                             "task_options.generate=true.")  # fmt: skip
+        if (self.train_file is None) != (self.dev_file is None):
+            raise ValueError("task_options.train_file and task_options.dev_file go together; give both (e.g. "
+                             "task_options.train_file=train.jsonl task_options.dev_file=dev.jsonl) or a --data "
+                             "folder.")  # fmt: skip
+        if self.train_file is not None and self.hub_dataset is not None:
+            raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
+                             "keep one data source.")  # fmt: skip
+        for name in ("train_file", "dev_file", "chat_template"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
+        for name in ("query_template", "dev_query_template"):
+            template = getattr(self, name)
+            if template is not None:
+                try:
+                    fields = [parsed[1] for parsed in string.Formatter().parse(template) if parsed[1] is not None]
+                except ValueError as error:
+                    raise ValueError(f"task_options.{name} {template!r} is not a format string ({error}); write "
+                                     "fields as {name} and a literal brace as {{ or }}.") from None  # fmt: skip
+                if not fields or any(not f.isidentifier() for f in fields):
+                    raise ValueError(f"task_options.{name} {template!r} must name record fields in braces, e.g. "
+                                     "'Question: {query} Answer:'.")  # fmt: skip
+        if self.answer_pattern is not None:
+            try:
+                re.compile(self.answer_pattern)
+            except re.error as error:
+                raise ValueError(f"task_options.answer_pattern {self.answer_pattern!r} is not a regular expression "
+                                 f"({error}).") from None  # fmt: skip
+
+    def evaluation(self) -> CausalLMOptions:
+        """The options that read the evaluation data: the dev_* overrides in place of their training values."""
+        return dataclasses.replace(
+            self,
+            query_template=self.dev_query_template or self.query_template,
+            completion_field=self.dev_completion_field or self.completion_field,
+        )
