@@ -310,3 +310,46 @@ def test_hub_training_and_evaluation_sets_from_two_datasets(monkeypatch):
 def test_options_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         configure_task("causal_lm", options)
+
+
+def _metamath_rows(count: int, seed: int) -> list[dict[str, str]]:
+    """MetaMathQA's layout (query, response ending "The answer is: N", type, original_question)."""
+    rows = []
+    for i, record in enumerate(_records(count, seed)):
+        rows.append({"query": record["prompt"], "response": record["completion"].replace("the answer is",
+                     "The answer is:"), "type": "GSM_Rephrased", "original_question": f"q{i // 2}"})  # fmt: skip
+    return rows
+
+
+def test_the_metamath_preset_trains_with_the_hub_layouts(decoders, tmp_path, monkeypatch):
+    """``--config metamath-llama`` on a tiny LLaMA, with local datasets in MetaMathQA's and GSM8K's layouts behind
+    ``load_dataset``: the selection split holds out whole original questions, dev is scored by exact match of the
+    "The answer is"/"####" answer, and the learning rate follows PEFT's cosine schedule."""
+    import datasets
+
+    _, models = decoders
+    metamath = datasets.DatasetDict({"train": datasets.Dataset.from_list(_metamath_rows(40, 3))})
+    gsm8k = datasets.DatasetDict({"test": datasets.Dataset.from_list(
+        [{"question": r["prompt"], "answer": r["completion"].replace("the answer is", "####")}
+         for r in _records(6, 4)])})  # fmt: skip
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: {"meta-math/MetaMathQA": metamath,
+                                                                 "openai/gsm8k": gsm8k}[args[0]])  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["train", "--config", "metamath-llama", "--task", "causal_lm", "--model", str(models["llama"]),
+                 "--output", str(out), "max_seq_length=48", "batch_size=4", "max_train_samples=24",
+                 "selection_fraction=0.2", "lr_warmup_steps=2", "budget_warmup=1", "budget_final=2",
+                 "task_options.max_new_tokens=4", "init_r=4", "target_r=2", "learning_rate=1e-2"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["main_metric"] == "exact_match" and set(metrics["eval"]) == {"dev", "selection"}
+    assert metrics["train_examples"] == 24
+    held = [json.loads(line)["where"] for line in (out / "selection_predictions.jsonl").read_text().splitlines()]
+    rows = {f"Hub dataset meta-math/MetaMathQA, split 'train', row {i}": row for i, row in
+            enumerate(_metamath_rows(40, 3), 1)}  # fmt: skip
+    held_questions = {rows[where]["original_question"] for where in held}
+    assert len(held) == 2 * len(held_questions) == 8  # ceil(0.2 × 20 questions) = 4, two rewrites each
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    total = metrics["total_steps"]
+    for record in log:
+        step = record["step"]
+        expected = step / 2 if step < 2 else 0.5 * (1 + math.cos(math.pi * (step - 2) / (total - 2)))
+        assert record["lr"] == pytest.approx(1e-2 * expected, rel=1e-6)

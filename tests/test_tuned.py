@@ -103,6 +103,24 @@ def test_sweep_expands_baselines_and_per_task_grids():
         SweepSpec({"task": ["rte"], "score": ["fisher"], "seed": [1]}, baselines={"fisher": {"method": "lora"}})
 
 
+def test_a_baseline_list_is_that_rows_own_grid():
+    """Learning-rate grids per method: the scores use the grid's list, the LoRA row its own."""
+    spec = SweepSpec({"task": ["rte"], "score": ["fisher"], "seed": [1, 2], "learning_rate": [1e-3, 3e-3]},
+                     presets={"default": "paper-glue"},
+                     baselines={"lora_r8": {"method": "lora", "target_r": 8, "learning_rate": ["5e-4"]}})  # fmt: skip
+    runs = spec.runs()
+    assert len(runs) == 2 * 2 + 1 * 2
+    lora = [r for r in runs if r.grid_values["score"] == "lora_r8"]
+    assert {r.config.learning_rate for r in lora} == {5e-4} and all(r.config.method == "lora" for r in lora)
+    assert [r.name for r in lora] == [
+        "rte__lora_r8__learning_rate=0.0005__seed1",
+        "rte__lora_r8__learning_rate=0.0005__seed2",
+    ]
+    assert {r.config.learning_rate for r in runs if r.grid_values["score"] == "fisher"} == {1e-3, 3e-3}
+    with pytest.raises(ValueError, match=r"baselines.lora.num_epochs is a list.*grid.num_epochs: \[...\]"):
+        SweepSpec({"task": ["rte"], "score": ["fisher"], "seed": [1]}, baselines={"lora": {"num_epochs": [1, 2]}})
+
+
 # ---------------------------------------------------------------- tuned report on hand-made run folders
 # (learning rate, seed) → (selection accuracy, dev accuracy). On the selection split 1e-3 wins (mean 71 vs 66);
 # on dev 3e-3 wins (80 vs 75). The report must pick 1e-3 by default and 3e-3 with --select-on dev.

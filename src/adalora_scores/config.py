@@ -76,7 +76,10 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     lr_warmup_ratio: float = 0.1
-    """Linear learning-rate warm-up as a fraction of the optimizer steps, then linear decay to 0."""
+    """Linear learning-rate warm-up as a fraction of the optimizer steps, then decay to 0 (``lr_schedule``)."""
+    lr_schedule: str = "linear"
+    """The decay after the warm-up: "linear" to 0 (transformers' ``get_linear_schedule_with_warmup``, as in the
+    original AdaLoRA) or "cosine" to 0 (``get_cosine_schedule_with_warmup``, as in PEFT's MetaMathQA comparison)."""
     lr_warmup_steps: int = 0
     """Linear learning-rate warm-up in optimizer steps; when > 0 it replaces ``lr_warmup_ratio``."""
     max_grad_norm: float = 1.0
@@ -152,6 +155,10 @@ class TrainConfig:
         for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
+        need(
+            self.lr_schedule in ("linear", "cosine"),
+            f"lr_schedule must be linear or cosine, got {self.lr_schedule!r}.",
+        )
         need(0 <= self.lr_warmup_ratio < 1, f"lr_warmup_ratio must be in [0, 1), got {self.lr_warmup_ratio}.")
         need(self.method in ("adalora", "lora"), f"method must be 'adalora' or 'lora', got {self.method!r}.")
         need(

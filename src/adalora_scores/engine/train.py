@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
@@ -185,7 +185,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         weight_decay=config.weight_decay,
     )
     warmup = config.lr_warmup_steps or int(config.lr_warmup_ratio * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    schedule = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
+    scheduler = schedule[config.lr_schedule](optimizer, warmup, total_steps)
     train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
                                group_by_length=config.group_by_length)  # fmt: skip
     eval_loaders = {

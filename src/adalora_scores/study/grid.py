@@ -11,6 +11,10 @@ A sweep file::
     data: ./glue                # a folder with one subfolder per task (./glue/mrpc, ...), or {task: folder}; none: Hub
     baselines:                  # extra rows over the same tasks, seeds and other grid values, without a score
       lora_r8: {method: lora, target_r: 8}
+      lora_r32: {method: lora, target_r: 32, learning_rate: [5.0e-5, 1.0e-4]}   # a list: this row's own grid
+
+A baseline setting that is a list replaces that grid key's list for the baseline's row (a learning-rate grid per
+method); the key must be in the grid.
 
 A grid value may also be a mapping from task to list, with an optional ``default``, for per-task grids::
 
@@ -73,6 +77,12 @@ class SweepSpec:
         self.fixed = canonical_values(self.fixed, f"{self.source} set")
         self.baselines = {name: canonical_values(values, f"{self.source} baselines.{name}")
                           for name, values in self.baselines.items()}  # fmt: skip
+        for name, settings in self.baselines.items():
+            for key, value in settings.items():
+                if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
+                    raise ValueError(f"{self.source}: baselines.{name}.{key} is a list, which replaces a grid "
+                                     f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
+                                     "value.")  # fmt: skip
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         settings = {key for values in self.baselines.values() for key in values}
         unknown = sorted((set(self.grid) | set(self.fixed) | settings) - known)
@@ -102,10 +112,13 @@ class SweepSpec:
         keys = list(self.grid)
         rows = [(score, {}) for score in self.grid["score"]] + list(self.baselines.items())
         for task in self.grid["task"]:
-            lists = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
+            shared = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
             for score, settings in rows:
+                lists = {key: settings[key] if isinstance(settings.get(key), list) else values
+                         for key, values in shared.items()}  # fmt: skip
+                fixed = {key: value for key, value in settings.items() if not isinstance(value, list)}
                 for combination in itertools.product(*lists.values()):
-                    yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, settings
+                    yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, fixed
 
     def runs(self) -> list[Run]:
         """Every run of the grid, in grid order, each with its fully resolved config."""

@@ -37,6 +37,11 @@ class CausalLMOptions:
             "help": "the field holding the reference answer for exact match (default: extracted from the completion)"
         },
     )
+    group_field: str | None = field(
+        default=None,
+        metadata={"help": "a training field whose equal values stay on one side of the held-out selection split "
+                          "(e.g. MetaMathQA's original_question)"},
+    )  # fmt: skip
     chat_template: str | None = field(
         default=None, metadata={"help": "a file holding a Jinja chat template, replacing the tokenizer's own"}
     )
@@ -160,4 +165,5 @@ class CausalLMOptions:
             self,
             query_template=self.dev_query_template or self.query_template,
             completion_field=self.dev_completion_field or self.completion_field,
+            group_field=None,
         )

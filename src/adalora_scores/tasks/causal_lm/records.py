@@ -28,6 +28,8 @@ class LMExample:
     completion: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None
     answer: str | None = None
+    group: str | None = None
+    """The value of ``task_options.group_field``: examples sharing it stay on one side of the selection split."""
 
     @property
     def reference(self) -> str:
@@ -106,13 +108,15 @@ def examples_from_table(table: Table, options: CausalLMOptions) -> list[LMExampl
     kind = resolve_format(table, options)
     examples = []
     for record in table.records:
-        answer: Any = None
+        extra: dict[str, Any] = {}
         if options.answer_field is not None:
-            answer = _text(record, options.answer_field, "answer_field", "answer")
+            extra["answer"] = _text(record, options.answer_field, "answer_field", "answer")
+        if options.group_field is not None:
+            extra["group"] = _text(record, options.group_field, "group_field", "group")
         if kind == "messages":
-            examples.append(LMExample(record.where, messages=_messages(record, options), answer=answer))
+            examples.append(LMExample(record.where, messages=_messages(record, options), **extra))
         else:
             prompt = _prompt(record, options)
             completion = _text(record, options.completion_field, "completion_field", "completion")
-            examples.append(LMExample(record.where, prompt=prompt, completion=completion, answer=answer))
+            examples.append(LMExample(record.where, prompt=prompt, completion=completion, **extra))
     return examples

@@ -61,11 +61,16 @@ class CausalLMTask:
     train_counts: dict[str, int] | None = None
     modules_to_save: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ("completion_loss",)
-    group_key: ClassVar[str | None] = None
 
     @property
     def main_metric(self) -> str:
         return self.options.metric
+
+    @property
+    def group_key(self) -> str | None:
+        """``group`` (:class:`LMExample`) when ``task_options.group_field`` is set: the selection split then holds
+        out whole groups."""
+        return "group" if self.options.group_field is not None else None
 
     def with_options(self, options: Mapping[str, Any]) -> CausalLMTask:
         """A new task for one run, with validated ``options``."""
