@@ -23,7 +23,6 @@ ROWS = 4  # global batch; 2 rows per process
 LENGTH = 10
 CASES = {  # name → TrainConfig options
     "sensitivity": {"score": "sensitivity"},
-    "gsnr": {"score": "gsnr"},
     "fisher_per_example": {"score": "fisher_per_example"},
     "sensitivity_task_gradient": {"score": "sensitivity", "task_gradient_only": True},
 }

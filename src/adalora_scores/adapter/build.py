@@ -18,6 +18,7 @@ from typing import Any
 
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
+from adalora_scores.adapter.fsdp import is_sharded
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.saving import save_adapter
@@ -125,8 +126,20 @@ class AdaptedModel:
     def save(self, folder: Path, model: Any | None = None) -> None:
         """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``
         (:func:`~adalora_scores.adapter.saving.save_adapter`: a matrix pruned to rank 0 is saved at rank 1 with
-        λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped."""
-        save_adapter(model if model is not None else self.model, folder)
+        λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped.
+
+        Raises:
+            RuntimeError: the adapter is FSDP2-sharded (each process holds only its rows; PEFT cannot save that).
+        """
+        model = model if model is not None else self.model
+        if any(is_sharded(p) for n, p in model.named_parameters() if "lora_" in n):
+            raise RuntimeError(
+                "the adapter is sharded by FSDP2 (fully_shard), and PEFT's save_pretrained cannot write DTensor "
+                "shards. Gather a full state dict on every process first (accelerator.get_state_dict(model), or "
+                "torch.distributed.checkpoint.state_dict.get_model_state_dict with full_state_dict=True) and save "
+                "that with model.save_pretrained(folder, state_dict=...)."
+            )
+        save_adapter(model, folder)
 
 
 _TASK_TYPES = (

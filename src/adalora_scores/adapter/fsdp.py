@@ -66,7 +66,7 @@ class ShardedAccess(ParameterAccess):
 
 
 def _owner_path(name: str) -> tuple[str, str]:
-    """``'model.layers.0.self_attn.q_proj.lora_E.default'`` → (``'model.layers.0.self_attn.q_proj'``, ``'default'``)."""
+    """``...q_proj.lora_E.default`` → (``...q_proj``, ``'default'``)."""
     module_path, _, adapter = name.rpartition(".lora_E.")
     return module_path, adapter
 
