@@ -120,3 +120,12 @@ def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices()
         layout.rebind([matrix("a")])
     with pytest.raises(ValueError, match="another shape"):
         layout.rebind([matrix("a", out=5), matrix("b", rank=3)])
+
+
+def test_the_engine_refuses_fsdp2_until_it_saves_full_state_dicts(accelerate_state):
+    from adalora_scores.adapter.build import build_adapted_model
+    from adalora_scores.config import TrainConfig
+
+    accelerate_state(DistributedType.FSDP, fsdp_version=2)
+    with pytest.raises(RuntimeError, match="cannot save or checkpoint an FSDP2-sharded adapter yet"):
+        build_adapted_model(None, TrainConfig(task="causal"), 10, ())
