@@ -65,9 +65,7 @@ def test_sharded_gradients_are_refused_before_any_work(kind, sst2, tiny_model_di
     loaded = []
     monkeypatch.setattr(train_module, "load_model_and_tokenizer", lambda *a: loaded.append(a))
     config = TrainConfig(task="sst2", model=str(tiny_model_dir), data=str(sst2))
-    with pytest.raises(
-        RuntimeError, match=r"Supported: a single process, or DDP .* To fix it, run `accelerate config`"
-    ):
+    with pytest.raises(RuntimeError, match=r"Supported: a single process, DDP .* To fix it, "):
         train_module.train(config, tmp_path / "run")
     assert not loaded and not (tmp_path / "run").exists()
 

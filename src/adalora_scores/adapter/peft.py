@@ -15,6 +15,7 @@ from peft.tuners.adalora import AdaLoraModel
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
+from adalora_scores.adapter.fsdp import install_sharded_regulariser
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.adapter.sharding import check_full_gradients, current_distributed_type
@@ -153,4 +154,5 @@ def attach(
     allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
                                   task_gradient_only=task_gradient_only, per_example=per_example)  # fmt: skip
     inner.rankallocator = allocator
+    install_sharded_regulariser(inner)  # FSDP2: PEFT's regulariser would multiply parameter shards
     return allocator

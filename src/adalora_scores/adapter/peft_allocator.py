@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from adalora_scores.adapter.fsdp import refresh_layout
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
 from adalora_scores.allocation.layout import TripletLayout
@@ -82,8 +83,10 @@ class PeftRankAllocator(ScoreRankAllocator):
         self, model: Any = None, global_step: int = 0, force_mask: bool = False
     ) -> tuple[int, dict[str, list[bool]] | None]:
         """One optimizer step: returns ``(budget, rank_pattern or None)`` like PEFT's
-        ``RankAllocator.update_and_allocate``. ``model`` is accepted for the interface; the parameters were
-        collected once in the layout."""
+        ``RankAllocator.update_and_allocate``. ``model`` (PEFT passes its transformers model) is where the
+        layout finds the current parameters, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`)."""
+        if model is not None:
+            refresh_layout(self.layout, model)
         moments = None
         if self.per_example is not None:
             moments = self.per_example.consume()  # every step (it all-reduces), so that the sums restart
@@ -117,6 +120,8 @@ class PeftRankAllocator(ScoreRankAllocator):
         If ``rank_pattern`` is None (the final step T − t_f was never reached exactly, PEFT issue #855), the
         allocation at the target budget is done now and written to the config instead of failing.
         """
+        if model is not None:
+            refresh_layout(self.layout, model)
         if rank_pattern is None:
             warnings.warn(
                 f"update_and_allocate reached the final phase at step {self.step} without the final allocation "

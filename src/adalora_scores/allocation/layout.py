@@ -9,7 +9,10 @@ Within a shape group of n matrices (rank r, d1 = out features, d2 = in features)
     [P_1 … P_n]  each (d1, r)    "left" singular vectors
     [λ_1 … λ_n]  each (r, 1)     singular values
 
-The adapter package says which parameters of its host library play these roles.
+The adapter package says which parameters of its host library play these roles, and how to read and write them
+(:class:`ParameterAccess`: plain tensors by default; the adapter's ``fsdp.py`` reads sharded parameters whole and
+writes masks into each process's shard), and :meth:`TripletLayout.rebind` points the layout at new parameter
+objects of the same matrices (a wrapper such as FSDP2 replaces a module's parameters).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 
 from adalora_scores.allocation.ranking import triplet_importance
 
-__all__ = ["AdaptedMatrix", "TripletLayout"]
+__all__ = ["AdaptedMatrix", "ParameterAccess", "TripletLayout"]
 
 ROLE_VALUE, ROLE_LEFT, ROLE_RIGHT = 0, 1, 2
 
@@ -40,6 +43,22 @@ class AdaptedMatrix:
         return self.value.shape[0]
 
 
+class ParameterAccess:
+    """How the layout reads parameters and gradients and scales λ: plain tensors, as they are (the default).
+
+    A subclass can read a tensor that is split across processes as the full tensor (identical on every process)
+    and write the mask into each process's part.
+    """
+
+    def read(self, tensor: Tensor) -> Tensor:
+        """``tensor`` (a parameter or its gradient, detached) as one full tensor of the parameter's shape."""
+        return tensor
+
+    def scale_(self, values: list[Tensor], factors: list[Tensor]) -> None:
+        """``values[i] *= factors[i]`` in place; ``factors[i]`` has the full shape (r, 1) of ``values[i]``."""
+        torch._foreach_mul_(values, factors)
+
+
 @dataclass
 class _Group:
     matrices: list[AdaptedMatrix]
@@ -54,7 +73,8 @@ class _Group:
 class TripletLayout:
     """Maps the adapter parameters of many SVD-adapted matrices onto one flat buffer and back."""
 
-    def __init__(self, matrices: list[AdaptedMatrix]) -> None:
+    def __init__(self, matrices: list[AdaptedMatrix], access: ParameterAccess | None = None) -> None:
+        self.access = access if access is not None else ParameterAccess()
         if not matrices:
             raise ValueError("no adapted matrices: the model has no AdaLoRA triplet (P, λ, Q) parameters.")
         groups: dict[tuple[int, int, int], _Group] = {}
@@ -84,9 +104,36 @@ class TripletLayout:
         self._buffer = torch.empty(self.numel, dtype=torch.float32, device=self.device)
         self._grad_buffer = torch.empty_like(self._buffer)
 
+    def rebind(self, matrices: list[AdaptedMatrix]) -> None:
+        """Point the layout at new parameter objects of the same matrices (same names, shapes and device), e.g.
+        after a wrapper replaced the module's parameters; the flat order and every buffer stay.
+
+        Raises:
+            ValueError: ``matrices`` are not the layout's matrices (names or shapes differ) or moved device.
+        """
+        by_name = {m.name: m for m in matrices}
+        if sorted(by_name) != sorted(self.names) or len(by_name) != len(matrices):
+            raise ValueError("rebind needs the same adapted matrices as the layout was built from (names differ).")
+        new = [by_name[name] for name in self.names]
+        for old, matrix in zip(self.matrices, new, strict=True):
+            for role in ("right", "value", "left"):
+                if getattr(old, role).shape != getattr(matrix, role).shape:
+                    raise ValueError(f"{matrix.name}: rebind got another shape for its {role} parameter.")
+        if new[0].value.device != self.device:
+            raise ValueError(
+                f"the adapter moved from {self.device} to {new[0].value.device} after the layout was built; "
+                "attach the allocator after moving the model to its device."
+            )
+        for group in self.groups:
+            group.matrices = [by_name[m.name] for m in group.matrices]
+        self.matrices = new
+        self.parameters = [getattr(m, role) for g in self.groups for role in ("right", "left", "value")
+                           for m in g.matrices]  # fmt: skip
+        self._values = [m.value for m in self.matrices]
+
     # -- gathering ---------------------------------------------------------------------------------------------------
     def _gather(self, tensors: list[Tensor], out: Tensor) -> Tensor:
-        flat = [t.detach().reshape(-1) for t in tensors]
+        flat = [self.access.read(t.detach()).reshape(-1) for t in tensors]
         if all(t.dtype == torch.float32 for t in flat):
             return torch.cat(flat, out=out)
         return out.copy_(torch.cat([t.float() for t in flat]))
@@ -129,7 +176,7 @@ class TripletLayout:
         """Zero λ of every triplet whose entry in ``keep`` (flat, ``num_triplets``, bool) is False."""
         factors = keep.to(dtype=self._values[0].dtype).view(-1, 1).split([m.rank for m in self.matrices])
         with torch.no_grad():
-            torch._foreach_mul_(self._values, list(factors))
+            self.access.scale_(self._values, list(factors))
 
     def split_by_matrix(self, flat: Tensor) -> dict[str, Tensor]:
         """Split a per-triplet tensor into ``{matrix name: (r,) tensor}``."""

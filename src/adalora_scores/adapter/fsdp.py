@@ -1,0 +1,141 @@
+"""FSDP2 (``torch.distributed.fsdp.fully_shard``): the allocator and PEFT's regulariser on sharded adapters.
+
+``fully_shard`` replaces every parameter of a wrapped module by a new ``nn.Parameter`` holding a ``DTensor``
+(``Shard(0)``: each process keeps rows of it), and after backward ``p.grad`` is the matching ``DTensor`` shard of the
+mean gradient over processes (reduce-scatter). Three things follow, each handled here:
+
+* the layout's parameter references, taken when :func:`~adalora_scores.attach` ran, are stale:
+  :func:`refresh_layout` finds the current parameters by the matrices' names at every allocator call, and
+  rebinds the layout when they changed;
+* the scores need each adapter's full gradient and value: :class:`ShardedAccess` reads a ``DTensor`` with
+  ``full_tensor()`` (an all-gather; the adapter is small), so every process computes the same scores and masks, and
+  writes the mask into each process's own rows of λ (``Replicate → Shard`` is a local slice, no communication);
+* PEFT's orthogonal regulariser (``AdaLoraModel.forward``, peft 0.13 - 0.21) multiplies ``lora_A``/``lora_B``
+  as they are registered after the model's forward pass; a module that reshards after forward
+  (``reshard_after_forward=True``, FSDP2's default) leaves ``DTensor`` shards there, and PEFT fails
+  (``torch.eye(..., out=empty_like(DTensor))``). :func:`install_sharded_regulariser` computes the same
+  regulariser from the full tensors in that case. Its gradient reaches each process's shard unaveraged (every
+  process computes the same value), and FSDP2 adds the reduce-scattered task gradient to it
+  (``foreach_reduce`` accumulates into an existing ``sharded_param.grad``), so ``p.grad`` is the task gradient
+  averaged over processes plus γ ∇R, as under DDP.
+
+All of these are collectives: every process must make the same allocator calls, which the schedule guarantees.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from adalora_scores.allocation.layout import AdaptedMatrix, ParameterAccess, TripletLayout
+
+__all__ = ["ShardedAccess", "install_sharded_regulariser", "is_sharded", "orthogonal_regulariser", "refresh_layout"]
+
+
+def is_sharded(tensor: Any) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed`` ``DTensor`` (a parameter or gradient under FSDP2)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+class ShardedAccess(ParameterAccess):
+    """Reads a ``DTensor`` as its full tensor (all-gather) and scales each process's own rows of λ."""
+
+    def read(self, tensor: Tensor) -> Tensor:
+        return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+    def scale_(self, values: list[Tensor], factors: list[Tensor]) -> None:
+        from torch.distributed.tensor import DTensor, Replicate
+
+        local_values, local_factors = [], []
+        for value, factor in zip(values, factors, strict=True):
+            if is_sharded(value):
+                mesh = value.device_mesh
+                replicated = DTensor.from_local(factor, mesh, [Replicate()] * mesh.ndim, run_check=False)
+                factor = replicated.redistribute(mesh, value.placements).to_local()  # this process's rows
+                value = value.to_local()  # under no_grad: the shard's own storage
+            local_values.append(value)
+            local_factors.append(factor)
+        torch._foreach_mul_(local_values, local_factors)
+
+
+def _owner_path(name: str) -> tuple[str, str]:
+    """``...q_proj.lora_E.default`` → (``...q_proj``, ``'default'``)."""
+    module_path, _, adapter = name.rpartition(".lora_E.")
+    return module_path, adapter
+
+
+def refresh_layout(layout: TripletLayout, model: nn.Module) -> bool:
+    """Point ``layout`` at the parameters ``model`` holds now (found by the matrices' names, which are relative to
+    the transformers model PEFT passes to its rank allocator), and read them with :class:`ShardedAccess` once
+    any is a ``DTensor``. Returns whether the layout was rebound; a ``model`` that does not hold the layout's
+    matrices (another module passed for PEFT's unused argument) leaves the layout as it is.
+
+    Raises:
+        ValueError: a matrix's shapes changed (see :meth:`TripletLayout.rebind`).
+    """
+    current = []
+    changed = False
+    for matrix in layout.matrices:
+        module_path, adapter = _owner_path(matrix.name)
+        try:
+            module = model.get_submodule(module_path)
+            right, value, left = module.lora_A[adapter], module.lora_E[adapter], module.lora_B[adapter]
+        except (AttributeError, KeyError):
+            return False
+        changed |= right is not matrix.right or value is not matrix.value or left is not matrix.left
+        current.append(AdaptedMatrix(matrix.name, right=right, value=value, left=left))
+    if changed:
+        layout.rebind(current)
+    if not isinstance(layout.access, ShardedAccess) and any(is_sharded(p) for p in layout.parameters):
+        layout.access = ShardedAccess()
+    return changed
+
+
+def orthogonal_regulariser(model: nn.Module, adapter_name: str) -> Tensor | float:
+    """PEFT's orthogonal regulariser R on the full tensors (``AdaLoraModel.forward``, peft 0.13 - 0.21; AdaLoRA
+    paper eq. 4): the mean over every ``lora_A`` (Q) and ``lora_B`` (P) of ``adapter_name`` of ‖QQᵀ − I‖_F, resp.
+    ‖PᵀP − I‖_F, in PEFT's parameter order; a ``DTensor`` is gathered with ``full_tensor()`` (differentiable)."""
+    total: Tensor | float = 0
+    count = 0
+    for name, parameter in model.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and adapter_name in name:
+            full = parameter.full_tensor() if is_sharded(parameter) else parameter
+            covariance = full @ full.T if "lora_A" in name else full.T @ full
+            identity = torch.eye(*covariance.size(), dtype=covariance.dtype, device=covariance.device)
+            total = total + torch.norm(covariance - identity, p="fro")
+            count += 1
+    return total / count if count else 0
+
+
+def _has_sharded_adapter(model: nn.Module, adapter_name: str) -> bool:
+    return any(is_sharded(p) for n, p in model.named_parameters() if "lora_A" in n and adapter_name in n)
+
+
+def install_sharded_regulariser(adalora: nn.Module) -> None:
+    """Make ``adalora`` (PEFT's ``AdaLoraModel``) compute its orthogonal regulariser from full tensors whenever its
+    adapter is FSDP2-sharded (module docstring); otherwise PEFT's own ``forward`` runs, unchanged. Idempotent."""
+    if getattr(adalora, "_adalora_scores_sharded_forward", False):
+        return
+    peft_forward = type(adalora).forward
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        adapter = self.trainable_adapter_name
+        if not _has_sharded_adapter(self.model, adapter):  # resting state of a sharded adapter: DTensor
+            return peft_forward(self, *args, **kwargs)
+        outputs = self.model.forward(*args, **kwargs)
+        if isinstance(getattr(outputs, "loss", None), Tensor):
+            weight = self.peft_config[adapter].orth_reg_weight
+            if weight < 0:
+                raise ValueError("orth_reg_weight should be greater than or equal to 0. ")
+            outputs.loss += weight * orthogonal_regulariser(self.model, adapter)
+        return outputs
+
+    adalora.forward = types.MethodType(forward, adalora)
+    adalora._adalora_scores_sharded_forward = True

@@ -1,0 +1,98 @@
+"""Train a tiny LLaMA AdaLoRA for a few steps, in one process or as one of 2 gloo processes under FSDP2.
+
+``python _fsdp2_worker.py OUT`` (one process) or ``torchrun --nproc_per_node 2 _fsdp2_worker.py OUT``: every
+process runs every case of :data:`CASES` and saves ``OUT/<case>-<rank>.pt`` (one process: rank ``single``). Under
+FSDP2 each decoder layer and the root are wrapped with ``fully_shard`` after ``build_adalora`` (as accelerate does),
+and process p trains on its half of the global batch; the single process trains on the whole global batch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from adalora_scores.adapter.build import build_adalora
+from adalora_scores.config import TrainConfig
+from adalora_scores.tiny_models import tiny_config, tiny_model
+
+VOCABULARY = 64
+STEPS = 8
+ROWS = 4  # global batch; 2 rows per process
+LENGTH = 10
+CASES = {  # name → TrainConfig options
+    "sensitivity": {"score": "sensitivity"},
+    "fisher_per_example": {"score": "fisher_per_example"},
+    "sensitivity_task_gradient": {"score": "sensitivity", "task_gradient_only": True},
+}
+
+
+def global_batches() -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(7)
+    batches = []
+    for _ in range(STEPS):
+        input_ids = torch.randint(2, VOCABULARY, (ROWS, LENGTH), generator=generator)
+        batches.append({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids})
+    return batches
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def train_case(options: dict, rank: int | None, world: int, mesh=None) -> dict:
+    """The documented loop; returns every step's mask, the final triplet scores and the final λ."""
+    # init_r=3 shards λ unevenly over 2 processes (2 rows and 1 row)
+    config = TrainConfig(task="causal", init_r=3, target_r=1, budget_warmup=2, budget_final=3, mask_interval=1,
+                         lora_alpha=6, orth_reg_weight=0.1, **options)  # fmt: skip
+    torch.manual_seed(1)
+    model, allocator = build_adalora(tiny_model(tiny_config("llama", vocab_size=VOCABULARY), head="causal-lm"),
+                                     config, STEPS, modules_to_save=())  # fmt: skip
+    if mesh is not None:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.base_model.model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
+    share = ROWS // world
+    rows = slice(0, ROWS) if rank is None else slice(rank * share, (rank + 1) * share)
+    masks, losses = [], []
+    for step, batch in enumerate(global_batches(), start=1):
+        loss = model(**{key: value[rows] for key, value in batch.items()}).loss
+        loss.backward()
+        losses.append(loss.item())
+        optimizer.step()
+        model.base_model.update_and_allocate(step)
+        optimizer.zero_grad()
+        masks.append(allocator.keep.clone())
+    layout = allocator.layout
+    return {
+        "masks": torch.stack(masks),
+        "scores": allocator.last_triplet_scores.clone(),
+        "values": torch.cat([full(m.value.detach()).view(-1) for m in layout.matrices]),
+        "rank_pattern": model.peft_config["default"].rank_pattern,
+        "losses": losses,
+        "sharded": type(layout.matrices[0].value).__name__,
+    }
+
+
+def main(out: Path) -> None:
+    if "RANK" not in __import__("os").environ:
+        for name, options in CASES.items():
+            torch.save(train_case(options, None, 1), out / f"{name}-single.pt")
+        return
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world,))
+    for name, options in CASES.items():
+        torch.save(train_case(options, rank, world, mesh), out / f"{name}-{rank}.pt")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

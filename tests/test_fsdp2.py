@@ -1,0 +1,131 @@
+"""FSDP2 (``fully_shard``) on CPU: 2 gloo processes against 1 process with the same global batch (a tiny LLaMA,
+fp32, every decoder layer and the root wrapped as accelerate does, λ sharded unevenly), for ``sensitivity``,
+``fisher_per_example`` and ``task_gradient_only``: the same masks at every step on every process and as the single
+process, the same final rank pattern, triplet scores within float32 summation order, and pruned λ zero in every
+shard. The start-up check (FSDP2 allowed; FSDP1 and DeepSpeed refused) with simulated accelerate state, and the
+layout's rebind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType
+
+import adalora_scores
+from adalora_scores.adapter.sharding import check_full_gradients, current_fsdp_version
+from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
+
+WORKER = Path(__file__).with_name("_fsdp2_worker.py")
+sys.path.insert(0, str(WORKER.parent))
+import _fsdp2_worker as worker  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{case: (single, rank 0, rank 1)}``: the 2-process FSDP2 run (torchrun) and the 1-process reference."""
+    out = tmp_path_factory.mktemp("fsdp2")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path])}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29573",
+               str(WORKER), str(out)]  # fmt: skip
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {}
+    for name, options in worker.CASES.items():
+        single = worker.train_case(options, None, 1)
+        results[name] = (single, *(torch.load(out / f"{name}-{rank}.pt") for rank in (0, 1)))
+    return results
+
+
+@pytest.mark.parametrize("case", list(worker.CASES))
+def test_two_fsdp2_processes_allocate_like_one_process(case, runs):
+    single, first, second = runs[case]
+    assert first["sharded"] == second["sharded"] == "DTensor"  # the allocator ran on fully_shard's parameters
+    assert torch.equal(first["masks"], second["masks"])  # every process holds the same mask at every step
+    assert torch.equal(first["masks"], single["masks"])
+    assert len({tuple(mask.tolist()) for mask in single["masks"]}) >= 3  # masking happened, and changed
+    assert first["rank_pattern"] == second["rank_pattern"] == single["rank_pattern"]
+    assert torch.equal(first["scores"], second["scores"])  # computed from the same gathered tensors
+    scale = single["scores"].abs().max().item()
+    torch.testing.assert_close(first["scores"], single["scores"], rtol=2e-5, atol=1e-6 * scale)
+    pruned = ~first["masks"][-1]
+    assert pruned.any() and first["values"][pruned].abs().max() == 0  # the mask reached every process's shard
+    torch.testing.assert_close(first["values"], single["values"], rtol=1e-5, atol=1e-6)
+
+
+# -- the start-up check ------------------------------------------------------------------------------------------
+@pytest.fixture
+def accelerate_state(monkeypatch):
+    """Simulated accelerate state (accelerate enables FSDP only on accelerators)."""
+
+    def set_state(kind, fsdp_version=None):
+        monkeypatch.setitem(PartialState._shared_state, "distributed_type", kind)
+        plugin = None if fsdp_version is None else SimpleNamespace(fsdp_version=fsdp_version)
+        monkeypatch.setitem(AcceleratorState._shared_state, "fsdp_plugin", plugin)
+
+    return set_state
+
+
+def test_fsdp2_is_allowed_and_fsdp1_and_deepspeed_are_refused(accelerate_state):
+    accelerate_state(DistributedType.FSDP, fsdp_version=2)
+    assert current_fsdp_version() == 2
+    check_full_gradients(DistributedType.FSDP)  # read from the plugin
+    check_full_gradients(DistributedType.FSDP, fsdp_version=2)
+    for version in (1, None):  # accelerate's default plugin is FSDP1; no plugin: not FSDP2 either
+        accelerate_state(DistributedType.FSDP, fsdp_version=version)
+        with pytest.raises(RuntimeError, match=r"which FSDP1 .* To fix it, set `fsdp_version: 2`"):
+            check_full_gradients(DistributedType.FSDP)
+    with pytest.raises(RuntimeError, match=r"which DeepSpeed .* or FSDP2 \(fsdp_version: 2\)"):
+        check_full_gradients(DistributedType.DEEPSPEED, fsdp_version=2)
+    check_full_gradients(DistributedType.MULTI_GPU)
+    check_full_gradients(None)
+
+
+def test_attach_accepts_fsdp2_state_and_refuses_fsdp1(accelerate_state):
+    from _tiny import tiny_adalora
+
+    model = tiny_adalora()
+    accelerate_state(DistributedType.FSDP, fsdp_version=1)
+    with pytest.raises(RuntimeError, match="which FSDP1"):
+        adalora_scores.attach(model, score="sensitivity")
+    accelerate_state(DistributedType.FSDP, fsdp_version=2)
+    assert adalora_scores.attach(model, score="sensitivity").layout.num_triplets > 0
+
+
+# -- the layout's rebind -------------------------------------------------------------------------------------------
+def matrix(name: str, rank: int = 2, out: int = 3, inp: int = 4) -> AdaptedMatrix:
+    parameter = torch.nn.Parameter
+    return AdaptedMatrix(name, right=parameter(torch.randn(rank, inp)), value=parameter(torch.randn(rank, 1)),
+                         left=parameter(torch.randn(out, rank)))  # fmt: skip
+
+
+def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices():
+    layout = TripletLayout([matrix("a"), matrix("b", rank=3)])
+    new = [matrix("b", rank=3), matrix("a")]  # any order: matched by name
+    layout.rebind(new)
+    assert [m.name for m in layout.matrices] == ["a", "b"] and layout.matrices[0] is new[1]
+    expected = torch.cat([new[1].right.view(-1), new[1].left.view(-1), new[1].value.view(-1),
+                          new[0].right.view(-1), new[0].left.view(-1), new[0].value.view(-1)])  # fmt: skip
+    assert torch.equal(layout.gather_parameters(), expected.detach())
+    layout.apply_keep_mask(torch.tensor([True, False, False, True, True]))
+    assert new[1].value[1].item() == 0 and new[0].value[0].item() == 0
+    with pytest.raises(ValueError, match="names differ"):
+        layout.rebind([matrix("a")])
+    with pytest.raises(ValueError, match="another shape"):
+        layout.rebind([matrix("a", out=5), matrix("b", rank=3)])
+
+
+def test_the_engine_refuses_fsdp2_until_it_saves_full_state_dicts(accelerate_state):
+    from adalora_scores.adapter.build import build_adapted_model
+    from adalora_scores.config import TrainConfig
+
+    accelerate_state(DistributedType.FSDP, fsdp_version=2)
+    with pytest.raises(RuntimeError, match="cannot save or checkpoint an FSDP2-sharded adapter yet"):
+        build_adapted_model(None, TrainConfig(task="causal"), 10, ())
