@@ -353,3 +353,21 @@ def test_the_metamath_preset_trains_with_the_hub_layouts(decoders, tmp_path, mon
         step = record["step"]
         expected = step / 2 if step < 2 else 0.5 * (1 + math.cos(math.pi * (step - 2) / (total - 2)))
         assert record["lr"] == pytest.approx(1e-2 * expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_left_padded_batched_generation_equals_one_prompt_at_a_time(kind, decoders):
+    """Prompts of different lengths in one left-padded batch continue exactly as each prompt alone."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from adalora_scores.engine.generate import generate_texts
+
+    _, models = decoders
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(models[kind]), AutoTokenizer.from_pretrained(models[kind])
+    prompts = [tokenizer(text)["input_ids"] for text in ("what is 2 ?", "what is 2 plus 3 ? 2 plus", "5")]
+    accelerator = Accelerator(cpu=True)
+    batched = generate_texts(model, prompts, tokenizer, accelerator, batch_size=3, max_new_tokens=6)
+    alone = [generate_texts(model, [prompt], tokenizer, accelerator, batch_size=1, max_new_tokens=6)[0]
+             for prompt in prompts]  # fmt: skip
+    assert batched == alone and all(batched)

@@ -34,6 +34,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from adalora_scores.engine.evaluate import evaluate_run
+
+    evaluate_run(args.run_folder, args.output, args.overrides, overwrite=args.overwrite)
+    return 0
+
+
 def _read_mapping(path: str, what: str, kind: type | tuple[type, ...]) -> dict:
     """A JSON object file of question id → value, with errors that name the file and the first bad entry."""
     file = Path(path)
@@ -131,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--task",
         required=True,
-        help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, squad (v1.1) / squad_v2, or classification (your own "
-        "labelled text: task_options.text_column=COLUMN ...)",
+        help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, squad (v1.1) / squad_v2, classification (your own "
+        "labelled text: task_options.text_column=COLUMN ...), or causal_lm (instruction tuning of a decoder: "
+        "prompt/completion or chat records)",
     )
     train.add_argument("--score", help="registered score (default sensitivity)")
     train.add_argument("--model", help="Hub name or local folder (default microsoft/deberta-v3-base)")
@@ -155,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
         "task_options.text_column=review",
     )
     train.set_defaults(run=_train)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a finished run's adapter again (e.g. with task_options.generate=true)",
+        description="Reload a run's adapter with stock PEFT and evaluate it on the run's splits; key=value may "
+        "change data, eval_batch_size, max_eval_samples, torch_dtype, mixed_precision and task_options.",
+    )
+    evaluate.add_argument("run_folder", metavar="RUN", help="a finished run folder")
+    evaluate.add_argument("--output", help="folder for metrics.json and the task's files (default RUN/evaluation)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation")
+    evaluate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value")
+    evaluate.set_defaults(run=_evaluate)
     squad = commands.add_parser(
         "evaluate-squad",
         help="official SQuAD v1.1/v2.0 EM and F1 of a predictions file",
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
-    takes_overrides = args.command in ("train", "sweep", "demo")
+    takes_overrides = args.command in ("train", "sweep", "demo", "evaluate")
     if stray or (extra and not takes_overrides):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
     if takes_overrides:

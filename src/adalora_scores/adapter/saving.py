@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from peft import AdaLoraConfig, PeftModel
 
-__all__ = ["save_adapter"]
+__all__ = ["load_adapter", "save_adapter"]
 
 
 def _mask(row: Any) -> list[bool]:
@@ -63,3 +63,11 @@ def save_adapter(model: PeftModel, folder: str | Path, adapter_name: str = "defa
             for value, old in zip(values, saved, strict=True):
                 value[0].copy_(old)
     return empty
+
+
+def load_adapter(model: Any, folder: str | Path) -> Any:
+    """``PeftModel.from_pretrained(model, folder)`` in evaluation mode: stock PEFT, resized to the saved
+    ``rank_pattern``."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(folder)).eval()

@@ -27,7 +27,7 @@ from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
-from adalora_scores.engine.generate import generate_texts
+from adalora_scores.engine.evaluate import evaluate_splits
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
@@ -222,21 +222,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     bar.close()
     wall = time.perf_counter() - start
 
-    evals, files = {}, {}
-    for name, loader in eval_loaders.items():
-        outputs = predict(peft_model, loader, task.output_names, accelerator, getattr(task, "batch_outputs", None))
-        request = task.generation_request(eval_sets[name]) if hasattr(task, "generation_request") else None
-        if request is not None:  # e.g. causal_lm with task_options.generate
-            outputs["generations"] = generate_texts(
-                accelerator.unwrap_model(peft_model),
-                request.prompts,
-                tokenizer,
-                accelerator,
-                config.eval_batch_size,
-                request.max_new_tokens,
-            )
-        evals[name], written = task.evaluate(outputs, eval_sets[name], config)
-        files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
+    evals, files = evaluate_splits(task, peft_model, eval_sets, eval_loaders, tokenizer, accelerator, config)
     files |= task.run_files() if hasattr(task, "run_files") else {}  # e.g. classification's labels.json
     ranks = adapted.ranks()
     finite = [v for v in progress.losses if math.isfinite(v)]

@@ -1,0 +1,118 @@
+"""Evaluation: the end of every training run, and ``adalora-scores evaluate RUN`` for a finished run folder.
+
+``evaluate_splits`` is the one evaluation path: the task's outputs for every batch (``predict``), greedy
+generations where the task asks for them (``causal_lm`` with ``task_options.generate``), then ``task.evaluate``.
+``evaluate_run`` reloads a run's adapter onto its base model with stock PEFT and evaluates it again, optionally with
+other evaluation settings (e.g. ``task_options.generate=true``), into a folder of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+from adalora_scores.config import TrainConfig, parse_overrides
+from adalora_scores.engine.generate import generate_texts
+from adalora_scores.run_files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
+
+__all__ = ["EVALUATION_FIELDS", "evaluate_run", "evaluate_splits"]
+
+EVALUATION_FIELDS = ("data", "eval_batch_size", "max_eval_samples", "torch_dtype", "mixed_precision", "task_options")
+"""The config values ``evaluate`` may change: where the data is, how it is batched, and the task's options."""
+
+
+def evaluate_splits(
+    task: Any,
+    model: Any,
+    eval_sets: dict[str, Any],
+    eval_loaders: dict[str, Any],
+    tokenizer: Any,
+    accelerator: Accelerator,
+    config: TrainConfig,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics per split, run-folder files)``: each file is named as the task names it when there is one split,
+    else prefixed with the split (``selection_predictions.jsonl``)."""
+    from adalora_scores.engine.train import predict
+
+    evals, files = {}, {}
+    for name, loader in eval_loaders.items():
+        outputs = predict(model, loader, task.output_names, accelerator, getattr(task, "batch_outputs", None))
+        request = task.generation_request(eval_sets[name]) if hasattr(task, "generation_request") else None
+        if request is not None:
+            unwrapped = accelerator.unwrap_model(model)
+            outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator,
+                                                    config.eval_batch_size, request.max_new_tokens)  # fmt: skip
+        evals[name], written = task.evaluate(outputs, eval_sets[name], config)
+        files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
+    return evals, files
+
+
+def _evaluation_config(run: Path, overrides: list[str]) -> TrainConfig:
+    saved = saved_train_values(read_config(run))
+    changes = parse_overrides(overrides)
+    refused = sorted(set(changes) - set(EVALUATION_FIELDS))
+    if refused:
+        raise ValueError(f"evaluate cannot change {', '.join(refused)}: they shaped the trained adapter. It may "
+                         f"change {', '.join(EVALUATION_FIELDS)}; train a new run for the others.")  # fmt: skip
+    if "task_options" in changes:
+        changes["task_options"] = {**(saved.get("task_options") or {}), **changes["task_options"]}
+    return dataclasses.replace(TrainConfig(**saved), **changes)
+
+
+def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Evaluate the finished run ``run`` again; write ``metrics.json`` and the task's files into ``output`` (default
+    ``RUN/evaluation``). Returns the metrics.
+
+    The base model is the run's ``model`` with the task's head, the adapter ``RUN/adapter`` loaded by stock PEFT,
+    the tokenizer the one saved with the adapter; the splits are the run's (dev, and the selection split when it held
+    one out).
+    """
+    from adalora_scores.adapter.saving import load_adapter
+    from adalora_scores.engine.data import make_loader
+    from adalora_scores.engine.split import hold_out
+    from adalora_scores.engine.train import load_model_and_tokenizer
+    from adalora_scores.run_files import write_json
+    from adalora_scores.tasks import configure_task
+
+    run = Path(run)
+    if not is_finished(run):
+        raise FileNotFoundError(f"{run} is not a finished run (no {METRICS_FILE}); evaluate needs its adapter.")
+    folder = Path(output) if output is not None else run / "evaluation"
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(f"{folder} already holds files; pass --overwrite to replace them, or another --output.")
+    config = _evaluation_config(run, overrides or [])
+    task = configure_task(config.task, config.task_options)
+    data = task.load(config.data)
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    model, _ = load_model_and_tokenizer(config, task)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run / ADAPTER_FOLDER)
+    model = load_adapter(model, run / ADAPTER_FOLDER)
+    _, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
+    evals = {**data.evals, **({"selection": selection} if selection else {})}
+    eval_sets = {name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
+                 for name, examples in evals.items()}  # fmt: skip
+    loaders = {
+        name: accelerator.prepare(make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=0))
+        for name, dataset in eval_sets.items()
+    }
+    model = accelerator.prepare(model)
+    results, files = evaluate_splits(task, model, eval_sets, loaders, tokenizer, accelerator, config)
+    metrics = {"run": str(run), "task": task.name, "score": config.score, "method": config.method,
+               "seed": config.seed, "main_metric": task.main_metric, "eval": results,
+               "changed": {name: getattr(config, name) for name in parse_overrides(overrides or [])}}  # fmt: skip
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            write_json(folder / name, content)
+        write_json(folder / METRICS_FILE, metrics)
+    accelerator.print(f"{task.name} evaluated: " + ", ".join(f"{k} {v}" for k, v in results.items()))
+    return metrics
