@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_lin
 
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
+from adalora_scores.adapter.quantization import four_bit_config
 from adalora_scores.adapter.sharding import check_full_gradients
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
@@ -59,18 +60,26 @@ def _check_model_path(name: str) -> None:
 
 def load_model_and_tokenizer(config: TrainConfig, task: Task):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece),
-    the model's weights in ``config.torch_dtype`` if set."""
+    the model's weights in ``config.torch_dtype`` if set, its linear layers in 4 bits with ``config.load_in_4bit``
+    (``adapter/quantization.py``; the head, ``modules_to_save``, stays unquantized)."""
     _check_model_path(config.model)
     check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = task.load_model(config.model)
+    options: dict[str, Any] = {}
     if config.torch_dtype is not None:
-        # cast after loading (tasks load at the checkpoint's dtype). Parameters only: buffers such as RoPE's float32
-        # inv_freq keep their dtype, as with from_pretrained(dtype=...). PEFT keeps the adapter in float32
-        # (autocast_adapter_dtype); the task head (modules_to_save) trains in this dtype.
+        options["dtype"] = getattr(torch, config.torch_dtype)
+    if config.load_in_4bit:
+        head = config.modules_to_save if config.modules_to_save is not None else task.modules_to_save
+        options["quantization_config"] = four_bit_config(config.torch_dtype, head)
+    model = task.load_model(config.model, **options)
+    if config.torch_dtype is not None:
+        # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) is cast too,
+        # as before loading took ``dtype``. Parameters only: buffers such as RoPE's float32 inv_freq keep their dtype,
+        # as with from_pretrained(dtype=...). PEFT keeps the adapter in float32 (autocast_adapter_dtype); the task
+        # head (modules_to_save) trains in this dtype. 4-bit weights (uint8) are not floating point: left alone.
         dtype = getattr(torch, config.torch_dtype)
         for parameter in model.parameters():
-            if parameter.is_floating_point():
+            if parameter.is_floating_point() and parameter.dtype != dtype:
                 parameter.data = parameter.data.to(dtype)
     return model, tokenizer
 
