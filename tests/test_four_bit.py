@@ -212,3 +212,25 @@ def test_a_run_folder_without_the_field_is_unchanged():
 
     saved = {k: v for k, v in TrainConfig(task="sst2").to_dict().items() if k != "load_in_4bit"}
     assert config_changes(saved, TrainConfig(task="sst2")) == []
+
+
+class LegacyCausalTokens(CausalTokens):
+    """A task written before ``load_model`` took ``**model_options``."""
+
+    name = "legacy"
+
+    def load_model(self, name: str):
+        return super().load_model(name)
+
+
+def test_a_task_without_model_options_still_loads_in_torch_dtype(llama_dir):
+    config = TrainConfig(task="causal", model=str(llama_dir), torch_dtype="bfloat16")
+    model, _ = load_model_and_tokenizer(config, LegacyCausalTokens())
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # cast after loading, as before
+
+
+@needs_bitsandbytes
+def test_a_task_without_model_options_cannot_load_in_four_bits(llama_dir):
+    config = TrainConfig(task="causal", model=str(llama_dir), load_in_4bit=True)
+    with pytest.raises(TypeError, match=r"task legacy: load_model\(name\) takes no model options.*\*\*model_options"):
+        load_model_and_tokenizer(config, LegacyCausalTokens())

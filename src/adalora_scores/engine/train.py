@@ -8,6 +8,7 @@ accumulation and mixed precision unchanged. ``AllocationCallback`` remains avail
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def load_model_and_tokenizer(config: TrainConfig, task: Task):
     if config.load_in_4bit:
         head = config.modules_to_save if config.modules_to_save is not None else task.modules_to_save
         options["quantization_config"] = four_bit_config(config.torch_dtype, head)
-    model = task.load_model(config.model, **options)
+    model = task.load_model(config.model, **_accepted(task, options))
     if config.torch_dtype is not None:
         # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) is cast too,
         # as before loading took ``dtype``. Parameters only: buffers such as RoPE's float32 inv_freq keep their dtype,
@@ -82,6 +83,20 @@ def load_model_and_tokenizer(config: TrainConfig, task: Task):
             if parameter.is_floating_point() and parameter.dtype != dtype:
                 parameter.data = parameter.data.to(dtype)
     return model, tokenizer
+
+
+def _accepted(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if the task's ``load_model`` takes them (``**model_options``, as the Task protocol says); a
+    task written for ``load_model(name)`` loads at the checkpoint's dtype, then the cast applies ``torch_dtype``,
+    as before. Such a task cannot load in 4 bits: a TypeError says how to fix it."""
+    parameters = inspect.signature(task.load_model).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters) or not options:
+        return options
+    if "quantization_config" in options:
+        raise TypeError(f"task {task.name}: load_model(name) takes no model options, so load_in_4bit cannot reach "
+                        "from_pretrained. Give it **model_options and pass them on to from_pretrained (see "
+                        "adalora_scores.tasks.Task.load_model), or set load_in_4bit=false.")  # fmt: skip
+    return {}
 
 
 def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) -> int:
