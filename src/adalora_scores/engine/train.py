@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -50,6 +51,7 @@ from adalora_scores.tasks import Task, configure_task
 __all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
+_TRANSFORMERS = tuple(int(part) for part in transformers.__version__.split(".")[:2])
 _PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
 
 
@@ -67,17 +69,18 @@ def load_model_and_tokenizer(config: TrainConfig, task: Task):
     check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     options: dict[str, Any] = {}
-    if config.torch_dtype is not None:
-        options["dtype"] = getattr(torch, config.torch_dtype)
+    if config.torch_dtype is not None:  # transformers < 4.56 calls the keyword torch_dtype
+        options["dtype" if _TRANSFORMERS >= (4, 56) else "torch_dtype"] = getattr(torch, config.torch_dtype)
     if config.load_in_4bit:
         head = config.modules_to_save if config.modules_to_save is not None else task.modules_to_save
         options["quantization_config"] = four_bit_config(config.torch_dtype, head)
     model = task.load_model(config.model, **_accepted(task, options))
     if config.torch_dtype is not None:
-        # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) is cast too,
-        # as before loading took ``dtype``. Parameters only: buffers such as RoPE's float32 inv_freq keep their dtype,
-        # as with from_pretrained(dtype=...). PEFT keeps the adapter in float32 (autocast_adapter_dtype); the task
-        # head (modules_to_save) trains in this dtype. 4-bit weights (uint8) are not floating point: left alone.
+        # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) and a task
+        # without model options are cast here, as before loading took ``dtype``. Parameters only: buffers such as
+        # RoPE's float32 inv_freq keep their dtype, as with from_pretrained(dtype=...). PEFT keeps the adapter in
+        # float32 (autocast_adapter_dtype); the task head (modules_to_save) trains in this dtype. 4-bit weights
+        # (uint8) are not floating point: left alone.
         dtype = getattr(torch, config.torch_dtype)
         for parameter in model.parameters():
             if parameter.is_floating_point() and parameter.dtype != dtype:
