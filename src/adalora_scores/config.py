@@ -64,8 +64,13 @@ class TrainConfig:
     model: str = "microsoft/deberta-v3-base"
     """Hub name or local folder of an encoder."""
     torch_dtype: str | None = None
-    """Cast the base model's weights to "bfloat16", "float16" or "float32" after loading; None keeps the
-    checkpoint's. The adapter stays float32; ``mixed_precision`` still decides autocast."""
+    """Load the base model's weights in "bfloat16", "float16" or "float32"; None keeps the checkpoint's. The adapter
+    stays float32; ``mixed_precision`` still decides autocast. With ``load_in_4bit``: the compute dtype of the 4-bit
+    layers and the dtype of the layers left unquantized."""
+    load_in_4bit: bool = False
+    """Quantize the base model's linear layers to 4 bits with bitsandbytes (QLoRA's NF4 with double quantization,
+    as ``transformers.BitsAndBytesConfig(load_in_4bit=True)``); the adapter and the task head stay unquantized.
+    Needs ``pip install 'adalora-scores[quantization]'`` (bitsandbytes >= 0.47, which also runs on CPU)."""
     data: str | None = None
     """Local data folder; None loads the Hub dataset."""
     seed: int = 1
@@ -186,6 +191,9 @@ class TrainConfig:
             self.torch_dtype in (None, "bfloat16", "float16", "float32"),
             f"torch_dtype must be bfloat16, float16, float32 or null, got {self.torch_dtype!r}.",
         )
+        need(isinstance(self.load_in_4bit, bool), f"load_in_4bit must be true or false, got {self.load_in_4bit!r}.")
+        if self.load_in_4bit:
+            need(*_four_bit_support())
         need(
             self.report_to in ("none", "tensorboard", "wandb"),
             f"report_to must be 'tensorboard', 'wandb' or 'none', got {self.report_to!r}.",
@@ -200,6 +208,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+FOUR_BIT_INSTALL = "pip install 'adalora-scores[quantization]'"
+"""The command that installs what ``load_in_4bit`` needs (bitsandbytes >= 0.47)."""
+
+
+def _four_bit_support() -> tuple[bool, str]:
+    """(bitsandbytes >= 0.47 is installed, the message that says how to get it). 0.47 is the first release whose
+    4-bit layers also run on CPU (``bitsandbytes`` release notes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("bitsandbytes")
+    except PackageNotFoundError:
+        return False, f"load_in_4bit=true needs bitsandbytes, which is not installed: {FOUR_BIT_INSTALL}."
+    numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    return numbers >= (0, 47), (f"load_in_4bit=true needs bitsandbytes >= 0.47, found {installed}: "
+                                f"{FOUR_BIT_INSTALL}.")  # fmt: skip
 
 
 def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from peft import AdaLoraConfig, LoraConfig, get_peft_model
 from adalora_scores.adapter.fsdp import is_sharded
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.quantization import check_four_bit_layers, is_four_bit
 from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.adapter.sharding import current_distributed_type, current_fsdp_version
 from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
@@ -196,6 +197,8 @@ def build_adalora(
         **_common(model, config, modules_to_save),
     )
     peft_model = get_peft_model(model, adalora_config)
+    if is_four_bit(model):  # SVDLinear4bit around every Linear4bit, the head unquantized
+        check_four_bit_layers(peft_model)
     allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
                        **config.score_options)  # fmt: skip
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
@@ -206,12 +209,14 @@ def build_adalora(
 def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     """Plain LoRA of rank ``config.target_r`` on the same modules (the baseline rows)."""
     peft_model = get_peft_model(model, LoraConfig(r=config.target_r, **_common(model, config, modules_to_save)))
+    if is_four_bit(model):
+        check_four_bit_layers(peft_model)
     shapes = {}
     for name, module in peft_model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            weight = module.get_base_layer().weight
             key = name.removeprefix("base_model.model.") + ".lora_A.default"
-            shapes[key] = (config.target_r, weight.shape[0], weight.shape[1])
+            # PEFT's sizes, not the base weight's shape: a 4-bit weight is packed, a Conv1D one is (in, out)
+            shapes[key] = (config.target_r, module.out_features, module.in_features)
     return peft_model, shapes
 
 

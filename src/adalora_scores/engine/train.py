@@ -8,12 +8,14 @@ accumulation and mixed precision unchanged. ``AllocationCallback`` remains avail
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -22,6 +24,7 @@ from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_lin
 
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
+from adalora_scores.adapter.quantization import four_bit_config
 from adalora_scores.adapter.sharding import check_full_gradients
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
@@ -48,6 +51,7 @@ from adalora_scores.tasks import Task, configure_task
 __all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
+_TRANSFORMERS = tuple(int(part) for part in transformers.__version__.split(".")[:2])
 _PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
 
 
@@ -59,20 +63,43 @@ def _check_model_path(name: str) -> None:
 
 def load_model_and_tokenizer(config: TrainConfig, task: Task):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece),
-    the model's weights in ``config.torch_dtype`` if set."""
+    the model's weights in ``config.torch_dtype`` if set, its linear layers in 4 bits with ``config.load_in_4bit``
+    (``adapter/quantization.py``; the head, ``modules_to_save``, stays unquantized)."""
     _check_model_path(config.model)
     check_model_folder(config.model)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = task.load_model(config.model)
+    options: dict[str, Any] = {}
+    if config.torch_dtype is not None:  # transformers < 4.56 calls the keyword torch_dtype
+        options["dtype" if _TRANSFORMERS >= (4, 56) else "torch_dtype"] = getattr(torch, config.torch_dtype)
+    if config.load_in_4bit:
+        head = config.modules_to_save if config.modules_to_save is not None else task.modules_to_save
+        options["quantization_config"] = four_bit_config(config.torch_dtype, head)
+    model = task.load_model(config.model, **_accepted(task, options))
     if config.torch_dtype is not None:
-        # cast after loading (tasks load at the checkpoint's dtype). Parameters only: buffers such as RoPE's float32
-        # inv_freq keep their dtype, as with from_pretrained(dtype=...). PEFT keeps the adapter in float32
-        # (autocast_adapter_dtype); the task head (modules_to_save) trains in this dtype.
+        # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) and a task
+        # without model options are cast here, as before loading took ``dtype``. Parameters only: buffers such as
+        # RoPE's float32 inv_freq keep their dtype, as with from_pretrained(dtype=...). PEFT keeps the adapter in
+        # float32 (autocast_adapter_dtype); the task head (modules_to_save) trains in this dtype. 4-bit weights
+        # (uint8) are not floating point: left alone.
         dtype = getattr(torch, config.torch_dtype)
         for parameter in model.parameters():
-            if parameter.is_floating_point():
+            if parameter.is_floating_point() and parameter.dtype != dtype:
                 parameter.data = parameter.data.to(dtype)
     return model, tokenizer
+
+
+def _accepted(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if the task's ``load_model`` takes them (``**model_options``, as the Task protocol says); a
+    task written for ``load_model(name)`` loads at the checkpoint's dtype, then the cast applies ``torch_dtype``,
+    as before. Such a task cannot load in 4 bits: a TypeError says how to fix it."""
+    parameters = inspect.signature(task.load_model).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters) or not options:
+        return options
+    if "quantization_config" in options:
+        raise TypeError(f"task {task.name}: load_model(name) takes no model options, so load_in_4bit cannot reach "
+                        "from_pretrained. Give it **model_options and pass them on to from_pretrained (see "
+                        "adalora_scores.tasks.Task.load_model), or set load_in_4bit=false.")  # fmt: skip
+    return {}
 
 
 def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) -> int:

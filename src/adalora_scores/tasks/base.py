@@ -52,8 +52,10 @@ class Task(Protocol):
         ``.evals`` (split name → list)."""
         ...
 
-    def load_model(self, name: str) -> torch.nn.Module:
-        """The model ``name`` (Hub name or folder) with this task's head."""
+    def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
+        """The model ``name`` (Hub name or folder) with this task's head. ``model_options`` are extra
+        ``from_pretrained`` keywords from the engine (``dtype`` with ``torch_dtype``, ``quantization_config`` with
+        ``load_in_4bit``), to pass on unchanged."""
         ...
 
     def encode(self, examples: list[Any], tokenizer: Any, config: Any, *, train: bool) -> Any:

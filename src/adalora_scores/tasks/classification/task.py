@@ -345,11 +345,11 @@ class ClassificationTask:
         return {"num_labels": len(labels), "problem_type": "single_label_classification",
                 "id2label": dict(enumerate(labels)), "label2id": label2id}  # fmt: skip
 
-    def load_model(self, name: str) -> torch.nn.Module:
+    def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(name, ignore_mismatched_sizes=True,
-                                                                  **self.head_config())  # fmt: skip
+                                                                  **self.head_config(), **model_options)  # fmt: skip
 
     def encode(self, examples: list[Example], tokenizer: Any, config: Any, *, train: bool) -> EncodedDataset:
         return EncodedDataset(examples, tokenizer, config.max_seq_length)

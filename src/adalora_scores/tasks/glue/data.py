@@ -66,11 +66,11 @@ class GlueTask:
     def load(self, data: str | Path | None) -> TaskData:
         return load_glue(self, data)
 
-    def load_model(self, name: str):
+    def load_model(self, name: str, **model_options: Any):
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=self.num_labels, ignore_mismatched_sizes=True
+            name, num_labels=self.num_labels, ignore_mismatched_sizes=True, **model_options
         )
 
     def encode(self, examples: list[Example], tokenizer, config, *, train: bool) -> EncodedDataset:

@@ -47,10 +47,10 @@ class SquadTask:
         """The Hub (``rajpurkar/squad``/``rajpurkar/squad_v2``) when ``data`` is None, else the official files."""
         return load_squad_hub(self.version_2) if data is None else load_squad_files(Path(data), self.version_2)
 
-    def load_model(self, name: str):
+    def load_model(self, name: str, **model_options: Any):
         from transformers import AutoModelForQuestionAnswering
 
-        return AutoModelForQuestionAnswering.from_pretrained(name)
+        return AutoModelForQuestionAnswering.from_pretrained(name, **model_options)
 
     def encode(self, examples: list[QAExample], tokenizer, config, *, train: bool) -> QAFeatures:
         return QAFeatures(examples, tokenizer, config.max_seq_length, config.doc_stride, with_labels=train)
