@@ -6,7 +6,9 @@ embeddings (the route of ``adalora_scores.adapter.shared_inputs``). λ is set to
 gradient is non-zero (PEFT starts at λ = 0; the cost is the same).
 
 * time: one step = forward + backward (+ ``consume()`` for the collector), measured side by side in one process,
-  the two variants interleaved in alternating order after one warm-up each; median and ratio reported;
+  the two variants interleaved in alternating order after one warm-up each; the medians and their ratio, and the
+  median of the per-rep ratios (each rep's two steps run back to back, so a machine whose speed drifts over minutes
+  affects both alike);
 * memory: each variant in its own subprocess, peak resident set size (``resource.getrusage`` max RSS) after
   two steps, and the peak above the RSS of the built model (the part a step adds). Note: max RSS covers the whole
   process, including building the model, so when building peaks higher than a step both variants show the same
@@ -97,9 +99,10 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.reps} interleaved reps after 1 "
           "warm-up per variant")  # fmt: skip
     print()
-    print("| batch | plain step, median s | with collector, median s | time ratio | plain peak RSS MiB | "
-          "collector peak RSS MiB | RSS ratio | step's own peak, plain → collector MiB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| batch | plain step, median s | with collector, median s | time ratio | per-rep ratios, median (range) "
+          "| plain peak RSS MiB | collector peak RSS MiB | RSS ratio "
+          "| step's own peak, plain → collector MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         batch = make_batch(size, args.length)
         times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
@@ -114,9 +117,11 @@ def main() -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             memory[variant] = json.loads(output.strip().splitlines()[-1])
         plain, collector = (statistics.median(times[v]) for v in VARIANTS)
+        ratios = [c / p for p, c in zip(times["plain"], times["collector"], strict=True)]
         peak = {v: memory[v]["peak_kib"] / 1024 for v in VARIANTS}
         own = {v: (memory[v]["peak_kib"] - memory[v]["built_kib"]) / 1024 for v in VARIANTS}
         print(f"| {size}×{args.length} | {plain:.2f} | {collector:.2f} | {collector / plain:.3f} | "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.2f}–{max(ratios):.2f}) | "
               f"{peak['plain']:,.0f} | {peak['collector']:,.0f} | {peak['collector'] / peak['plain']:.3f} | "
               f"{own['plain']:,.0f} → {own['collector']:,.0f} |", flush=True)  # fmt: skip
         print(f"<!-- raw times {size}: plain {[round(t, 2) for t in times['plain']]}, collector "

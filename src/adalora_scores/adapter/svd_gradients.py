@@ -11,7 +11,9 @@ with A = ``lora_A`` (Q, r × d_in), E = ``lora_E`` (λ, r × 1, broadcast over t
     G_B,n     = c Σ_t δy_{n,t} u_{n,t}ᵀ                      (d_out × r)
     δu_{n,t}  = c δy_{n,t} B                                   (r)
     G_{A∘E},n = Σ_t δu_{n,t} x̃_{n,t}ᵀ                         (r × d_in)
-    G_A,n     = G_{A∘E},n ∘ E,      G_E,n[i] = Σ_j G_{A∘E},n[i, j] A[i, j]
+    G_A,n     = G_{A∘E},n ∘ E,      G_E,n[i] = Σ_j G_{A∘E},n[i, j] A[i, j] = Σ_t δu_{n,t}[i] v_{n,t}[i]
+
+with v = x̃ Aᵀ (so u = v ∘ Eᵀ): the last form sums over the T tokens instead of the d_in columns.
 
 The layer's weight layout (``nn.Linear`` or GPT-2's transposed ``Conv1D``, ``fan_in_fan_out``) does not enter:
 PEFT's LoRA branch is the same product for both. Only the rows of one layer exist at a time, never the
@@ -61,9 +63,15 @@ def svd_example_gradients(
     if inputs.shape[0] == 1 and examples > 1:
         inputs = inputs[0]  # (T, d_in): matmul broadcasts the shared rows without copying them N times
     right, value, left = right.detach().float(), value.detach().float(), left.detach().float()
-    projected = inputs @ (right * value).T  # u, (N or -, T, r)
-    grad_left = (grad.transpose(1, 2) @ projected).mul_(coefficient)  # (N, d_out, r)
-    grad_projected = (grad @ left).mul_(coefficient)  # δu, (N, T, r)
-    grad_product = grad_projected.transpose(1, 2) @ inputs  # G_{A∘E}, (N, r, d_in)
-    grad_value = (grad_product * right).sum(dim=2, keepdim=True)  # (N, r, 1)
+    # Products are ordered so that no (N, T, d) operand needs a copy: the output gradient is used transposed,
+    # (N, d_out, T), which is contiguous for DeBERTa's relative-position path (it arrives as (N, d_out, 2k) memory)
+    # and a plain transposed matrix for BLAS otherwise; δu is formed transposed, (N, r, T).
+    grad_t = grad.transpose(1, 2)  # δyᵀ, (N, d_out, T)
+    plain = inputs @ right.T  # v = x̃ Aᵀ, (N or -, T, r)
+    projected = plain * value.T  # u = x̃ (A ∘ E)ᵀ = v ∘ Eᵀ
+    grad_left = (grad_t @ projected).mul_(coefficient)  # G_B, (N, d_out, r)
+    grad_projected_t = (left.T @ grad_t).mul_(coefficient)  # δuᵀ, (N, r, T)
+    grad_product = grad_projected_t @ inputs  # G_{A∘E}, (N, r, d_in)
+    # G_E[n, i] = Σ_j G_{A∘E}[n, i, j] A[i, j] = Σ_t δu[n, t, i] v[n, t, i]: over T entries instead of d_in
+    grad_value = (grad_projected_t * plain.transpose(-1, -2)).sum(dim=2, keepdim=True)  # (N, r, 1)
     return ExampleGradients(right=grad_product.mul_(value), left=grad_left, value=grad_value)
