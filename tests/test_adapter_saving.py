@@ -85,3 +85,23 @@ def test_nothing_pruned_to_rank_zero_is_a_plain_save(tmp_path):
     model = tiny_adalora()
     assert save_adapter(model, tmp_path) == []  # no rank pattern yet
     assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
+def test_a_gathered_state_dict_saves_like_the_model_and_is_left_unchanged(tmp_path):
+    """The engine saves the trainable state gathered by ``full_trainable_state`` (FSDP2 shards cannot be saved from
+    the model); on one process that must write the same files as saving the model itself, λ = 0 rule included."""
+    from safetensors.torch import load_file
+
+    from adalora_scores.engine.full_state import full_trainable_state
+
+    model, allocator = _pruned_model()
+    state = full_trainable_state(model)
+    assert state and all("lora_" in key or "classifier" in key for key in state)  # trainable only: no frozen base
+    before = {key: value.clone() for key, value in state.items()}
+    assert save_adapter(model, tmp_path / "given", state_dict=state) == [allocator.layout.names[0]]
+    save_adapter(model, tmp_path / "own")
+    assert all(torch.equal(value, before[key]) for key, value in state.items())  # λ was zeroed in a copy
+    given, own = (json.loads((tmp_path / f / "adapter_config.json").read_text()) for f in ("given", "own"))
+    assert given == own
+    given, own = (load_file(tmp_path / f / "adapter_model.safetensors") for f in ("given", "own"))
+    assert given.keys() == own.keys() and all(torch.equal(given[key], own[key]) for key in own)

@@ -2,11 +2,14 @@
 fp32, every decoder layer and the root wrapped as accelerate does, λ sharded unevenly), for ``sensitivity``,
 ``fisher_per_example`` and ``task_gradient_only``: the same masks at every step on every process and as the single
 process, the same final rank pattern, triplet scores within float32 summation order, and pruned λ zero in every
-shard. The start-up check (FSDP2 allowed; FSDP1 and DeepSpeed refused) with simulated accelerate state, and the
-layout's rebind."""
+shard. The engine's save and checkpoint functions (``engine/full_state.py``, ``AdaptedModel.save``) on the sharded
+model: the saved adapter equals the single process's and loads in stock PEFT; a checkpoint holds full tensors and
+resumes into a freshly sharded model exactly like an uninterrupted sharded run. The start-up check (FSDP2 allowed;
+FSDP1 and DeepSpeed refused) with simulated accelerate state, and the layout's rebind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +20,8 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
+from peft import PeftModel
+from safetensors.torch import load_file
 
 import adalora_scores
 from adalora_scores.adapter.sharding import check_full_gradients, current_fsdp_version
@@ -41,6 +46,8 @@ def runs(tmp_path_factory):
     for name, options in worker.CASES.items():
         single = worker.train_case(options, None, 1)
         results[name] = (single, *(torch.load(out / f"{name}-{rank}.pt") for rank in (0, 1)))
+    results["engine"] = (worker.engine_case(out, None, 1), *(torch.load(out / f"engine-{r}.pt") for r in (0, 1)))
+    results["out"] = out
     return results
 
 
@@ -58,6 +65,51 @@ def test_two_fsdp2_processes_allocate_like_one_process(case, runs):
     pruned = ~first["masks"][-1]
     assert pruned.any() and first["values"][pruned].abs().max() == 0  # the mask reached every process's shard
     torch.testing.assert_close(first["values"], single["values"], rtol=1e-5, atol=1e-6)
+
+
+# -- the engine's save and checkpoint functions -------------------------------------------------------------------
+def reloaded_logits(folder: Path) -> torch.Tensor:
+    """Stock PEFT: the saved adapter on a fresh base model (the same seeded draw as in training)."""
+    base = worker.tiny_model(worker.tiny_config("llama", vocab_size=worker.VOCABULARY), head="causal-lm")
+    model = PeftModel.from_pretrained(base, folder).eval()
+    with torch.no_grad():
+        return model(input_ids=worker.global_batches()[0]["input_ids"]).logits
+
+
+def test_the_sharded_adapter_saves_like_one_process_and_loads_in_stock_peft(runs, recwarn):
+    single, first, second = runs["engine"]
+    out = runs["out"]
+    assert torch.equal(first["masks"], second["masks"]) and torch.equal(first["masks"], single["masks"])
+    sharded, alone = out / "adapter-fsdp2", out / "adapter-single"
+    config = json.loads((sharded / "adapter_config.json").read_text())
+    assert config["rank_pattern"] == json.loads((alone / "adapter_config.json").read_text())["rank_pattern"]
+    weights = load_file(sharded / "adapter_model.safetensors")
+    reference = load_file(alone / "adapter_model.safetensors")
+    assert first["empty"] == single["empty"] and first["empty"]  # matrices pruned to rank 0 ...
+    for name in first["empty"]:  # ... saved at rank 1 with λ = 0 (saving.py), from the gathered state dict
+        assert config["rank_pattern"][name.removesuffix(".default")][0] is True
+        value = weights["base_model.model." + name.removesuffix(".default")]
+        assert value.shape == (1, 1) and value.item() == 0
+    assert weights.keys() == reference.keys() and any("lora_E" in key for key in weights)
+    for key, value in reference.items():
+        torch.testing.assert_close(weights[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    torch.testing.assert_close(reloaded_logits(sharded), reloaded_logits(alone), rtol=1e-4, atol=1e-5)
+    assert not [w for w in recwarn if "ZeRO-3" in str(w.message)]  # PEFT's zero-size alarm (saving.py)
+
+
+def test_a_sharded_checkpoint_holds_full_tensors_and_resumes_like_an_uninterrupted_run(runs):
+    single, first, second = runs["engine"]
+    for result in (first, second):
+        assert result["resumed_sharded"] == "DTensor"  # restored into fully_shard's parameters
+        assert torch.equal(result["resumed_masks"], result["masks"])
+        for name, value in result["trainable"].items():
+            assert torch.equal(result["resumed_trainable"][name], value), name
+    assert torch.equal(single["resumed_masks"], single["masks"])
+    checkpoint = torch.load(runs["out"] / "checkpoint-fsdp2.pt", weights_only=True)
+    assert not first["checkpoint_sharded"] and set(checkpoint["trainable"]) == set(single["trainable"])
+    for name, value in checkpoint["trainable"].items():  # full tensors, the shapes of the single process's
+        assert type(value) is torch.Tensor and value.shape == single["trainable"][name].shape
+    assert all(isinstance(name, str) for name in checkpoint["optimizer"]["state"])  # keyed by parameter name
 
 
 # -- the start-up check ------------------------------------------------------------------------------------------
@@ -122,10 +174,12 @@ def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices()
         layout.rebind([matrix("a", out=5), matrix("b", rank=3)])
 
 
-def test_the_engine_refuses_fsdp2_until_it_saves_full_state_dicts(accelerate_state):
+def test_the_engine_builds_under_fsdp2(accelerate_state):
     from adalora_scores.adapter.build import build_adapted_model
     from adalora_scores.config import TrainConfig
+    from adalora_scores.tiny_models import tiny_config, tiny_model
 
     accelerate_state(DistributedType.FSDP, fsdp_version=2)
-    with pytest.raises(RuntimeError, match="cannot save or checkpoint an FSDP2-sharded adapter yet"):
-        build_adapted_model(None, TrainConfig(task="causal"), 10, ())
+    model = tiny_model(tiny_config("llama", vocab_size=64), head="causal-lm")
+    adapted = build_adapted_model(model, TrainConfig(task="causal", init_r=3, target_r=1), 10, ())
+    assert adapted.allocator is not None and adapted.allocator.layout.num_triplets > 0

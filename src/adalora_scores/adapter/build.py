@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelerate.utils import DistributedType
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
 from adalora_scores.adapter.fsdp import is_sharded
@@ -24,7 +23,6 @@ from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.quantization import check_four_bit_layers, is_four_bit
 from adalora_scores.adapter.saving import save_adapter
-from adalora_scores.adapter.sharding import current_distributed_type, current_fsdp_version
 from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
 from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
@@ -126,23 +124,25 @@ class AdaptedModel:
         self.allocator.load_state_dict(state)
         self.allocator.peft_config.rank_pattern = state.get("peft_rank_pattern")
 
-    def save(self, folder: Path, model: Any | None = None) -> None:
+    def save(self, folder: Path, model: Any | None = None, state_dict: dict[str, Any] | None = None) -> None:
         """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``
         (:func:`~adalora_scores.adapter.saving.save_adapter`: a matrix pruned to rank 0 is saved at rank 1 with
-        λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped.
+        λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped. ``state_dict``:
+        the full trainable state to save instead of the model's parameters (required when they are FSDP2 shards;
+        the engine gathers it with :func:`adalora_scores.engine.full_state.full_trainable_state`).
 
         Raises:
-            RuntimeError: the adapter is FSDP2-sharded (each process holds only its rows; PEFT cannot save that).
+            RuntimeError: the adapter is FSDP2-sharded and no ``state_dict`` was given.
         """
         model = model if model is not None else self.model
-        if any(is_sharded(p) for n, p in model.named_parameters() if "lora_" in n):
+        if state_dict is None and any(is_sharded(p) for n, p in model.named_parameters() if "lora_" in n):
             raise RuntimeError(
                 "the adapter is sharded by FSDP2 (fully_shard), and PEFT's save_pretrained cannot write DTensor "
-                "shards. Gather a full state dict on every process first (accelerator.get_state_dict(model), or "
-                "torch.distributed.checkpoint.state_dict.get_model_state_dict with full_state_dict=True) and save "
-                "that with model.save_pretrained(folder, state_dict=...)."
+                "shards. Gather the full state on every process first (adalora_scores.engine.full_state."
+                "full_trainable_state(model), or torch.distributed.checkpoint.state_dict.get_model_state_dict with "
+                "full_state_dict=True) and pass it: save(folder, model, state_dict=...)."
             )
-        save_adapter(model, folder)
+        save_adapter(model, folder, state_dict=state_dict)
 
 
 _TASK_TYPES = (
@@ -223,19 +223,8 @@ def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
 def build_adapted_model(
     model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]
 ) -> AdaptedModel:
-    """AdaLoRA (``config.method == "adalora"``) or LoRA around ``model``, for the training engine.
-
-    Raises:
-        RuntimeError: accelerate is set up for FSDP2, whose sharded adapter the engine cannot save or checkpoint
-            yet (the allocator itself supports FSDP2; :mod:`adalora_scores.adapter.fsdp`).
-    """
-    if current_distributed_type() == DistributedType.FSDP and current_fsdp_version() == 2:
-        raise RuntimeError(
-            "adalora-scores train cannot save or checkpoint an FSDP2-sharded adapter yet (the run folder's adapter "
-            "and checkpoint.pt need a full state dict gathered on every process). The rank allocator supports "
-            "FSDP2: use it from your own accelerate loop with adalora_scores.attach (README, FSDP2), or train "
-            "with DDP (accelerate launch --multi_gpu)."
-        )
+    """AdaLoRA (``config.method == "adalora"``) or LoRA around ``model``, for the training engine (before
+    accelerate's ``prepare``, which may shard it with FSDP2: :mod:`adalora_scores.adapter.fsdp`)."""
     if config.method == "lora":
         peft_model, shapes = build_lora(model, config, modules_to_save)
         return AdaptedModel(peft_model, None, shapes)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from adalora_scores.adapter.devices import move_collector
 from adalora_scores.adapter.fsdp import refresh_layout
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
@@ -74,6 +75,21 @@ class PeftRankAllocator(ScoreRankAllocator):
         self.adapter_name = adapter_name
         self.per_example = per_example
 
+    def follow_parameters(self) -> bool:
+        """As :meth:`ScoreRankAllocator.follow_parameters`, and the per-example collector's sums follow too."""
+        moved = super().follow_parameters()
+        if moved and self.per_example is not None:
+            move_collector(self.per_example, self.layout.device)
+        return moved
+
+    def follow_model(self, model: Any) -> None:
+        """Point the layout at the adapter parameters ``model`` (the transformers model inside the PEFT model)
+        holds now, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`), and move the allocator's
+        tensors to their device (:meth:`follow_parameters`). PEFT's calls do this first."""
+        if model is not None:
+            refresh_layout(self.layout, model)
+        self.follow_parameters()
+
     # -- PEFT's RankAllocator interface -----------------------------------------------------------------------------
     def set_total_step(self, total_step: int) -> None:
         self.peft_config.total_step = total_step
@@ -84,9 +100,9 @@ class PeftRankAllocator(ScoreRankAllocator):
     ) -> tuple[int, dict[str, list[bool]] | None]:
         """One optimizer step: returns ``(budget, rank_pattern or None)`` like PEFT's
         ``RankAllocator.update_and_allocate``. ``model`` (PEFT passes its transformers model) is where the
-        layout finds the current parameters, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`)."""
-        if model is not None:
-            refresh_layout(self.layout, model)
+        layout finds the current parameters, should a wrapper (FSDP2) have replaced them, and their device
+        (:meth:`follow_model`)."""
+        self.follow_model(model)
         moments = None
         if self.per_example is not None:
             moments = self.per_example.consume()  # every step (it all-reduces), so that the sums restart
@@ -120,8 +136,7 @@ class PeftRankAllocator(ScoreRankAllocator):
         If ``rank_pattern`` is None (the final step T − t_f was never reached exactly, PEFT issue #855), the
         allocation at the target budget is done now and written to the config instead of failing.
         """
-        if model is not None:
-            refresh_layout(self.layout, model)
+        self.follow_model(model)
         if rank_pattern is None:
             warnings.warn(
                 f"update_and_allocate reached the final phase at step {self.step} without the final allocation "

@@ -10,6 +10,10 @@ One optimizer step t (:meth:`ScoreRankAllocator.step_to`), with T − t_f the sc
 * ``t == T − t_f``: a forced allocation at b(T), after which the pattern is frozen (see :meth:`freeze`);
 * ``t > T − t_f``: the frozen pattern is re-applied.
 
+The allocator's tensors (the layout's buffers, the score's statistics, the mask) live on the adapter's device, and
+follow it (:meth:`ScoreRankAllocator.follow_parameters`) when the model moves after the allocator was built, as when
+accelerate's ``prepare`` moves a model attached on the CPU to the GPU.
+
 Steps are numbered 1 … T, counting the optimizer step that just happened. The original AdaLoRA trainer passes
 0 … T−1 to its allocator instead; with 1 … T the forced final allocation at T − t_f happens even with t_f = 0.
 """
@@ -105,6 +109,20 @@ class ScoreRankAllocator:
         """Whether each step needs the per-example gradient moments (a per-example score, or the task gradient)."""
         return self.score.gradient == "per_example" or self.task_gradient_only
 
+    def follow_parameters(self) -> bool:
+        """Move the layout's buffers, the score's statistics and the mask to the device the adapter parameters
+        are on now, keeping their values; every entry point calls it, so this is only needed by code that reads the
+        allocator's tensors itself. Returns whether anything moved (a device comparison otherwise)."""
+        device = self.layout.parameter_device
+        if device == self.layout.device:
+            return False
+        self.layout.to(device)
+        self.score.to(device)
+        self.keep = self.keep.to(device)
+        if self.last_triplet_scores is not None:
+            self.last_triplet_scores = self.last_triplet_scores.to(device)
+        return True
+
     # -- one optimizer step ------------------------------------------------------------------------------------------
     def step_to(
         self, step: int, force_mask: bool = False, moments: GradientMoments | None = None
@@ -112,6 +130,7 @@ class ScoreRankAllocator:
         """Optimizer step ``step`` has just happened: observe its gradients (before T − t_f), then mask if the
         schedule says so or ``force_mask``. ``moments``: the step's per-example gradient moments, needed when
         :attr:`needs_moments`. Returns the allocation event, or None when nothing was masked."""
+        self.follow_parameters()
         self.step = int(step)
         if step < self.schedule.final_step:
             self.update_scores(moments)
@@ -151,6 +170,7 @@ class ScoreRankAllocator:
 
     def triplet_scores(self) -> Tensor:
         """Current importance S of every triplet (flat, in ``layout.matrices`` order)."""
+        self.follow_parameters()
         with torch.no_grad():
             element_scores = self.score.element_scores(self.layout.gather_parameters())
             scores = self.layout.triplet_scores(element_scores)
@@ -160,6 +180,7 @@ class ScoreRankAllocator:
 
     def mask_to_budget(self, budget: int) -> Tensor:
         """Keep the ``budget`` highest-scoring triplets across all matrices; zero λ of the rest."""
+        self.follow_parameters()
         scores = self.triplet_scores()
         self.last_triplet_scores = scores
         threshold = budget_threshold(scores, budget)
@@ -170,12 +191,14 @@ class ScoreRankAllocator:
 
     def set_keep(self, keep: Tensor) -> None:
         """Make ``keep`` (flat bool, one entry per triplet) the current mask and apply it."""
+        self.follow_parameters()
         self.keep = keep.to(device=self.layout.device, dtype=torch.bool)
         self._keep_by_matrix = None
         self.apply_keep()
 
     def apply_keep(self) -> None:
         """Zero λ of every triplet the current mask prunes (again: training moves λ away from 0)."""
+        self.follow_parameters()
         self.layout.apply_keep_mask(self.keep)
 
     def freeze(self) -> None:
@@ -200,6 +223,7 @@ class ScoreRankAllocator:
             if row.numel() != matrix.rank:
                 raise ValueError(f"the rank pattern of {matrix.name!r} has {row.numel()} entries, not {matrix.rank}.")
             rows.append(row)
+        self.follow_parameters()
         return torch.cat(rows).to(self.layout.device)
 
     # -- state ---------------------------------------------------------------------------------------------------
@@ -223,6 +247,7 @@ class ScoreRankAllocator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses a state of another model or score."""
+        self.follow_parameters()
         if list(state["matrices"]) != self.layout.names:
             raise ValueError("allocator state was saved for other adapted matrices; attach to the same model setup.")
         if state["score_options"] != self.score.options():

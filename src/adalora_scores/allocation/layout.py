@@ -11,8 +11,10 @@ Within a shape group of n matrices (rank r, d1 = out features, d2 = in features)
 
 The adapter package says which parameters of its host library play these roles, and how to read and write them
 (:class:`ParameterAccess`: plain tensors by default; the adapter's ``fsdp.py`` reads sharded parameters whole and
-writes masks into each process's shard), and :meth:`TripletLayout.rebind` points the layout at new parameter
-objects of the same matrices (a wrapper such as FSDP2 replaces a module's parameters).
+writes masks into each process's shard), :meth:`TripletLayout.rebind` points the layout at new parameter
+objects of the same matrices (a wrapper such as FSDP2 replaces a module's parameters), and :meth:`TripletLayout.to`
+moves its buffers to the parameters' device when the model moved after the layout was built (accelerate's
+``prepare`` moves the model to the GPU after the allocator was attached on the CPU).
 """
 
 from __future__ import annotations
@@ -104,12 +106,26 @@ class TripletLayout:
         self._buffer = torch.empty(self.numel, dtype=torch.float32, device=self.device)
         self._grad_buffer = torch.empty_like(self._buffer)
 
+    @property
+    def parameter_device(self) -> torch.device:
+        """The device the adapter parameters are on now (it differs from :attr:`device` once the model moved)."""
+        return self.parameters[0].device
+
+    def to(self, device: torch.device | str) -> None:
+        """Move the flat buffers to ``device`` (:attr:`device` follows); the parameters are not touched."""
+        device = torch.device(device)
+        if device != self.device:
+            self._buffer = self._buffer.to(device)
+            self._grad_buffer = self._grad_buffer.to(device)
+            self.device = device
+
     def rebind(self, matrices: list[AdaptedMatrix]) -> None:
-        """Point the layout at new parameter objects of the same matrices (same names, shapes and device), e.g.
-        after a wrapper replaced the module's parameters; the flat order and every buffer stay.
+        """Point the layout at new parameter objects of the same matrices (same names and shapes), e.g. after a
+        wrapper replaced the module's parameters; the flat order stays. The buffers stay where they are: if the new
+        parameters are on another device, :meth:`to` moves them (the allocator does, with its own state).
 
         Raises:
-            ValueError: ``matrices`` are not the layout's matrices (names or shapes differ) or moved device.
+            ValueError: ``matrices`` are not the layout's matrices (names or shapes differ).
         """
         by_name = {m.name: m for m in matrices}
         if sorted(by_name) != sorted(self.names) or len(by_name) != len(matrices):
@@ -119,11 +135,6 @@ class TripletLayout:
             for role in ("right", "value", "left"):
                 if getattr(old, role).shape != getattr(matrix, role).shape:
                     raise ValueError(f"{matrix.name}: rebind got another shape for its {role} parameter.")
-        if new[0].value.device != self.device:
-            raise ValueError(
-                f"the adapter moved from {self.device} to {new[0].value.device} after the layout was built; "
-                "attach the allocator after moving the model to its device."
-            )
         for group in self.groups:
             group.matrices = [by_name[m.name] for m in group.matrices]
         self.matrices = new

@@ -9,7 +9,8 @@ Order inside one optimizer step (the allocation must see the final gradient of t
 4. ``optimizer.step()``, ``scheduler.step()``, then ``update_and_allocate(step)``, before ``zero_grad()``;
 5. with several processes, every process checks it holds the same mask (gradients are all-reduced before step 2,
    so they must agree; a mismatch stops the run);
-6. every ``checkpoint_every`` steps, an atomic checkpoint.
+6. every ``checkpoint_every`` steps, an atomic checkpoint of full tensors (gathered from every process under FSDP2:
+   :mod:`adalora_scores.engine.full_state`), written by the main process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from accelerate import Accelerator
 from adalora_scores.adapter.build import AdaptedModel
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
+from adalora_scores.engine.full_state import load_training_state, training_state
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.tracking import allocation_scalars, log_step
 from adalora_scores.run_files import TRIPLET_SCORES_FILE
@@ -58,13 +60,18 @@ class Session:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def torch_optimizer(self) -> torch.optim.Optimizer:
+        """The torch optimizer inside accelerate's ``AcceleratedOptimizer``."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
 
 def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
-    model = session.unwrapped
+    """Everything to resume exactly, with full tensors. Every process calls it (a collective under FSDP2); the
+    weights and optimizer state are complete on the main process only, which writes the checkpoint."""
     return {
         "progress": progress.to_dict(),
-        "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
-        "optimizer": session.optimizer.state_dict(),
+        **training_state(session.unwrapped, session.torch_optimizer),  # "trainable", "optimizer"
         "scheduler": session.scheduler.state_dict(),
         "allocator": session.adapted.allocator_state(),
         "rng": capture_rng(),
@@ -72,14 +79,9 @@ def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
 
 
 def restore_state(session: Session, state: dict[str, Any]) -> Progress:
-    model = session.unwrapped
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if set(trainable) != set(state["trainable"]):
-        raise ValueError("the checkpoint holds other trainable parameters than this model; was the config changed?")
-    with torch.no_grad():
-        for name, parameter in trainable.items():
-            parameter.copy_(state["trainable"][name])
-    session.optimizer.load_state_dict(state["optimizer"])
+    """Load a checkpoint into the prepared model, optimizer, scheduler and allocator (every process; under FSDP2
+    each keeps its rows of the full tensors)."""
+    load_training_state(session.unwrapped, session.torch_optimizer, state)
     session.scheduler.load_state_dict(state["scheduler"])
     allocator = state["allocator"]
     if allocator is not None and "peft_rank_pattern" in state:  # checkpoints of 0.2 kept it beside the allocator

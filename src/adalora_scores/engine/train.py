@@ -31,6 +31,7 @@ from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.evaluate import evaluate_splits
+from adalora_scores.engine.full_state import full_trainable_state
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
@@ -276,12 +277,14 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         "head_parameters": trainable - initial_parameters,
         "final_budget": sum(ranks.values()),
     }
+    unwrapped = accelerator.unwrap_model(peft_model)
+    adapter_state = full_trainable_state(unwrapped)  # every process (gathers FSDP2 shards); full on the main one
     if accelerator.is_main_process:
         try:
             for filename, content in files.items():
                 folder.write_json(filename, content)
             folder.write_json(RANK_PATTERN_FILE, adapted.rank_pattern())
-            adapted.save(folder.path / ADAPTER_FOLDER, accelerator.unwrap_model(peft_model))
+            adapted.save(folder.path / ADAPTER_FOLDER, unwrapped, state_dict=adapter_state)
             tokenizer.save_pretrained(folder.path / ADAPTER_FOLDER)
             folder.write_json(METRICS_FILE, metrics)  # last: the run is complete once this exists
         except OSError as error:

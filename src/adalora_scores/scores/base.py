@@ -211,6 +211,15 @@ class Score:
         else:
             raise ValueError(f"{type(self).__name__}.gradient must be one of {GRADIENT_KINDS}, got {self.gradient!r}.")
 
+    def to(self, device: torch.device | str) -> None:
+        """Move every tensor this score holds (its statistics, workspace and any tensor a subclass caches as an
+        attribute) to ``device``, keeping the values; the allocator calls it when the model moved."""
+        device = torch.device(device)
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor) and value.device != device:
+                setattr(self, name, value.to(device))
+        self._workspace = [scratch.to(device) for scratch in self._workspace]
+
     def reset(self) -> None:
         """Zero all statistics, as AdaLoRA does once the rank pattern is frozen."""
         for stat in self.statistics:
