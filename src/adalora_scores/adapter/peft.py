@@ -15,7 +15,6 @@ from peft.tuners.adalora import AdaLoraModel
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
-from adalora_scores.adapter.devices import follow_input_device
 from adalora_scores.adapter.fsdp import install_sharded_regulariser
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.per_example import PerExampleGradients
@@ -152,7 +151,6 @@ def attach(
         if loss_reduction is None:
             loss_reduction = "token_mean" if config.task_type == "CAUSAL_LM" else "mean"
         per_example = PerExampleGradients(model, layout, loss_reduction=loss_reduction)
-        follow_input_device(model, per_example)  # the model may move to the GPU after attach (devices.py)
     allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
                                   task_gradient_only=task_gradient_only, per_example=per_example)  # fmt: skip
     inner.rankallocator = allocator

@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from adalora_scores.adapter.devices import move_collector
 from adalora_scores.adapter.fsdp import refresh_layout
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
@@ -79,7 +78,7 @@ class PeftRankAllocator(ScoreRankAllocator):
         """As :meth:`ScoreRankAllocator.follow_parameters`, and the per-example collector's sums follow too."""
         moved = super().follow_parameters()
         if moved and self.per_example is not None:
-            move_collector(self.per_example, self.layout.device)
+            self.per_example.to(self.layout.device)
         return moved
 
     def follow_model(self, model: Any) -> None:

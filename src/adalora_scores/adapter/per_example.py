@@ -186,6 +186,14 @@ class PerExampleGradients:
         self.discard()
         return moments
 
+    def to(self, device: torch.device | str) -> PerExampleGradients:
+        """Move the running sums (values kept) to ``device``; returns self. The collector also follows the batch's
+        device by itself at every forward pass (accelerate and Trainer move a model attached on the CPU to the GPU
+        after :func:`~adalora_scores.attach`)."""
+        if self._sums.device != torch.device(device):
+            self._sums = self._sums.to(device)
+        return self
+
     def discard(self) -> None:
         """Forget everything collected since the last :meth:`consume` (a skipped or non-finite step)."""
         self._close_micro_batch()
@@ -211,6 +219,9 @@ class PerExampleGradients:
     # -- set-up ------------------------------------------------------------------------------------------------
     def _on_model_forward(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         if torch.is_grad_enabled():
+            batch = next((v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)), None)
+            if batch is not None:
+                self.to(batch.device)  # before adding the previous micro-batch's pending gradients
             self._close_micro_batch()
             self._micro_batch = MicroBatch(self.loss_divisor, self.loss_scale)
             if self.loss_reduction == "token_mean":
