@@ -182,7 +182,10 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns there
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_examples, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
     train_examples = train_examples[: config.max_train_samples]
     evals = {**data.evals, **({"selection": selection} if selection else {})}
