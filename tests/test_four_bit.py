@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import WORDS, write_glue_folder
+from test_decoders import token_batches as decoder_batches
 
 from adalora_scores.adapter.build import build_adapted_model
 from adalora_scores.adapter.per_example import PerExampleGradients
@@ -55,12 +56,7 @@ def llama_dir(tmp_path_factory):
 
 
 def token_batches(count: int, rows: int = 4, length: int = 8, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(count):
-        input_ids = torch.randint(2, VOCABULARY, (rows, length), generator=generator)
-        batches.append({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids})
-    return batches
+    return decoder_batches(count, seed=seed, rows=rows, length=length)
 
 
 def train_run(folder, score: str, load_in_4bit: bool):

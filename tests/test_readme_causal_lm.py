@@ -4,10 +4,10 @@ model name swapped for the local folder), and its MetaMathQA sweep resolves to t
 from __future__ import annotations
 
 import json
-import re
 import shlex
-import textwrap
 from pathlib import Path
+
+from test_readme_own_data import _blocks
 
 from adalora_scores.cli import main
 from adalora_scores.study.grid import load_sweep
@@ -20,10 +20,6 @@ HUB_MODEL = "Qwen/Qwen2.5-0.5B"
 def _section() -> str:
     text = README.read_text(encoding="utf-8")
     return text.split("## Decoder LLMs: instruction tuning\n", 1)[1].split("\n## ", 1)[0]
-
-
-def _blocks(section: str, language: str) -> list[str]:
-    return [textwrap.dedent(b) for b in re.findall(rf"^ *```{language}\n(.*?)^ *```", section, flags=re.S | re.M)]
 
 
 def test_the_causal_lm_example_runs_as_written(tmp_path, monkeypatch):

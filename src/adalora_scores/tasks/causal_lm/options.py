@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.tasks.classification.files import check_data_options
+
 __all__ = ["FORMATS", "CausalLMOptions"]
 
 FORMATS = ("auto", "prompt_completion", "messages")
@@ -130,17 +132,9 @@ class CausalLMOptions:
         if self.metric == "exact_match" and not self.generate:
             raise ValueError("task_options.main_metric=exact_match needs generated answers; add "
                              "task_options.generate=true.")  # fmt: skip
-        if (self.train_file is None) != (self.dev_file is None):
-            raise ValueError("task_options.train_file and task_options.dev_file go together; give both (e.g. "
-                             "task_options.train_file=train.jsonl task_options.dev_file=dev.jsonl) or a --data "
-                             "folder.")  # fmt: skip
-        if self.train_file is not None and self.hub_dataset is not None:
-            raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
-                             "keep one data source.")  # fmt: skip
-        for name in ("train_file", "dev_file", "chat_template"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
+        check_data_options(self.train_file, self.dev_file, self.hub_dataset, "train.jsonl dev.jsonl")
+        if self.chat_template is not None and not Path(self.chat_template).is_file():
+            raise FileNotFoundError(f"task_options.chat_template: no such file {self.chat_template}.")
         for name in ("query_template", "dev_query_template"):
             template = getattr(self, name)
             if template is not None:

@@ -33,7 +33,14 @@ from adalora_scores.tasks.causal_lm.answers import extract_answer, same_answer
 from adalora_scores.tasks.causal_lm.features import CausalLMDataset, completion_loss
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
 from adalora_scores.tasks.causal_lm.records import LMExample, examples_from_table
-from adalora_scores.tasks.classification.files import SUFFIXES, Table, read_hub_tables, read_table, read_utf8
+from adalora_scores.tasks.classification.files import (
+    SUFFIXES,
+    Table,
+    local_data_files,
+    read_hub_tables,
+    read_table,
+    read_utf8,
+)
 from adalora_scores.tasks.glue.data import TaskData
 
 __all__ = ["CAUSAL_LM_TASK", "PREDICTIONS_FILE", "CausalLMTask", "GenerationRequest"]
@@ -85,25 +92,7 @@ class CausalLMTask:
 
     def _local_files(self, data: str | Path | None) -> tuple[Path, Path]:
         options = self.options
-        if options.train_file is not None:
-            if data is not None:
-                raise ValueError(f"--data {data} and task_options.train_file/dev_file both name data; keep one.")
-            return Path(options.train_file), Path(options.dev_file)  # type: ignore[arg-type]
-        if data is None:
-            raise ValueError(f"task causal_lm has no data: give --data FOLDER ({self.expected_data()}).")
-        folder = Path(data)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {self.expected_data()}.")
-        found = {}
-        for stems in (("train",), ("dev", "validation")):
-            paths = [folder / f"{s}{x}" for s in stems for x in SUFFIXES if (folder / f"{s}{x}").is_file()]
-            if len(paths) != 1:
-                what = "no" if not paths else "several"
-                raise FileNotFoundError(f"{folder}: {what} {'/'.join(stems)} file ({', '.join(p.name for p in paths)}"
-                                        f"); expected exactly one {stems[0]}.jsonl (or .json, .csv, .tsv, .parquet), "
-                                        "or name the files with task_options.train_file/dev_file.")  # fmt: skip
-            found[stems[0]] = paths[0]
-        return found["train"], found["dev"]
+        return local_data_files(data, options.train_file, options.dev_file, "causal_lm", self.expected_data())
 
     def _tables(self, data: str | Path | None) -> tuple[Table, Table]:
         options = self.options

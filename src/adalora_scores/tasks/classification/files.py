@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUFFIXES", "Record", "Table", "read_hub_tables", "read_table", "read_utf8"]
+__all__ = ["SUFFIXES", "Record", "Table", "check_data_options", "local_data_files", "read_hub_tables", "read_table",
+           "read_utf8"]  # fmt: skip
 
 csv.field_size_limit(2**30)
 
@@ -213,3 +214,50 @@ def read_hub_tables(name: str, config: str | None, splits: dict[str, str]) -> li
         records = [Record(f"{where}, row {i}", row) for i, row in enumerate(rows, 1)]
         tables.append(Table(Path(where), tuple(rows.column_names), records))
     return tables
+
+
+def check_data_options(train_file: str | None, dev_file: str | None, hub_dataset: str | None, example: str) -> None:
+    """The data-source task options of a task that reads files (``classification``, ``causal_lm``): train_file and
+    dev_file go together, exclude hub_dataset, and must exist. ``example`` names two files, e.g. ``train.csv``."""
+    if (train_file is None) != (dev_file is None):
+        train, dev = example.split()
+        raise ValueError(
+            "task_options.train_file and task_options.dev_file go together; give both (e.g. "
+            f"task_options.train_file={train} task_options.dev_file={dev}) or a --data folder."
+        )
+    if train_file is not None and hub_dataset is not None:
+        raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
+                         "keep one data source.")  # fmt: skip
+    for name, path in (("train_file", train_file), ("dev_file", dev_file)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
+
+
+def local_data_files(data: str | Path | None, train_file: str | None, dev_file: str | None, task: str,
+                     expected: str) -> tuple[Path, Path]:  # fmt: skip
+    """The train and dev files of a run: ``task_options.train_file``/``dev_file``, or the ``train.*`` and ``dev.*``
+    (or ``validation.*``) of the ``--data`` folder (one of each, any of :data:`SUFFIXES`). ``expected`` describes the
+    data for error messages."""
+    if train_file is not None:
+        if data is not None:
+            raise ValueError(f"--data {data} and task_options.train_file/dev_file both name data; keep one.")
+        return Path(train_file), Path(dev_file)  # type: ignore[arg-type]
+    if data is None:
+        raise ValueError(f"task {task} has no data: give --data FOLDER ({expected}).")
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {expected}.")
+
+    def find(stems: tuple[str, ...]) -> Path:
+        found = [folder / f"{stem}{suffix}" for stem in stems for suffix in SUFFIXES
+                 if (folder / f"{stem}{suffix}").is_file()]  # fmt: skip
+        if not found:
+            looked = ", ".join(f"{stem}.{{{','.join(x[1:] for x in SUFFIXES)}}}" for stem in stems)
+            raise FileNotFoundError(f"{folder}: no {stems[0]} file (looked for {looked}); or name the files with "
+                                    "task_options.train_file/dev_file.")  # fmt: skip
+        if len(found) > 1:
+            raise ValueError(f"{folder}: several {stems[0]} files ({', '.join(p.name for p in found)}); keep one, "
+                             "or name them with task_options.train_file/dev_file.")  # fmt: skip
+        return found[0]
+
+    return find(("train",)), find(("dev", "validation"))

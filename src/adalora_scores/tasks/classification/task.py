@@ -38,7 +38,15 @@ from adalora_scores.metrics.classification import (
     regression_metrics,
 )
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.classification.files import SUFFIXES, Record, Table, read_hub_tables, read_table
+from adalora_scores.tasks.classification.files import (
+    SUFFIXES,
+    Record,
+    Table,
+    check_data_options,
+    local_data_files,
+    read_hub_tables,
+    read_table,
+)
 from adalora_scores.tasks.glue.data import Example, TaskData
 from adalora_scores.tasks.glue.features import EncodedDataset
 
@@ -103,18 +111,7 @@ class ClassificationOptions:
         if not parsed.text_column:
             raise ValueError("task classification needs task_options.text_column, the column holding the text; "
                              f"{_EXAMPLE}")  # fmt: skip
-        if (parsed.train_file is None) != (parsed.dev_file is None):
-            raise ValueError(
-                "task_options.train_file and task_options.dev_file go together; give both (e.g. "
-                "task_options.train_file=train.csv task_options.dev_file=dev.csv) or a --data folder."
-            )
-        if parsed.train_file is not None and parsed.hub_dataset is not None:
-            raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
-                             "keep one data source.")  # fmt: skip
-        for name in ("train_file", "dev_file"):
-            path = getattr(parsed, name)
-            if path is not None and not Path(path).is_file():
-                raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
+        check_data_options(parsed.train_file, parsed.dev_file, parsed.hub_dataset, "train.csv dev.csv")
         allowed = REGRESSION_METRICS if parsed.regression else CLASSIFICATION_METRICS
         if parsed.main_metric is not None and parsed.main_metric not in allowed:
             kind = "regression" if parsed.regression else "classification"
@@ -198,29 +195,7 @@ class ClassificationTask:
 
     def _local_files(self, data: str | Path | None) -> tuple[Path, Path]:
         options = self._need_options()
-        if options.train_file is not None:
-            if data is not None:
-                raise ValueError(f"--data {data} and task_options.train_file/dev_file both name data; keep one.")
-            return Path(options.train_file), Path(options.dev_file)  # type: ignore[arg-type]
-        if data is None:
-            raise ValueError(f"task classification has no data: give --data FOLDER ({self.expected_data()}).")
-        folder = Path(data)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {self.expected_data()}.")
-
-        def find(stems: tuple[str, ...]) -> Path:
-            found = [folder / f"{stem}{suffix}" for stem in stems for suffix in SUFFIXES
-                     if (folder / f"{stem}{suffix}").is_file()]  # fmt: skip
-            if not found:
-                looked = ", ".join(f"{stem}.{{{','.join(x[1:] for x in SUFFIXES)}}}" for stem in stems)
-                raise FileNotFoundError(f"{folder}: no {stems[0]} file (looked for {looked}); or name the files with "
-                                        "task_options.train_file/dev_file.")  # fmt: skip
-            if len(found) > 1:
-                raise ValueError(f"{folder}: several {stems[0]} files ({', '.join(p.name for p in found)}); keep one, "
-                                 "or name them with task_options.train_file/dev_file.")  # fmt: skip
-            return found[0]
-
-        return find(("train",)), find(("dev", "validation"))
+        return local_data_files(data, options.train_file, options.dev_file, "classification", self.expected_data())
 
     def _hub_tables(self) -> tuple[Table, Table]:
         options = self._need_options()
