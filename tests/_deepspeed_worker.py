@@ -47,8 +47,8 @@ def zero3_run(rank: int, world: int) -> dict:
     from transformers.integrations import HfDeepSpeedConfig
 
     config = zero3_config()
+    model, allocator, optimizer = build(OPTIONS)  # before HfDeepSpeedConfig: built as in the single process
     keep_alive = HfDeepSpeedConfig(config)  # as accelerate's plugin does: PEFT's regulariser gathers through it
-    model, allocator, optimizer = build(OPTIONS)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     values = [m.value for m in allocator.layout.matrices]
     share = ROWS // world
@@ -87,4 +87,7 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import faulthandler
+
+    faulthandler.dump_traceback_later(240, exit=True)  # a hung collective fails the test, with stacks
     main(Path(sys.argv[1]))

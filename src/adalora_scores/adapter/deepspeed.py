@@ -9,10 +9,12 @@ optimizer keeps each process's slice of the averaged gradient and of the fp32 ma
   every process computes the same scores and masks. The gradient is the one the last ``engine.step()`` used: it
   stays in the optimizer until the next ``engine.backward`` (checked on deepspeed 0.19.8), so the allocation runs
   after the step, as with any other optimizer;
-* a mask is written to both copies of λ: the fp32 master copy (``safe_set_full_fp32_param``, from which the next
-  ``engine.step()`` writes the weights) and the weights the forward pass gathers (``p.data`` inside
-  ``deepspeed.zero.GatheredParameters([...], modifier_rank=0)``, which repartitions process 0's values on exit).
-  Either write alone loses the mask;
+* a mask is written to both copies of λ: the fp32 master copy (this process's partition, with
+  ``safe_get_local_fp32_param``/``safe_set_local_fp32_param``, from which the next ``engine.step()`` writes the
+  weights; ``safe_set_full_fp32_param`` fails on the last process of an unevenly partitioned parameter, deepspeed
+  0.19.8: ``start (2) + length (2) exceeds dimension size (3)``) and the weights the forward pass gathers
+  (``p.data`` inside ``deepspeed.zero.GatheredParameters([...], modifier_rank=0)``, which repartitions process 0's
+  values on exit). Either write alone loses the mask;
 * the layout's sizes come from ``ds_shape`` (:func:`~adalora_scores.allocation.layout.full_shape`).
 
 PEFT's ``AdaLoraModel.update_and_allocate`` (peft 0.13 - 0.21) only calls the rank allocator's methods, which are
@@ -72,16 +74,28 @@ class DeepSpeedAccess(ParameterAccess):
         if not zero3:
             return
         import deepspeed
-        from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+        from deepspeed.utils import safe_get_local_fp32_param, safe_set_local_fp32_param
 
         for value, factor in zero3:  # the fp32 master copy: the next engine.step() starts from it
-            master = safe_get_full_fp32_param(value)
-            safe_set_full_fp32_param(value, master * factor.to(master).reshape(master.shape))
+            local = safe_get_local_fp32_param(value)  # this process's partition (padded)
+            safe_set_local_fp32_param(value, local * _local_rows(value, factor, local.numel()).to(local))
         parameters = [v for v, _ in zero3]
         with deepspeed.zero.GatheredParameters(parameters, modifier_rank=0):  # the forward weights
             if torch.distributed.get_rank() == 0:
                 for value, factor in zero3:
                     value.data.mul_(factor.to(value.dtype).reshape(value.shape))
+
+
+def _local_rows(parameter: nn.Parameter, factor: Tensor, size: int) -> Tensor:
+    """The entries of ``factor`` (the full parameter's shape) that fall in this process's ZeRO-3 partition of
+    ``parameter``: process i of its partition group holds flat entries ``[i·size, (i+1)·size)``, the last one padded
+    (``partition_parameters.py``, ``_partition_param``); padding gets factor 1."""
+    rank = torch.distributed.get_rank(group=parameter.ds_process_group)
+    flat = factor.reshape(-1)
+    padded = torch.ones(size * (rank + 1), dtype=flat.dtype, device=flat.device)
+    end = min(flat.numel(), padded.numel())
+    padded[:end] = flat[:end]
+    return padded[rank * size :]
 
 
 def use_deepspeed_access(layout: TripletLayout) -> bool:
