@@ -24,6 +24,7 @@ from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.quantization import check_four_bit_layers, is_four_bit
 from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
+from adalora_scores.allocation.layout import full_shape
 from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
 
@@ -104,7 +105,7 @@ class AdaptedModel:
         total = 0
         for matrix in self.allocator.layout.matrices:
             rank = matrix.rank if initial else ranks[matrix.name]
-            total += rank * (matrix.left.shape[0] + matrix.right.shape[1] + 1)
+            total += rank * (full_shape(matrix.left)[0] + full_shape(matrix.right)[1] + 1)  # ZeRO-3: ds_shape
         return total
 
     def budget(self, step: int) -> int:

@@ -10,13 +10,14 @@ import inspect
 import warnings
 from typing import Any
 
+from accelerate.utils import DistributedType
 from peft import PeftModel
 from peft.tuners.adalora import AdaLoraModel
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
 from adalora_scores.adapter.fsdp import install_sharded_regulariser
-from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.peft_allocator import PER_EXAMPLE_UNDER_ZERO3, PeftRankAllocator
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.adapter.sharding import check_full_gradients, current_distributed_type
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
@@ -117,10 +118,12 @@ def attach(
         TypeError: ``model`` is not a PEFT AdaLoRA model, or the score options are wrong.
         KeyError: unknown score name.
         ValueError: the AdaLoraConfig cannot train (no budgeting phase, target_r > init_r, ...).
-        RuntimeError: accelerate is set up for DeepSpeed or FSDP, which leave no full gradient in ``p.grad``.
+        RuntimeError: accelerate is set up for FSDP1 or DeepSpeed ZeRO stages 0 - 2, which leave no full gradient in
+            ``p.grad``, or for DeepSpeed with per-example gradients (a per-example score or ``task_gradient_only``).
     """
     inner = adalora_model(model)
-    check_full_gradients(current_distributed_type())
+    distributed_type = current_distributed_type()
+    check_full_gradients(distributed_type)
     adapter_name = getattr(inner, "trainable_adapter_name", None)
     if adapter_name is None or not hasattr(inner, "rankallocator"):
         raise ValueError(
@@ -146,6 +149,8 @@ def attach(
     layout = TripletLayout(find_adapted_matrices(inner, adapter_name))
     per_example = None
     if element_score.gradient == "per_example" or task_gradient_only:
+        if distributed_type == DistributedType.DEEPSPEED:
+            raise RuntimeError(PER_EXAMPLE_UNDER_ZERO3)
         # hooks on the model the training loop calls; the loop (or AllocationCallback) sets the accumulation
         # divisor and the fp16 loss scale
         if loss_reduction is None:

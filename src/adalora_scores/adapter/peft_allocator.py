@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from adalora_scores.adapter.deepspeed import use_deepspeed_access
 from adalora_scores.adapter.fsdp import refresh_layout
 from adalora_scores.adapter.per_example import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
@@ -25,7 +26,14 @@ from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.allocation.schedule import BudgetSchedule
 from adalora_scores.scores.base import Score
 
-__all__ = ["PeftRankAllocator", "schedule_from_peft_config"]
+__all__ = ["PER_EXAMPLE_UNDER_ZERO3", "PeftRankAllocator", "schedule_from_peft_config"]
+
+PER_EXAMPLE_UNDER_ZERO3 = (
+    "per-example gradients (a per-example score such as fisher_per_example, or task_gradient_only) are not "
+    "supported under DeepSpeed ZeRO-3: their backward hooks read lora_A/lora_E/lora_B, which ZeRO-3 partitions "
+    "and may have released by then, so the scores would be wrong. Use a mini-batch score (e.g. sensitivity) with "
+    "task_gradient_only=False, or train without DeepSpeed (DDP or FSDP2)."
+)
 
 
 def schedule_from_peft_config(config: Any, layout: TripletLayout) -> BudgetSchedule:
@@ -83,10 +91,17 @@ class PeftRankAllocator(ScoreRankAllocator):
 
     def follow_model(self, model: Any) -> None:
         """Point the layout at the adapter parameters ``model`` (the transformers model inside the PEFT model)
-        holds now, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`), and move the allocator's
-        tensors to their device (:meth:`follow_parameters`). PEFT's calls do this first."""
+        holds now, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`), read them through
+        DeepSpeed once ZeRO-3 manages them (:func:`use_deepspeed_access`), and move the allocator's tensors to their
+        device (:meth:`follow_parameters`). PEFT's calls do this first.
+
+        Raises:
+            RuntimeError: per-example gradients (a per-example score or ``task_gradient_only``) under ZeRO-3.
+        """
         if model is not None:
             refresh_layout(self.layout, model)
+        if use_deepspeed_access(self.layout) and self.per_example is not None:
+            raise RuntimeError(PER_EXAMPLE_UNDER_ZERO3)
         self.follow_parameters()
 
     # -- PEFT's RankAllocator interface -----------------------------------------------------------------------------

@@ -26,9 +26,17 @@ from torch import Tensor, nn
 
 from adalora_scores.allocation.ranking import triplet_importance
 
-__all__ = ["AdaptedMatrix", "ParameterAccess", "TripletLayout"]
+__all__ = ["AdaptedMatrix", "ParameterAccess", "TripletLayout", "full_shape"]
 
 ROLE_VALUE, ROLE_LEFT, ROLE_RIGHT = 0, 1, 2
+
+
+def full_shape(tensor: Tensor) -> torch.Size:
+    """The shape of the whole parameter: a parameter partitioned by DeepSpeed ZeRO-3 is an empty tensor (shape
+    ``(0,)``) on every process and keeps its full shape in ``ds_shape``
+    (``deepspeed/runtime/zero/partition_parameters.py``); any other tensor's own shape."""
+    shape = getattr(tensor, "ds_shape", None)
+    return torch.Size(shape) if shape is not None else tensor.shape
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class AdaptedMatrix:
 
     @property
     def rank(self) -> int:
-        return self.value.shape[0]
+        return full_shape(self.value)[0]
 
 
 class ParameterAccess:
@@ -55,6 +63,15 @@ class ParameterAccess:
     def read(self, tensor: Tensor) -> Tensor:
         """``tensor`` (a parameter or its gradient, detached) as one full tensor of the parameter's shape."""
         return tensor
+
+    def value(self, parameter: nn.Parameter) -> Tensor:
+        """The parameter's full value (detached): :meth:`read` of the parameter."""
+        return self.read(parameter.detach())
+
+    def gradient(self, parameter: nn.Parameter) -> Tensor | None:
+        """The parameter's full gradient of this step (detached), or None if it has none: :meth:`read` of
+        ``p.grad``. A subclass may find it elsewhere (DeepSpeed keeps it in its optimizer, not in ``p.grad``)."""
+        return None if parameter.grad is None else self.read(parameter.grad.detach())
 
     def scale_(self, values: list[Tensor], factors: list[Tensor]) -> None:
         """``values[i] *= factors[i]`` in place; ``factors[i]`` has the full shape (r, 1) of ``values[i]``."""
@@ -81,9 +98,9 @@ class TripletLayout:
             raise ValueError("no adapted matrices: the model has no AdaLoRA triplet (P, λ, Q) parameters.")
         groups: dict[tuple[int, int, int], _Group] = {}
         for matrix in matrices:
-            rank, in_features = matrix.right.shape
-            out_features = matrix.left.shape[0]
-            if matrix.value.shape != (rank, 1) or matrix.left.shape[1] != rank:
+            rank, in_features = full_shape(matrix.right)
+            out_features, left_rank = full_shape(matrix.left)
+            if full_shape(matrix.value) != (rank, 1) or left_rank != rank:
                 raise ValueError(f"{matrix.name}: the shapes of Q, λ and P do not form rank-{rank} triplets.")
             key = (rank, out_features, in_features)
             groups.setdefault(key, _Group([], rank, out_features, in_features)).matrices.append(matrix)
@@ -93,7 +110,7 @@ class TripletLayout:
         for group in self.groups:
             for role in ("right", "left", "value"):
                 tensors = [getattr(m, role) for m in group.matrices]
-                size = sum(t.numel() for t in tensors)
+                size = sum(full_shape(t).numel() for t in tensors)
                 setattr(group, role, slice(offset, offset + size))
                 self.parameters.extend(tensors)
                 offset += size
@@ -133,7 +150,7 @@ class TripletLayout:
         new = [by_name[name] for name in self.names]
         for old, matrix in zip(self.matrices, new, strict=True):
             for role in ("right", "value", "left"):
-                if getattr(old, role).shape != getattr(matrix, role).shape:
+                if full_shape(getattr(old, role)) != full_shape(getattr(matrix, role)):
                     raise ValueError(f"{matrix.name}: rebind got another shape for its {role} parameter.")
         for group in self.groups:
             group.matrices = [by_name[m.name] for m in group.matrices]
@@ -143,26 +160,28 @@ class TripletLayout:
         self._values = [m.value for m in self.matrices]
 
     # -- gathering ---------------------------------------------------------------------------------------------------
-    def _gather(self, tensors: list[Tensor], out: Tensor) -> Tensor:
-        flat = [self.access.read(t.detach()).reshape(-1) for t in tensors]
+    @staticmethod
+    def _gather(tensors: list[Tensor], out: Tensor) -> Tensor:
+        flat = [t.reshape(-1) for t in tensors]
         if all(t.dtype == torch.float32 for t in flat):
             return torch.cat(flat, out=out)
         return out.copy_(torch.cat([t.float() for t in flat]))
 
     def gather_parameters(self) -> Tensor:
         """All adapter entries as one flat float32 tensor (a reused buffer: copy it to keep it)."""
-        return self._gather(self.parameters, self._buffer)
+        return self._gather([self.access.value(p) for p in self.parameters], self._buffer)
 
     def gather_gradients(self) -> Tensor:
         """All adapter gradients as one flat float32 tensor. Raises if a gradient is missing."""
         grads = []
         for parameter in self.parameters:
-            if parameter.grad is None:
+            grad = self.access.gradient(parameter)
+            if grad is None:
                 raise RuntimeError(
                     f"adapter parameter of {self._owner(parameter)} has no gradient. Call update_and_allocate(step) "
                     "after loss.backward() and optimizer.step(), and before optimizer.zero_grad()."
                 )
-            grads.append(parameter.grad)
+            grads.append(grad)
         return self._gather(grads, self._grad_buffer)
 
     def _owner(self, parameter: Tensor) -> str:

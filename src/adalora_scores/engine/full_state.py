@@ -32,6 +32,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from adalora_scores.adapter.deepspeed import is_zero3_parameter, zero3_trainable_state
+
 __all__ = [
     "full_optimizer_state",
     "full_trainable_state",
@@ -53,7 +55,11 @@ def _is_sharded(model: nn.Module) -> bool:
 
 def full_trainable_state(model: nn.Module) -> dict[str, Tensor]:
     """``{parameter name: full tensor on the CPU}`` of every trainable parameter of ``model`` (the PEFT model,
-    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors."""
+    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors. Under
+    DeepSpeed ZeRO-3 the tensors come from DeepSpeed's fp32 master copy
+    (:func:`adalora_scores.adapter.deepspeed.zero3_trainable_state`; also a collective), on every process."""
+    if any(is_zero3_parameter(p) for p in model.parameters()):
+        return zero3_trainable_state(model)
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
     return get_model_state_dict(model, options=options)
 

@@ -18,7 +18,7 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -153,6 +153,22 @@ def _check_resumable(folder: Path, config: TrainConfig) -> None:
                          "a new run (another --output, or --overwrite).")  # fmt: skip
 
 
+def _check_deepspeed_run(config: TrainConfig, resume: bool) -> None:
+    """What the engine does not support under DeepSpeed (ZeRO-3), refused before any work: checkpoints and
+    ``--resume`` (a checkpoint holds the optimizer's full state through torch's state-dict API, which does not
+    read DeepSpeed's partitioned optimizer), and ``nonfinite=skip`` (accelerate's ``backward`` has already run
+    ``engine.step()`` when the guard sees the loss, so the step cannot be skipped)."""
+    fixes = []
+    if resume:
+        fixes.append("--resume: start the run again without it")
+    if config.checkpoint_every != 0:
+        fixes.append(f"checkpoints (checkpoint_every={config.checkpoint_every}): set checkpoint_every=0")
+    if config.nonfinite == "skip":
+        fixes.append("nonfinite=skip (DeepSpeed has stepped before the guard runs): set nonfinite=stop")
+    if fixes:
+        raise ValueError("under DeepSpeed the engine does not support " + "; ".join(fixes) + ".")
+
+
 def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Fine-tune ``config.model`` on ``config.task`` with AdaLoRA and ``config.score`` (or plain LoRA); write the
     run folder. ``resume`` continues from the folder's last checkpoint, exactly (same order, RNG and statistics).
@@ -178,7 +194,9 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
         log_with=tracker,
         project_dir=str(output),  # TensorBoard writes to <output>/tensorboard/
     )
-    check_full_gradients(accelerator.distributed_type)  # DeepSpeed/FSDP: refused before any work
+    check_full_gradients(accelerator.distributed_type)  # DeepSpeed ZeRO 0-2/FSDP1: refused before any work
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        _check_deepspeed_run(config, resume)
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
     if config.gradient_checkpointing:
@@ -233,7 +251,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     )
     progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
 
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    # ZeRO-3 partitions every parameter into an empty tensor; ds_numel is the full size
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters() if p.requires_grad)
     unless_quiet(accelerator.print)(  # one line per run unless --verbose: the closing line below
         f"{task.name}: {len(train_examples)} train examples ({len(train_set)} features), {total_steps} "
         f"optimizer steps, "
