@@ -20,10 +20,31 @@ from adalora_scores.config import TrainConfig, parse_overrides
 from adalora_scores.engine.generate import generate_texts
 from adalora_scores.run_files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
 
-__all__ = ["EVALUATION_FIELDS", "evaluate_run", "evaluate_splits"]
+__all__ = ["EVALUATION_FIELDS", "encode_splits", "evaluate_run", "evaluate_splits", "split_loaders"]
 
 EVALUATION_FIELDS = ("data", "eval_batch_size", "max_eval_samples", "torch_dtype", "mixed_precision", "task_options")
 """The config values ``evaluate`` may change: where the data is, how it is batched, and the task's options."""
+
+
+def encode_splits(task: Any, evals: dict[str, list[Any]], selection: list[Any], tokenizer: Any,
+                  config: TrainConfig) -> dict[str, Any]:  # fmt: skip
+    """The run's evaluation splits, encoded: the task's ``evals`` (dev) and the held-out ``selection`` split when
+    there is one, each cut to ``max_eval_samples``."""
+    splits = {**evals, **({"selection": selection} if selection else {})}
+    return {name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
+            for name, examples in splits.items()}  # fmt: skip
+
+
+def split_loaders(eval_sets: dict[str, Any], tokenizer: Any, config: TrainConfig,
+                  accelerator: Accelerator) -> dict[str, Any]:  # fmt: skip
+    """One prepared, unshuffled loader of ``eval_batch_size`` per encoded split."""
+    from adalora_scores.engine.data import make_loader
+
+    loaders = {}
+    for name, dataset in eval_sets.items():
+        loader = make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=config.seed)
+        loaders[name] = accelerator.prepare(loader)
+    return loaders
 
 
 def evaluate_splits(
@@ -74,7 +95,6 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     one out).
     """
     from adalora_scores.adapter.saving import load_adapter
-    from adalora_scores.engine.data import make_loader
     from adalora_scores.engine.split import hold_out
     from adalora_scores.engine.train import load_model_and_tokenizer
     from adalora_scores.run_files import write_json
@@ -97,13 +117,8 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     tokenizer = AutoTokenizer.from_pretrained(run / ADAPTER_FOLDER)
     model = load_adapter(model, run / ADAPTER_FOLDER)
     _, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
-    evals = {**data.evals, **({"selection": selection} if selection else {})}
-    eval_sets = {name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
-                 for name, examples in evals.items()}  # fmt: skip
-    loaders = {
-        name: accelerator.prepare(make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=0))
-        for name, dataset in eval_sets.items()
-    }
+    eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
+    loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
     model = accelerator.prepare(model)
     results, files = evaluate_splits(task, model, eval_sets, loaders, tokenizer, accelerator, config)
     metrics = {"run": str(run), "task": task.name, "score": config.score, "method": config.method,

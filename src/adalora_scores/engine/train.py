@@ -30,7 +30,7 @@ from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.data import make_loader
-from adalora_scores.engine.evaluate import evaluate_splits
+from adalora_scores.engine.evaluate import encode_splits, evaluate_splits, split_loaders
 from adalora_scores.engine.full_state import full_trainable_state
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model_files import check_model_folder
@@ -206,12 +206,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_examples, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
     train_examples = train_examples[: config.max_train_samples]
-    evals = {**data.evals, **({"selection": selection} if selection else {})}
     train_set = task.encode(train_examples, tokenizer, config, train=True)
-    eval_sets = {
-        name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
-        for name, examples in evals.items()
-    }
+    eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
     adapted = build_adapted_model(model, config, total_steps, task.modules_to_save)
     allocator = adapted.allocator
@@ -238,14 +234,10 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     scheduler = schedule[config.lr_schedule](optimizer, warmup, total_steps)
     train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
                                group_by_length=config.group_by_length)  # fmt: skip
-    eval_loaders = {
-        name: make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=config.seed)
-        for name, dataset in eval_sets.items()
-    }
     peft_model, optimizer, train_loader, scheduler = accelerator.prepare(
         adapted.model, optimizer, train_loader, scheduler
     )
-    eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
+    eval_loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
     session = Session(
         config, accelerator, peft_model, optimizer, scheduler, train_loader, adapted, folder, total_steps
     )
