@@ -326,13 +326,13 @@ class PerExampleGradients:
                     "loss_reduction='token_mean' needs one row of labels per example."
                 )
         for part, where in zip(gradients, group.layer.slices, strict=True):
-            flat = part.reshape(part.shape[0], -1)
+            # reduce over the examples first, in the part's own layout (G_B is a transposed view), then flatten
             if rows is None:
-                self._sums[0, where].add_(flat.sum(dim=0), alpha=factor)
-                self._sums[1, where].add_(flat.square().sum(dim=0), alpha=factor * factor)
+                self._sums[0, where].add_(part.sum(dim=0).reshape(-1), alpha=factor)
+                self._sums[1, where].add_(part.square().sum(dim=0).reshape(-1), alpha=factor * factor)
             else:
-                self._sums[0, where].add_(rows @ flat)
-                self._sums[1, where].add_(rows.square() @ flat.square())
+                self._sums[0, where].add_(torch.tensordot(rows, part, dims=1).reshape(-1))
+                self._sums[1, where].add_(torch.tensordot(rows.square(), part.square(), dims=1).reshape(-1))
 
     def _close_micro_batch(self) -> None:
         """Square the groups still waiting for a call that never reached the loss, and count the examples."""

@@ -17,6 +17,12 @@ Route chosen: an expanded view (its cost, with the rest of the collector, is mea
 * a forward hook returns its output expanded to (B, 2k, d_out), a view with stride 0 over the batch, so no
   projection is recomputed and no memory is added; a tensor hook on that view receives each example's own
   (B, 2k, d_out) gradient before autograd sums it;
+* the sum over the B examples is written in the memory order the gradient arrives in (:class:`ExampleView`).
+  The gradient arrives transposed, (B, d_out, 2k) in memory (it comes from ``bmm`` with ``pos_key_layer.transpose``),
+  and torch's own reduction into a contiguous (1, 2k, d_out) result strides across it: measured on 2 CPU cores, at
+  B = 8 the stock ``expand`` backward took 9.4 ms per projection against 0.26 ms this way (38.7 ms against 2.9 ms at
+  B = 32). The stock model's ``repeat`` backward has the same problem (3.5 ms at B = 8, 36 ms at B = 32), so on this
+  path the collector's model is faster than the stock one;
 * ``transpose_for_scores`` then copies the expanded view into (B·heads, 2k, d_head), the same copy the stock
   ``repeat`` makes, and the following ``repeat(B, 1, 1)``, which would now tile the batch a second time, is turned
   into the identity by a ``TorchFunctionMode`` active only inside ``disentangled_attention_bias`` and only for the
@@ -41,7 +47,21 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["SharedProjectionContext", "patch_relative_attention", "relative_attention_modules"]
+__all__ = ["ExampleView", "SharedProjectionContext", "patch_relative_attention", "relative_attention_modules"]
+
+
+class ExampleView(torch.autograd.Function):
+    """``tensor.expand(examples, ...)`` of a (1, ...) tensor whose backward sums the examples' gradients into a
+    result laid out like one example's gradient (``torch.empty_like(grad[0])``), so the reduction reads memory in
+    order whatever the gradient's strides (module docstring, with the measured difference)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, examples: int) -> Tensor:
+        return tensor.expand(examples, *tensor.shape[1:])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return torch.sum(grad, dim=0, out=torch.empty_like(grad[0])).unsqueeze(0), None
 
 
 class SharedProjectionContext(TorchFunctionMode):
@@ -68,7 +88,7 @@ class SharedProjectionContext(TorchFunctionMode):
         if self.examples == 1:
             return output
         self.pending += 1
-        return output.expand(self.examples, *output.shape[1:])
+        return ExampleView.apply(output, self.examples)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if func is torch.Tensor.repeat and self.pending:

