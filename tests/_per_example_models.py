@@ -50,12 +50,15 @@ def tiny_bert(*, lora_dropout: float = 0.0, orth_reg_weight: float = 0.0, seed: 
                     orth_reg_weight=orth_reg_weight)  # fmt: skip
 
 
-def tiny_deberta(*, seed: int = 0):
+def tiny_deberta(*, seed: int = 0, position_buckets: int = 4):
+    """2k = 2 × ``position_buckets`` relative-position rows: with 4, batches of up to 12 tokens use all 8; with 64,
+    only the 2T − 1 of 128 around the middle get a gradient (the band the collector restricts itself to)."""
     torch.manual_seed(seed)
     config = DebertaV2Config(vocab_size=VOCABULARY, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                              intermediate_size=24, max_position_embeddings=32, relative_attention=True,
-                             position_buckets=4, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                             share_att_key=True, norm_rel_ebd="layer_norm", max_relative_positions=-1,
+                             position_buckets=position_buckets, pos_att_type=["p2c", "c2p"],
+                             position_biased_input=False, share_att_key=True, norm_rel_ebd="layer_norm",
+                             max_relative_positions=-1,
                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                              pooler_dropout=0.0)  # fmt: skip
     return _adalora(DebertaV2ForSequenceClassification(config), DEBERTA_TARGETS, lora_dropout=0.0,

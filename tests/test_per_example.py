@@ -13,6 +13,7 @@ import torch
 from _per_example_models import batch_one_gradients, layout_of, padded_batch, tiny_bert, tiny_deberta, tiny_gpt2
 
 from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.shared_inputs import SharedProjectionContext
 from adalora_scores.allocation import AdaptedMatrix, TripletLayout
 from adalora_scores.scores import GradientMoments, create_score
 
@@ -31,7 +32,15 @@ def assert_moments(moments: GradientMoments, per_example: torch.Tensor) -> None:
     assert_close(moments.mean_square, per_example.square().mean(0))
 
 
-@pytest.mark.parametrize("build", [tiny_bert, tiny_deberta, tiny_gpt2], ids=["bert", "deberta-v2", "gpt2-conv1d"])
+def deberta_wide_buckets():
+    return tiny_deberta(position_buckets=64)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [tiny_bert, tiny_deberta, deberta_wide_buckets, tiny_gpt2],
+    ids=["bert", "deberta-v2", "deberta-v2-relative-band", "gpt2-conv1d"],
+)
 def test_moments_match_batch_one_backward_passes(build):
     model = build()
     layout = layout_of(model)
@@ -59,6 +68,41 @@ def test_deberta_relative_position_path_is_attributed_per_example():
         model(**padded_batch(LENGTHS))
     collector._patched.remove(attention)
     collector.close()
+
+
+def test_relative_position_rows_outside_the_gathered_band_get_no_gradient(monkeypatch):
+    """The premise of SharedProjectionContext.used_rows, checked against the installed transformers: the rows of
+    the shared projections' outputs outside the band get exactly zero gradient, and the collector uses the band."""
+    model = tiny_deberta(position_buckets=64)
+    batch = padded_batch(LENGTHS, seed=1)  # up to 12 tokens: relative positions -11..11 of 2k = 128 rows
+    gradients = []
+
+    def keep_shared_gradient(module, args, output):
+        if output.shape[0] == 1 and output.requires_grad:
+            output.register_hook(gradients.append)
+
+    projections = [m for name, m in model.named_modules() if name.endswith(("query_proj", "key_proj"))]
+    handles = [m.register_forward_hook(keep_shared_gradient) for m in projections]
+    model(**batch).loss.backward()
+    for handle in handles:
+        handle.remove()
+    assert len(gradients) == 4  # 2 layers × (query_proj, key_proj) on the relative-position embeddings
+    rows_with_gradient = torch.stack([g[0].abs().amax(dim=1) > 0 for g in gradients]).any(dim=0).nonzero()
+    assert rows_with_gradient.min() == 64 - 11 and rows_with_gradient.max() == 64 + 11
+
+    bands = []
+    original = SharedProjectionContext.used_rows
+
+    def spy(self, rows):
+        bands.append((rows, original(self, rows)))
+        return bands[-1][1]
+
+    monkeypatch.setattr(SharedProjectionContext, "used_rows", spy)
+    model.zero_grad()
+    with PerExampleGradients(model, layout_of(model)) as collector:
+        model(**batch).loss.backward()
+        collector.consume()
+    assert bands and all(rows == 128 and band == slice(64 - 11, 64 + 12) for rows, band in bands)
 
 
 def orthogonal_regulariser_gradients(model, layout: TripletLayout) -> torch.Tensor:

@@ -259,8 +259,9 @@ class PerExampleGradients:
             micro_batch = self._micro_batch
             if dropped is None or micro_batch is None or not isinstance(output, Tensor) or not output.requires_grad:
                 return None
-            if self._shared is not None:
-                output = self._shared.expand(output, layer.name)
+            shared = self._shared
+            if shared is not None:
+                output = shared.expand(output, layer.name)
                 group = layer.latest_group() if layer.latest_group is not None else None
                 if group is None or group.micro_batch is not micro_batch or group.examples != output.shape[0]:
                     group = CallGroup(layer, micro_batch, output.shape[0])
@@ -279,16 +280,22 @@ class PerExampleGradients:
             slot = group.expected
             group.expected += 1
             group.inputs.append(dropped)
-            output.register_hook(lambda grad: self._on_output_gradient(group, slot, grad))
+            output.register_hook(lambda grad: self._on_output_gradient(group, slot, grad, shared))
             return output
 
         return hook
 
-    def _on_output_gradient(self, group: CallGroup, slot: int, grad: Tensor) -> None:
+    def _on_output_gradient(
+        self, group: CallGroup, slot: int, grad: Tensor, shared: SharedProjectionContext | None
+    ) -> None:
         layer, module = group.layer, group.layer.module
         dropped, group.inputs[slot] = group.inputs[slot], None
         if dropped is None:  # the same output back-propagated twice (retain_graph): counted once
             return
+        if shared is not None and grad.dim() == 3:
+            rows = shared.used_rows(grad.shape[1])  # the relative positions the attention used; the rest are 0
+            if rows is not None:
+                dropped, grad = dropped[:, rows], grad[:, rows]
         adapter = layer.adapter
         coefficient = module.scaling[adapter] / (module.ranknum[adapter].detach().float() + 1e-5)
         gradients = svd_example_gradients(

@@ -77,6 +77,42 @@ class SharedProjectionContext(TorchFunctionMode):
         self.examples = examples
         self.heads = heads
         self.pending = 0
+        self._gathered: list[tuple[int, Tensor, Tensor]] = []  # (rows indexed, smallest index, largest index)
+        self._unrestricted = False
+        self._rows: dict[int, slice | None] = {}
+
+    def used_rows(self, rows: int) -> slice | None:
+        """The rows of a (…, ``rows``, d_out) projection output that can have a non-zero gradient: from the
+        smallest to the largest index of every ``gather`` along the last dimension of a (…, ``rows``) tensor in
+        this context; None (every row) if any gather indexed another dimension or size, or none was seen.
+
+        Exact, not an approximation: in ``disentangled_attention_bias`` the relative-position projections reach
+        the scores only through ``torch.gather`` of c2p/p2c attention along that dimension, so every row outside
+        the indexed band gets a zero gradient and adds nothing to the per-example products. The band is 2T − 1
+        of the 2k rows for T ≤ k tokens (255 of 512 at T = 128 with DeBERTa-v3's 256 buckets, 63 at T = 32).
+        """
+        if rows not in self._rows:
+            sizes = {size for size, _, _ in self._gathered}
+            if self._unrestricted or sizes != {rows}:
+                self._rows[rows] = None
+            else:
+                low = min(int(smallest) for _, smallest, _ in self._gathered)
+                high = max(int(largest) for _, _, largest in self._gathered)
+                self._rows[rows] = slice(low, high + 1)
+        return self._rows[rows]
+
+    def _note_gather(self, args: tuple, kwargs: dict) -> None:
+        names = ("input", "dim", "index")
+        values = dict(zip(names, args, strict=False)) | {k: v for k, v in kwargs.items() if k in names}
+        source, dim, index = values.get("input"), values.get("dim"), values.get("index")
+        if not (isinstance(source, Tensor) and isinstance(index, Tensor) and isinstance(dim, int)):
+            self._unrestricted = True
+        elif dim not in (-1, source.dim() - 1) or index.numel() == 0:
+            self._unrestricted = True
+        else:
+            # the index is usually an expanded view: read its stored values only
+            stored = index[tuple(0 if stride == 0 else slice(None) for stride in index.stride())]
+            self._gathered.append((source.shape[-1], stored.min(), stored.max()))
 
     def expand(self, output: Tensor, layer_name: str) -> Tensor:
         """The per-example view of a shared projection's (1, ..., d_out) output."""
@@ -91,6 +127,8 @@ class SharedProjectionContext(TorchFunctionMode):
         return ExampleView.apply(output, self.examples)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.gather or func is torch.Tensor.gather:
+            self._note_gather(args, kwargs or {})
         if func is torch.Tensor.repeat and self.pending:
             tensor, repeats = args[0], args[1:]
             if len(repeats) == 1 and isinstance(repeats[0], (tuple, list, torch.Size)):
