@@ -46,7 +46,9 @@ of the model given to the collector (with gradients enabled) starts a new micro-
 Several calls, one gradient. A layer called more than once for the same examples (DeBERTa's ``query_proj`` and
 ``key_proj``: the tokens and the relative-position embeddings, :mod:`adalora_scores.adapter.shared_inputs`) gets
 per-example gradients that are the sum over its calls; they are squared only when every call's gradient has
-arrived (or at the end of the micro-batch, for a call whose output did not reach the loss).
+arrived (or at the end of the micro-batch, for a call whose output did not reach the loss). For the
+relative-position call only the rows the attention indexed enter the products (the others have zero gradient;
+:meth:`~adalora_scores.adapter.shared_inputs.SharedProjectionContext.used_rows`).
 
 Gradient checkpointing runs the forward pass again during backward. Non-reentrant: the tensor hooks on the
 recomputed outputs never fire (autograd back-propagates through the first graph), so every call counts once.

@@ -23,6 +23,10 @@ Route chosen: an expanded view (its cost, with the rest of the collector, is mea
   B = 8 the stock ``expand`` backward took 9.4 ms per projection against 0.26 ms this way (38.7 ms against 2.9 ms at
   B = 32). The stock model's ``repeat`` backward has the same problem (3.5 ms at B = 8, 36 ms at B = 32), so on this
   path the collector's model is faster than the stock one;
+* only the band of rows the attention indexes enters the per-example products
+  (:meth:`SharedProjectionContext.used_rows`): c2p and p2c reach the scores through ``torch.gather`` of relative
+  positions, so the 2k − (2T − 1) rows outside the gathered band have zero gradient (checked against the installed
+  transformers by ``tests/test_per_example.py``);
 * ``transpose_for_scores`` then copies the expanded view into (B·heads, 2k, d_head), the same copy the stock
   ``repeat`` makes, and the following ``repeat(B, 1, 1)``, which would now tile the batch a second time, is turned
   into the identity by a ``TorchFunctionMode`` active only inside ``disentangled_attention_bias`` and only for the
