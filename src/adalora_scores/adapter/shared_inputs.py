@@ -93,7 +93,9 @@ class SharedProjectionContext(TorchFunctionMode):
         Exact, not an approximation: in ``disentangled_attention_bias`` the relative-position projections reach
         the scores only through ``torch.gather`` of c2p/p2c attention along that dimension, so every row outside
         the indexed band gets a zero gradient and adds nothing to the per-example products. The band is 2T − 1
-        of the 2k rows for T ≤ k tokens (255 of 512 at T = 128 with DeBERTa-v3's 256 buckets, 63 at T = 32).
+        of the 2k rows for T ≤ k tokens (255 of 512 at T = 128 with DeBERTa-v3's 256 buckets, 63 at T = 32). The
+        band's two ends are read back to the host once per attention call, at the first backward use (a sync on a
+        GPU).
         """
         if rows not in self._rows:
             sizes = {size for size, _, _ in self._gathered}
