@@ -106,6 +106,10 @@ def step(model, layout, batch, variant: str) -> dict[str, float]:
     return measured
 
 
+def median_of(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
 def median_interval(values: list[float]) -> tuple[float, float]:
     """Distribution-free 95% interval of the median: order statistics k and n+1-k of the sign test."""
     ordered, count = sorted(values), len(values)
@@ -172,22 +176,19 @@ def main() -> None:
             for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
                 runs[variant].append(step(model, layout, batch, variant))
         memory = peaks[size]
-
-        def median(variant: str, key: str, runs: dict = runs) -> float:
-            return statistics.median(run[key] for run in runs[variant])
-
-        plain, collector = median("plain", "wall"), median("collector", "wall")
+        plain, collector = median_of(runs["plain"], "wall"), median_of(runs["collector"], "wall")
         ratios = [c["wall"] / p["wall"] for p, c in zip(runs["plain"], runs["collector"], strict=True)]
         low, high = median_interval(ratios)
-        own = median("collector", "hooks")
-        cpu_ratio = median("collector", "cpu") / median("plain", "cpu")
+        own = median_of(runs["collector"], "hooks")
+        cpu_ratio = median_of(runs["collector"], "cpu") / median_of(runs["plain"], "cpu")
         steal = statistics.mean(run["steal"] for v in VARIANTS for run in runs[v]) / os.sysconf("SC_CLK_TCK")
         peak = {v: memory[v]["peak_kib"] / 1024 for v in VARIANTS}
         own_peak = {v: (memory[v]["peak_kib"] - memory[v]["built_kib"]) / 1024 for v in VARIANTS}
         print(f"| {size}×{args.length} | {plain:.2f} | {collector:.2f} | {collector / plain:.3f} | "
               f"{statistics.median(ratios):.3f} [{low:.2f}–{high:.2f}] ({min(ratios):.2f}–{max(ratios):.2f}) | "
               f"{own:.2f} ({(plain + own) / plain:.3f}) | {cpu_ratio:.3f} | "
-              f"{median('plain', 'faults'):,.0f} → {median('collector', 'faults'):,.0f} | {steal:.2f} | "
+              f"{median_of(runs['plain'], 'faults'):,.0f} → {median_of(runs['collector'], 'faults'):,.0f} | "
+              f"{steal:.2f} | "
               f"{peak['plain']:,.0f} → {peak['collector']:,.0f} | "
               f"{own_peak['plain']:,.0f} → {own_peak['collector']:,.0f} |", flush=True)  # fmt: skip
         raw = {v: [round(run["wall"], 2) for run in runs[v]] for v in VARIANTS}

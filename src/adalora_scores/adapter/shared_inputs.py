@@ -111,14 +111,13 @@ class SharedProjectionContext(TorchFunctionMode):
         names = ("input", "dim", "index")
         values = dict(zip(names, args, strict=False)) | {k: v for k, v in kwargs.items() if k in names}
         source, dim, index = values.get("input"), values.get("dim"), values.get("index")
-        if not (isinstance(source, Tensor) and isinstance(index, Tensor) and isinstance(dim, int)):
+        along_last = isinstance(source, Tensor) and isinstance(dim, int) and dim in (-1, source.dim() - 1)
+        if not (along_last and isinstance(index, Tensor) and index.numel() > 0):
             self._unrestricted = True
-        elif dim not in (-1, source.dim() - 1) or index.numel() == 0:
-            self._unrestricted = True
-        else:
-            # the index is usually an expanded view: read its stored values only
-            stored = index[tuple(0 if stride == 0 else slice(None) for stride in index.stride())]
-            self._gathered.append((source.shape[-1], stored.min(), stored.max()))
+            return
+        # the index is usually an expanded view: read its stored values only
+        stored = index[tuple(0 if stride == 0 else slice(None) for stride in index.stride())]
+        self._gathered.append((source.shape[-1], stored.min(), stored.max()))
 
     def expand(self, output: Tensor, layer_name: str) -> Tensor:
         """The per-example view of a shared projection's (1, ..., d_out) output."""
