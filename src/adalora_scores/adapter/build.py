@@ -21,7 +21,7 @@ from peft import AdaLoraConfig, LoraConfig, get_peft_model
 from adalora_scores.adapter.fsdp import is_sharded
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
-from adalora_scores.adapter.quantization import check_four_bit_layers, is_four_bit
+from adalora_scores.adapter.quantization import check_four_bit_layers, guard_cpu_repacking, is_four_bit
 from adalora_scores.adapter.saving import save_adapter
 from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
 from adalora_scores.allocation.layout import full_shape
@@ -200,6 +200,7 @@ def build_adalora(
     peft_model = get_peft_model(model, adalora_config)
     if is_four_bit(model):  # SVDLinear4bit around every Linear4bit, the head unquantized
         check_four_bit_layers(peft_model)
+        guard_cpu_repacking(peft_model)
     allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
                        **config.score_options)  # fmt: skip
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
@@ -212,6 +213,7 @@ def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     peft_model = get_peft_model(model, LoraConfig(r=config.target_r, **_common(model, config, modules_to_save)))
     if is_four_bit(model):
         check_four_bit_layers(peft_model)
+        guard_cpu_repacking(peft_model)
     shapes = {}
     for name, module in peft_model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):

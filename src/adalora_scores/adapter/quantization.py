@@ -19,6 +19,25 @@ gradient checkpointing by default (with reentrant checkpointing, also the input 
 hook). Here gradient checkpointing stays ``gradient_checkpointing``'s decision, and the engine uses non-reentrant
 checkpointing, which needs no input hook. So a 4-bit run differs from a ``torch_dtype`` run only in the quantized
 linear layers.
+
+The CPU repacking (bitsandbytes >= 0.48 on CPUs with AVX512-BF16). ``Linear4bit.forward`` repacks its weight once
+into a layout for a bfloat16 kernel when the input is on the CPU, the layer is in eval mode and the input needs no
+gradient (``bitsandbytes.functional._convert_weight_packed_for_cpu``). Two things in it are unsafe for a training
+library, and :func:`guard_cpu_repacking` handles both with a forward pre-hook on every ``Linear4bit``:
+
+* the repacking asserts that the output width is a multiple of :data:`REPACK_BLOCK`, and it needs the input width to
+  be a multiple of the quantization block size (64 by default; else a reshape fails); such a layer is left on the
+  plain path (its ``support_avx512bf16_for_cpu`` flag turned off), so evaluation works for
+  every layer width;
+* a repacked layer stays repacked, and every later CPU forward, training ones included, goes through the inference
+  kernel. Before a forward that trains (training mode, or an input that needs a gradient) the hook puts the layer
+  back exactly as it was: the 4-bit codes by bitsandbytes' inverse permutation (exact: it only reorders nibbles),
+  the quantization statistics (absmax, double-quantization state, dtype) from the references kept when the layer
+  was repacked. bitsandbytes' own inverse re-quantizes the absmax from its bfloat16 copy, which would move the
+  frozen base weights a little at every evaluation; restoring the kept statistics does not.
+
+So training never sees the repacked layout, and a run trains to the same numbers on every CPU; only evaluation on
+an AVX512-BF16 CPU computes through the bfloat16 kernel (its inputs rounded to bfloat16, as bitsandbytes does).
 """
 
 from __future__ import annotations
@@ -30,7 +49,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OUTPUT_HEADS", "check_four_bit_layers", "four_bit_config", "is_four_bit"]
+__all__ = [
+    "OUTPUT_HEADS",
+    "REPACK_BLOCK",
+    "can_repack",
+    "check_four_bit_layers",
+    "four_bit_config",
+    "guard_cpu_repacking",
+    "is_four_bit",
+]
 
 OUTPUT_HEADS = ("lm_head",)
 """Left unquantized next to the task head: transformers' default skip list (the output embeddings) is replaced as
@@ -84,3 +111,73 @@ def check_four_bit_layers(model: nn.Module) -> None:
             f"{quantized[0]} is trainable but quantized to 4 bits; name its module in modules_to_save before loading "
             "(the engine keeps modules_to_save unquantized) or leave it out of modules_to_save."
         )
+
+
+REPACK_BLOCK = 32
+"""The output-width block of bitsandbytes' CPU repacking (``block_n`` of ``_convert_weight_packed_for_cpu``)."""
+
+_STATISTICS = ("absmax", "nested", "dtype", "offset", "state2")
+"""The fields of a ``QuantState`` that the repacking replaces or deletes; the rest it leaves as they were."""
+
+
+def can_repack(shape: tuple[int, ...], blocksize: int) -> bool:
+    """Whether bitsandbytes' CPU repacking accepts a weight of ``shape`` = (out_features, in_features) quantized in
+    blocks of ``blocksize``: it packs rows in blocks of :data:`REPACK_BLOCK` and lays the absmax out as
+    (out_features, in_features / blocksize)."""
+    return len(shape) == 2 and shape[0] % REPACK_BLOCK == 0 and shape[1] % blocksize == 0
+
+
+def guard_cpu_repacking(model: nn.Module) -> int:
+    """Install the repacking guard (module doc) on every bitsandbytes ``Linear4bit`` of ``model``; returns how many
+    layers carry it. Idempotent; a model without 4-bit layers (or without bitsandbytes) is left alone."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    guarded = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            if not hasattr(module, "_repacking_guard"):
+                module._repacking_guard = module.register_forward_pre_hook(_repacking_guard)
+            guarded += 1
+    return guarded
+
+
+def _repacking_guard(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of a ``Linear4bit``: the two cases of the module doc, decided as ``Linear4bit.forward``
+    decides whether to repack."""
+    if not args or not isinstance(args[0], torch.Tensor):
+        return
+    inputs, weight = args[0], module.weight
+    state = getattr(weight, "quant_state", None)
+    if state is None or inputs.device.type != "cpu":
+        return
+    trains = module.training or inputs.requires_grad
+    if getattr(state, "packing_format_for_cpu", False):
+        if trains:
+            _unpack(module, state)
+    elif getattr(module, "support_avx512bf16_for_cpu", False) and not trains:
+        if can_repack(tuple(state.shape), state.blocksize):
+            module._unpacked_statistics = {name: getattr(state, name) for name in _STATISTICS if hasattr(state, name)}
+        else:
+            module.support_avx512bf16_for_cpu = False  # the plain path for this layer, on every later call
+
+
+def _unpack(module: nn.Module, state: Any) -> None:
+    """Put a repacked layer back as it was before its repacking: codes by the exact inverse permutation, the
+    statistics from the references kept then (or, for a layer repacked before the guard, bitsandbytes' inverse)."""
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+    kept = getattr(module, "_unpacked_statistics", None)
+    if kept is None:  # repacked before the guard was installed: bitsandbytes' own inverse (re-quantizes absmax)
+        module.weight.data, _ = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+        return
+    state.original_nested = False  # the inverse would re-quantize the absmax; the kept one replaces it below
+    module.weight.data, state = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+    for name in _STATISTICS:
+        if name in kept:
+            setattr(state, name, kept[name])
+        elif hasattr(state, name):
+            delattr(state, name)
+    state.packing_format_for_cpu = False
+    del module._unpacked_statistics

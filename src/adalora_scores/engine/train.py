@@ -24,7 +24,7 @@ from transformers import AutoTokenizer, get_cosine_schedule_with_warmup, get_lin
 
 import adalora_scores
 from adalora_scores.adapter.build import build_adapted_model
-from adalora_scores.adapter.quantization import four_bit_config
+from adalora_scores.adapter.quantization import four_bit_config, guard_cpu_repacking
 from adalora_scores.adapter.sharding import check_full_gradients
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.console import unless_quiet
@@ -76,6 +76,8 @@ def load_model_and_tokenizer(config: TrainConfig, task: Task):
         head = config.modules_to_save if config.modules_to_save is not None else task.modules_to_save
         options["quantization_config"] = four_bit_config(config.torch_dtype, head)
     model = task.load_model(config.model, **_accepted(task, options))
+    if config.load_in_4bit:  # evaluation on AVX512-BF16 CPUs: any layer width, and training afterwards
+        guard_cpu_repacking(model)
     if config.torch_dtype is not None:
         # loaded in this dtype; a module the model class keeps in float32 (``_keep_in_fp32_modules``) and a task
         # without model options are cast here, as before loading took ``dtype``. Parameters only: buffers such as
