@@ -7,9 +7,20 @@
 >>> # loss.backward(); optimizer.step(); model.base_model.update_and_allocate(step); optimizer.zero_grad()
 """
 
-from adalora_scores.adapter import AllocationCallback, PeftRankAllocator, attach
-from adalora_scores.allocation import BudgetSchedule, ScoreRankAllocator, TripletLayout, budget_schedule
-from adalora_scores.scores import Score, check_beta, create_score, ema_, get_score_class, list_scores, register_score
+from adalora_scores.console import hold_import_messages
+
+with hold_import_messages():  # PEFT imports bitsandbytes, whose offline kernel look-up logs (console.IMPORT_NOISE)
+    from adalora_scores.adapter import AllocationCallback, PeftRankAllocator, attach
+    from adalora_scores.allocation import BudgetSchedule, ScoreRankAllocator, TripletLayout, budget_schedule
+    from adalora_scores.scores import (
+        Score,
+        check_beta,
+        create_score,
+        ema_,
+        get_score_class,
+        list_scores,
+        register_score,
+    )
 
 __version__ = "0.3.0"
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import adalora_scores
-from adalora_scores.console import quiet_console
+from adalora_scores.console import quiet_console, show_held_messages
 
 VERBOSE_HELP = (
     "also show library warnings, transformers' load reports, library progress bars and each run's first line"
@@ -239,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
     if takes_overrides:
         args.overrides = [*args.overrides, *extra]
+    if getattr(args, "verbose", False):
+        show_held_messages()  # what the package's imports logged (console.IMPORT_NOISE)
     try:
-        with quiet_console(verbose=getattr(args, "verbose", True)):  # only train, sweep and demo are quiet
+        with quiet_console(verbose=getattr(args, "verbose", True)):  # the commands with --verbose are quiet
             return args.run(args)
     except (ValueError, KeyError, OSError, TypeError, RuntimeError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

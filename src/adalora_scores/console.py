@@ -13,17 +13,24 @@ While :func:`quiet_console` is active (the default of those commands):
   results stays.
 
 On exit every setting is put back as it was. ``quiet_console(verbose=True)`` changes nothing.
+
+Messages logged while the package is imported come before any command runs. :func:`hold_import_messages` (around the
+package's own imports) holds back those listed in :data:`IMPORT_NOISE`, for library use too: the offline kernel
+look-up that bitsandbytes makes on import on CPUs with AVX512-BF16 (PEFT imports bitsandbytes whenever it is
+installed). ``--verbose`` shows them (:func:`show_held_messages`); every other record of those loggers is passed on
+at once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["NOISE", "quiet_console", "unless_quiet"]
+__all__ = ["IMPORT_NOISE", "NOISE", "hold_import_messages", "quiet_console", "show_held_messages", "unless_quiet"]
 
 NOISE: tuple[tuple[type[Warning], str], ...] = (
     # PEFT reads the property that transformers 5 renamed, on every model it wraps
@@ -33,6 +40,16 @@ NOISE: tuple[tuple[type[Warning], str], ...] = (
 )
 """(category, message regex matched at the start of the message) of each library warning hidden by default."""
 
+IMPORT_NOISE: tuple[tuple[str, str], ...] = (
+    # bitsandbytes >= 0.49 asks the `kernels` package for a Hub kernel on import where the CPU has AVX512-BF16;
+    # offline (HF_HUB_OFFLINE=1, or no network) it prints both lines and falls back to its own kernel
+    ("kernels", r"Skipping publisher trust check for '[^']*' because Hugging Face Hub is in offline mode"),
+    ("bitsandbytes", r"Failed to load CPU gemm_4bit_forward from kernels-community"),
+)
+"""(top-level logger name, message regex matched at the start of the message) of each import-time message held
+back by :func:`hold_import_messages`."""
+
+_held: list[logging.LogRecord] = []
 _verbose = True  # outside quiet_console (library use) everything is printed, as before
 
 
@@ -86,3 +103,46 @@ def quiet_console(verbose: bool = False) -> Iterator[None]:
             if bars[1]:
                 datasets.enable_progress_bars()
             (hub.enable_progress_bars if bars[2] else hub.disable_progress_bars)()
+
+
+class _Catcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _is_import_noise(record: logging.LogRecord) -> bool:
+    top = record.name.split(".", 1)[0]
+    return any(top == name and re.match(pattern, record.getMessage()) for name, pattern in IMPORT_NOISE)
+
+
+@contextmanager
+def hold_import_messages() -> Iterator[None]:
+    """Catch what the loggers of :data:`IMPORT_NOISE` log inside the block; afterwards keep the listed messages for
+    :func:`show_held_messages` and pass every other record on to its logger's handlers, as if never caught."""
+    loggers = [logging.getLogger(name) for name in sorted({name for name, _ in IMPORT_NOISE})]
+    catcher, propagate = _Catcher(), [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(catcher)
+        logger.propagate = False  # nothing reaches the root logger or logging's last-resort stderr handler
+    try:
+        yield
+    finally:
+        for logger, value in zip(loggers, propagate, strict=True):
+            logger.removeHandler(catcher)
+            logger.propagate = value
+        for record in catcher.records:
+            if _is_import_noise(record):
+                _held.append(record)
+            else:
+                logging.getLogger(record.name).handle(record)
+
+
+def show_held_messages() -> None:
+    """Pass the held import messages on to their loggers (printed as they would have been), once."""
+    while _held:
+        record = _held.pop(0)
+        logging.getLogger(record.name).handle(record)

@@ -103,9 +103,24 @@ def save_adapter(
     return empty
 
 
+FALSE_RANK_PATTERN_ALARM = (
+    r"The following rank_pattern keys did not match any targeted module and were ignored: "
+    r"\['[^']+\.lora_E'(, '[^']+\.lora_E')*\]"
+)
+"""PEFT's check (``BaseTuner.inject_adapter``, huggingface/peft #3588) reads ``rank_pattern`` as LoRA's pattern of
+module names. AdaLoRA keys it by the names of its ``lora_E`` parameters and resizes every layer from it on load
+(``AdaLoraModel.resize_modules_by_rank_pattern``), so every AdaLoRA adapter, PEFT's own included, trips the check
+although its ranks are applied. Matched only when every listed key is a ``lora_E`` name."""
+
+
 def load_adapter(model: Any, folder: str | Path) -> Any:
     """``PeftModel.from_pretrained(model, folder)`` in evaluation mode: stock PEFT, resized to the saved
-    ``rank_pattern``."""
+    ``rank_pattern``, without PEFT's false alarm about AdaLoRA's rank pattern (:data:`FALSE_RANK_PATTERN_ALARM`;
+    that message from that module only)."""
+    import warnings
+
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(folder)).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", FALSE_RANK_PATTERN_ALARM, RuntimeWarning, r"peft\.tuners\.tuners_utils")
+        return PeftModel.from_pretrained(model, str(folder)).eval()
