@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _tolerances import assert_reordered
 from peft import AdaLoraConfig, PeftModel, get_peft_model
 
 import adalora_scores
@@ -127,7 +128,9 @@ def batch_one_gradients(model, layout: TripletLayout, batch: dict[str, torch.Ten
 
 
 def assert_close(got: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    """Batched per-example products against batch-1 backward passes: the same sums in other orders, of at most
+    tokens × the widest layer (the tiny LLaMA's intermediate 32) products per gradient entry."""
+    assert_reordered(got, expected, max(LENGTHS) * 32)
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,8 @@ def test_two_zero3_processes_allocate_like_one_process(runs):
     assert torch.equal(first["masks"], single["masks"])
     assert len({tuple(mask.tolist()) for mask in single["masks"]}) >= 3  # masking happened, and changed
     assert first["pattern"] == single["pattern"]
+    # the same float32 sums in two orders (ZeRO-3's partitioned reduce vs one process) over the run's steps, carried
+    # by the EMAs; 1e-4 (840 eps) as for the other two-process comparisons, whose measured spread is below 1e-6
     torch.testing.assert_close(first["scores"], single["scores"], rtol=1e-4, atol=1e-9)
     torch.testing.assert_close(torch.tensor(first["losses"]) + torch.tensor(second["losses"]),
                                2 * torch.tensor(single["losses"]), rtol=1e-4, atol=1e-5)  # fmt: skip

@@ -17,6 +17,7 @@ import importlib.util
 import pytest
 import torch
 import yaml
+from _tolerances import assert_reordered
 from conftest import WORDS, write_glue_folder
 from test_decoders import token_batches as decoder_batches
 
@@ -142,11 +143,11 @@ def test_per_example_moments_on_a_four_bit_model_match_batch_one_backward_passes
     with PerExampleGradients(model, layout, loss_reduction="token_mean") as collector:
         model(**batch).loss.backward()
         moments = collector.consume()
-    scale = float(reference.abs().max())
     assert moments.count == 3
-    torch.testing.assert_close(moments.mean, reference.mean(0), rtol=1e-4, atol=1e-6 * scale)
-    torch.testing.assert_close(moments.mean_square, reference.square().mean(0), rtol=1e-4, atol=1e-6 * scale**2)
-    torch.testing.assert_close(moments.mean, layout.gather_gradients(), rtol=1e-4, atol=1e-6 * scale)
+    terms = 8 * 32  # products per gradient entry: tokens × the widest layer (intermediate 32); the same 4-bit weights
+    assert_reordered(moments.mean, reference.mean(0), terms)
+    assert_reordered(moments.mean_square, reference.square().mean(0), terms)
+    assert_reordered(moments.mean, layout.gather_gradients(), terms)
 
 
 @needs_bitsandbytes
