@@ -4,7 +4,7 @@ batch (a tiny LLaMA, fp32, torch AdamW, every adapter weight partitioned by ``st
 within float32 summation order, and pruned λ zero in both the forward weights and the fp32 master copy after a
 further step. The start-up checks (ZeRO-3 allowed; stages 0 - 2, per-example gradients and the engine's checkpoints
 refused) with simulated accelerate state. Skipped where ``import deepspeed`` fails (it is not in the ``test``
-extra; ``pip install adalora-scores[deepspeed]``)."""
+extra; ``pip install -e '.[deepspeed]'``)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from adalora_scores.tiny_models import save_tiny_model, tiny_config, tiny_model,
 
 needs_bitsandbytes = pytest.mark.skipif(
     importlib.util.find_spec("bitsandbytes") is None,
-    reason="bitsandbytes is not installed (pip install 'adalora-scores[quantization]'); 4-bit loading needs it",
+    reason="bitsandbytes is not installed (pip install -e '.[quantization]'); 4-bit loading needs it",
 )
 
 VOCABULARY = 64
@@ -190,8 +190,8 @@ def test_load_in_4bit_without_bitsandbytes_names_the_install_command(monkeypatch
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", missing)
-    with pytest.raises(ValueError, match=r"needs bitsandbytes, which is not installed: pip install "
-                                         r"'adalora-scores\[quantization\]'"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"needs bitsandbytes, which is not installed: pip install -e "
+                                         r"'\.\[quantization\]' in the adalora-scores checkout"):  # fmt: skip
         TrainConfig(task="sst2", load_in_4bit=True)
     TrainConfig(task="sst2")  # the default needs nothing
 

@@ -70,7 +70,7 @@ class TrainConfig:
     load_in_4bit: bool = False
     """Quantize the base model's linear layers to 4 bits with bitsandbytes (QLoRA's NF4 with double quantization,
     as ``transformers.BitsAndBytesConfig(load_in_4bit=True)``); the adapter and the task head stay unquantized.
-    Needs ``pip install 'adalora-scores[quantization]'`` (bitsandbytes >= 0.47, which also runs on CPU)."""
+    Needs ``pip install -e '.[quantization]'`` in the checkout (bitsandbytes >= 0.47, which also runs on CPU)."""
     data: str | None = None
     """Local data folder; None loads the Hub dataset."""
     seed: int = 1
@@ -210,8 +210,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-FOUR_BIT_INSTALL = "pip install 'adalora-scores[quantization]'"
-"""The command that installs what ``load_in_4bit`` needs (bitsandbytes >= 0.47)."""
+FOUR_BIT_INSTALL = "pip install -e '.[quantization]' in the adalora-scores checkout"
+"""The command that installs what ``load_in_4bit`` needs (bitsandbytes >= 0.47); the package is installed from its
+checkout, not from PyPI."""
 
 
 def _four_bit_support() -> tuple[bool, str]:

@@ -102,8 +102,8 @@ def check_four_bit_layers(model: nn.Module) -> None:
             if "4bit" not in type(module).__name__:
                 raise RuntimeError(
                     f"{name} is a 4-bit layer adapted by PEFT's {type(module).__name__}, not its 4-bit layer class; "
-                    "PEFT did not find bitsandbytes when it was imported. Reinstall bitsandbytes (pip install "
-                    "'adalora-scores[quantization]') and import it before peft."
+                    "PEFT did not find bitsandbytes when it was imported. Reinstall bitsandbytes (pip install -e "
+                    "'.[quantization]' in the adalora-scores checkout) and import it before peft."
                 )
     quantized = [n for n, p in model.named_parameters() if p.requires_grad and type(p).__name__ == "Params4bit"]
     if quantized:
