@@ -27,8 +27,7 @@ library, and :func:`guard_cpu_repacking` handles both with a forward pre-hook on
 
 * the repacking asserts that the output width is a multiple of :data:`REPACK_BLOCK`, and it needs the input width to
   be a multiple of the quantization block size (64 by default; else a reshape fails); such a layer is left on the
-  plain path (its ``support_avx512bf16_for_cpu`` flag turned off), so evaluation works for
-  every layer width;
+  plain path (its ``support_avx512bf16_for_cpu`` flag turned off), so evaluation works for every layer width;
 * a repacked layer stays repacked, and every later CPU forward, training ones included, goes through the inference
   kernel. Before a forward that trains (training mode, or an input that needs a gradient) the hook puts the layer
   back exactly as it was: the 4-bit codes by bitsandbytes' inverse permutation (exact: it only reorders nibbles),
