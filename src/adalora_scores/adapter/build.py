@@ -27,6 +27,7 @@ from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_
 from adalora_scores.allocation.layout import full_shape
 from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
+from adalora_scores.scores.base import get_score_class
 
 __all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora"]
 
@@ -201,8 +202,11 @@ def build_adalora(
     if is_four_bit(model):  # SVDLinear4bit around every Linear4bit, the head unquantized
         check_four_bit_layers(peft_model)
         guard_cpu_repacking(peft_model)
+    options = dict(config.score_options)
+    if get_score_class(config.score).seeded_by_run:  # the random controls draw from the run's seed
+        options.setdefault("seed", config.seed)
     allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
-                       **config.score_options)  # fmt: skip
+                       **options)  # fmt: skip
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
         allocator.per_example.set_loss_divisor(config.gradient_accumulation_steps)
     return peft_model, allocator

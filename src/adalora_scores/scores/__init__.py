@@ -1,6 +1,7 @@
 """Element-wise importance scores and their registry. Importing this package registers the built-in scores."""
 
 from adalora_scores.scores import (  # noqa: F401  (registers the built-ins)
+    controls,
     fisher,
     fisher_per_example,
     gsnr,

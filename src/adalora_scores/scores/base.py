@@ -136,6 +136,9 @@ class Score:
     min_examples: ClassVar[int] = 1
     """Per-example scores: the fewest examples a step needs to be observed (a variance needs 2)."""
     statistics: ClassVar[tuple[str, ...]] = ()
+    seeded_by_run: ClassVar[bool] = False
+    """The score draws random numbers and takes a ``seed`` option; the training engine passes the run's seed
+    unless ``score_options`` sets one (the ``random`` controls)."""
 
     def __init__(self) -> None:
         self.num_updates = 0
