@@ -22,14 +22,18 @@ def _regulariser(model) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
+@pytest.mark.parametrize("method", ["adalora", "svd_lora"])
 @pytest.mark.parametrize("head", ["sequence-classification", "question-answering"])
-def test_the_training_loss_includes_the_orthogonal_regulariser(head):
+def test_the_training_loss_includes_the_orthogonal_regulariser(head, method):
     base = tiny_model(tiny_config("bert", vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
                       head=head)  # fmt: skip
     heads = ("classifier", "pooler") if head == "sequence-classification" else ("qa_outputs",)
     config = TrainConfig(task="rte" if head == "sequence-classification" else "squad", init_r=4, target_r=2,
-                         orth_reg_weight=0.5)  # fmt: skip
+                         orth_reg_weight=0.5, method=method)  # fmt: skip
     adapted = build_adapted_model(base, config, total_steps=20, modules_to_save=heads)
+    ranks = {parameter.shape[0] for name, parameter in adapted.model.named_parameters() if "lora_E" in name}
+    assert ranks == {4 if method == "adalora" else 2}  # SVD-LoRA: every matrix at target_r, never allocated
+    assert (adapted.allocator is None) == (method == "svd_lora")
     model = adapted.model.eval()
     generator = torch.Generator().manual_seed(0)
     inputs = {"input_ids": torch.randint(5, 64, (4, 10), generator=generator)}

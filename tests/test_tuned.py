@@ -75,6 +75,17 @@ def test_lora_baseline_runs_through_the_same_pipeline(glue_root, tiny_model_dir,
     assert len(ranks) == 12 and all(v["rank"] == 2 for v in ranks.values())
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     assert PeftModel.from_pretrained(base, out / "adapter").peft_config["default"].r == 2
+    svd = tmp_path / "svd"
+    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
+                 "--output", str(svd), *TINY, "method=svd_lora"]) == 0  # fmt: skip
+    svd_metrics = json.loads((svd / "metrics.json").read_text())
+    # SVD-LoRA: AdaLoRA's P Λ Q at rank target_r = 2 on all 12 matrices, λ counted; never allocated
+    assert svd_metrics["method"] == "svd_lora"
+    assert svd_metrics["adapter_parameters"] == svd_metrics["adapter_parameters_initial"] == 2 * per_layer * 2 + 2 * 12
+    assert svd_metrics["final_budget"] == 2 * 12 and (svd / "allocations.jsonl").read_text() == ""
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    reloaded = PeftModel.from_pretrained(base, svd / "adapter")
+    assert {p.shape[0] for n, p in reloaded.named_parameters() if "lora_E" in n} == {2}
     ada = tmp_path / "ada"
     assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
                  "--output", str(ada), *TINY]) == 0  # fmt: skip

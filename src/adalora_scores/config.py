@@ -41,6 +41,10 @@ ALIASES: dict[str, str] = {
 warm-up (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
 
 
+METHODS = ("adalora", "svd_lora", "lora")
+"""What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.build``)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything one fine-tuning run needs. Paper symbols in brackets."""
@@ -51,7 +55,9 @@ class TrainConfig:
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     method: str = "adalora"
-    """"adalora", or "lora": plain LoRA of rank ``target_r`` on the same modules (score and schedule unused)."""
+    """"adalora"; or a baseline without allocation (score and schedule unused): "svd_lora", AdaLoRA's P Λ Q and
+    regulariser at rank ``target_r`` on every matrix (the AdaLoRA paper's SVD-LoRA ablation), or "lora", plain
+    LoRA of rank ``target_r`` on the same modules."""
     score_options: dict[str, Any] = field(default_factory=dict)
     """Constructor options of the score, e.g. ``{beta: 0.9}``."""
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +171,11 @@ class TrainConfig:
             f"lr_schedule must be linear or cosine, got {self.lr_schedule!r}.",
         )
         need(0 <= self.lr_warmup_ratio < 1, f"lr_warmup_ratio must be in [0, 1), got {self.lr_warmup_ratio}.")
-        need(self.method in ("adalora", "lora"), f"method must be 'adalora' or 'lora', got {self.method!r}.")
+        need(
+            self.method in METHODS,
+            f"method must be 'adalora', 'svd_lora' (no allocation) or 'lora', got {self.method!r}.",
+        )
+        need(self.method != "svd_lora" or self.target_r >= 1, "method=svd_lora needs target_r >= 1 (its rank).")
         need(
             0 <= self.selection_fraction < 1,
             f"selection_fraction must be in [0, 1) (e.g. 0.1 holds out 10% of train), got {self.selection_fraction}.",

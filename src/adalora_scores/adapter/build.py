@@ -1,9 +1,17 @@
-"""Wrap a model for training: AdaLoRA with a pluggable score, or plain LoRA (the baseline rows of the tables).
+"""Wrap a model for training: AdaLoRA with a pluggable score, or a baseline without allocation.
 
-Both use the same target modules, head (``modules_to_save``), α and dropout, so their rows differ only in the
+* ``adalora``: P Λ Q at ``init_r``, the regulariser, and the score's allocation down to ``target_r`` on average;
+* ``svd_lora``: the same P Λ Q parameterisation and regulariser at rank ``target_r`` on every matrix, with no
+  schedule and no allocation (the AdaLoRA paper's "SVD-LoRA" ablation, Zhang et al., ICLR 2023, §4.4 / Table 4),
+  so it has the parameter count of AdaLoRA's final budget and differs from it only in the allocation. Its update is
+  scaled by α / ``target_r`` (PEFT's AdaLoRA divides by the initial rank, which here is ``target_r``);
+* ``lora``: plain LoRA of rank ``target_r`` (B A, scaled by α / r).
+
+All use the same target modules, head (``modules_to_save``), α and dropout, so their rows differ only in the
 adapter. Parameter counts (what the tables show per row):
 
-* AdaLoRA: Σ_m r_m (d1_m + d2_m + 1) over the adapted matrices, r_m the kept rank (λ counted), initially init_r;
+* AdaLoRA and SVD-LoRA: Σ_m r_m (d1_m + d2_m + 1) over the adapted matrices, r_m the kept rank (λ counted),
+  initially init_r (SVD-LoRA: target_r throughout);
 * LoRA: Σ_m r (d1_m + d2_m).
 
 The fully trained head is counted separately (``head_parameters``). :class:`AdaptedModel` is everything the
@@ -18,7 +26,7 @@ from typing import Any
 
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
-from adalora_scores.adapter.fsdp import is_sharded
+from adalora_scores.adapter.fsdp import install_sharded_regulariser, is_sharded
 from adalora_scores.adapter.peft import adalora_model, attach
 from adalora_scores.adapter.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.quantization import check_four_bit_layers, guard_cpu_repacking, is_four_bit
@@ -29,7 +37,7 @@ from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.scores.base import get_score_class
 
-__all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora"]
+__all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora", "build_svd_lora"]
 
 
 @dataclass
@@ -37,13 +45,15 @@ class AdaptedModel:
     model: Any
     """The PEFT model."""
     allocator: PeftRankAllocator | None
-    """The rank allocator (AdaLoRA) or None (LoRA)."""
+    """The rank allocator (AdaLoRA) or None (the baselines: LoRA, SVD-LoRA)."""
     lora_shapes: dict[str, tuple[int, int, int]]
-    """LoRA only: matrix name → (rank, out_features, in_features)."""
+    """Baselines only: matrix name → (rank, out_features, in_features)."""
     churn: float | None = None
     """At the last allocation: |K_t \\ K_{t−1}| / |K_t|, the share of the kept triplets that were not kept at the
     allocation before (None before a second allocation of this process)."""
     _previous_kept: frozenset[int] | None = None
+    singular_values: bool = False
+    """The baseline keeps a λ per rank (SVD-LoRA): one more parameter per rank and matrix."""
 
     def allocate(self, step: int) -> None:
         """PEFT's ``update_and_allocate(step)``: call after ``optimizer.step()`` and before ``zero_grad()``, with
@@ -101,7 +111,7 @@ class AdaptedModel:
 
     def adapter_parameters(self, initial: bool = False) -> int:
         if self.allocator is None:
-            return sum(r * (out + inp) for r, out, inp in self.lora_shapes.values())
+            return sum(r * (out + inp + self.singular_values) for r, out, inp in self.lora_shapes.values())
         ranks = self.allocator.ranks()
         total = 0
         for matrix in self.allocator.layout.matrices:
@@ -215,25 +225,53 @@ def build_adalora(
 def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     """Plain LoRA of rank ``config.target_r`` on the same modules (the baseline rows)."""
     peft_model = get_peft_model(model, LoraConfig(r=config.target_r, **_common(model, config, modules_to_save)))
-    if is_four_bit(model):
+    return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_A")
+
+
+def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
+    """SVD-LoRA: PEFT AdaLoRA's P Λ Q and regulariser at rank ``config.target_r`` on every matrix, never
+    allocated (module docstring). PEFT's allocator is built but never called; its schedule values are unused."""
+    if config.target_r < 1:
+        raise ValueError("method=svd_lora trains every matrix at rank target_r, so target_r must be >= 1.")
+    svd_config = AdaLoraConfig(
+        init_r=config.target_r,
+        target_r=config.target_r,
+        total_step=1,  # required by AdaLoraConfig; nothing is scheduled
+        tinit=0,
+        tfinal=0,
+        orth_reg_weight=config.orth_reg_weight,
+        **_common(model, config, modules_to_save),
+    )
+    peft_model = get_peft_model(model, svd_config)
+    install_sharded_regulariser(adalora_model(peft_model))  # FSDP2: the regulariser from full tensors
+    return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_E")
+
+
+def _baseline_shapes(peft_model, rank: int, parameter: str) -> dict[str, tuple[int, int, int]]:
+    """``{matrix name: (rank, out_features, in_features)}`` of a baseline without allocation, named by its
+    ``parameter`` (``lora_A`` for LoRA, ``lora_E`` for SVD-LoRA, as AdaLoRA's rank patterns name matrices)."""
+    if is_four_bit(peft_model):
         check_four_bit_layers(peft_model)
         guard_cpu_repacking(peft_model)
     shapes = {}
     for name, module in peft_model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            key = name.removeprefix("base_model.model.") + ".lora_A.default"
+        if hasattr(module, parameter) and "default" in getattr(module, parameter, {}):
+            key = name.removeprefix("base_model.model.") + f".{parameter}.default"
             # PEFT's sizes, not the base weight's shape: a 4-bit weight is packed, a Conv1D one is (in, out)
-            shapes[key] = (config.target_r, module.out_features, module.in_features)
-    return peft_model, shapes
+            shapes[key] = (rank, module.out_features, module.in_features)
+    return shapes
 
 
 def build_adapted_model(
     model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]
 ) -> AdaptedModel:
-    """AdaLoRA (``config.method == "adalora"``) or LoRA around ``model``, for the training engine (before
-    accelerate's ``prepare``, which may shard it with FSDP2: :mod:`adalora_scores.adapter.fsdp`)."""
+    """AdaLoRA (``config.method == "adalora"``), SVD-LoRA or LoRA around ``model``, for the training engine
+    (before accelerate's ``prepare``, which may shard it with FSDP2: :mod:`adalora_scores.adapter.fsdp`)."""
     if config.method == "lora":
         peft_model, shapes = build_lora(model, config, modules_to_save)
         return AdaptedModel(peft_model, None, shapes)
+    if config.method == "svd_lora":
+        peft_model, shapes = build_svd_lora(model, config, modules_to_save)
+        return AdaptedModel(peft_model, None, shapes, singular_values=True)
     peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save)
     return AdaptedModel(peft_model, allocator, {})

@@ -254,7 +254,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
             f"score={config.score}, {len(allocator.layout.matrices)} adapted matrices, budget "
             f"{allocator.initial_budget} -> {allocator.target_budget}, "
             if allocator
-            else f"LoRA r={config.target_r}, "
+            else f"{'SVD-LoRA' if config.method == 'svd_lora' else 'LoRA'} r={config.target_r}, "
         )
         + f"{trainable:,} trainable parameters"
         + (f"; resuming at step {progress.step}" if checkpoint is not None else "")

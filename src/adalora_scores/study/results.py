@@ -215,8 +215,10 @@ def _variant(values: dict[str, Any], exclude: str | None = None) -> str:
 
 
 def _row_label(config: dict[str, Any]) -> str:
-    """The row of a run found without a manifest: its score, or ``lora_r<r>`` for a LoRA baseline."""
-    return f"lora_r{config.get('target_r')}" if config.get("method") == "lora" else str(config["score"])
+    """The row of a run found without a manifest: its score, or ``lora_r<r>`` / ``svd_lora_r<r>`` for a baseline
+    without allocation."""
+    method = config.get("method", "adalora")
+    return str(config["score"]) if method == "adalora" else f"{method}_r{config.get('target_r')}"
 
 
 def collect(root: str | Path) -> Study:
