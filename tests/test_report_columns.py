@@ -21,7 +21,7 @@ def _write_run(root, task: str, score: str, seed: int, accuracy: float) -> None:
 def test_a_partial_glue_sweep_shows_only_its_columns(tmp_path):
     runs = {}
     for task in ("rte", "mrpc", "sst2"):
-        for score in ("sensitivity", "fisher"):
+        for score in ("sensitivity", "fisher_per_example"):
             for seed in (1, 2):
                 runs[f"{task}__{score}__seed{seed}"] = {"task": task, "score": score, "seed": seed}
                 if task != "sst2":  # SST-2 is in the grid but has not run yet
@@ -33,13 +33,14 @@ def test_a_partial_glue_sweep_shows_only_its_columns(tmp_path):
     header = next(line for line in table.splitlines() if line.startswith("| score"))
     assert [c.strip() for c in header.split("|")[1:-1]] == ["score", "adapter params", "MRPC Acc", "RTE Acc"]
     assert "missing" not in table and "All Ave." not in table and "All Ave." not in report
-    fisher = next(line for line in table.splitlines() if line.startswith("| `fisher`"))
-    # 81.5 ± std of (81, 82) over 2 seeds, Δ against the paper's RTE value for fisher
-    assert f"81.50 ± 0.71 (2) · Δ paper {81.5 - PAPER[('fisher', 'RTE Acc')]:+.2f}" in fisher
+    fisher = next(line for line in table.splitlines() if line.startswith("| `fisher_per_example`"))
+    # 81.5 ± std of (81, 82) over 2 seeds, Δ against the paper's RTE value for its Fisher column
+    assert f"81.50 ± 0.71 (2) · Δ paper {81.5 - PAPER[('fisher_per_example', 'RTE Acc')]:+.2f}" in fisher
     reference = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
                  for line in table.splitlines() if line.startswith("| `") and "(2)" not in line}  # fmt: skip
-    assert reference["`gsnr`"] == [f"{PAPER[('gsnr', 'MRPC Acc')]:.2f}", f"{PAPER[('gsnr', 'RTE Acc')]:.2f}"]
-    assert "4 of 12 runs of the sweep have no result" in report and "`sst2__fisher__seed2`" in report
+    gsnr = [f"{PAPER[('gsnr_per_example', 'MRPC Acc')]:.2f}", f"{PAPER[('gsnr_per_example', 'RTE Acc')]:.2f}"]
+    assert reference["`gsnr_per_example`"] == gsnr
+    assert "4 of 12 runs of the sweep have no result" in report and "`sst2__fisher_per_example__seed2`" in report
     cells = json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
     assert {c["column"] for c in cells} == {"MRPC Acc", "RTE Acc"}
 

@@ -54,11 +54,18 @@ def test_shards_partition_the_grid(count):
 def test_paper_sweep_file_covers_the_tables():
     spec = load_sweep("paper", seeds=[1, 2, 3])
     runs = spec.runs()
-    assert len(runs) == 10 * 4 * 3
+    assert len(runs) == 10 * (8 + 1) * 3  # 8 scores and the svd_lora control row
+    rows = {r.grid_values["score"] for r in runs}
+    assert {"fisher_per_example", "gsnr_per_example", "fisher", "gsnr", "random", "svd_lora_r8"} <= rows
+    svd = next(r for r in runs if r.grid_values["score"] == "svd_lora_r8")
+    assert svd.config.method == "svd_lora" and svd.config.target_r == 8
     squad = next(r for r in runs if r.config.task == "squad_v2")
     assert squad.config.max_seq_length == 384 and squad.config.batch_size == 16  # paper-squad preset
     tuned = load_sweep("paper-tuned").runs()
-    assert len(tuned) == (7 + 2) * 3 * (8 * 5 + 2 * 4)
+    assert len(tuned) == (11 + 4) * 3 * (8 * 5 + 2 * 4)
+    gamma0 = [r for r in tuned if r.grid_values["score"] == "sensitivity_gamma0"]
+    assert all(r.config.score == "sensitivity" and r.config.orth_reg_weight == 0.0 for r in gamma0)
+    assert all(r.config.method == "adalora" for r in gamma0)
     assert all(r.config.selection_fraction == 0.1 for r in tuned)
     assert {r.config.learning_rate for r in tuned if r.config.task == "squad"} == {2e-4, 5e-4, 1e-3, 2e-3}
 
@@ -143,7 +150,7 @@ def _write_run(root: Path, task: str, score: str, seed: int, evals: dict) -> Non
 
 VALUES = {  # score → seed → value used for every accuracy column (MNLI mm gets value + 1)
     "sensitivity": {1: 80.0, 2: 82.0, 3: 84.0},
-    "fisher": {1: 81.0, 2: 84.0, 3: 84.5},
+    "fisher_per_example": {1: 81.0, 2: 84.0, 3: 84.5},  # the paper's Fisher column
 }
 
 
@@ -166,7 +173,7 @@ def test_report_numbers_averages_and_significance(tmp_path):
     cells = {
         (c["score"], c["column"]): c for c in json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
     }
-    sst2 = cells[("fisher", "SST-2 Acc")]
+    sst2 = cells[("fisher_per_example", "SST-2 Acc")]
     assert sst2["mean"] == pytest.approx(statistics.fmean([81.0, 84.0, 84.5]))
     assert sst2["std"] == pytest.approx(statistics.stdev([81.0, 84.0, 84.5])) and sst2["n"] == 3
     assert sst2["paper"] == 95.64 and sst2["difference"] == pytest.approx(sst2["mean"] - 95.64)
@@ -190,18 +197,19 @@ def test_report_numbers_averages_and_significance(tmp_path):
 
 
 def test_missing_task_is_shown_missing_not_averaged(tmp_path):
-    _glue_study(tmp_path, skip=("fisher", "rte"))
+    _glue_study(tmp_path, skip=("fisher_per_example", "rte"))
     manifest = {"runs": {f"{t}__{s}__seed{k}": {"task": t, "score": s, "seed": k} for s in VALUES for k in (1, 2, 3)
                          for t in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb")}}  # fmt: skip
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
     build_report(tmp_path, plot=False)
     report = (tmp_path / "report.md").read_text()
-    fisher_row = next(line for line in report.splitlines() if line.startswith("| `fisher`"))
+    fisher_row = next(line for line in report.splitlines() if line.startswith("| `fisher_per_example`"))
     cells = [c.strip() for c in fisher_row.split("|")[1:-1]]
     assert cells[7].startswith("missing")  # RTE (after the score and parameter columns)
     assert cells[11].startswith("missing") and cells[12] == "missing"  # both averages need every task
-    assert "3 of 48 runs of the sweep have no result" in report and "`rte__fisher__seed2`" in report
-    assert "missing · paper" not in report and "| `fisher` | 89.46 | 95.64 |" in report  # paper: a reference table
+    assert "3 of 48 runs of the sweep have no result" in report and "`rte__fisher_per_example__seed2`" in report
+    # the paper's values: a reference table
+    assert "missing · paper" not in report and "| `fisher_per_example` | 89.46 | 95.64 |" in report
 
 
 def test_partial_seeds_are_flagged(tmp_path):
@@ -256,8 +264,9 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
 
 def test_table2_reads_squad_keys(tmp_path):
     for seed, (em, f1) in enumerate([(80.0, 88.0), (82.0, 90.0)], start=1):
-        _write_run(tmp_path, "squad", "gsnr", seed, {"dev": {"exact_match": em, "f1": f1, "total": 10}})
-        _write_run(tmp_path, "squad_v2", "gsnr", seed, {"dev": {"exact": em - 5, "f1": f1 - 5, "HasAns_f1": 1.0}})
+        v1, v2 = {"exact_match": em, "f1": f1, "total": 10}, {"exact": em - 5, "f1": f1 - 5, "HasAns_f1": 1.0}
+        _write_run(tmp_path, "squad", "gsnr_per_example", seed, {"dev": v1})
+        _write_run(tmp_path, "squad_v2", "gsnr_per_example", seed, {"dev": v2})
     build_report(tmp_path, plot=False)
     cells = {c["column"]: c for c in json.loads((tmp_path / "report.json").read_text())["table2"]["cells"]}
     assert cells["SQuAD v1.1 EM"]["mean"] == 81.0 and cells["SQuAD v1.1 F1"]["mean"] == 89.0

@@ -9,8 +9,10 @@ A sweep file::
       seed: [1, 2, 3]
     set: {eval_batch_size: 64}  # values for every run
     data: ./glue                # a folder with one subfolder per task (./glue/mrpc, ...), or {task: folder}; none: Hub
-    baselines:                  # extra rows over the same tasks, seeds and other grid values, without a score
+    baselines:                  # extra rows over the same tasks, seeds and other grid values
       lora_r8: {method: lora, target_r: 8}
+      svd_lora_r8: {method: svd_lora}           # AdaLoRA's P Λ Q at rank target_r, no allocation
+      sensitivity_gamma0: {score: sensitivity, orth_reg_weight: 0.0}   # a score row with other fixed settings
       lora_r32: {method: lora, target_r: 32, learning_rate: [5.0e-5, 1.0e-4]}   # a list: this row's own grid
 
 A baseline setting that is a list replaces that grid key's list for the baseline's row (a learning-rate grid per
@@ -126,7 +128,7 @@ class SweepSpec:
         for values, settings in self._combinations():
             task = values["task"]
             given = {"data": self.data_for(task), **self.fixed, **values, **settings}
-            if settings:  # a baseline: its label names the row, not a score
+            if settings and "score" not in settings:  # a baseline: its label names the row, not a score
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
