@@ -163,8 +163,7 @@ def claim_sentence(
         return head + observed + f"power n/a ({result.why_not})."
     interval = f"Δ = {result.mean_difference:+.2f} [{_number(result.low, '.2f')}, {_number(result.high, '.2f')}]"
     if p_holm is not None and p_holm < 0.05:
-        assert result.mean_difference is not None
-        direction = "better" if (result.mean_difference > 0) == higher_is_better else "worse"
+        direction = "better" if ((result.mean_difference or 0.0) > 0) == higher_is_better else "worse"
         return head + f"detected: {interval} ({direction}), p_Holm {p_holm:.3g}, {seeds}."
     needed = f"more than {SEEDS_CAP} seeds" if result.seeds_for_target is None else f"{result.seeds_for_target} seeds"
     return (
