@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scipy.stats import spearmanr
+from scipy.stats import hypergeom, spearmanr
 
 from adalora_scores.run_files import split_kept
 from adalora_scores.study.diagnostics import (
+    PERMUTATIONS,
     chance_jaccard,
+    chance_p_value,
     churn,
     churn_curve,
     diagnose,
@@ -92,14 +94,15 @@ SCORES = {  # (score, seed) → final triplet scores in the same order
 BEFORE = "111010"  # every run's kept set at step 10, {q0 q1 q2 f1}, before its final allocation at step 20
 
 
-def _write(root: Path, score: str, seed: int, method: str = "adalora") -> Path:
+def _write(root: Path, score: str, seed: int, method: str = "adalora", kept: str | None = None) -> Path:
+    """A run folder; ``kept`` (a mask string) replaces the run's final kept set from :data:`KEPT`."""
     folder = root / f"rte__{score}__seed{seed}"
     folder.mkdir(parents=True)
     config = {"task": "rte", "seed": seed, "method": method, "score": "sensitivity" if method == "lora" else score,
               "target_r": 2}  # fmt: skip
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "metrics.json").write_text(json.dumps({"main_metric": "accuracy", "eval": {"dev": {"accuracy": 70.0}}}))
-    kept = "111111" if method == "lora" else KEPT[(score, seed)]
+    kept = "111111" if method == "lora" else kept or KEPT[(score, seed)]
     masks = split_kept(MATRICES, kept)
     pattern = {name: {"rank": sum(mask), "mask": mask} for name, mask in masks.items()}
     (folder / "rank_pattern.json").write_text(json.dumps(pattern))
@@ -108,7 +111,7 @@ def _write(root: Path, score: str, seed: int, method: str = "adalora") -> Path:
     records = [{"matrices": MATRICES}, {"step": 10, "budget": 4, "kept": BEFORE}, {"step": 20, "budget": 3,
                "kept": kept}]  # fmt: skip
     (folder / "allocations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    scores = SCORES[(score, seed)]
+    scores = SCORES.get((score, seed), [1, 2, 3, 4, 5, 6])
     (folder / "triplet_scores.json").write_text(json.dumps({"step": 20, "scores": {Q: scores[:3], F2: scores[3:]}}))
     return folder
 
@@ -160,6 +163,7 @@ def test_diagonal_is_blank_with_one_seed(tmp_path):
     _, jaccards, counts = diagnostics.agreement
     assert jaccards[0][0] is None and counts[0][0] == 0 and jaccards[0][1] == pytest.approx(1.0)
     assert diagnostics.reliability[0].jaccard is None and diagnostics.reliability[0].chance is None
+    assert diagnostics.reliability[0].p_value is None and not diagnostics.reliability[0].above_chance
 
 
 def test_report_has_the_diagnostics_section(study_root):
@@ -167,12 +171,14 @@ def test_report_has_the_diagnostics_section(study_root):
     report = (study_root / "report.md").read_text()
     section = report.split("## Score diagnostics")[1]
     assert "### rte" in section and "`lora_r2`" not in section and "`lora_r2`" in report.split("## Score")[0]
-    # the reliability table (first): Jaccard, chance, pairs, Spearman, pairs, churn
+    # the reliability table (first): Jaccard, chance, p against chance, pairs, Spearman, pairs, churn
     reliability = next(line for line in section.splitlines() if line.startswith("| `sensitivity`"))
-    cells = [c.strip() for c in reliability.split("|")[2:8]]
-    assert cells[0] == "0.50" and cells[2:] == ["3", "1.00", "3", "0.222"]
-    # fisher's J = 0 is below chance; sensitivity's 1/2 is above it
-    assert "measuring noise on this task: `fisher` (from as few as 1 seed pair(s)" in section
+    cells = [c.strip() for c in reliability.split("|")[2:9]]
+    assert cells[0] == "0.50" and cells[3:] == ["3", "1.00", "3", "0.222"]
+    # fisher's J = 0 is below chance (exact p = P(|A ∩ B| ≥ 0) = 1); sensitivity's 1/2 is above the chance level
+    # 0.365 but not significantly so with 3 seeds (p ≈ 0.15 by the permutation test), so neither is "above chance"
+    assert "measuring noise on this task: `sensitivity` (p 0.1" in section and "`fisher` (p 1)" in section
+    assert "(from as few as 1 seed pair(s)" in section and "Above chance" not in section
     assert "| `fisher` | -0.03 | -0.94 |" in section  # the Spearman matrix's fisher line: −1/35, −33/35
     for kind in ("agreement", "churn", "trajectories"):
         assert (study_root / "plots" / f"{kind}_rte.png").stat().st_size > 5000 and f"plots/{kind}_rte.png" in section
@@ -182,3 +188,77 @@ def test_report_has_the_diagnostics_section(study_root):
     assert document["reliability"][0]["chance"] == pytest.approx(0.365)
     assert document["spearman"]["mean"][1][1] == pytest.approx(-33 / 35)
     assert [c["score"] for c in document["churn"]] == ["sensitivity", "fisher"]
+
+
+# ---------------------------------------------------------------- reliability against chance, with a test
+def test_chance_p_value_of_two_seeds_is_exact():
+    triplets = frozenset(range(10))
+    # N = 10, k₁ = 4, k₂ = 5, 3 shared: P(I ≥ 3) = [C(4,3) C(6,2) + C(4,4) C(6,1)] / C(10,5) = (60 + 6) / 252
+    p, how = chance_p_value(triplets, [frozenset({0, 1, 2, 3}), frozenset({1, 2, 3, 7, 8})])
+    assert p == pytest.approx(66 / 252) and how == "exact (hypergeometric)"
+    assert p == pytest.approx(hypergeom.sf(2, 10, 4, 5))
+    # N = 4, k = 2, the same two triplets: P(I = 2) = 1/C(4,2) = 1/6; nothing shared: P(I ≥ 0) = 1
+    assert chance_p_value(frozenset(range(4)), [frozenset({0, 1})] * 2)[0] == pytest.approx(1 / 6)
+    assert chance_p_value(frozenset(range(4)), [frozenset({0, 1}), frozenset({2, 3})])[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        chance_p_value(triplets, [frozenset({0})])
+    with pytest.raises(ValueError, match="outside the triplets tested"):
+        chance_p_value(frozenset(range(3)), [frozenset({0}), frozenset({5})])
+
+
+def test_permutation_p_value_of_three_seeds_against_enumeration():
+    """Sensitivity's three kept sets of the hand-made study (3 of 6 triplets each, mean J = 1/2): the exact p by
+    enumerating all 20 × 20 kept sets of seeds 2 and 3 (seed 1 fixed, which leaves the law unchanged), against the
+    seeded permutation test's estimate (± 4 standard errors)."""
+    triplets = frozenset(range(6))
+    kept = [frozenset({0, 1, 3}), frozenset({0, 1, 4}), frozenset({0, 1, 5})]
+    subsets = [frozenset(c) for c in itertools.combinations(range(6), 3)]
+
+    def mean_jaccard(sets):
+        return sum(jaccard(a, b) for a, b in itertools.combinations(sets, 2)) / 3
+
+    observed = mean_jaccard(kept)
+    assert observed == pytest.approx(1 / 2)
+    hits = sum(mean_jaccard([kept[0], b, c]) >= observed - 1e-12 for b in subsets for c in subsets)
+    exact = hits / 400
+    p, how = chance_p_value(triplets, kept)
+    assert how == f"permutation test, {PERMUTATIONS} draws"
+    assert p == pytest.approx(exact, abs=4 * (exact * (1 - exact) / PERMUTATIONS) ** 0.5 + 1 / PERMUTATIONS)
+    assert chance_p_value(triplets, kept) == (p, how)  # seeded: the same report twice
+    # three identical kept sets: exact p = (1/20)² = 0.0025
+    p_identical, _ = chance_p_value(triplets, [kept[0]] * 3)
+    assert p_identical == pytest.approx(1 / 400, abs=4 * (1 / 400 / PERMUTATIONS) ** 0.5 + 1 / PERMUTATIONS)
+
+
+def _reliability_study(root: Path, kept: dict[tuple[str, int], str]) -> Path:
+    for (score, seed), mask in kept.items():
+        _write(root, score, seed, kept=mask)
+    build_report(root, plot=False)
+    return root
+
+
+def test_report_says_above_chance_only_where_the_test_does(tmp_path):
+    # taylor keeps the same triplets on every seed (p = 1/400); movement's seeds share little (J below chance)
+    kept = {("taylor", 1): "110100", ("taylor", 2): "110100", ("taylor", 3): "110100",
+            ("movement", 1): "111000", ("movement", 2): "000111", ("movement", 3): "100110"}  # fmt: skip
+    root = _reliability_study(tmp_path, kept)
+    section = (root / "report.md").read_text().split("## Score diagnostics")[1]
+    above = next(line for line in section.splitlines() if line.startswith("Above chance"))
+    assert "`taylor` (p 0.00" in above and "movement" not in above
+    not_shown = next(line for line in section.splitlines() if line.startswith("Not shown to be above chance"))
+    assert "`movement` (p " in not_shown and "taylor" not in not_shown
+    assert "across seeds than chance" not in section  # no unconditional verdict
+    reliability = {r["score"]: r for r in json.loads((root / "report.json").read_text())["diagnostics"]["rte"][
+        "reliability"]}  # fmt: skip
+    assert reliability["taylor"]["above_chance"] and reliability["taylor"]["p_value"] < 0.01
+    assert not reliability["movement"]["above_chance"] and reliability["movement"]["p_value"] > 0.5
+    assert reliability["movement"]["test"] == f"permutation test, {PERMUTATIONS} draws"
+
+
+def test_two_identical_seeds_of_few_triplets_are_not_above_chance(tmp_path):
+    """2 of 6 triplets kept identically on 2 seeds (J = 1): exact p = 1/C(6,2) = 1/15 ≈ 0.067, not below 0.05: too
+    few triplets and seeds to call it above chance, however alike the seeds look."""
+    root = _reliability_study(tmp_path, {("taylor", 1): "110000", ("taylor", 2): "110000"})
+    section = (root / "report.md").read_text().split("## Score diagnostics")[1]
+    assert "Above chance" not in section and "`taylor` (p 0.0667)" in section
+    assert "(from as few as 1 seed pair(s)" in section

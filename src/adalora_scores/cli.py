@@ -206,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder", help="the --output folder of a sweep")
     report.add_argument("--no-plots", action="store_true")
     report.add_argument(
-        "--tuned", metavar="KEY", help="tuned mode: per score and task pick the grid value of KEY (e.g. learning_rate)"
+        "--tuned",
+        metavar="KEY[,KEY...]",
+        help="tuned mode: per score and task pick the grid value of KEY (e.g. learning_rate), or the best combination "
+        "of several keys (e.g. learning_rate,orth_reg_weight,lora_alpha)",
     )
     report.add_argument(
         "--select-on",

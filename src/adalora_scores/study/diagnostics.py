@@ -11,6 +11,14 @@ set of kept triplets. Every measure here reads run-folder files only (``rank_pat
   of two uniformly random kept sets of the same sizes k₁, k₂ out of N triplets, E[J] = Σ_i h(i) · i / (k₁ + k₂ − i),
   with h the hypergeometric law of |A ∩ B| (population N, k₁ marked, k₂ drawn); for k₁ = k₂ = k it is close to
   p / (2 − p), p = k / N.
+* **Is the reliability above chance?** H0: each seed's kept set is an independent uniformly random subset of the
+  same size of the same triplets. The one-sided p-value is P(statistic ≥ observed | H0), the statistic being the mean
+  J over seed pairs. For two seeds it is exact: J = i / (k₁ + k₂ − i) grows with i = |A ∩ B|, so
+  p = P(I ≥ i_obs) = ``hypergeom.sf(i_obs − 1, N, k₁, k₂)``. For three or more seeds it is a seeded permutation test
+  (:data:`PERMUTATIONS` draws, seed :data:`PERMUTATION_SEED`): every seed's kept set but the first is moved by an
+  independent uniformly random permutation of the triplets (the first stays as observed, which leaves the law of the
+  statistic under H0 unchanged), and p = (1 + #{draws ≥ observed}) / (1 + draws) (Phipson & Smyth 2010, "Permutation
+  p-values should never be zero").
 * **Spearman** correlation ρ of the final triplet scores S_i of two runs (the ranking the last allocation used),
   over the triplets both have: between scores on the same seed, within a score between seeds (its reliability).
 * **Churn** at allocation t: churn_t = |K_t \\ K_{t−1}| / |K_t|, the share of the kept set that was not kept at the
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy.stats import hypergeom, spearmanr
 
 from adalora_scores.allocation.ranking import churn
@@ -44,6 +53,7 @@ __all__ = [
     "Reliability",
     "agreement_matrix",
     "chance_jaccard",
+    "chance_p_value",
     "churn",
     "churn_curve",
     "diagnose",
@@ -87,6 +97,67 @@ def chance_jaccard(total: int, first: int, second: int) -> float:
     law = hypergeom(total, first, second)
     low, high = max(0, first + second - total), min(first, second)
     return float(sum(law.pmf(i) * i / (first + second - i) for i in range(low, high + 1)))
+
+
+PERMUTATIONS = 10_000
+"""Draws of the permutation test of reliability against chance (three or more seeds)."""
+PERMUTATION_SEED = 0
+"""Seed of that test's generator, so a report is reproducible."""
+_CHUNK = 1_000
+
+
+def chance_p_value(
+    triplets: frozenset[Triplet],
+    kept: Sequence[frozenset[Triplet]],
+    draws: int = PERMUTATIONS,
+    seed: int = PERMUTATION_SEED,
+) -> tuple[float, str]:
+    """(p, how it was computed) of the mean Jaccard over the seed pairs of ``kept`` (each seed's kept set, every one
+    a subset of ``triplets``) against H0: independent uniformly random kept sets of the same sizes.
+
+    Two seeds: exact, p = P(|A ∩ B| ≥ i_obs) = hypergeom.sf(i_obs − 1, N, k₁, k₂), since J increases with the
+    intersection. Three or more: the seeded permutation test of the module docstring,
+    p = (1 + #{draws ≥ observed}) / (1 + draws).
+
+    Example: N = 4, k₁ = k₂ = 2, identical sets: p = P(I = 2) = 1/6."""
+    if len(kept) < 2:
+        raise ValueError(f"the test against chance needs kept sets of at least 2 seeds, got {len(kept)}.")
+    if stray := [sorted(k - triplets)[:3] for k in kept if not k <= triplets]:
+        raise ValueError(f"kept triplets outside the triplets tested: {stray[0]}; give every seed's own triplets.")
+    if len(kept) == 2:
+        first, second = kept
+        shared = len(first & second)
+        return float(hypergeom.sf(shared - 1, len(triplets), len(first), len(second))), "exact (hypergeometric)"
+    order = sorted(triplets)
+    masks = np.array([[t in k for t in order] for k in kept], dtype=bool)
+    sizes = masks.sum(axis=1)
+    observed = _mean_pair_jaccard(masks[None])[0]
+    generator = np.random.default_rng(seed)
+    at_least = 0
+    for start in range(0, draws, _CHUNK):
+        count = min(_CHUNK, draws - start)
+        drawn = np.empty((count, len(kept), len(order)), dtype=bool)
+        drawn[:, 0] = masks[0]
+        for index in range(1, len(kept)):  # a uniformly random subset of the seed's size: the k smallest of N keys
+            keys = generator.random((count, len(order)))
+            threshold = (
+                np.partition(keys, sizes[index] - 1, axis=1)[:, sizes[index] - 1 : sizes[index]]
+                if sizes[index]
+                else -1.0
+            )
+            drawn[:, index] = keys <= threshold
+        at_least += int(np.sum(_mean_pair_jaccard(drawn) >= observed - 1e-12))
+    return (1 + at_least) / (1 + draws), f"permutation test, {draws} draws"
+
+
+def _mean_pair_jaccard(masks: np.ndarray) -> np.ndarray:
+    """Mean J over seed pairs of every draw of ``masks`` (draws × seeds × triplets, boolean)."""
+    values = []
+    for a, b in itertools.combinations(range(masks.shape[1]), 2):
+        shared = np.sum(masks[:, a] & masks[:, b], axis=1)
+        union = np.sum(masks[:, a] | masks[:, b], axis=1)
+        values.append(np.where(union > 0, shared / np.maximum(union, 1), 1.0))
+    return np.mean(values, axis=0)
 
 
 def churn_curve(matrices: list[tuple[str, int]], allocations: list[dict[str, Any]]) -> Curve:
@@ -239,6 +310,16 @@ class Reliability:
     spearman_pairs: int
     churn: float | None
     """Mean churn over the allocations after the first, then over seeds."""
+    p_value: float | None = None
+    """One-sided p of the mean J against chance (:func:`chance_p_value`); None with fewer than 2 seeds or when the
+    seeds' triplets differ."""
+    test: str | None = None
+    """How ``p_value`` was computed."""
+
+    @property
+    def above_chance(self) -> bool:
+        """True only where the test against chance rejects at 5%."""
+        return self.p_value is not None and self.p_value < 0.05
 
 
 @dataclass(frozen=True)
@@ -269,6 +350,10 @@ def diagnose(study: Study, task: str) -> Diagnostics:
                 for kind, curve in rank_trajectory(matrices, allocations).items():
                     per_type.setdefault(kind, []).append(curve)
         per_seed_churn = [statistics.fmean(v for _, v in curve) for curve in curves if curve]
+        finals = [final for seed in sorted(runs[row]) if (final := files.final(runs[row][seed])) is not None]
+        tested = None
+        if len(finals) >= 2 and len({triplets for triplets, _ in finals}) == 1:
+            tested = chance_p_value(finals[0][0], [kept for _, kept in finals])
         reliability.append(Reliability(
             row,
             statistics.fmean(j for j, _ in pairs) if pairs else None,
@@ -277,6 +362,8 @@ def diagnose(study: Study, task: str) -> Diagnostics:
             statistics.fmean(rhos) if rhos else None,
             len(rhos),
             statistics.fmean(per_seed_churn) if per_seed_churn else None,
+            None if tested is None else tested[0],
+            None if tested is None else tested[1],
         ))  # fmt: skip
         if any(curves):
             churns[row] = mean_curve(curves)

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.run_files import atomic_write
+from adalora_scores.run_files import atomic_write, read_config
 from adalora_scores.study import plots
-from adalora_scores.study.diagnostics import Diagnostics, diagnose, triplet_rows
+from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
-from adalora_scores.study.results import BASELINE, Cell, Study, collect
-from adalora_scores.study.tuning import Choice, tune
+from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
+from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect
+from adalora_scores.study.tuning import Choice, tune, tuned_keys
 
 __all__ = ["build_report", "format_cell"]
 
@@ -52,14 +53,16 @@ _DIAGNOSTICS_NOTE = (
     "Does a score estimate something stable, and how does it spend the budget? From each run's `rank_pattern.json`, "
     "`allocations.jsonl` and `triplet_scores.json`; LoRA baselines have no triplets and are left out. **Jaccard "
     "across seeds**: J = |A ∩ B| / |A ∪ B| of the final kept triplets of two seeds of one score, mean over seed "
-    "pairs; **chance**: the expected J of two random kept sets of the same sizes. A score that disagrees with itself "
-    "across seeds is measuring noise: its kept set is set by the seed, not by what it claims to estimate. **Spearman "
-    "across seeds**: ρ of the final triplet scores between seeds. **Mean churn**: "
+    "pairs; **chance**: the expected J of two random kept sets of the same sizes; **p (vs chance)**: the one-sided "
+    "p-value of that mean J under H0, each seed's kept set an independent uniformly random subset of the same size of "
+    "the same triplets (two seeds: exact, hypergeometric; more: a seeded permutation test with "
+    f"{PERMUTATIONS:,} draws). A score is called above chance only where p < 0.05. A score that disagrees with "
+    "itself across seeds is measuring noise: its kept set is set by the seed, not by what it claims to estimate. "
+    "**Spearman across seeds**: ρ of the final triplet scores between seeds. **Mean churn**: "
     "`churn_t = |K_t \\ K_(t−1)| / |K_t|`, the share of the kept set not kept at the previous allocation (0: the "
-    "score only prunes; high: it keeps "
-    "changing its mind), mean over allocations and seeds. The Spearman matrix compares two scores' final triplet "
-    "scores on the same seed (mean over seeds; diagonal: one score across seeds). Agreement between two scores on "
-    "one seed shares the initialisation and data order, which the diagonal does not."
+    "score only prunes; high: it keeps changing its mind), mean over allocations and seeds. The Spearman matrix "
+    "compares two scores' final triplet scores on the same seed (mean over seeds; diagonal: one score across seeds). "
+    "Agreement between two scores on one seed shares the initialisation and data order, which the diagonal does not."
 )
 
 
@@ -107,8 +110,71 @@ def _parameters(study: Study, row: tuple[str, str], tasks: set[str]) -> str:
     return f"{statistics.fmean(counts) / 1e6:.3g}M" if counts else "–"
 
 
+SETTINGS = (("orth_reg_weight", "γ (orth_reg_weight)"), ("lora_alpha", "α (lora_alpha)"),
+            ("learning_rate", "learning_rate"))  # fmt: skip
+"""The settings the report shows per row: the regulariser's weight, the update scale and the learning rate."""
+
+
+def _setting_text(value: Any) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Per row, the :data:`SETTINGS` its runs on ``tasks`` ran with (from each run's ``config.yaml``); where the runs
+    differ, every value with the runs (task, seeds) that used it. γ is left out for LoRA runs (no regulariser)."""
+    configs: dict[Path, dict[str, Any]] = {}
+
+    def config(record: RunRecord) -> dict[str, Any]:
+        if record.folder not in configs:
+            try:
+                configs[record.folder] = read_config(record.folder)
+            except (OSError, ValueError):
+                configs[record.folder] = {}
+        return configs[record.folder]
+
+    lines = ["| score | " + " | ".join(label for _, label in SETTINGS) + " |", "|---|" + "---|" * len(SETTINGS)]
+    rows = []
+    for row in study.rows:
+        records = sorted(
+            (r for r in study.records if r.row == row and r.task in tasks), key=lambda r: (r.task, r.seed)
+        )
+        if not records:
+            continue
+        texts, found = [], {}
+        for key, _ in SETTINGS:
+            used: dict[str, tuple[Any, dict[str, list[int]]]] = {}
+            for record in records:
+                if key not in config(record) or (key == "orth_reg_weight" and record.method == "lora"):
+                    continue
+                value = config(record)[key]
+                runs = used.setdefault(repr(value), (value, {}))[1]
+                runs.setdefault(record.task, []).append(record.seed)
+            found[key] = [{"value": value, "runs": [[task, seed] for task, seeds in runs.items() for seed in seeds]}
+                          for value, runs in used.values()]  # fmt: skip
+            if not used:
+                texts.append("–")
+            elif len(used) == 1:
+                texts.append(_setting_text(next(iter(used.values()))[0]))
+            else:
+                texts.append(" · ".join(
+                    _setting_text(value) + " (" + "; ".join(
+                        f"{task} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                        for task, seeds in runs.items()) + ")"
+                    for value, runs in used.values()))  # fmt: skip
+        lines.append(f"| {_label(row)} | " + " | ".join(texts) + " |")
+        rows.append({"score": row[0], "variant": row[1], **found})
+    note = ("From each run's `config.yaml`. Where the runs of a row differ, every value is listed with the runs "
+            "(task, seeds) that used it. γ is not shown for LoRA rows, which have no regulariser.")  # fmt: skip
+    return "\n".join(lines) + "\n\n" + note, rows
+
+
+def _chosen_text(choice: Choice) -> str:
+    """``learning_rate 0.001`` (one tuned key) or ``learning_rate 0.001, orth_reg_weight 0.0`` (several)."""
+    return ", ".join(f"{key} {value}" for key, value in choice.chosen_values.items())
+
+
 def _table(
-    study: Study, columns: Sequence[Column], averages: bool, chosen: dict[tuple, Any] | None = None, key: str = ""
+    study: Study, columns: Sequence[Column], averages: bool, chosen: dict[tuple, Choice] | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     headers = ["score", "adapter params", *(c.label for c in columns)]
     if averages:
@@ -123,14 +189,15 @@ def _table(
                 row, column.label, cell.mean
             )
             if chosen is not None and (row, column.task) in chosen:
-                text += f" · {key} {chosen[(row, column.task)]}"
+                text += " · " + _chosen_text(chosen[(row, column.task)])
             texts.append(text)
             paper = PAPER.get((row[0], column.label))
             cells.append({"score": row[0], "variant": row[1], "column": column.label, "task": column.task,
                           "split": column.split, "metric": column.metric, "mean": cell.mean, "std": cell.std,
                           "n": cell.n, "paper": paper, "difference": None if paper is None or cell.mean is None
                           else cell.mean - paper, "values": cell.values,
-                          "chosen": None if chosen is None else chosen.get((row, column.task))})  # fmt: skip
+                          "chosen": None if chosen is None or (row, column.task) not in chosen
+                          else chosen[(row, column.task)].chosen})  # fmt: skip
         if averages:
             paper_average = study.paper_average(row, columns)
             texts.append(
@@ -141,26 +208,66 @@ def _table(
     return "\n".join(lines), cells
 
 
+def _claims(study: Study, columns: Sequence[Column]) -> list[tuple[Comparison, Claim]]:
+    """Each comparison with at least one paired seed, with its interval, MDD and seeds needed
+    (:mod:`adalora_scores.study.power`) from the same paired differences."""
+    by_label = {column.label: column for column in columns}
+    found = []
+    for comparison in study.comparisons(columns):
+        if comparison.n == 0:
+            continue
+        column = by_label[comparison.column]
+        key = (column.task, column.split, column.metric)
+        ours, reference = study.values(comparison.row, *key), study.values((study.reference, comparison.row[1]), *key)
+        differences = [ours[s] - reference[s] for s in sorted(set(ours) & set(reference))]
+        found.append((comparison, claim(differences)))
+    return found
+
+
+def _power_note(reference: str) -> str:
+    return (
+        f"Δ: mean paired difference (row − `{reference}`) with its 95% interval, Δ ± t_(0.975, n−1) · s_d / √n over "
+        f"the n seeds both ran (s_d: std of the paired differences). MDD: the minimum detectable difference, the "
+        f"true |Δ| the two-sided paired t-test at α = {ALPHA:g} finds with {POWER:.0%} power given s_d and n (exact, "
+        "noncentral t); a smaller true difference would likely have gone unseen, so a row without a star is "
+        "'not shown to differ by MDD or more', not 'equal'. Seeds for "
+        f"{TARGET_DIFFERENCE:g}: the smallest n with {POWER:.0%} power to detect {TARGET_DIFFERENCE:g} points at this "
+        f"s_d (searched up to {SEEDS_CAP}). Both take the observed s_d as the true one, so they are as rough as s_d "
+        "over few seeds."
+    )
+
+
 def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[dict[str, Any]]]:
-    comparisons = [c for c in study.comparisons(columns) if c.n > 0]
-    if not comparisons:
+    claims = _claims(study, columns)
+    if not claims:
         return f"No score has runs paired with `{study.reference}` here.", []
     lines = [
-        f"| score | column | n | mean Δ vs {study.reference} | t | p | p_Holm |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"| score | column | n | mean Δ vs {study.reference} | 95% interval | t | p | p_Holm | MDD (80%) | "
+        f"seeds for {TARGET_DIFFERENCE:g} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in comparisons:
+    number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+    sentences, rows = [], []
+    for c, result in claims:
         star = " *" if c.p_holm is not None and c.p_holm < 0.05 else ""
-        number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
-        lines.append(f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | "
-                     f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} |")  # fmt: skip
-    rows = [
-        {"score": c.row[0], "variant": c.row[1], "column": c.column, "n": c.n, "mean_difference": c.mean_difference,
-         "t": c.t, "p": c.p, "p_holm": c.p_holm}
-        for c in comparisons
-    ]  # fmt: skip
+        interval = "n/a" if result.low is None else f"[{result.low:+.2f}, {result.high:+.2f}]"
+        needed = "n/a" if result.std_difference in (None, 0.0) else (
+            f"> {SEEDS_CAP}" if result.seeds_for_target is None else str(result.seeds_for_target))  # fmt: skip
+        lines.append(f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | {interval} | "
+                     f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} | "
+                     f"{number(result.detectable, '.2f')} | {needed} |")  # fmt: skip
+        sentence = claim_sentence(_label(c.row), study.reference, c.column, result, c.p_holm, c.higher_is_better)
+        sentences.append(f"- {sentence}")
+        rows.append({"score": c.row[0], "variant": c.row[1], "column": c.column, "n": c.n,
+                     "mean_difference": c.mean_difference, "low": result.low, "high": result.high,
+                     "std_difference": result.std_difference, "t": c.t, "p": c.p, "p_holm": c.p_holm,
+                     "detected": c.p_holm is not None and c.p_holm < 0.05, "detectable_difference": result.detectable,
+                     "target_difference": TARGET_DIFFERENCE, "seeds_for_target": result.seeds_for_target,
+                     "seeds_cap": SEEDS_CAP, "power": POWER, "alpha": ALPHA, "power_not_available": result.why_not,
+                     "sentence": sentence})  # fmt: skip
     note = "\n\n`*`: p_Holm < 0.05. n/a: fewer than 2 paired seeds, or identical differences on every seed."
-    return "\n".join(lines) + note, rows
+    text = "\n".join(lines) + note + "\n\n" + _power_note(study.reference) + "\n\n" + "\n".join(sentences)
+    return text, rows
 
 
 def _csv(cells: list[dict[str, Any]]) -> str:
@@ -172,30 +279,44 @@ def _csv(cells: list[dict[str, Any]]) -> str:
     return stream.getvalue()
 
 
-def _tuning_note(key: str, select_on: str) -> str:
+def _tuned_names(keys: Sequence[str]) -> str:
+    return ", ".join(f"`{key}`" for key in keys)
+
+
+def _tuning_note(keys: Sequence[str], select_on: str) -> str:
+    if len(keys) > 1:
+        what = (f"the combination of {_tuned_names(keys)} is the one, among the combinations that ran, with the best "
+                "mean")  # fmt: skip
+        text = _tuning_note_text(what, select_on)
+        return text.replace("that value's", "that combination's").replace("chosen value", "chosen combination")
+    return _tuning_note_text(f"`{keys[0]}` is the grid value with the best mean", select_on)
+
+
+def _tuning_note_text(what: str, select_on: str) -> str:
     if select_on == "dev":
-        return (f"**Tuned mode, selected on dev.** Per score and task, `{key}` is the grid value with the best mean "
+        return (f"**Tuned mode, selected on dev.** Per score and task, {what} "
                 "over seeds of the task's main metric on the dev set, and the cells report that value's dev results: "
                 "the numbers are selected on the data they are reported on (the usual GLUE practice), so they are "
                 "optimistic.")  # fmt: skip
-    return (f"**Tuned mode, selected on a held-out split.** Per score and task, `{key}` is the grid value with the "
-            "best mean over seeds of the task's main metric on the `selection` split, held out from the training "
-            "data (`selection_fraction`, seeded by `selection_seed`, never trained on); the cells report that value's "
-            "dev results, which played no part in the choice. The chosen value follows each cell; the appendix lists "
-            "the whole grid.")  # fmt: skip
+    return (f"**Tuned mode, selected on a held-out split.** Per score and task, {what} over seeds of the task's "
+            "main metric on the `selection` split, held out from the training data (`selection_fraction`, seeded by "
+            "`selection_seed`, never trained on); the cells report that value's dev results, which played no part in "
+            "the choice. The chosen value follows each cell; the appendix lists the whole grid.")  # fmt: skip
 
 
-def _appendix(choices: list[Choice], key: str, select_on: str) -> str:
+def _appendix(choices: list[Choice], keys: Sequence[str], select_on: str) -> str:
+    """Every candidate value (combination) per row and task, its selection and dev results, the choice marked."""
     lines = [
-        f"| score | task | {key} | {select_on} (main metric) | dev (main metric) | chosen |",
-        "|---|---|---|---|---|---|",
+        f"| score | task | {' | '.join(keys)} | {select_on} (main metric) | dev (main metric) | chosen |",
+        "|---|---|" + "---|" * len(keys) + "---|---|---|",
     ]
     for choice in sorted(choices, key=lambda c: (c.task, c.row)):
         for candidate in choice.candidates:
-            mark = "✓" if repr(candidate.value) == repr(choice.chosen) else ""
+            mark = "✓" if repr(candidate.values) == repr(choice.chosen_values) else ""
             if mark and choice.lower_is_better:
                 mark += f" (lowest {choice.metric}: lower is better)"
-            lines.append(f"| {_label(choice.row)} | {choice.task} | {candidate.value} | "
+            values = " | ".join(str(candidate.values.get(key)) for key in keys)
+            lines.append(f"| {_label(choice.row)} | {choice.task} | {values} | "
                          f"{format_cell(candidate.selection)} | {format_cell(candidate.dev)} | {mark} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -210,24 +331,14 @@ def _number(value: float | None, form: str = ".2f") -> str:
 
 def _diagnostics_text(diagnostics: Diagnostics) -> str:
     """The per-score table (reliability and churn), what it says about noise, and the Spearman matrix."""
-    headers = ["score", "Jaccard across seeds", "chance", "seed pairs", "Spearman across seeds", "seed pairs",
-               "mean churn"]  # fmt: skip
+    headers = ["score", "Jaccard across seeds", "chance", "p (vs chance)", "seed pairs", "Spearman across seeds",
+               "seed pairs", "mean churn"]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for r in diagnostics.reliability:
-        lines.append(f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | {r.pairs} | "
-                     f"{_number(r.spearman)} | {r.spearman_pairs} | {_number(r.churn, '.3f')} |")  # fmt: skip
-    measured = [r for r in diagnostics.reliability if r.jaccard is not None and r.chance is not None]
-    noise = [_label(r.row) for r in measured if r.jaccard <= r.chance]
-    if not measured:
-        verdict = "Reliability needs at least 2 seeds of a score; no score has them here."
-    elif noise:
-        fewest = min(r.pairs for r in measured)
-        caveat = f" (from as few as {fewest} seed pair(s); more seeds make this firmer)" if fewest < 3 else ""
-        verdict = (f"At or below chance across seeds, so measuring noise on this task: {', '.join(noise)}{caveat}. "
-                   "What they keep is set by the seed more than by the score, and so is how much other scores agree "
-                   "with them.")  # fmt: skip
-    else:
-        verdict = "Every score with 2 or more seeds keeps more of the same triplets across seeds than chance."
+        lines.append(f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | "
+                     f"{_number(r.p_value, '.3g')} | {r.pairs} | {_number(r.spearman)} | {r.spearman_pairs} | "
+                     f"{_number(r.churn, '.3f')} |")  # fmt: skip
+    verdict = "\n\n".join(_reliability_verdicts(diagnostics.reliability))
     rows, matrix, _ = diagnostics.spearman
     labels = [_label(row) for row in rows]
     spearman = ["| Spearman ρ | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(rows)]
@@ -242,6 +353,29 @@ def _diagnostics_text(diagnostics: Diagnostics) -> str:
     ])  # fmt: skip
 
 
+def _reliability_verdicts(reliability: Sequence[Any]) -> list[str]:
+    """What the test against chance says, score by score: "above chance" only where p < 0.05."""
+    tested = [r for r in reliability if r.p_value is not None]
+    if not tested:
+        return ["The test against chance needs at least 2 seeds of a score over the same triplets; no score has them "
+                "here."]  # fmt: skip
+    above = [r for r in tested if r.above_chance]
+    others = [r for r in tested if not r.above_chance]
+    verdicts = []
+    if above:
+        verdicts.append("Above chance across seeds (p < 0.05: its seeds keep more of the same triplets than random "
+                        "kept sets of the same sizes would): "
+                        + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in above) + ".")  # fmt: skip
+    if others:
+        fewest = min(r.pairs for r in others)
+        caveat = f" (from as few as {fewest} seed pair(s); more seeds make the test firmer)" if fewest < 3 else ""
+        verdicts.append("Not shown to be above chance (p ≥ 0.05), so possibly measuring noise on this task: "
+                        + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in others) + f"{caveat}. What they "
+                        "keep cannot be told apart from what the seed alone would give, and neither can how much "
+                        "other scores agree with them.")  # fmt: skip
+    return verdicts
+
+
 def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
     def matrix(pairwise) -> dict[str, Any]:
         rows, means, counts = pairwise
@@ -250,7 +384,8 @@ def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
     return {
         "reliability": [{"score": r.row[0], "variant": r.row[1], "jaccard": r.jaccard, "chance": r.chance,
                          "pairs": r.pairs, "spearman": r.spearman, "spearman_pairs": r.spearman_pairs,
-                         "churn": r.churn} for r in diagnostics.reliability],
+                         "churn": r.churn, "p_value": r.p_value, "test": r.test, "above_chance": r.above_chance}
+                        for r in diagnostics.reliability],
         "agreement": matrix(diagnostics.agreement),
         "spearman": matrix(diagnostics.spearman),
         "churn": [{"score": row[0], "variant": row[1], "curve": curve} for row, curve in diagnostics.churn.items()],
@@ -286,7 +421,8 @@ def build_report(
 ) -> Path:
     """Read every run under ``root`` and write the report files there; returns the path of ``report.md``.
 
-    With ``tune_key`` (e.g. ``learning_rate``) the tables are in tuned mode (see ``adalora_scores.study.tuning``).
+    With ``tune_key`` (e.g. ``learning_rate``, or several keys ``learning_rate,orth_reg_weight,lora_alpha`` whose best
+    combination is chosen) the tables are in tuned mode (see ``adalora_scores.study.tuning``).
     ``reference``: the row (score or baseline name) the paired tests compare every other row with.
     """
     root = Path(root)
@@ -295,14 +431,15 @@ def build_report(
         known = ", ".join(sorted({row[0] for row in study.rows}))
         raise ValueError(f"--reference {reference}: no runs of that score or baseline here; the rows are {known}.")
     choices: list[Choice] = []
-    if tune_key is not None:
-        study, choices = tune(study, tune_key, select_on)
-        notes = (notes + "\n\n" + _tuning_note(tune_key, select_on)).strip()
-    chosen = {(c.row, c.task): c.chosen for c in choices} if tune_key else None
+    keys = tuned_keys(tune_key) if tune_key is not None else ()
+    if keys:
+        study, choices = tune(study, keys, select_on)
+        notes = (notes + "\n\n" + _tuning_note(keys, select_on)).strip()
+    chosen = {(c.row, c.task): c for c in choices} if keys else None
     tasks = {r.task for r in study.records} | {v["task"] for v in (study.expected or {}).values()}
     note = _stats_note(study.reference)
     sections = [f"# {title}", notes.strip(), note] if notes.strip() else [f"# {title}", note]
-    tuned = None if tune_key is None else {"key": tune_key, "select_on": select_on}
+    tuned = None if not keys else {"key": ",".join(keys), "keys": list(keys), "select_on": select_on}
     document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
                                 "tuned": tuned}  # fmt: skip
     other = generic_columns(study, tasks - {c.task for c in (*TABLE1, *TABLE2)})
@@ -315,11 +452,13 @@ def build_report(
             continue
         shown = shown_columns(study, columns)
         averages = averages and len(shown) == len(columns)  # the paper's averages need all nine columns
-        table, cells = _table(study, shown, averages, chosen, tune_key or "")
+        table, cells = _table(study, shown, averages, chosen)
         significance, tests = _significance(study, shown)
+        settings, ran_with = _settings(study, {c.task for c in shown})
         sections += [f"## {heading}", table]
         if (reference := _paper_table(shown, averages)) is not None:
             sections += ["The seed paper's values for these columns (AdaLoRA(Original) = `sensitivity`):", reference]
+        sections += ["### Settings each row ran with", settings]
         sections += [f"### Significance against `{study.reference}`", significance]
         if averages:
             sections.append(
@@ -329,7 +468,7 @@ def build_report(
                 "excluded. Either is shown only when every task has a result."
             )
         atomic_write(root / f"{key}.csv", _csv(cells))
-        document[key] = {"cells": cells, "significance": tests}
+        document[key] = {"cells": cells, "significance": tests, "settings": ran_with}
     missing = sorted(set(study.expected or {}) - {r.name for r in study.records})
     if missing or study.failed or study.unreadable:
         sections.append("## Missing runs")
@@ -339,11 +478,13 @@ def build_report(
         sections += [f"- `{name}`: unreadable metrics.json or config.yaml" for name in study.unreadable]
     document["missing"] = missing
     if choices:
-        sections += [f"## Appendix: the whole `{tune_key}` grid", _appendix(choices, tune_key, select_on)]
+        sections += [f"## Appendix: the whole {_tuned_names(keys)} grid", _appendix(choices, keys, select_on)]
         document["choices"] = [
             {"score": c.row[0], "variant": c.row[1], "task": c.task, "chosen": c.chosen,
-             "candidates": [{"value": k.value, "selection": k.selection.mean, "selection_n": k.selection.n,
-                             "dev": k.dev.mean, "dev_n": k.dev.n} for k in c.candidates]}
+             "chosen_values": c.chosen_values,
+             "candidates": [{"value": k.value, "values": k.values, "selection": k.selection.mean,
+                             "selection_n": k.selection.n, "dev": k.dev.mean, "dev_n": k.dev.n}
+                            for k in c.candidates]}
             for c in choices
         ]  # fmt: skip
     if plot:

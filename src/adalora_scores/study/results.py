@@ -126,8 +126,8 @@ class Study:
     """Run name → grid values, from ``sweep.yaml`` (None when the folder has no manifest)."""
     failed: list[str]
     unreadable: list[str]
-    exclude: str | None = None
-    """A grid key left out of the row variants (the tuned key)."""
+    exclude: str | tuple[str, ...] | None = None
+    """Grid key(s) left out of the row variants (the tuned keys)."""
     reference: str = BASELINE
     """The row every other row is compared with in the paired tests (``report --reference``)."""
 
@@ -207,10 +207,11 @@ class Study:
         ]
 
 
-def _variant(values: dict[str, Any], exclude: str | None = None) -> str:
+def _variant(values: dict[str, Any], exclude: str | tuple[str, ...] | None = None) -> str:
     from adalora_scores.study.grid import run_name
 
-    parts = run_name({k: v for k, v in values.items() if k != exclude}).split("__")[2:-1]
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude or ())
+    parts = run_name({k: v for k, v in values.items() if k not in excluded}).split("__")[2:-1]
     return ", ".join(parts)
 
 

@@ -1,5 +1,6 @@
-"""Tuned reporting: per (row, task), pick the value of a grid key (the learning rate) by its mean over seeds on a
-selection split, then report that value's dev results.
+"""Tuned reporting: per (row, task), pick the value of a grid key (the learning rate), or the combination of values
+of several keys (``learning_rate,orth_reg_weight,lora_alpha``), by its mean over seeds on a selection split, then
+report that choice's dev results. The candidates are the combinations that ran (not the full product of the grids).
 
 * ``select_on="selection"`` (default): the task's main metric on the ``selection`` split, held out from the training
   data (``selection_fraction``), so the dev numbers are not selected on the data they are reported on.
@@ -8,7 +9,7 @@ selection split, then report that value's dev results.
 
 The best value is the largest mean, or the smallest for a lower-is-better main metric (``mse``; the registry is
 ``adalora_scores.metrics.direction``); each :class:`Choice` records the metric and its direction. Ties go to the
-value listed first in the grid.
+value listed first in the grid (for several keys: the first key's grid order first, then the next key's).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from adalora_scores.metrics.direction import higher_is_better
 from adalora_scores.study.results import Cell, RunRecord, Study, _variant, summarize
 
-__all__ = ["Candidate", "Choice", "selection_value", "tune"]
+__all__ = ["Candidate", "Choice", "selection_value", "tune", "tuned_keys"]
 
 SELECT_ON = ("selection", "dev")
 
@@ -36,11 +38,23 @@ def selection_value(record: RunRecord, select_on: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def tuned_keys(keys: str | Sequence[str]) -> tuple[str, ...]:
+    """``"learning_rate,orth_reg_weight"`` (or a sequence of names) → the distinct key names, in the order given."""
+    names = keys.split(",") if isinstance(keys, str) else list(keys)
+    cleaned = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not cleaned:
+        raise ValueError(f"--tuned needs at least one grid key (e.g. learning_rate), got {keys!r}.")
+    return cleaned
+
+
 @dataclass(frozen=True)
 class Candidate:
     value: Any
+    """The key's value; with several tuned keys, the combination as a mapping key → value."""
     selection: Cell
     dev: Cell
+    values: dict[str, Any] = field(default_factory=dict)
+    """Key → value, whatever the number of keys."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class Choice:
     """The main metric the choice was made on (the runs' ``main_metric``)."""
     lower_is_better: bool = False
     """True when the chosen value has the *smallest* mean (e.g. ``mse``); reports should say so."""
+    chosen_values: dict[str, Any] = field(default_factory=dict)
+    """Key → chosen value, whatever the number of keys."""
 
 
 def _main_metric(row: tuple[str, str], task: str, records: list[RunRecord]) -> str | None:
@@ -64,24 +80,41 @@ def _main_metric(row: tuple[str, str], task: str, records: list[RunRecord]) -> s
     return metrics[0] if metrics else None
 
 
-def tune(study: Study, key: str, select_on: str = "selection") -> tuple[Study, list[Choice]]:
-    """The study restricted to the chosen value of ``key`` per (row without ``key``, task), and every choice."""
+def tune(study: Study, key: str | Sequence[str], select_on: str = "selection") -> tuple[Study, list[Choice]]:
+    """The study restricted to the chosen value of ``key`` per (row without ``key``, task), and every choice.
+
+    ``key`` may name several grid keys (``"learning_rate,orth_reg_weight"`` or a sequence): the choice is then the
+    best combination of their values among the runs, and ``Choice.chosen`` a mapping key → value."""
     if select_on not in SELECT_ON:
         raise ValueError(f"select_on must be one of {SELECT_ON}, got {select_on!r}.")
-    if not any(key in r.grid_values for r in study.records):
-        raise ValueError(f"no run has a grid value for {key!r}; tuned mode needs a sweep whose grid lists {key}.")
-    grid_order = {repr(v): i for i, v in enumerate(study.expected_values(key))}
-    groups: dict[tuple[tuple[str, str], str], dict[str, list[RunRecord]]] = {}
+    keys = tuned_keys(key)
+    for name in keys:
+        if not any(name in r.grid_values for r in study.records):
+            raise ValueError(
+                f"no run has a grid value for {name!r}; tuned mode needs a sweep whose grid lists {name}."
+            )
+    orders = [{repr(v): i for i, v in enumerate(study.expected_values(name))} for name in keys]
+    excluded = keys[0] if len(keys) == 1 else keys
+
+    def combination(values: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(repr(values.get(name)) for name in keys)
+
+    def grid_position(reprs: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(order.get(text, len(order)) for order, text in zip(orders, reprs, strict=True))
+
+    groups: dict[tuple[tuple[str, str], str], dict[tuple[str, ...], list[RunRecord]]] = {}
     for record in study.records:
-        row = (record.score, _variant(record.grid_values, exclude=key))
-        groups.setdefault((row, record.task), {}).setdefault(repr(record.grid_values.get(key)), []).append(record)
+        row = (record.score, _variant(record.grid_values, exclude=excluded))
+        groups.setdefault((row, record.task), {}).setdefault(combination(record.grid_values), []).append(record)
     choices, kept = [], []
     for (row, task), by_value in groups.items():
         candidates = []
-        for _, records in sorted(by_value.items(), key=lambda item: grid_order.get(item[0], len(grid_order))):
+        for _, records in sorted(by_value.items(), key=lambda item: grid_position(item[0])):
             picked = {r.seed: v for r in records if (v := selection_value(r, select_on)) is not None}
             dev = {r.seed: v for r in records if (v := selection_value(r, "dev")) is not None}
-            candidates.append(Candidate(records[0].grid_values.get(key), summarize(picked), summarize(dev)))
+            values = {name: records[0].grid_values.get(name) for name in keys}
+            value = values[keys[0]] if len(keys) == 1 else values
+            candidates.append(Candidate(value, summarize(picked), summarize(dev), values))
         # NaN (an undefined correlation, e.g. constant predictions) is no result: it must not win or block a choice
         scored = [c for c in candidates if c.selection.mean is not None and not math.isnan(c.selection.mean)]
         if not scored:
@@ -93,15 +126,16 @@ def tune(study: Study, key: str, select_on: str = "selection") -> tuple[Study, l
         lower = metric is not None and not higher_is_better(metric)
         pick = min if lower else max  # the first extreme: grid order breaks ties
         best = pick(scored, key=lambda c: c.selection.mean)
-        choices.append(Choice(row, task, best.value, candidates, metric, lower))
-        kept += [dataclasses.replace(r, variant=row[1]) for r in by_value[repr(best.value)]]
+        choices.append(Choice(row, task, best.value, candidates, metric, lower, best.values))
+        kept += [dataclasses.replace(r, variant=row[1]) for r in by_value[combination(best.values)]]
     expected = None
     if study.expected is not None:
-        chosen = {(c.row, c.task): repr(c.chosen) for c in choices}
+        chosen = {(c.row, c.task): combination(c.chosen_values) for c in choices}
         expected = {
             name: values
             for name, values in study.expected.items()
-            if chosen.get(((values["score"], _variant(values, exclude=key)), values["task"]), repr(values.get(key)))
-            == repr(values.get(key))
+            if chosen.get(((values["score"], _variant(values, exclude=excluded)), values["task"]), combination(values))
+            == combination(values)
         }
-    return Study(kept, expected, study.failed, study.unreadable, exclude=key, reference=study.reference), choices
+    study = Study(kept, expected, study.failed, study.unreadable, exclude=excluded, reference=study.reference)
+    return study, choices
