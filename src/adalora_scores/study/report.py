@@ -22,7 +22,7 @@ from adalora_scores.run_files import atomic_write
 from adalora_scores.study import plots
 from adalora_scores.study.diagnostics import Diagnostics, diagnose, triplet_rows
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
-from adalora_scores.study.results import BASELINE, Cell, Study, collect
+from adalora_scores.study.results import BASELINE, Cell, Study, collect, run_problems
 from adalora_scores.study.tuning import Choice, tune
 
 __all__ = ["build_report", "format_cell"]
@@ -291,6 +291,7 @@ def build_report(
     """
     root = Path(root)
     study = dataclasses.replace(collect(root), reference=reference)
+    notes = "\n\n".join(text for text in (run_problems(study), notes.strip()) if text)  # conflicts, takeovers
     if reference != BASELINE and reference not in {row[0] for row in study.rows}:
         known = ", ".join(sorted({row[0] for row in study.rows}))
         raise ValueError(f"--reference {reference}: no runs of that score or baseline here; the rows are {known}.")
