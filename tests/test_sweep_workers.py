@@ -275,3 +275,29 @@ def test_two_sweep_processes_on_one_folder_train_each_run_once(tmp_path, tiny_mo
         assert metrics["steps"] == 6 and metrics["resumed_from_step"] is None  # 24 examples / 4 per batch
         assert len((out / name / "log.jsonl").read_text().splitlines()) == 6  # one step log, not two interleaved
         assert not (out / name / "claim.json").exists() and not (out / name / "takeovers.jsonl").exists()
+
+
+def test_dry_run_names_the_holder_and_the_timeout_must_be_positive(tmp_path, capsys):
+    from adalora_scores.cli import main
+
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({"grid": {"task": ["rte"], "score": ["fisher", "gsnr"], "seed": [1]}}))
+    out = tmp_path / "out"
+    _claim_of(out / "rte__gsnr__seed1", "elsewhere", 4242, age=30)
+    assert main(["sweep", str(spec), "--output", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "pending    rte__fisher__seed1\n" in printed
+    assert "pending    rte__gsnr__seed1 (claimed by elsewhere:4242, heartbeat 30 s ago)" in printed
+    assert main(["sweep", str(spec), "--output", str(out), "--claim-timeout", "0"]) == 2
+    assert "--claim-timeout 0: give a positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_multi_process_launch_trains_every_run_together_without_claims(tmp_path, monkeypatch):
+    """Under ``accelerate launch`` every process runs the sweep and must train every run (a collective), so
+    processes of one launch must not skip each other's claims."""
+    runs = SweepSpec({"task": ["rte"], "score": ["fisher"], "seed": [1]}).runs()
+    _claim_of(tmp_path / runs[0].name, "elsewhere", 4242, age=30)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    train, calls = _fake_train()
+    assert run_sweep(tmp_path, runs, train_fn=train, echo=_quiet).ran == [runs[0].name]
+    assert calls == [(runs[0].name, "fresh")]

@@ -154,7 +154,8 @@ class Claim:
     def _write(self) -> None:
         text = json.dumps(self.info.to_json())
         data = (text + " " * max(0, _PADDED_SIZE - 1 - len(text)) + "\n").encode("utf-8")
-        os.pwrite(self._descriptor, data, 0)
+        os.lseek(self._descriptor, 0, os.SEEK_SET)
+        os.write(self._descriptor, data)
         os.ftruncate(self._descriptor, len(data))
 
     def _owns_file(self) -> bool:

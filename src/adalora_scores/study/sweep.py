@@ -68,8 +68,8 @@ def _same_config(folder: Path, run: Run) -> bool:
 
 
 def run_status(output: Path, run: Run) -> str:
-    """done, pending (no folder), incomplete (interrupted), failed (``error.txt``) or changed (finished with
-    another config)."""
+    """done, pending (no folder, or only a sweep's claim, ``grid.json`` or takeover record in it), incomplete
+    (interrupted), failed (``error.txt``) or changed (finished with another config)."""
     folder = output / run.name
     if not folder.is_dir() or not any(not _bookkeeping(path.name) for path in folder.iterdir()):
         return PENDING
