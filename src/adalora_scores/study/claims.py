@@ -130,7 +130,8 @@ def stale_reason(claim: ClaimInfo, timeout: float, now: float | None = None) -> 
     :func:`machine_id` as this process), or its heartbeat is older than ``timeout`` seconds."""
     now = time.time() if now is None else now
     same_machine = claim.host == socket.gethostname() and claim.machine is not None and claim.machine == machine_id()
-    if same_machine and claim.pid is not None and claim.pid != os.getpid() and _process_gone(claim.pid):
+    real_pid = isinstance(claim.pid, int) and claim.pid > 0 and claim.pid != os.getpid()  # 0, -n: process groups
+    if same_machine and real_pid and _process_gone(claim.pid):
         return f"its process {claim.pid} on this host is gone"
     age = now - claim.heartbeat
     if age > timeout:
@@ -218,7 +219,7 @@ def _open_exclusive(path: Path) -> int | None:
 def _take_over(folder: Path, stale: ClaimInfo, heartbeat_every: float) -> Claim | None:
     """Replace the stale claim ``stale`` by a new one of this process, unless another taker wins or the claim has
     changed meanwhile (then None)."""
-    marker = folder / f"{_TAKEOVER_PREFIX}{stale.identity}"
+    marker = folder / (_TAKEOVER_PREFIX + "".join(c for c in stale.identity if c.isalnum() or c in "-_")[:64])
     guard = _open_exclusive(marker)
     if guard is None:
         return None  # another worker is taking over this very claim
