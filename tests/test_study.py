@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,10 @@ def test_sweep_skips_finished_reruns_failed_and_keeps_others(tmp_path):
 
 
 def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
+    from adalora_scores.study.claims import machine_id
+
+    if machine_id() is None:
+        pytest.skip("no machine id (not Linux): a killed worker's claim is taken over only after --claim-timeout")
     from adalora_scores.tasks.contrast import write_contrast_task
 
     data = write_contrast_task(tmp_path / "data", train=400, dev=40)
@@ -131,6 +136,7 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "sst2__gsnr__seed1" / "metrics.json").exists()  # killed midway
+    assert json.loads((out / "sst2__gsnr__seed1" / "claim.json").read_text())["pid"] == process.pid  # left behind
     first = (out / "sst2__fisher__seed1" / "metrics.json").read_bytes()
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     assert (out / "sst2__fisher__seed1" / "metrics.json").read_bytes() == first  # skipped, untouched
@@ -138,6 +144,16 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
         assert json.loads((out / name / "metrics.json").read_text())["steps"] == 200
     resumed = json.loads((out / "sst2__gsnr__seed1" / "metrics.json").read_text())["resumed_from_step"]
     assert resumed and resumed % 20 == 0  # the killed run continued from its last checkpoint, not from scratch
+    # the killed worker's claim (its process gone, on this host) was taken over at once, and the report says so
+    (takeover,) = [
+        json.loads(line) for line in (out / "sst2__gsnr__seed1" / "takeovers.jsonl").read_text().splitlines()
+    ]
+    assert takeover["previous"]["pid"] == process.pid and takeover["resumed_from_checkpoint"] is True
+    assert takeover["reason"] == f"its process {process.pid} on this host is gone"  # seen at once, no timeout
+    assert not list(out.glob("*/claim.json"))
+    build_report(out, plot=False)
+    assert f"- `sst2__gsnr__seed1`: claim of {socket.gethostname()}:{process.pid}" in (out / "report.md").read_text()
+    assert f"resumed from its checkpoint at step {resumed}" in (out / "report.md").read_text()
 
 
 # ---------------------------------------------------------------- report on hand-made run folders

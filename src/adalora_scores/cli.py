@@ -97,14 +97,21 @@ def _sweep(args: argparse.Namespace) -> int:
     mine = shard(runs, *parse_shard(args.shard)) if args.shard else runs
     output = Path(args.output)
     if args.dry_run:
+        from adalora_scores.study.claims import read_claim
+
         for run in mine:
-            print(f"{run_status(output, run):10s} {run.name}")
+            status, claim = run_status(output, run), read_claim(output / run.name)
+            held = f" (claimed by {claim.describe()})" if claim and status != "done" else ""
+            print(f"{status:10s} {run.name}{held}")
         print(f"{len(mine)} of {len(runs)} runs" + (f" (shard {args.shard})" if args.shard else ""))
         return 0
+    if args.claim_timeout <= 0:
+        raise ValueError(f"--claim-timeout {args.claim_timeout:g}: give a positive number of seconds, e.g. 600.")
     output.mkdir(parents=True, exist_ok=True)
     write_manifest(output, spec, runs)
-    result = run_sweep(output, mine, force=args.force)
-    print(f"sweep: {len(result.ran)} trained, {len(result.skipped)} already done, {len(result.failed)} failed")
+    result = run_sweep(output, mine, force=args.force, claim_timeout=args.claim_timeout)
+    held = f", {len(result.held)} left to other workers" if result.held else ""
+    print(f"sweep: {len(result.ran)} trained, {len(result.skipped)} already done, {len(result.failed)} failed{held}")
     return 1 if result.failed else 0
 
 
@@ -199,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     sweep.add_argument("--force", action="store_true", help="re-run finished runs whose config changed")
+    sweep.add_argument(
+        "--claim-timeout", type=float, default=600.0, metavar="SECONDS",
+        help="workers sharing --output claim each run before training it and skip runs claimed by others; a claim "
+        "whose heartbeat is older than this (default 600 = 10 minutes), or whose process on this host is gone, is "
+        "taken over and the run resumes from its checkpoint",
+    )  # fmt: skip
     sweep.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sweep.add_argument("overrides", nargs="*", metavar="key=value")
     sweep.set_defaults(run=_sweep)

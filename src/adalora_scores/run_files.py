@@ -13,7 +13,16 @@ meaning of "finished" is defined once. A run folder holds:
 * ``adapter/``: a standard PEFT adapter (and the tokenizer);
 * ``checkpoint.pt``: the last checkpoint of an unfinished run;
 * ``error.txt``: the traceback of a run a sweep saw fail;
+* ``grid.json``: written by a sweep before the run trains: ``{"row", "grid_values", "source"}``, the row (score or
+  baseline name) and grid values the run was trained for, and the sweep file that asked for it;
+* ``claim.json``: while a sweep worker trains the run, its claim (host, process id, start and heartbeat times;
+  :mod:`adalora_scores.study.claims`); removed when the run finishes or fails;
+* ``takeovers.jsonl``: one record per stale claim another worker took over (who held it, why it was stale, whether
+  the run resumed from its checkpoint);
 * ``metrics.json``: written last and atomically, so the run is finished exactly when it exists.
+
+Every file is written with the permissions of an ordinary file under the process umask (``0o666 & ~umask``: 0644
+under umask 022, 0664 under 002), so colleagues sharing a results folder can read it.
 """
 
 from __future__ import annotations
@@ -35,15 +44,19 @@ __all__ = [
     "ALLOCATIONS_FILE",
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
+    "CLAIM_FILE",
     "ERROR_FILE",
+    "GRID_FILE",
     "LOG_FILE",
     "METRICS_FILE",
     "RANK_PATTERN_FILE",
     "SWEEP_MANIFEST",
+    "TAKEOVERS_FILE",
     "TRIPLET_SCORES_FILE",
     "atomic_save",
     "atomic_write",
     "config_changes",
+    "current_umask",
     "is_finished",
     "read_config",
     "read_json",
@@ -66,13 +79,31 @@ ADAPTER_FOLDER = "adapter"
 CHECKPOINT_FILE = "checkpoint.pt"
 ERROR_FILE = "error.txt"
 METRICS_FILE = "metrics.json"
+GRID_FILE = "grid.json"
+CLAIM_FILE = "claim.json"
+TAKEOVERS_FILE = "takeovers.jsonl"
 SWEEP_MANIFEST = "sweep.yaml"
-"""In a sweep's output folder: the specification and every run name of the grid."""
+"""In a sweep's output folder: every run name of every sweep into it, and the specifications that wrote them."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux: ``Umask:`` in
+    ``/proc/self/status``); elsewhere set and restored at once (``os.umask`` has no read-only form)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file in the same folder, fsync it, then rename it over ``path``: a reader (or a
-    kill) sees the old file or the new one, never half of one."""
+    kill) sees the old file or the new one, never half of one. The file gets an ordinary file's permissions under
+    the process umask, ``0o666 & ~umask`` (``mkstemp`` creates it 0600, readable only by its owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -80,6 +111,7 @@ def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

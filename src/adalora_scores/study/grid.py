@@ -16,13 +16,16 @@ A sweep file::
       lora_r32: {method: lora, target_r: 32, learning_rate: [5.0e-5, 1.0e-4]}   # a list: this row's own grid
 
 A baseline setting that is a list replaces that grid key's list for the baseline's row (a learning-rate grid per
-method); the key must be in the grid.
+method); the key must be in the grid. A single value for a grid key fixes that key for the baseline's row: the row
+takes that one value instead of the grid's list, and its run names state it (``lora_r8: {lora_alpha: 64}`` with
+``grid.lora_alpha: [16, 32]`` gives one run per seed, named ``...__lora_r8__lora_alpha=64__seed1``).
 
 A grid value may also be a mapping from task to list, with an optional ``default``, for per-task grids::
 
       learning_rate: {default: [5.0e-4, 1.0e-3, 2.0e-3], squad: [2.0e-4, 5.0e-4, 1.0e-3]}
 
-Runs are named ``<task>__<score or baseline>__<other grid keys as key=value>__seed<k>``, in grid order.
+Runs are named ``<task>__<score or baseline>__<other grid keys as key=value>__seed<k>``, in grid order; the values
+in a name are the values the run trains with, and two runs never share a name (an error says which clash).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Run:
     config: TrainConfig
     grid_values: dict[str, Any]
     """The values this run takes from the grid (task, score, seed and any other grid key)."""
+    source: str = "<dict>"
+    """The sweep file the run comes from (recorded in the run folder's ``grid.json``)."""
 
 
 @dataclass
@@ -116,26 +121,35 @@ class SweepSpec:
         for task in self.grid["task"]:
             shared = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
             for score, settings in rows:
-                lists = {key: settings[key] if isinstance(settings.get(key), list) else values
-                         for key, values in shared.items()}  # fmt: skip
+                # a baseline's setting for a grid key replaces the key's list: its own list, or its one fixed value
+                lists = {key: (settings[key] if isinstance(settings[key], list) else [settings[key]])
+                         if key in settings else values for key, values in shared.items()}  # fmt: skip
                 fixed = {key: value for key, value in settings.items() if not isinstance(value, list)}
                 for combination in itertools.product(*lists.values()):
                     yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, fixed
 
     def runs(self) -> list[Run]:
-        """Every run of the grid, in grid order, each with its fully resolved config."""
-        runs = []
+        """Every run of the grid, in grid order, each with its fully resolved config; a clear error when two runs
+        would share a name (two grid values that format alike, e.g. ``a b`` and ``a-b``)."""
+        runs: list[Run] = []
         for values, settings in self._combinations():
             task = values["task"]
             given = {"data": self.data_for(task), **self.fixed, **values, **settings}
-            if settings and "score" not in settings:  # a baseline: its label names the row, not a score
+            if values["score"] in self.baselines and "score" not in settings:  # the label names the row
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
             except (ValueError, KeyError, FileNotFoundError) as error:
                 message = error.args[0] if error.args else error
                 raise type(error)(f"{self.source}, run {run_name(values)}: {message}") from None
-            runs.append(Run(run_name(values), config, values))
+            runs.append(Run(run_name(values), config, values, self.source))
+        names: dict[str, Run] = {}
+        for run in runs:
+            if run.name in names:
+                raise ValueError(f"{self.source}: two runs would share the name {run.name} (grid values "
+                                 f"{names[run.name].grid_values} and {run.grid_values}); make the grid values "
+                                 "differ in letters or digits, not only in punctuation or spaces.")  # fmt: skip
+            names[run.name] = run
         return runs
 
 

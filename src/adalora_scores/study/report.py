@@ -23,7 +23,7 @@ from adalora_scores.study import plots
 from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
 from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
 from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
-from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect
+from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect, run_problems
 from adalora_scores.study.tuning import Choice, tune, tuned_keys
 
 __all__ = ["build_report", "format_cell"]
@@ -427,6 +427,7 @@ def build_report(
     """
     root = Path(root)
     study = dataclasses.replace(collect(root), reference=reference)
+    notes = "\n\n".join(text for text in (run_problems(study), notes.strip()) if text)  # conflicts, takeovers
     if reference != BASELINE and reference not in {row[0] for row in study.rows}:
         known = ", ".join(sorted({row[0] for row in study.rows}))
         raise ValueError(f"--reference {reference}: no runs of that score or baseline here; the rows are {known}.")

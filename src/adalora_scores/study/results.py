@@ -11,10 +11,15 @@ Statistics (stated in the report):
 * direction: the mean difference is always ours − baseline; ``Comparison.higher_is_better`` says whether a positive
   difference is an improvement (False for a lower-is-better metric such as ``mse``;
   ``adalora_scores.metrics.direction``).
+
+A run's row (score or baseline name) and grid values come from its own ``grid.json`` (written by the sweep before it
+trained), else from the folder's ``sweep.yaml``, else from its config (task, score, seed). Two runs that claim one
+cell (same row, grid values, task and seed) are conflicts: neither is counted, and the report lists them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -26,10 +31,19 @@ import yaml
 from scipy.stats import ttest_rel
 
 from adalora_scores.metrics.direction import higher_is_better
-from adalora_scores.run_files import ERROR_FILE, METRICS_FILE, SWEEP_MANIFEST, is_finished, read_config, read_json
+from adalora_scores.run_files import (
+    ERROR_FILE,
+    GRID_FILE,
+    METRICS_FILE,
+    SWEEP_MANIFEST,
+    TAKEOVERS_FILE,
+    is_finished,
+    read_config,
+    read_json,
+)
 from adalora_scores.study.paper import GLUE_AVERAGE_PARTS, Column
 
-__all__ = ["Cell", "Comparison", "RunRecord", "Study", "collect", "holm", "paired_test", "summarize"]
+__all__ = ["Cell", "Comparison", "RunRecord", "Study", "collect", "holm", "paired_test", "run_problems", "summarize"]
 
 BASELINE = "sensitivity"
 
@@ -130,6 +144,10 @@ class Study:
     """Grid key(s) left out of the row variants (the tuned keys)."""
     reference: str = BASELINE
     """The row every other row is compared with in the paired tests (``report --reference``)."""
+    conflicts: list[list[RunRecord]] = field(default_factory=list)
+    """Groups of finished runs that claim one cell (row, variant, task, seed); left out of ``records``."""
+    takeovers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Run name → the records of its ``takeovers.jsonl`` (stale claims another sweep worker took over)."""
 
     def expected_values(self, key: str) -> list[Any]:
         """The values of grid key ``key`` in grid order (manifest first, then runs found on disk)."""
@@ -151,10 +169,15 @@ class Study:
         return sorted(rows, key=lambda row: (row[0] != self.reference, rows.index(row)))
 
     def values(self, row: tuple[str, str], task: str, split: str, metric: str) -> dict[int, float]:
-        found = {}
+        """Seed → value of ``row`` on ``task``; an error if two runs give one seed (never one of them silently)."""
+        found: dict[int, float] = {}
+        names: dict[int, str] = {}
         for record in self.records:
             if record.row == row and record.task == task and (value := record.value(split, metric)) is not None:
-                found[record.seed] = value
+                if record.seed in found:
+                    raise ValueError(f"runs {names[record.seed]} and {record.name} are both seed {record.seed} of "
+                                     f"{row[0]} [{row[1]}] on {task}; keep one of them in the folder.")  # fmt: skip
+                found[record.seed], names[record.seed] = value, record.name
         return found
 
     def cell(self, row: tuple[str, str], column: Column) -> Cell:
@@ -222,23 +245,57 @@ def _row_label(config: dict[str, Any]) -> str:
     return str(config["score"]) if method == "adalora" else f"{method}_r{config.get('target_r')}"
 
 
+def _recorded_grid(folder: Path) -> dict[str, Any] | None:
+    """The grid values in the run folder's ``grid.json`` (None when it has none; an error when it is corrupt)."""
+    path = folder / GRID_FILE
+    if not path.is_file():
+        return None
+    values = read_json(path)["grid_values"]
+    if not isinstance(values, dict) or not {"task", "score", "seed"} <= set(values):
+        raise ValueError(f"{path} lacks task, score or seed in its grid_values.")
+    return dict(values)
+
+
+def _read_takeovers(root: Path) -> dict[str, list[dict[str, Any]]]:
+    found = {}
+    for path in sorted(root.rglob(TAKEOVERS_FILE)):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                records.append({"reason": "unreadable record"})
+        found[str(path.parent.relative_to(root))] = records
+    return found
+
+
+def _split_conflicts(records: list[RunRecord]) -> tuple[list[RunRecord], list[list[RunRecord]]]:
+    """(the records alone in their cell, the groups of records that share one (row, task, seed))."""
+    groups: dict[tuple[str, str, str, int], list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.score, record.variant, record.task, record.seed), []).append(record)
+    alone = [r for r in records if len(groups[(r.score, r.variant, r.task, r.seed)]) == 1]
+    return alone, [group for group in groups.values() if len(group) > 1]
+
+
 def collect(root: str | Path) -> Study:
-    """Every finished run under ``root`` (any depth), the sweep manifest if there is one, and failed runs."""
+    """Every finished run under ``root`` (any depth), the sweep manifest if there is one, failed runs, runs that
+    conflict (one cell claimed twice) and taken-over runs. A run's grid values come from its ``grid.json``, else
+    from the manifest, else from its config."""
+    from adalora_scores.study.sweep import read_manifest
+
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; give the --output folder of a sweep.")
-    manifest_path = root / SWEEP_MANIFEST
-    expected = None
-    if manifest_path.is_file():
-        manifest = yaml.safe_load(manifest_path.read_text()) or {}
-        expected = dict(manifest.get("runs") or {})
+    expected = read_manifest(root)["runs"] if (root / SWEEP_MANIFEST).is_file() else None
     records, unreadable = [], []
     for path in sorted(root.rglob(METRICS_FILE)):
         folder = path.parent
         name = str(folder.relative_to(root))
         try:
             metrics, config = read_json(path), read_config(folder)
-            grid_values = dict((expected or {}).get(name) or {}) or {
+            grid_values = _recorded_grid(folder) or dict((expected or {}).get(name) or {}) or {
                 "task": config["task"], "score": _row_label(config), "seed": config["seed"]
             }  # fmt: skip
             row_score, seed = str(grid_values["score"]), int(config["seed"])
@@ -252,4 +309,43 @@ def collect(root: str | Path) -> Study:
     failed = sorted(str(p.parent.relative_to(root)) for p in root.rglob(ERROR_FILE) if not is_finished(p.parent))
     if not records and not expected:
         raise FileNotFoundError(f"{root} holds no finished runs (no {METRICS_FILE}) and no {SWEEP_MANIFEST}.")
-    return Study(records, expected, failed, unreadable)
+    alone, conflicts = _split_conflicts(records)
+    return Study(alone, expected, failed, unreadable, conflicts=conflicts, takeovers=_read_takeovers(root))
+
+
+def run_problems(study: Study) -> str:
+    """Markdown sections for the report on runs it must not pass over: conflicting runs (an error: one cell claimed
+    by several runs, none of them counted) and runs taken over from a stale sweep worker. Empty when there are
+    none."""
+    sections = []
+    if study.conflicts:
+        lines = ["## ⚠ Error: runs that claim the same cell",
+                 "Each group below is several finished runs with one row, grid values, task and seed. None of them "
+                 "is counted in any table or test (which one is right cannot be told from the folder); move all but "
+                 "one out of the folder and report again."]  # fmt: skip
+        for group in study.conflicts:
+            first = group[0]
+            label = f"`{first.score}`" + (f" [{first.variant}]" if first.variant else "")
+            lines.append(f"- {label} on {first.task}, seed {first.seed}: " + ", ".join(f"`{r.name}`" for r in group))
+        sections.append("\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]))
+    if study.takeovers:
+        finished = {r.name: r for group in [study.records, *study.conflicts] for r in group}
+        lines = ["## Runs taken over from a stopped worker",
+                 "A sweep worker's claim on these runs went stale (its process ended, or its heartbeat stopped for "
+                 "longer than the claim timeout) and another worker took the run over:"]  # fmt: skip
+        for name, takeovers in study.takeovers.items():
+            reasons = "; ".join(
+                f"claim of {(t.get('previous') or {}).get('host', '?')}:{(t.get('previous') or {}).get('pid', '?')} "
+                f"({t.get('reason', '?')})"
+                for t in takeovers
+            )
+            record = finished.get(name)
+            if record is None:
+                outcome = "not finished"
+            elif (step := record.metrics.get("resumed_from_step")) is not None:
+                outcome = f"resumed from its checkpoint at step {step}"
+            else:
+                outcome = "trained again from the start"
+            lines.append(f"- `{name}`: {reasons}; {outcome}")
+        sections.append("\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]))
+    return "\n\n".join(sections)

@@ -1,34 +1,61 @@
-"""Run a sweep: skip finished runs, re-run failed or interrupted ones, never touch the results of others.
+"""Run a sweep: skip finished runs, re-run failed or interrupted ones, never touch the results of others, and never
+train one run twice when several workers share the output folder.
 
 A run is finished exactly when its ``metrics.json`` exists (written last and atomically by ``train``) and its
 ``config.yaml`` holds the config the grid asks for. Each run writes only inside its own folder; an exception in one
 run is recorded in that folder's ``error.txt`` and the sweep goes on. An interrupted run with a checkpoint
-(``checkpoint_every``) resumes from it. ``sweep.yaml`` in the output folder records
-the specification and every run name, so ``report`` can mark runs that are missing.
+(``checkpoint_every``) resumes from it.
+
+* **Claims.** Before training a run, the worker claims it (``claim.json``, :mod:`adalora_scores.study.claims`);
+  runs claimed by a live worker are skipped and named, stale claims are taken over, and each takeover is recorded in
+  the run folder's ``takeovers.jsonl`` for the report. Under a multi-process launch (``WORLD_SIZE`` > 1) the
+  processes train every run together and claim nothing.
+* **grid.json.** Once claimed, and before it trains, the run folder gets ``grid.json``: the run's row (score or
+  baseline name), its grid values and the sweep file, so the report files the run under its own row whatever sweeps
+  write into the folder later.
+* **sweep.yaml** in the output folder is the union of every sweep into it: every run name with its grid values, and
+  the list of specifications that wrote them, so ``report`` can mark runs that are missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
+import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from adalora_scores.run_files import (
     CHECKPOINT_FILE,
+    CLAIM_FILE,
     ERROR_FILE,
+    GRID_FILE,
     SWEEP_MANIFEST,
+    TAKEOVERS_FILE,
     atomic_write,
     config_changes,
     is_finished,
     read_config,
+    write_json,
 )
+from adalora_scores.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimAttempt, try_claim
 from adalora_scores.study.grid import Run, SweepSpec
 
-__all__ = ["SweepResult", "run_status", "run_sweep", "write_manifest"]
+__all__ = ["SweepResult", "read_manifest", "run_status", "run_sweep", "write_manifest"]
 
 DONE, PENDING, INCOMPLETE, FAILED, CHANGED = "done", "pending", "incomplete", "failed", "changed"
+
+
+def _bookkeeping(name: str) -> bool:
+    """A file a sweep keeps in a run folder besides the run's own (its claim, grid values, takeovers)."""
+    return name in (CLAIM_FILE, GRID_FILE, TAKEOVERS_FILE) or name.startswith((".claim", f".{CLAIM_FILE}"))
 
 
 def _same_config(folder: Path, run: Run) -> bool:
@@ -41,10 +68,10 @@ def _same_config(folder: Path, run: Run) -> bool:
 
 
 def run_status(output: Path, run: Run) -> str:
-    """done, pending (no folder), incomplete (interrupted), failed (``error.txt``) or changed (finished with
-    another config)."""
+    """done, pending (no folder, or only a sweep's claim, ``grid.json`` or takeover record in it), incomplete
+    (interrupted), failed (``error.txt``) or changed (finished with another config)."""
     folder = output / run.name
-    if not folder.is_dir() or not any(folder.iterdir()):
+    if not folder.is_dir() or not any(not _bookkeeping(path.name) for path in folder.iterdir()):
         return PENDING
     if is_finished(folder):
         return DONE if _same_config(folder, run) else CHANGED
@@ -56,18 +83,102 @@ class SweepResult:
     ran: list[str]
     skipped: list[str]
     failed: list[str]
+    held: list[str] = field(default_factory=list)
+    """Runs another live worker had claimed (left to it)."""
+    taken_over: list[str] = field(default_factory=list)
+    """Runs whose stale claim this worker took over (and then trained)."""
+
+
+def _spec_entry(spec: SweepSpec) -> dict[str, Any]:
+    return {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed, "data": spec.data,
+            "baselines": spec.baselines}  # fmt: skip
+
+
+def read_manifest(output: Path) -> dict[str, Any]:
+    """``sweep.yaml`` as ``{"specs": [...], "runs": {name: grid values}}`` (empty when there is none). A manifest
+    written before sweeps added to it (one specification at the top level) reads as a list of one."""
+    path = output / SWEEP_MANIFEST
+    if not path.is_file():
+        return {"specs": [], "runs": {}}
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt ({type(error).__name__}); move it away (the runs' grid.json files "
+                         "still say which row each run belongs to) and run the sweep again.") from None  # fmt: skip
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} is corrupt (not a mapping); move it away and run the sweep again.")
+    specs = list(document.get("specs") or [])
+    if not specs and "grid" in document:
+        specs = [{key: document.get(key) for key in ("source", "grid", "presets", "set", "data", "baselines")}]
+    return {"specs": specs, "runs": dict(document.get("runs") or {})}
+
+
+@contextlib.contextmanager
+def _manifest_lock(output: Path) -> Iterator[None]:
+    """Serialise read-add-write of ``sweep.yaml`` between processes (``fcntl.flock``; none where it is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: sweeps into one folder at once are then the user's care
+        yield
+        return
+    descriptor = os.open(output / f".{SWEEP_MANIFEST}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def write_manifest(output: Path, spec: SweepSpec, runs: list[Run]) -> None:
-    """``sweep.yaml``: the specification and every run of the whole grid (not only this shard)."""
-    manifest = {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed,
-                "data": spec.data, "runs": {run.name: run.grid_values for run in runs}}  # fmt: skip
-    atomic_write(output / SWEEP_MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
+    """Add this sweep to ``sweep.yaml``: every run of the whole grid (not only this shard) joins the runs already
+    listed (a name listed again takes this sweep's grid values), and ``spec`` joins the list of specifications
+    unless it is already there."""
+    output.mkdir(parents=True, exist_ok=True)
+    with _manifest_lock(output):
+        manifest = read_manifest(output)
+        entry = _spec_entry(spec)
+        specs = manifest["specs"] + ([] if entry in manifest["specs"] else [entry])
+        listed = {**manifest["runs"], **{run.name: run.grid_values for run in runs}}
+        document = {"specs": specs, "runs": listed}
+        atomic_write(output / SWEEP_MANIFEST, yaml.safe_dump(document, sort_keys=False))
 
 
-def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=None, echo=print) -> SweepResult:
-    """Train every run that is not done, in order. Runs finished with a different config stop the sweep before it
-    starts unless ``force`` (they are then re-run)."""
+def _record_grid(folder: Path, run: Run) -> None:
+    """``grid.json``: the row and grid values this run trains for, written before it trains."""
+    write_json(folder / GRID_FILE, {"row": run.grid_values["score"], "grid_values": run.grid_values,
+                                    "source": run.source, "name": run.name})  # fmt: skip
+
+
+def _record_takeover(folder: Path, attempt: ClaimAttempt, resumes: bool) -> None:
+    """One line of ``takeovers.jsonl``: who held the stale claim, why it was stale, who took it and how."""
+    record = {"time": time.time(), "taken_by": {"host": socket.gethostname(), "pid": os.getpid()},
+              "previous": attempt.taken_over.to_json(), "reason": attempt.reason,
+              "resumed_from_checkpoint": resumes}  # fmt: skip
+    with (folder / TAKEOVERS_FILE).open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def _single_process() -> bool:
+    """False under a multi-process launch (``accelerate launch``/``torchrun`` set ``WORLD_SIZE``)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    except ValueError:
+        return True
+
+
+def run_sweep(
+    output: Path,
+    runs: list[Run],
+    *,
+    force: bool = False,
+    train_fn=None,
+    echo=print,
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    heartbeat_every: float | None = None,
+) -> SweepResult:
+    """Train every run that is not done and not claimed by a live worker, in order. Runs finished with a different
+    config stop the sweep before it starts unless ``force`` (they are then re-run). ``claim_timeout``: seconds
+    without a heartbeat after which another worker's claim is taken over (see :mod:`adalora_scores.study.claims`)."""
     if train_fn is None:
         from adalora_scores.engine.train import train as train_fn
     statuses = {run.name: run_status(output, run) for run in runs}
@@ -77,25 +188,53 @@ def run_sweep(output: Path, runs: list[Run], *, force: bool = False, train_fn=No
             f"{len(changed)} finished run(s) in {output} used a different config (e.g. {changed[0]}); the grid or "
             "its presets changed. Use a new --output folder, or pass --force to re-run them."
         )
+    claims = _single_process()
     result = SweepResult([], [], [])
     for number, run in enumerate(runs, start=1):
-        if statuses[run.name] == DONE:
+        folder = output / run.name
+        if run_status(output, run) == DONE:  # looked at again: another worker may have finished it meanwhile
             result.skipped.append(run.name)
             continue
-        folder = output / run.name
-        echo(f"[{number}/{len(runs)}] {run.name} ({statuses[run.name]})")
-        (folder / ERROR_FILE).unlink(missing_ok=True)
-        resumable = statuses[run.name] in (INCOMPLETE, FAILED) and (folder / CHECKPOINT_FILE).is_file()
-        try:
-            if resumable:
-                train_fn(run.config, folder, resume=True)
-            else:
-                train_fn(run.config, folder, overwrite=True)
-        except Exception:  # one run's failure must not stop or corrupt the others
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / ERROR_FILE, traceback.format_exc())
-            echo(f"    failed: {traceback.format_exc().strip().splitlines()[-1]} (see {folder / ERROR_FILE})")
-            result.failed.append(run.name)
+        attempt = try_claim(folder, claim_timeout, heartbeat_every) if claims else None
+        if attempt is not None and attempt.claim is None:
+            holder = attempt.holder.describe() if attempt.holder else "another worker taking it over"
+            echo(f"[{number}/{len(runs)}] {run.name}: claimed by {holder}; left to it")
+            result.held.append(run.name)
             continue
-        result.ran.append(run.name)
+        with attempt.claim if attempt is not None else contextlib.nullcontext():
+            status = run_status(output, run)  # now under the claim: finished by a worker that just let go of it?
+            if status == DONE or (status == CHANGED and not force):
+                result.skipped.append(run.name)
+                continue
+            resumable = status in (INCOMPLETE, FAILED) and (folder / CHECKPOINT_FILE).is_file()
+            echo(f"[{number}/{len(runs)}] {run.name} ({status})")
+            if attempt is not None and attempt.taken_over is not None:
+                _record_takeover(folder, attempt, resumable)
+                how = "resuming from its checkpoint" if resumable else "starting again (no checkpoint)"
+                echo(f"    took over the stale claim of {attempt.taken_over.holder()} ({attempt.reason}); {how}")
+                result.taken_over.append(run.name)
+            if _train(train_fn, run, folder, resumable, echo):
+                result.ran.append(run.name)
+            else:
+                result.failed.append(run.name)
+        if attempt is not None and attempt.claim.lost:
+            echo(f"    warning: another worker took over {run.name} while this one trained it (this worker's "
+                 "heartbeat stopped for longer than the claim timeout); check the run or re-run it.")  # fmt: skip
     return result
+
+
+def _train(train_fn, run: Run, folder: Path, resumable: bool, echo) -> bool:
+    """Train one run (resumed from its checkpoint when ``resumable``); a failure is recorded in ``error.txt``."""
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+    try:
+        _record_grid(folder, run)
+        if resumable:
+            train_fn(run.config, folder, resume=True)
+        else:
+            train_fn(run.config, folder, overwrite=True)
+    except Exception:  # one run's failure must not stop or corrupt the others
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / ERROR_FILE, traceback.format_exc())
+        echo(f"    failed: {traceback.format_exc().strip().splitlines()[-1]} (see {folder / ERROR_FILE})")
+        return False
+    return True
