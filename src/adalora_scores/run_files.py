@@ -12,6 +12,8 @@ meaning of "finished" is defined once. A run folder holds:
 * ``triplet_scores.json``: ``{"step", "scores": {matrix: [S_i, ...]}}``, the triplet scores of the final allocation;
 * ``adapter/``: a standard PEFT adapter (and the tokenizer);
 * ``checkpoint.pt``: the last checkpoint of an unfinished run;
+* ``plugins.json``: the plugins loaded when the run started (:mod:`adalora_scores.plugins`), imported again by
+  ``train --resume`` and ``evaluate``; absent when there were none;
 * ``error.txt``: the traceback of a run a sweep saw fail;
 * ``metrics.json``: written last and atomically, so the run is finished exactly when it exists.
 """
@@ -38,6 +40,7 @@ __all__ = [
     "ERROR_FILE",
     "LOG_FILE",
     "METRICS_FILE",
+    "PLUGINS_FILE",
     "RANK_PATTERN_FILE",
     "SWEEP_MANIFEST",
     "TRIPLET_SCORES_FILE",
@@ -66,6 +69,7 @@ ADAPTER_FOLDER = "adapter"
 CHECKPOINT_FILE = "checkpoint.pt"
 ERROR_FILE = "error.txt"
 METRICS_FILE = "metrics.json"
+PLUGINS_FILE = "plugins.json"
 SWEEP_MANIFEST = "sweep.yaml"
 """In a sweep's output folder: the specification and every run name of the grid."""
 
