@@ -17,7 +17,7 @@ import yaml
 import adalora_scores
 import adalora_scores.engine.loop as loop_module
 from adalora_scores import plugins
-from adalora_scores.cli import main
+from adalora_scores.cli import build_parser, main
 from adalora_scores.config import load_preset, resolve_config
 from adalora_scores.plugins import PluginChangedWarning, PluginError, load_entry_points, load_plugins
 from adalora_scores.scores import base as score_base
@@ -141,6 +141,22 @@ def test_a_train_preset_and_a_sweep_file_import_their_plugins(tmp_path):
 # ---------------------------------------------------------------- the command line
 class SimulatedKill(Exception):
     pass
+
+
+@pytest.mark.parametrize("command", [["scores"], ["train", "--task", "rte", "--output", "o"], ["evaluate", "run"],
+                                     ["sweep", "paper", "--output", "o"], ["report", "o"], ["demo"]])  # fmt: skip
+def test_every_command_takes_repeated_plugins(command):
+    assert build_parser().parse_args([*command, "--plugin", "a.py", "--plugin", "b.module"]).plugin == [
+        "a.py",
+        "b.module",
+    ]
+
+
+def test_a_missing_plugin_stops_the_command_with_its_name(tmp_path, capsys):
+    assert main(["train", "--task", "rte", "--output", str(tmp_path / "run"), "--plugin", "absent_score.py"]) == 2
+    error = capsys.readouterr().err
+    assert f"--plugin {Path.cwd() / 'absent_score.py'}: no such file" in error, error
+    assert not (tmp_path / "run").exists()
 
 
 def _kill_at(monkeypatch, step: int) -> None:
