@@ -193,12 +193,13 @@ def _load_module(name: str, where: str) -> PluginRecord:
 
 
 def resolve_spec(spec: str | Path, base: str | Path | None = None) -> tuple[str, str]:
-    """``(kind, resolved)``: a file spec as an absolute path (a relative one taken from ``base``, default the current
-    folder, ``~`` expanded), a module spec as given."""
+    """``(kind, resolved)``: a spec that ends in ``.py``, holds a path separator or starts with ``.`` or ``~`` is a
+    file, returned as an absolute path (a relative one taken from ``base``, default the current folder); any other
+    spec is a dotted module name, returned as given."""
     text = str(spec).strip()
     if not text:
         raise ValueError("an empty plugin name; give a .py file path or a module name.")
-    if isinstance(spec, Path) or _is_path(text) or Path(text).is_file():
+    if isinstance(spec, Path) or _is_path(text):
         path = Path(text).expanduser()
         if not path.is_absolute():
             path = Path(base if base is not None else Path.cwd()) / path
