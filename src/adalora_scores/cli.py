@@ -13,6 +13,10 @@ from adalora_scores.console import quiet_console, show_held_messages
 VERBOSE_HELP = (
     "also show library warnings, transformers' load reports, library progress bars and each run's first line"
 )
+PLUGIN_HELP = (
+    "a .py file or an importable module that registers scores (@register_score) or tasks, imported before the "
+    "command runs; repeat for several (installed entry points of group adalora_scores.plugins load by themselves)"
+)
 
 
 def _scores(args: argparse.Namespace) -> int:
@@ -132,11 +136,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE", help=PLUGIN_HELP)
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    """Entry points of group ``adalora_scores.plugins`` (once per process), then the command's ``--plugin``s."""
+    from adalora_scores.plugins import load_entry_points, load_plugins
+
+    load_entry_points()
+    load_plugins(getattr(args, "plugin", []), where="--plugin")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adalora-scores", description="AdaLoRA with pluggable importance scores.")
     parser.add_argument("--version", action="version", version=adalora_scores.__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("scores", help="list the registered importance scores").set_defaults(run=_scores)
+    scores = commands.add_parser("scores", help="list the registered importance scores")
+    _add_plugin_option(scores)
+    scores.set_defaults(run=_scores)
     train = commands.add_parser(
         "train",
         help="fine-tune one task with AdaLoRA and a chosen score",
@@ -169,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="any config field, e.g. learning_rate=1e-3; score and task options as score_options.beta=0.9, "
         "task_options.text_column=review",
     )
+    _add_plugin_option(train)
     train.set_defaults(run=_train)
     evaluate = commands.add_parser(
         "evaluate",
@@ -181,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation")
     evaluate.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     evaluate.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_plugin_option(evaluate)
     evaluate.set_defaults(run=_evaluate)
     squad = commands.add_parser(
         "evaluate-squad",
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sweep.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sweep.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_plugin_option(sweep)
     sweep.set_defaults(run=_sweep)
     report = commands.add_parser("report", help="tables (paper layout), paired tests and plots from a sweep folder")
     report.add_argument("folder", help="the --output folder of a sweep")
@@ -235,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="sensitivity",
         help="the score (or baseline) the paired tests compare with (sensitivity)",
     )
+    _add_plugin_option(report)
     report.set_defaults(run=_report)
     demo = commands.add_parser("demo", help="the whole flow offline: sweep every score, then report (minutes)")
     demo.add_argument("--output", default="demo-results", help="folder for runs and report (default demo-results)")
@@ -242,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tiny", action="store_true", help="use a tiny random model even if MiniLM is installed")
     demo.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     demo.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_plugin_option(demo)
     demo.set_defaults(run=_demo)
     return parser
 
@@ -259,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         show_held_messages()  # what the package's imports logged (console.IMPORT_NOISE)
     try:
         with quiet_console(verbose=getattr(args, "verbose", True)):  # the commands with --verbose are quiet
+            _load_plugins(args)
             return args.run(args)
     except (ValueError, KeyError, OSError, TypeError, RuntimeError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

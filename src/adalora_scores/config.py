@@ -18,6 +18,7 @@ __all__ = [
     "TrainConfig",
     "budget_steps",
     "canonical_values",
+    "load_listed_plugins",
     "load_preset",
     "parse_overrides",
     "resolve_config",
@@ -286,8 +287,8 @@ def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[
     return result
 
 
-TRAIN_SECTIONS = {"kind", "description", "defaults", "tasks"}
-SWEEP_SECTIONS = {"kind", "description", "presets", "grid", "set", "data", "baselines"}
+TRAIN_SECTIONS = {"kind", "description", "plugins", "defaults", "tasks"}
+SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines"}
 
 
 def find_preset(path_or_name: str | Path, kind: str) -> Path:
@@ -336,16 +337,35 @@ def read_preset(path: Path, kind: str) -> dict[str, Any]:
     return document
 
 
+def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
+    """Import the plugins a train preset or sweep file lists in its ``plugins:`` section (``.py`` paths relative to
+    the file's folder, or module names; :func:`adalora_scores.plugins.load_plugins`)."""
+    listed = document.get("plugins") or []
+    listed = [listed] if isinstance(listed, str) else listed
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise ValueError(f"{path}: plugins must be a list of .py file paths (relative to this file) or module names, "
+                         f"e.g. plugins: [./my_score.py], got {document.get('plugins')!r}.")  # fmt: skip
+    if listed:
+        from adalora_scores.plugins import load_plugins
+
+        load_plugins(listed, base=path.resolve().parent, where=f"{path} plugins:")
+
+
 def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
-    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed)."""
+    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
+    plugins of its ``plugins:`` section are imported first."""
     path = find_preset(path_or_name, "train")
     document = read_preset(path, "train")
+    load_listed_plugins(document, path)
     values = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
     tasks = document.get("tasks") or {}
     if task is not None and tasks:
         if task not in tasks:
             raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
         values.update(canonical_values(dict(tasks[task] or {}), f"{path} tasks.{task}"))
+    if "plugins" in values:
+        raise ValueError(f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
+                         "it to the top level of the preset.")  # fmt: skip
     return values
 
 

@@ -12,6 +12,8 @@ meaning of "finished" is defined once. A run folder holds:
 * ``triplet_scores.json``: ``{"step", "scores": {matrix: [S_i, ...]}}``, the triplet scores of the final allocation;
 * ``adapter/``: a standard PEFT adapter (and the tokenizer);
 * ``checkpoint.pt``: the last checkpoint of an unfinished run;
+* ``plugins.json``: the plugins loaded when the run started (:mod:`adalora_scores.plugins`), imported again by
+  ``train --resume`` and ``evaluate``; absent when there were none;
 * ``error.txt``: the traceback of a run a sweep saw fail;
 * ``grid.json``: written by a sweep before the run trains: ``{"row", "grid_values", "source"}``, the row (score or
   baseline name) and grid values the run was trained for, and the sweep file that asked for it;
@@ -49,6 +51,7 @@ __all__ = [
     "GRID_FILE",
     "LOG_FILE",
     "METRICS_FILE",
+    "PLUGINS_FILE",
     "RANK_PATTERN_FILE",
     "SWEEP_MANIFEST",
     "TAKEOVERS_FILE",
@@ -82,6 +85,7 @@ METRICS_FILE = "metrics.json"
 GRID_FILE = "grid.json"
 CLAIM_FILE = "claim.json"
 TAKEOVERS_FILE = "takeovers.jsonl"
+PLUGINS_FILE = "plugins.json"
 SWEEP_MANIFEST = "sweep.yaml"
 """In a sweep's output folder: every run name of every sweep into it, and the specifications that wrote them."""
 

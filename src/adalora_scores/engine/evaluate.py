@@ -97,6 +97,7 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     from adalora_scores.adapter.saving import load_adapter
     from adalora_scores.engine.split import hold_out
     from adalora_scores.engine.train import load_model_and_tokenizer
+    from adalora_scores.plugins import restore_plugins
     from adalora_scores.run_files import write_json
     from adalora_scores.tasks import configure_task
 
@@ -107,6 +108,7 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} already holds files; pass --overwrite to replace them, or another --output.")
     config = _evaluation_config(run, overrides or [])
+    restore_plugins(run, config.score, config.task)  # the run's plugins (plugins.json), imported again
     task = configure_task(config.task, config.task_options)
     data = task.load(config.data)
     AcceleratorState._reset_state()

@@ -37,6 +37,7 @@ from adalora_scores.engine.model_files import check_model_folder
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
 from adalora_scores.engine.tracking import check_tracker, start_tracking
+from adalora_scores.plugins import restore_plugins, write_plugin_record
 from adalora_scores.run_files import (
     ADAPTER_FOLDER,
     CHECKPOINT_FILE,
@@ -177,11 +178,13 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
 
     Returns the metrics written to ``metrics.json``.
     """
-    task = configure_task(config.task, config.task_options)  # the task of this run, with its options
-    adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
     checkpoint = None
     if resume:
         _check_resumable(Path(output), config)
+        restore_plugins(output, config.score, config.task)  # the run's plugins (plugins.json), imported again
+    task = configure_task(config.task, config.task_options)  # the task of this run, with its options
+    adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
+    if resume:
         checkpoint = load_checkpoint(Path(output))
     tracker = check_tracker(config.report_to)  # a missing tracker package fails before any work
     data = task.load(config.data)
@@ -221,6 +224,8 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     accelerator.wait_for_everyone()
     folder = RunFolder(output, overwrite=overwrite, resume_step=start_step, writer=accelerator.is_main_process)
     start_tracking(accelerator, config, "tensorboard")
+    if folder.writer:
+        write_plugin_record(folder.path)  # every plugin loaded in this process (a sweep's, the CLI's, entry points)
     if checkpoint is None:
         folder.write_config(resolved)
         if (header := adapted.allocation_header()) is not None:

@@ -8,6 +8,7 @@ A sweep file::
       score: [sensitivity, fisher]
       seed: [1, 2, 3]
     set: {eval_batch_size: 64}  # values for every run
+    plugins: [./my_score.py]    # .py files (relative to this file) or module names that register scores
     data: ./glue                # a folder with one subfolder per task (./glue/mrpc, ...), or {task: folder}; none: Hub
     baselines:                  # extra rows over the same tasks, seeds and other grid values
       lora_r8: {method: lora, target_r: 8}
@@ -38,7 +39,14 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.config import TrainConfig, canonical_values, find_preset, read_preset, resolve_config
+from adalora_scores.config import (
+    TrainConfig,
+    canonical_values,
+    find_preset,
+    load_listed_plugins,
+    read_preset,
+    resolve_config,
+)
 
 __all__ = ["Run", "SweepSpec", "load_sweep", "parse_shard", "shard"]
 
@@ -168,6 +176,7 @@ def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
     list. A train preset is refused with a message naming ``train --config``."""
     file = find_preset(path, "sweep")
     document = read_preset(file, "sweep")
+    load_listed_plugins(document, file)  # plugins: before the grid names their scores
     grid = dict(document.get("grid") or {})
     if seeds is not None:
         grid["seed"] = list(seeds)

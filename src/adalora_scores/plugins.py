@@ -1,0 +1,365 @@
+"""Plugins: a user's files and modules that register scores (or tasks), imported by name from the command line.
+
+A plugin is imported once per process; what it registers (``@register_score``, ``register_task``) is then known to
+``train``, sweeps, reports and ``evaluate``. Plugins come from:
+
+* ``--plugin PATH_OR_MODULE`` on the CLI, ``plugins:`` in a sweep file or a train preset (relative paths are
+  relative to that file), or :func:`load_plugins` in Python. A spec that names a ``.py`` file or a path is imported
+  from that file, under a module name made from its absolute path, so naming one file twice imports it once; any
+  other spec is a dotted module name, imported with :func:`importlib.import_module`;
+* the entry-point group ``adalora_scores.plugins`` (:data:`ENTRY_POINT_GROUP`) of every installed distribution,
+  imported by the CLI before any command runs, or by :func:`load_entry_points`. A distribution declares one as::
+
+      [project.entry-points."adalora_scores.plugins"]
+      my_scores = "my_package.scores"
+
+* a run folder's ``plugins.json`` (:func:`write_plugin_record`), which ``train --resume`` and ``evaluate`` import
+  again (:func:`restore_plugins`): each plugin's kind, its absolute path or module name, a sha256 of a file's content,
+  and the scores and tasks it registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import re
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginChangedWarning",
+    "PluginError",
+    "PluginRecord",
+    "load_entry_points",
+    "load_plugins",
+    "loaded_plugins",
+    "read_plugin_record",
+    "resolve_spec",
+    "restore_plugins",
+    "write_plugin_record",
+]
+
+ENTRY_POINT_GROUP = "adalora_scores.plugins"
+FILE, MODULE, ENTRY_POINT = "file", "module", "entry_point"
+
+
+class PluginError(ImportError):
+    """A plugin could not be imported; the message names the plugin and the fix."""
+
+
+class PluginChangedWarning(UserWarning):
+    """A run's plugin file was imported again, but its content differs from when the run started."""
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """One imported plugin, as a run folder's ``plugins.json`` records it."""
+
+    kind: str
+    """``file``, ``module`` or ``entry_point``."""
+    spec: str
+    """A file's absolute path, a module's dotted name, or an entry point's ``name = value``."""
+    module: str
+    """The name the plugin is imported under in ``sys.modules``."""
+    sha256: str | None = None
+    """A file's content hash (hex)."""
+    distribution: str | None = None
+    """The distribution that declares an entry point."""
+    scores: tuple[str, ...] = ()
+    """The scores the plugin registered."""
+    tasks: tuple[str, ...] = ()
+    """The tasks the plugin registered."""
+
+    def to_dict(self) -> dict[str, Any]:
+        record = {key: value for key, value in asdict(self).items() if value is not None}
+        return {**record, "scores": list(self.scores), "tasks": list(self.tasks)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PluginRecord:
+        return cls(str(values["kind"]), str(values["spec"]), str(values.get("module", "")), values.get("sha256"),
+                   values.get("distribution"), tuple(values.get("scores") or ()),
+                   tuple(values.get("tasks") or ()))  # fmt: skip
+
+
+_loaded: dict[tuple[str, str], PluginRecord] = {}  # (kind, spec) → record, in import order
+_entry_points_loaded = False
+
+
+def loaded_plugins() -> list[PluginRecord]:
+    """Every plugin this process has imported, in import order."""
+    return list(_loaded.values())
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec or spec.startswith((".", "~"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _module_name(path: Path) -> str:
+    """A module name unique to the absolute path: ``adalora_scores_plugin_<stem>_<12 hex of sha1(path)>``."""
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"adalora_scores_plugin_{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+
+
+def _registries() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The score and task registries (name → class or task)."""
+    from adalora_scores.scores import base as score_base
+    from adalora_scores.tasks import base as task_base
+
+    return score_base._REGISTRY, task_base._REGISTRY
+
+
+@contextmanager
+def _registering(
+    name: str, where: str, records: list[tuple[str, str]], fix: str = "fix the plugin, or leave it out"
+) -> Iterator[list[tuple[str, ...]]]:
+    """Run a plugin's import: collect the scores and tasks it registers; if it raises, unregister them (so a corrected
+    plugin can be imported again) and raise a :class:`PluginError` that names the plugin and shows its error."""
+    scores, tasks = _registries()
+    before = (set(scores), set(tasks))
+    added: list[tuple[str, ...]] = []
+    try:
+        yield added
+    except Exception as error:
+        for registry, known in zip((scores, tasks), before, strict=True):
+            for key in set(registry) - known:
+                del registry[key]
+        detail = f"{type(error).__name__}: {error}"
+        duplicate = "already registered" in str(error)
+        owner = next((spec for module, spec in records if duplicate and module and module in str(error)), None)
+        if owner is not None:
+            fix = f"plugin {owner} registers that name too: rename it in one of them"
+        raise PluginError(f"{where} {name} failed while importing ({detail}); {fix}.") from error
+    added.append(tuple(sorted(set(scores) - before[0])))
+    added.append(tuple(sorted(set(tasks) - before[1])))
+
+
+def _load_file(path: Path, where: str) -> PluginRecord:
+    if not path.is_file():
+        hint = " (a folder; give the .py file inside it)" if path.is_dir() else ""
+        raise FileNotFoundError(f"{where} {path}: no such file{hint}. Give the path of a .py file that registers a "
+                                "score (@register_score), or an importable module name.")  # fmt: skip
+    module_name = _module_name(path)
+    key = (FILE, str(path))
+    if key in _loaded:
+        return _loaded[key]
+    digest = _sha256(path)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{where} {path} cannot be imported as Python; give a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    others = [(record.module, record.spec) for record in _loaded.values()]
+    try:
+        with _registering(str(path), where, others) as added:
+            spec.loader.exec_module(module)
+    except PluginError:
+        sys.modules.pop(module_name, None)
+        raise
+    record = PluginRecord(FILE, str(path), module_name, sha256=digest, scores=added[0], tasks=added[1])
+    _loaded[key] = record
+    return record
+
+
+def _load_module(name: str, where: str) -> PluginRecord:
+    key = (MODULE, name)
+    if key in _loaded:
+        return _loaded[key]
+    others = [(record.module, record.spec) for record in _loaded.values()]
+    try:
+        with _registering(name, where, others) as added:
+            importlib.import_module(name)
+    except PluginError as error:
+        cause = error.__cause__
+        if isinstance(cause, ModuleNotFoundError) and cause.name and (name + ".").startswith(cause.name + "."):
+            raise PluginError(f"{where} {name}: no module named {cause.name!r}. Give the path of a .py file (e.g. "
+                              f"./{name.split('.')[-1]}.py), or install the package that holds the module "
+                              "(or add its folder to PYTHONPATH).") from None  # fmt: skip
+        raise
+    record = PluginRecord(MODULE, name, name, scores=added[0], tasks=added[1])
+    _loaded[key] = record
+    return record
+
+
+def resolve_spec(spec: str | Path, base: str | Path | None = None) -> tuple[str, str]:
+    """``(kind, resolved)``: a spec that ends in ``.py``, holds a path separator or starts with ``.`` or ``~`` is a
+    file, returned as an absolute path (a relative one taken from ``base``, default the current folder); any other
+    spec is a dotted module name, returned as given."""
+    text = str(spec).strip()
+    if not text:
+        raise ValueError("an empty plugin name; give a .py file path or a module name.")
+    if isinstance(spec, Path) or _is_path(text):
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = Path(base if base is not None else Path.cwd()) / path
+        return FILE, str(path.resolve())
+    return MODULE, text
+
+
+def load_plugins(specs: Sequence[str | Path], base: str | Path | None = None,
+                 where: str = "plugin") -> list[PluginRecord]:  # fmt: skip
+    """Import every plugin of ``specs`` (a ``.py`` file path or a dotted module name each), once per process.
+
+    Args:
+        specs: the plugins, in import order.
+        base: the folder relative file paths are taken from (default: the current folder); a sweep file's or a
+            train preset's own folder for their ``plugins:``.
+        where: how errors name the source of the spec, e.g. ``--plugin`` or ``sweep.yaml plugins:``.
+
+    Returns:
+        The record of each plugin, in the order of ``specs``.
+
+    Raises:
+        FileNotFoundError: a file spec names no file.
+        PluginError: a module is not found, or the plugin raised while importing (its error is shown, e.g. a score
+            name another plugin registers too).
+    """
+    if isinstance(specs, (str, Path)):
+        specs = [specs]
+    records = []
+    for spec in specs:
+        kind, resolved = resolve_spec(spec, base)
+        records.append(_load_file(Path(resolved), where) if kind == FILE else _load_module(resolved, where))
+    return records
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _distribution(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry_point, "dist", None)
+    return str(dist.metadata["Name"]) if dist is not None else "an unknown distribution"
+
+
+def load_entry_points() -> list[PluginRecord]:
+    """Import the plugins that installed distributions declare in the entry-point group
+    ``adalora_scores.plugins`` (the entry point's module is imported; ``module:object`` loads that object too).
+    Runs once per process; later calls return the same records.
+
+    Raises:
+        PluginError: an entry point failed to import; the message names the entry point and its distribution.
+    """
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return [record for record in _loaded.values() if record.kind == ENTRY_POINT]
+    records = []
+    for entry_point in _entry_points():
+        spec, distribution = f"{entry_point.name} = {entry_point.value}", _distribution(entry_point)
+        key = (ENTRY_POINT, spec)
+        if key not in _loaded:
+            others = [(record.module, record.spec) for record in _loaded.values()]
+            name = f"{entry_point.name!r} ({entry_point.value}) of distribution {distribution!r}"
+            fix = f"fix or uninstall {distribution} (pip uninstall {distribution})"
+            with _registering(name, "entry point", others, fix) as added:
+                entry_point.load()
+            module = entry_point.value.split(":")[0].strip()
+            _loaded[key] = PluginRecord(ENTRY_POINT, spec, module, distribution=distribution, scores=added[0],
+                                        tasks=added[1])  # fmt: skip
+        records.append(_loaded[key])
+    _entry_points_loaded = True
+    return records
+
+
+def write_plugin_record(folder: str | Path, records: Sequence[PluginRecord] | None = None) -> None:
+    """The run folder's ``plugins.json``: ``records`` (default: every plugin loaded in this process); with none, an
+    earlier run's file is removed."""
+    from adalora_scores.run_files import PLUGINS_FILE, write_json
+
+    records = loaded_plugins() if records is None else list(records)
+    path = Path(folder) / PLUGINS_FILE
+    if records:
+        write_json(path, [record.to_dict() for record in records])
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_plugin_record(folder: str | Path) -> list[PluginRecord]:
+    """The plugins a run folder records (``plugins.json``); none when it has no such file."""
+    from adalora_scores.run_files import PLUGINS_FILE, read_json
+
+    path = Path(folder) / PLUGINS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [PluginRecord.from_dict(item) for item in read_json(path)]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is corrupt ({type(error).__name__}: {error}); remove it and pass the run's "
+                         "plugins with --plugin.") from None  # fmt: skip
+
+
+def _missing(record: PluginRecord, folder: Path, needed: bool, reason: str, fix: str) -> None:
+    names = ", ".join([*(f"score {name!r}" for name in record.scores), *(f"task {name!r}" for name in record.tasks)])
+    what = f"{record.kind.replace('_', ' ')} {record.spec}" + (f" (registering {names})" if names else "")
+    if needed:
+        raise PluginError(f"run {folder} was trained with plugin {what}, which {reason}; {fix}.")
+    warnings.warn(f"run {folder} recorded plugin {what}, which {reason}; this run does not use it, so it is left out.",
+                  PluginChangedWarning, stacklevel=3)  # fmt: skip
+
+
+def restore_plugins(folder: str | Path, score: str | None = None, task: str | None = None) -> list[PluginRecord]:
+    """Import again the plugins that the run folder ``folder`` records, for ``train --resume`` and ``evaluate``.
+
+    A plugin whose scores and tasks are all registered already (e.g. from ``--plugin NEW_PATH``) is not needed. A
+    missing plugin file or module is an error when the run needs it (it registered the run's ``score`` or ``task``,
+    or nothing that says otherwise), else a warning. A file whose content changed since the run started is imported
+    with a :class:`PluginChangedWarning`.
+
+    Returns:
+        The records of the plugins imported (or found already imported).
+    """
+    folder = Path(folder)
+    scores, tasks = _registries()
+    records = read_plugin_record(folder)
+    if any(record.kind == ENTRY_POINT for record in records) and not _entry_points_loaded:
+        load_entry_points()
+    restored = []
+    for record in records:
+        key = (record.kind, record.spec)
+        provided = record.scores or record.tasks
+        if key not in _loaded and provided and set(record.scores) <= set(scores) and set(record.tasks) <= set(tasks):
+            continue  # another plugin (e.g. --plugin NEW_PATH) registers all it did
+        needed = (not provided) or score in record.scores or task in record.tasks
+        if record.kind == ENTRY_POINT:
+            if key not in _loaded:
+                _missing(record, folder, needed, f"distribution {record.distribution} no longer declares",
+                         f"install {record.distribution} again, or pass --plugin with a file that registers the "
+                         "same names")  # fmt: skip
+                continue
+            restored.append(_loaded[key])
+            continue
+        if record.kind == FILE and not Path(record.spec).is_file():
+            _missing(record, folder, needed, "no longer exists",
+                     "pass --plugin NEW_PATH with the file's new location")  # fmt: skip
+            continue
+        try:
+            loaded = load_plugins([Path(record.spec)] if record.kind == FILE else [record.spec], where="plugin")
+        except PluginError as error:
+            if record.kind == MODULE and "no module named" in str(error):
+                _missing(
+                    record,
+                    folder,
+                    needed,
+                    "cannot be imported (no such module)",
+                    "install it again, or pass --plugin NEW_PATH_OR_MODULE that registers the same names",
+                )
+                continue  # fmt: skip
+            raise
+        now = _sha256(Path(record.spec)) if record.kind == FILE else None
+        if record.sha256 is not None and now is not None and now != record.sha256:
+            warnings.warn(f"plugin file {record.spec} changed since run {folder} started (sha256 {record.sha256[:12]}"
+                          f"… then, {now[:12]}… now); results may differ from the run's.",
+                          PluginChangedWarning, stacklevel=2)  # fmt: skip
+        restored.append(loaded[0])
+    return restored
