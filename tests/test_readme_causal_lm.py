@@ -1,5 +1,5 @@
 """The README's "Decoder LLMs" examples: its records and its train command run as written on a tiny LLaMA (the Hub
-model name swapped for the local folder), and its MetaMathQA sweep resolves to the documented 99 runs."""
+model name swapped for the local folder), and its MetaMathQA sweep resolves to the documented 126 runs."""
 
 from __future__ import annotations
 
@@ -43,14 +43,15 @@ def test_the_causal_lm_example_runs_as_written(tmp_path, monkeypatch):
     assert len(Path("runs/math-fisher/predictions.jsonl").read_text().splitlines()) == 16
 
 
-def test_the_metamath_sweep_is_99_runs_of_every_score_and_lora():
+def test_the_metamath_sweep_is_126_runs_of_every_score_lora_and_svd_lora():
     from adalora_scores.scores.base import get_score_class, list_scores
 
     built_in = {name for name in list_scores() if get_score_class(name).__module__.startswith("adalora_scores.")}
     runs = load_sweep("metamath").runs()
-    assert len(runs) == 99 and "sweep metamath" in _section()
+    assert len(runs) == 126 and "sweep metamath" in _section()
     rows = {run.grid_values["score"] for run in runs}
-    assert rows == {*built_in, "lora_r32"}
+    assert rows == {*built_in, "lora_r32", "svd_lora_r32"}
+    assert {run.config.method for run in runs if run.grid_values["score"] == "svd_lora_r32"} == {"svd_lora"}
     lora = [run.config for run in runs if run.grid_values["score"] == "lora_r32"]
     assert {c.learning_rate for c in lora} == {5e-5, 1e-4, 3e-4} and {c.lora_alpha for c in lora} == {64}
     assert all(run.config.lr_schedule == "cosine" and run.config.task_options["generate"] for run in runs)

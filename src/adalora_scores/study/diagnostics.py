@@ -218,6 +218,10 @@ class _Files:
         self._scores: dict[Path, dict[str, list[float]] | None] = {}
 
     def final(self, record: RunRecord) -> tuple[frozenset[Triplet], frozenset[Triplet]] | None:
+        """(all triplets, kept triplets) of the run's final pattern; None for a run that chose none (SVD-LoRA keeps
+        every triplet at a fixed rank: it has triplets but no allocation)."""
+        if record.method == "svd_lora":
+            return None
         if record.folder not in self._final:
             pattern = read_rank_pattern(record.folder)
             masks = None if pattern is None else {name: entry["mask"] for name, entry in pattern.items()}

@@ -21,7 +21,7 @@ from typing import Any
 from adalora_scores.run_files import atomic_write, read_config
 from adalora_scores.study import plots
 from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
-from adalora_scores.study.paper import PAPER, TABLE1, TABLE2, Column
+from adalora_scores.study.paper import PAPER, PAPER_ROWS, TABLE1, TABLE2, Column
 from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
 from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect, run_problems
 from adalora_scores.study.tuning import Choice, tune, tuned_keys
@@ -51,7 +51,8 @@ _CAPTIONS = {
 
 _DIAGNOSTICS_NOTE = (
     "Does a score estimate something stable, and how does it spend the budget? From each run's `rank_pattern.json`, "
-    "`allocations.jsonl` and `triplet_scores.json`; LoRA baselines have no triplets and are left out. **Jaccard "
+    "`allocations.jsonl` and `triplet_scores.json`; LoRA baselines have no triplets and are left out; SVD-LoRA rows "
+    "(`svd_lora`) have triplets but no allocation, so they show no kept set, agreement or churn. **Jaccard "
     "across seeds**: J = |A ∩ B| / |A ∪ B| of the final kept triplets of two seeds of one score, mean over seed "
     "pairs; **chance**: the expected J of two random kept sets of the same sizes; **p (vs chance)**: the one-sided "
     "p-value of that mean J under H0, each seed's kept set an independent uniformly random subset of the same size of "
@@ -91,6 +92,10 @@ def _paper_table(columns: Sequence[Column], averages: bool) -> str | None:
     for score in scores:
         values = [PAPER.get((score, label)) for label in labels]
         lines.append(f"| `{score}` | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
+    estimators = "; ".join(f"`{score}` = {PAPER_ROWS[score]}" for score in scores if score in PAPER_ROWS)
+    lines.append(f"\nThe paper's rows, by its definitions, and the estimator each column used: {estimators}. The "
+                 "mini-batch `fisher` and `gsnr` estimate the same formulas from one mini-batch gradient per step: "
+                 "ablation rows, without a paper value.")  # fmt: skip
     return "\n".join(lines)
 
 
