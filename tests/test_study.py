@@ -264,7 +264,10 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
     assert "A demonstration of the workflow, not a result" in report and "contrast_sentiment accuracy" in report
     assert "SST-2" not in report and "Table 1" not in report  # its own task, never in a GLUE column
     manifest = yaml.safe_load((out / "sweep.yaml").read_text())
-    assert len(manifest["runs"]) == 2 * len(__import__("adalora_scores").list_scores())
+    rows = len(__import__("adalora_scores").list_scores()) + 1  # every score and the svd_lora control
+    assert len(manifest["runs"]) == 2 * rows
+    assert "`random`" in report and "`random_redrawn`" in report and "`svd_lora_r4`" in report
+    assert "MDD (80%)" in report and "- `random` vs `sensitivity` on contrast_sentiment accuracy: Δ" in report
     assert "missing" not in report and "## Score diagnostics" in report and "Spearman ρ" in report
     task = "contrast_sentiment"
     for kind in ("ranks", "agreement", "churn", "trajectories"):
@@ -272,8 +275,10 @@ def test_demo_runs_the_whole_flow_with_a_tiny_model(tmp_path, capsys):
         assert (out / "plots" / name).stat().st_size > 5000 and f"plots/{name}" in report
     assert (out / "plots" / "metrics.png").stat().st_size > 5000 and not list((out / "plots").glob("budget_*"))
     diagnostics = json.loads((out / "report.json").read_text())["diagnostics"][task]
-    assert len(diagnostics["reliability"]) == len(__import__("adalora_scores").list_scores())
-    assert all(r["pairs"] == 1 for r in diagnostics["reliability"])  # 2 seeds: one pair per score
+    assert len(diagnostics["reliability"]) == rows
+    pairs = {r["score"]: r["pairs"] for r in diagnostics["reliability"]}
+    assert pairs.pop("svd_lora_r4") == 0  # triplets, but no allocation: nothing to compare
+    assert set(pairs.values()) == {1}  # 2 seeds: one pair per score
     assert main(["demo", "--output", str(out), "--tiny", "--seeds", "1,2", "num_epochs=1", "batch_size=32"]) == 0
     assert "0 run(s) trained" in capsys.readouterr().out  # a second call reuses every finished run
 
