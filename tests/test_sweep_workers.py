@@ -121,6 +121,8 @@ def test_two_runs_in_one_cell_are_an_error_not_one_of_them(tmp_path):
     assert "- `fisher` [init_r=20] on rte, seed 1: `a/rte__fisher__init_r=20__seed1`, `b/rte__fisher__init_r" in report
     (cell,) = json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
     assert cell["n"] == 1 and cell["mean"] == 64.0  # neither 60 nor 70 is counted
+    conflicts = json.loads((tmp_path / "report.json").read_text())["conflicts"]
+    assert conflicts == [["a/rte__fisher__init_r=20__seed1", "b/rte__fisher__init_r=20__seed1"]]
     # a Study built by hand with two records of one seed refuses to pick one
     twins = [RunRecord(n, tmp_path, "rte", "fisher", 1, "", {"eval": {"dev": {"accuracy": v}}})
              for n, v in (("x", 60.0), ("y", 70.0))]  # fmt: skip

@@ -447,7 +447,8 @@ def build_report(
     sections = [f"# {title}", notes.strip(), note] if notes.strip() else [f"# {title}", note]
     tuned = None if not keys else {"key": ",".join(keys), "keys": list(keys), "select_on": select_on}
     document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
-                                "tuned": tuned}  # fmt: skip
+                                "tuned": tuned, "conflicts": [[r.name for r in group] for group in study.conflicts],
+                                "takeovers": study.takeovers}  # fmt: skip
     other = generic_columns(study, tasks - {c.task for c in (*TABLE1, *TABLE2)})
     for key, heading, columns, averages in (
         ("table1", "Table 1: GLUE dev", TABLE1, True),
@@ -463,7 +464,7 @@ def build_report(
         settings, ran_with = _settings(study, {c.task for c in shown})
         sections += [f"## {heading}", table]
         if (reference := _paper_table(shown, averages)) is not None:
-            sections += ["The seed paper's values for these columns (AdaLoRA(Original) = `sensitivity`):", reference]
+            sections += ["The seed paper's values for these columns:", reference]
         sections += ["### Settings each row ran with", settings]
         sections += [f"### Significance against `{study.reference}`", significance]
         if averages:

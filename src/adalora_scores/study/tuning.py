@@ -137,5 +137,14 @@ def tune(study: Study, key: str | Sequence[str], select_on: str = "selection") -
             if chosen.get(((values["score"], _variant(values, exclude=excluded)), values["task"]), combination(values))
             == combination(values)
         }
-    study = Study(kept, expected, study.failed, study.unreadable, exclude=excluded, reference=study.reference)
+    study = Study(
+        kept,
+        expected,
+        study.failed,
+        study.unreadable,
+        exclude=excluded,
+        reference=study.reference,
+        conflicts=study.conflicts,
+        takeovers=study.takeovers,
+    )
     return study, choices
