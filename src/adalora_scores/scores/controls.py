@@ -17,13 +17,15 @@ so a resumed run continues bit-exactly.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.scores.base import Score, register_score
+
+if TYPE_CHECKING:
+    from adalora_scores.allocation.layout import TripletLayout
 
 __all__ = ["RandomPriority", "RedrawnRandomPriority"]
 
