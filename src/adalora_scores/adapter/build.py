@@ -230,9 +230,8 @@ def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
 
 def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     """SVD-LoRA: PEFT AdaLoRA's P Λ Q and regulariser at rank ``config.target_r`` on every matrix, never
-    allocated (module docstring). PEFT's allocator is built but never called; its schedule values are unused."""
-    if config.target_r < 1:
-        raise ValueError("method=svd_lora trains every matrix at rank target_r, so target_r must be >= 1.")
+    allocated (module docstring). PEFT's allocator is built but never called; its schedule values are unused.
+    ``TrainConfig`` refuses ``method=svd_lora`` with ``target_r`` < 1."""
     svd_config = AdaLoraConfig(
         init_r=config.target_r,
         target_r=config.target_r,

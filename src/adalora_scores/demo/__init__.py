@@ -19,10 +19,7 @@ from adalora_scores.study.sweep import run_sweep, write_manifest
 from adalora_scores.tasks.contrast import CONTRAST_TASK, DEV_SIZE, TRAIN_SIZE, make_examples
 from adalora_scores.tiny_models import save_tiny_model
 
-__all__ = ["CONTROL_ROW", "run_demo"]
-
-CONTROL_ROW = "svd_lora_r4"
-"""The demo's SVD-LoRA row: the same adapter at the final rank (4) on every matrix, with no allocation."""
+__all__ = ["run_demo"]
 
 # 480 training sentences, 2 epochs at batch 16: 60 optimizer steps; rank 8 -> 4 on every q/k/v/o/f1/f2 matrix.
 # The learning rate is where the rows learn the task within 60 steps with the regulariser in the loss (MiniLM,
@@ -70,11 +67,13 @@ def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1
         f"{DEV_SIZE} dev sentences"
     )
     echo("demo: this demonstrates the workflow; its numbers are not a result.")
+    fixed = {"model": model, **DEMO_SETTINGS, **settings}
+    control = f"svd_lora_r{fixed['target_r']}"  # the SVD-LoRA row: the final rank on every matrix, no allocation
     spec = SweepSpec(
         grid={"task": [CONTRAST_TASK.name], "score": scores or adalora_scores.list_scores(), "seed": list(seeds)},
-        fixed={"model": model, **DEMO_SETTINGS, **settings},
+        fixed=fixed,
         source="adalora-scores demo",
-        baselines={CONTROL_ROW: {"method": "svd_lora"}},  # AdaLoRA's P Λ Q at rank target_r, never allocated
+        baselines={control: {"method": "svd_lora"}},  # AdaLoRA's P Λ Q at rank target_r, never allocated
     )
     runs = spec.runs()
     write_manifest(output, spec, runs)
@@ -85,7 +84,8 @@ def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1
         "negative adjective, and its twin with the adjectives swapped has the other label, so no keyword beats 50%. "
         f"Model: {description}. {DEMO_SETTINGS['num_epochs']} epochs of {TRAIN_SIZE} sentences (60 optimizer "
         f"steps), rank 8 → 4, seeds {', '.join(map(str, seeds))}. The controls: `random` and `random_redrawn` "
-        f"allocate at random under the same schedule, and `{CONTROL_ROW}` trains AdaLoRA's P Λ Q at rank 4 on "
+        f"allocate at random under the same schedule, and `{control}` trains AdaLoRA's P Λ Q at rank "
+        f"{fixed['target_r']} on "
         "every matrix with no allocation; a score that does not beat them has not shown that its allocation "
         "matters. With 2 seeds only large differences can be detected: the power sentences say how large. "
         "The score diagnostics rest on "
