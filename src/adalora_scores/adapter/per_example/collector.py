@@ -14,7 +14,7 @@ How (``shared/reference/score-estimators.md`` §4.4). Per adapted ``SVDLinear`` 
   dropout sample; autograd saves it for the LoRA matmul anyway, so holding it costs no memory);
 * a forward hook on the layer registers a tensor hook on its output (only when the output requires grad);
   the tensor hook receives δy and turns (x̃, δy) into the layer's per-example gradients with the einsums of
-  :mod:`adalora_scores.adapter.svd_gradients`, then adds their sum and sum of squares into two flat buffers.
+  :mod:`.svd_gradients`, then adds their sum and sum of squares into two flat buffers.
 
 Nothing is recomputed and no extra forward or backward runs. Per-example gradients exist for one layer at a time.
 
@@ -44,11 +44,11 @@ as many labelled tokens). Set ``loss_divisor`` and ``loss_scale`` before the for
 of the model given to the collector (with gradients enabled) starts a new micro-batch with the current values.
 
 Several calls, one gradient. A layer called more than once for the same examples (DeBERTa's ``query_proj`` and
-``key_proj``: the tokens and the relative-position embeddings, :mod:`adalora_scores.adapter.shared_inputs`) gets
+``key_proj``: the tokens and the relative-position embeddings, :mod:`.shared_inputs`) gets
 per-example gradients that are the sum over its calls; they are squared only when every call's gradient has
 arrived (or at the end of the micro-batch, for a call whose output did not reach the loss). For the
 relative-position call only the rows the attention indexed enter the products (the others have zero gradient;
-:meth:`~adalora_scores.adapter.shared_inputs.SharedProjectionContext.used_rows`).
+:meth:`~adalora_scores.adapter.per_example.shared_inputs.SharedProjectionContext.used_rows`).
 
 Gradient checkpointing runs the forward pass again during backward. Non-reentrant: the tensor hooks on the
 recomputed outputs never fire (autograd back-propagates through the first graph), so every call counts once.
@@ -74,13 +74,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from adalora_scores.adapter.per_example_state import AdaptedLayer, CallGroup, MicroBatch, find_adapted_layers
-from adalora_scores.adapter.shared_inputs import (
+from adalora_scores.adapter.per_example.shared_inputs import (
     SharedProjectionContext,
     patch_relative_attention,
     relative_attention_modules,
 )
-from adalora_scores.adapter.svd_gradients import ExampleGradients, svd_example_gradients
+from adalora_scores.adapter.per_example.state import AdaptedLayer, CallGroup, MicroBatch, find_adapted_layers
+from adalora_scores.adapter.per_example.svd_gradients import ExampleGradients, svd_example_gradients
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.scores.base import GradientMoments
 

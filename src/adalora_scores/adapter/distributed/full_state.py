@@ -32,7 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from adalora_scores.adapter.deepspeed import is_zero3_parameter, zero3_trainable_state
+from adalora_scores.adapter.distributed.fsdp import is_sharded
 
 __all__ = [
     "full_optimizer_state",
@@ -47,19 +47,10 @@ _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _LOAD = StateDictOptions(full_state_dict=True, strict=False)  # strict=False: the frozen base is not in the state
 
 
-def _is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
 def full_trainable_state(model: nn.Module) -> dict[str, Tensor]:
     """``{parameter name: full tensor on the CPU}`` of every trainable parameter of ``model`` (the PEFT model,
-    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors. Under
-    DeepSpeed ZeRO-3 the tensors come from DeepSpeed's fp32 master copy
-    (:func:`adalora_scores.adapter.deepspeed.zero3_trainable_state`; also a collective), on every process."""
-    if any(is_zero3_parameter(p) for p in model.parameters()):
-        return zero3_trainable_state(model)
+    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors. (ZeRO-3
+    reads DeepSpeed's optimizer instead: :func:`~.deepspeed.zero3_trainable_state`.)"""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
     return get_model_state_dict(model, options=options)
 
@@ -96,7 +87,7 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
     if any(isinstance(key, str) for key in groups[0].get("params", [])):
         set_optimizer_state_dict(model, optimizer, state, options=_LOAD)
         return
-    if _is_sharded(model):
+    if any(is_sharded(p) for p in model.parameters()):
         raise ValueError(
             "this checkpoint's optimizer state is keyed by parameter index (written by adalora-scores before FSDP2 "
             "support), which cannot be split into FSDP2 shards. Resume it on one process or with DDP "

@@ -167,7 +167,7 @@ def patch_relative_attention(attention: nn.Module, enter: Callable[[SharedProjec
             raise RuntimeError(
                 f"{type(self).__name__}.disentangled_attention_bias no longer tiles each relative-position "
                 "projection with repeat(batch, 1, 1); per-example statistics cannot attribute that path. Update "
-                "adalora_scores.adapter.shared_inputs for the installed transformers version."
+                "adalora_scores.adapter.per_example.shared_inputs for the installed transformers version."
             )
         return bias
 
