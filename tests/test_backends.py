@@ -144,7 +144,7 @@ def test_zero3_layout_sizes_come_from_the_full_shapes(stand_in_deepspeed):
     assert [backend.numel(p) for p in model.parameters()] == [8, 2, 6, 8, 2, 10]
     gathered = layout.gather_parameters()  # the full values, in the layout's flat order
     assert gathered.numel() == layout.numel and torch.equal(gathered[:8], values[0].view(-1))
-    with pytest.raises(ValueError, match="do not form rank-0 triplets"):  # read as plain tensors, the sizes are lost
+    with pytest.raises(ValueError):  # read as plain tensors, the (0,)-shaped partitions have no matrix sizes
         TripletLayout(model.matrices())
 
 
