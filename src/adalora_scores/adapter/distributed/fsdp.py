@@ -93,8 +93,8 @@ def _owner_path(name: str) -> tuple[str, str]:
 _OWNERS: weakref.WeakKeyDictionary[nn.Module, list[tuple[dict[str, Any], ...]]] = weakref.WeakKeyDictionary()
 """Per model, the parameter tables (``_parameters`` of the ``lora_A``, ``lora_E``, ``lora_B`` ``ParameterDict``s)
 of each layout matrix and its adapter name: ``fully_shard`` replaces parameters inside these tables, never the
-modules, so the name look-up (3 ms for 72 matrices through ``get_submodule`` and ``ParameterDict`` indexing; the
-table look-ups below take a tenth of that) runs once per model."""
+modules, so the name look-up (through ``get_submodule`` and ``ParameterDict`` indexing, ten times the cost of the
+table look-ups below) runs once per model."""
 
 
 _CHECKED: weakref.WeakSet[TripletLayout] = weakref.WeakSet()

@@ -9,9 +9,8 @@ process 0, the only one that writes (the other processes get empty dicts). The s
 (one process, DDP), so a checkpoint holds the same full tensors whatever the set-up, keyed by parameter name:
 
 * weights: the trainable parameters only (``ignore_frozen_params``: the adapter and the head, not the base model);
-* optimizer: ``{"state": {name: {...}}, "param_groups": [{..., "params": [name, ...]}]}``. Checkpoints written before
-  this module keyed the optimizer state by parameter index (``optimizer.state_dict()``); they still resume
-  unsharded.
+* optimizer: ``{"state": {name: {...}}, "param_groups": [{..., "params": [name, ...]}]}``. Older checkpoints key the
+  optimizer state by parameter index (``optimizer.state_dict()``); they resume unsharded.
 
 Restoring (``set_model_state_dict``/``set_optimizer_state_dict``) takes the full tensors on every process (each one
 read the checkpoint) and keeps each process's rows. Gathering and restoring are collectives under FSDP2: every process
@@ -78,7 +77,7 @@ def load_full_trainable_state(model: nn.Module, state: dict[str, Tensor]) -> Non
 
 def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Restore :func:`full_optimizer_state` into ``optimizer`` (each process keeps its rows). A state keyed by
-    parameter index (checkpoints written before this module) is loaded as it is, on an unsharded model only.
+    parameter index (older checkpoints) is loaded as it is, on an unsharded model only.
 
     Raises:
         ValueError: an index-keyed state for a sharded model.

@@ -8,7 +8,8 @@ An example is a row of the batch (a sentence or pair for classification and regr
 SQuAD, a sequence for a causal LM). The orthogonal regulariser is not seen: PEFT adds it to the loss from the
 parameters directly, not through the layers' outputs.
 
-How (``shared/reference/score-estimators.md`` §4.4). Per adapted ``SVDLinear`` call:
+How (per-example gradients of a linear layer from its input and output gradient: Goodfellow, arXiv:1510.01799,
+2015; Opacus' ``linear`` grad sampler). Per adapted ``SVDLinear`` call:
 
 * a forward hook on ``lora_dropout[adapter]`` keeps x̃, the dropout output the layer actually used (the same
   dropout sample; autograd saves it for the LoRA matmul anyway, so holding it costs no memory);
@@ -57,9 +58,9 @@ Reentrant: the first forward runs without gradients, so only the recomputed call
 Why not Opacus or BackPACK. Opacus' hand-written grad samplers key on module types (``nn.Linear``); PEFT's
 ``SVDLinear`` keeps A, B and E in ``ParameterDict``s and multiplies them in its own forward, so Opacus would fall
 back to its functorch sampler, which re-runs each layer's forward and backward per example, and it stores a
-``grad_sample`` of shape (N, …) for every parameter (85 M floats for DeBERTa-v3-base at rank 16 and N = 32,
-§4.4). BackPACK needs every module on the path to be "extended" with its own derivatives and has none for
-``SVDLinear`` or for DeBERTa's attention. The einsums above are the 10-line part of either library we need.
+``grad_sample`` of shape (N, …) for every parameter (85 M floats for DeBERTa-v3-base at rank 16 and N = 32).
+BackPACK needs every module on the path to be "extended" with its own derivatives and has none for ``SVDLinear``
+or for DeBERTa's attention. The einsums above are the 10-line part of either library we need.
 
 With ``torch.distributed`` initialised, :meth:`~PerExampleGradients.consume` all-reduces the sums and the count
 before dividing.
