@@ -302,16 +302,16 @@ def _base(tiny_model_dir, glue_root) -> list[str]:
 
 
 def _disk_full(monkeypatch):
-    from adalora_scores import run_files
+    from adalora_scores import atomic_files
 
-    original = run_files.atomic_write
+    original = atomic_files.atomic_write
 
     def full(path, text):
         if Path(path).name == "metrics.json":
             raise OSError(28, "No space left on device")
         original(path, text)
 
-    monkeypatch.setattr(run_files, "atomic_write", full)
+    monkeypatch.setattr(atomic_files, "atomic_write", full)
 
 
 CASES = {
