@@ -24,7 +24,7 @@ from adalora_scores.study.results import collect
 from adalora_scores.study.tuning import tune
 from adalora_scores.tasks import configure_task, get_task, load_glue
 from adalora_scores.tasks.classification import base_model_for_run, read_labels
-from adalora_scores.tasks.classification.files import read_table
+from adalora_scores.tasks.files import read_table
 
 TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
         "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip

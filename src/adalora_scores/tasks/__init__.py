@@ -10,13 +10,15 @@ from __future__ import annotations
 from adalora_scores.tasks import causal_lm, contrast, glue, squad  # noqa: F401  (registers the built-ins)
 from adalora_scores.tasks.base import Task, configure_task, get_task, list_tasks, register_task
 from adalora_scores.tasks.classification.task import ClassificationTask
-from adalora_scores.tasks.glue import GLUE_TASKS, Example, GlueTask, TaskData, load_glue
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.glue import GLUE_TASKS, GlueTask, load_glue
 from adalora_scores.tasks.squad import SQUAD_TASKS, SquadTask
 
 __all__ = [
     "GLUE_TASKS",
     "SQUAD_TASKS",
     "ClassificationTask",
+    "EncodedDataset",
     "Example",
     "GlueTask",
     "SquadTask",

@@ -38,7 +38,8 @@ from adalora_scores.metrics.classification import (
     regression_metrics,
 )
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.classification.files import (
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.files import (
     SUFFIXES,
     Record,
     Table,
@@ -47,8 +48,6 @@ from adalora_scores.tasks.classification.files import (
     read_hub_tables,
     read_table,
 )
-from adalora_scores.tasks.glue.data import Example, TaskData
-from adalora_scores.tasks.glue.features import EncodedDataset
 
 __all__ = ["CLASSIFICATION_TASK", "LABELS_FILE", "ClassificationOptions", "ClassificationTask", "base_model_for_run",
            "read_labels"]  # fmt: skip
