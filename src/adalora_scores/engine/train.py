@@ -48,7 +48,7 @@ from adalora_scores.run_files import (
     is_finished,
     read_config,
 )
-from adalora_scores.tasks import Task, configure_task
+from adalora_scores.tasks import Task, configure_run
 
 __all__ = ["load_model_and_tokenizer", "optimizer_steps", "predict", "train"]
 
@@ -182,7 +182,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     if resume:
         _check_resumable(Path(output), config)
         restore_plugins(output, config.score, config.task)  # the run's plugins (plugins.json), imported again
-    task = configure_task(config.task, config.task_options)  # the task of this run, with its options
+    task = configure_run(config)  # the task of this run, with its options, checked against the config
     adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
     if resume:
         checkpoint = load_checkpoint(Path(output))
@@ -272,7 +272,7 @@ def train(config: TrainConfig, output: str | Path, overwrite: bool = False, resu
     wall = time.perf_counter() - start
 
     evals, files = evaluate_splits(task, peft_model, eval_sets, eval_loaders, tokenizer, accelerator, config)
-    files |= task.run_files() if hasattr(task, "run_files") else {}  # e.g. classification's labels.json
+    files |= task.run_files()  # e.g. classification's labels.json
     ranks = adapted.ranks()
     finite = [v for v in progress.losses if math.isfinite(v)]
     initial_parameters = adapted.adapter_parameters(initial=True)

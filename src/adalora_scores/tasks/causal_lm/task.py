@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.direction import register_metric_direction
-from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.base import GenerationRequest, TaskBase, register_task
 from adalora_scores.tasks.causal_lm.answers import extract_answer, same_answer
 from adalora_scores.tasks.causal_lm.features import CausalLMDataset, completion_loss
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
@@ -49,16 +49,8 @@ PREDICTIONS_FILE = "predictions.jsonl"
 TRAIN_DATA_FILE = "train_data.json"
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    """What the engine generates for an evaluation split: greedy continuations of ``prompts`` (token ids)."""
-
-    prompts: list[list[int]]
-    max_new_tokens: int
-
-
 @dataclass
-class CausalLMTask:
+class CausalLMTask(TaskBase):
     """Instruction tuning (module docstring). The registered instance has the default options; :meth:`with_options`
     returns the task of one run."""
 

@@ -37,7 +37,7 @@ from adalora_scores.metrics.classification import (
     classification_metrics,
     regression_metrics,
 )
-from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.base import TaskBase, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
 from adalora_scores.tasks.files import (
     SUFFIXES,
@@ -150,7 +150,7 @@ def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
 
 
 @dataclass
-class ClassificationTask:
+class ClassificationTask(TaskBase):
     """Sequence classification or regression on the user's own data (module docstring).
 
     The registered instance has no options; :meth:`with_options` returns the task of one run, which ``load`` fills

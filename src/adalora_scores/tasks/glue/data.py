@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.glue import glue_metrics
-from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.base import TaskBase, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
 from adalora_scores.tasks.files import read_table, read_utf8
 
@@ -22,7 +22,7 @@ csv.field_size_limit(2**30)
 
 
 @dataclass(frozen=True)
-class GlueTask:
+class GlueTask(TaskBase):
     """One GLUE task. Column names are those of the Hub dataset ``nyu-mll/glue`` (also used for CSV/JSON files)."""
 
     name: str

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.squad import score_answers
-from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.base import TaskBase, register_task
 from adalora_scores.tasks.squad.answers import ExtractedAnswers, extract_answers
 from adalora_scores.tasks.squad.data import QAData, QAExample, load_squad_files, load_squad_hub, read_squad_json
 from adalora_scores.tasks.squad.features import QAFeatures
@@ -30,7 +30,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class SquadTask:
+class SquadTask(TaskBase):
     name: str
     version_2: bool
     main_metric: str = "f1"
