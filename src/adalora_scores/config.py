@@ -293,26 +293,39 @@ def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[
 
 def move_task_option_aliases(values: dict[str, Any], where: str = "the config") -> dict[str, Any]:
     """``values`` with every old top-level name of a task option (:data:`TASK_OPTION_ALIASES`) moved into
-    ``task_options``: at the default its field had it changes nothing and is dropped (so a GLUE run given
-    ``doc_stride=128`` by an old preset still runs), any other value becomes ``task_options.NAME``. An old name and
-    ``task_options.NAME`` with different values is an error that names both."""
-    if not set(values) & set(TASK_OPTION_ALIASES):
-        return values
-    result = {key: value for key, value in values.items() if key not in TASK_OPTION_ALIASES}
-    options = result.get("task_options") or {}
-    if not isinstance(options, dict):
-        raise ValueError("task_options must be a mapping, e.g. {text_column: review}.")
-    options = dict(options)
-    for name, default in TASK_OPTION_ALIASES.items():
-        if name not in values:
-            continue
-        value = values[name]
-        if name in options and options[name] != value:
-            raise ValueError(f"{where} sets {name} (the old name of task_options.{name}) to {value!r} and "
-                             f"task_options.{name} to {options[name]!r}; keep task_options.{name}.")  # fmt: skip
-        if value != default:
-            options[name] = value
-    result["task_options"] = options
+    ``task_options``: a value other than the field's old default becomes ``task_options.NAME``; the old default
+    leaves the option out, which is the same (so a GLUE run given ``doc_stride=128`` by an old preset still runs). An
+    old name and ``task_options.NAME`` with different values is an error that names both."""
+    return _apply_level({}, values, where, merge_sections=False)
+
+
+def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merge_sections: bool) -> dict[str, Any]:
+    """``values`` with the values of one level (a preset section, the given values, the overrides) over them: keys
+    replace keys; ``score_options``/``task_options`` merge name by name where ``merge_sections``, else replace; an old
+    name of a task option (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of this level, set over the
+    ``task_options`` below name by name, as the top-level field it was."""
+    level = dict(level)
+    aliases = {name: level.pop(name) for name in TASK_OPTION_ALIASES if name in level}
+    explicit = level.get("task_options") or {}
+    if not isinstance(explicit, dict):
+        raise ValueError(f"{where}: task_options must be a mapping, e.g. {{text_column: review}}.")
+    result = dict(values)
+    if merge_sections:
+        for section in ("score_options", "task_options"):
+            if section in level:
+                result[section] = {**(result.get(section) or {}), **level.pop(section)}
+    result.update(level)
+    if aliases:
+        options = dict(result.get("task_options") or {})
+        for name, value in aliases.items():
+            if name in explicit and explicit[name] != value:
+                raise ValueError(f"{where} sets {name} (the old name of task_options.{name}) to {value!r} and "
+                                 f"task_options.{name} to {explicit[name]!r}; keep task_options.{name}.")  # fmt: skip
+            if value == TASK_OPTION_ALIASES[name]:
+                options.pop(name, None)
+            else:
+                options[name] = value
+        result["task_options"] = options
     return result
 
 
@@ -380,21 +393,31 @@ def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
         load_plugins(listed, base=path.resolve().parent, where=f"{path} plugins:")
 
 
-def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
-    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
-    plugins of its ``plugins:`` section are imported first."""
+def _preset_levels(path_or_name: str, task: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, values)`` of a train preset's ``defaults`` and of its ``tasks[task]`` entry (aliases renamed), in
+    that order. The plugins of its ``plugins:`` section are imported first."""
     path = find_preset(path_or_name, "train")
     document = read_preset(path, "train")
     load_listed_plugins(document, path)
-    values = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
+    levels = [(f"{path} defaults", canonical_values(dict(document.get("defaults") or {}), f"{path} defaults"))]
     tasks = document.get("tasks") or {}
     if task is not None and tasks:
         if task not in tasks:
             raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
-        values.update(canonical_values(dict(tasks[task] or {}), f"{path} tasks.{task}"))
-    if "plugins" in values:
+        where = f"{path} tasks.{task}"
+        levels.append((where, canonical_values(dict(tasks[task] or {}), where)))
+    if any("plugins" in values for _, values in levels):
         raise ValueError(f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
                          "it to the top level of the preset.")  # fmt: skip
+    return levels
+
+
+def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
+    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
+    plugins of its ``plugins:`` section are imported first."""
+    values: dict[str, Any] = {}
+    for _, level in _preset_levels(path_or_name, task):
+        values.update(level)
     return values
 
 
@@ -463,21 +486,19 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
     """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; the overrides'
-    ``score_options`` and ``task_options`` merge name by name. Old top-level names of task options
-    (:data:`TASK_OPTION_ALIASES`) follow the same order, then move into ``task_options``
-    (:func:`move_task_option_aliases`).
+    ``score_options`` and ``task_options`` merge name by name. An old top-level name of a task option
+    (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name by name over the levels below it
+    (as the top-level field it was).
 
     The values are checked here, the task options are not: the task checks them where the config is resolved for a
     run (``adalora_scores.tasks.check_run_config`` on the command line and in sweeps, ``configure_run`` in
     ``train``), before any work."""
-    values: dict[str, Any] = load_preset(preset, task) if preset else {}
-    values.update(canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values"))
-    parsed = parse_overrides(overrides)
-    for section in ("score_options", "task_options"):
-        if section in parsed:
-            values[section] = {**(values.get(section) or {}), **parsed.pop(section)}
-    values.update(parsed)
-    values = move_task_option_aliases(values, f"preset {preset} with the given values" if preset else "the config")
+    levels = _preset_levels(preset, task) if preset else []
+    given = canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values")
+    values: dict[str, Any] = {}
+    for where, level in [*levels, ("the given values", given)]:
+        values = _apply_level(values, level, where, merge_sections=False)
+    values = _apply_level(values, parse_overrides(overrides), "the key=value overrides", merge_sections=True)
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")
