@@ -5,7 +5,7 @@ from __future__ import annotations
 from peft import AdaLoraConfig, get_peft_model
 from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-from adalora_scores.adapter.targets import target_modules_for
+from adalora_scores.adapter.peft.targets import target_modules_for
 
 
 def deberta_v3_adalora(small: bool, **schedule):

@@ -26,7 +26,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from adalora_scores.adapter.build import build_adalora
+from adalora_scores.adapter.peft.build import build_adalora
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.data import make_loader
 from adalora_scores.tasks.causal_lm import CausalLMDataset, LMExample

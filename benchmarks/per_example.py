@@ -2,7 +2,7 @@
 
 The model is the DeBERTa-v3-base-shaped AdaLoRA model of ``_shapes.py`` (random weights, 72 adapted matrices at
 init rank 16, 2,655,360 adapter entries), whose q/k projections also run on the shared relative-position
-embeddings (the route of ``adalora_scores.adapter.shared_inputs``). λ is set to random values so that every
+embeddings (the route of ``adalora_scores.adapter.per_example.shared_inputs``). λ is set to random values so that every
 gradient is non-zero (PEFT starts at λ = 0; the cost is the same).
 
 * time: one step = forward + backward (+ ``consume()`` for the collector), measured side by side in one process,
@@ -38,8 +38,8 @@ from _shapes import deberta_v3_adalora
 from scipy.stats import binom
 
 from adalora_scores.adapter import per_example
-from adalora_scores.adapter.peft import adalora_model, find_adapted_matrices
-from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.peft.attach import adalora_model, find_adapted_matrices
+from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.allocation.layout import TripletLayout
 
 VARIANTS = ("plain", "collector")

@@ -47,7 +47,7 @@ def zero3_run(rank: int, world: int) -> dict:
     from transformers.integrations import HfDeepSpeedConfig
 
     config = zero3_config()
-    model, allocator, optimizer = build(OPTIONS)  # before HfDeepSpeedConfig: built as in the single process
+    model, allocator, optimizer = build(OPTIONS, backend="zero3")  # as the single process, before HfDeepSpeedConfig
     keep_alive = HfDeepSpeedConfig(config)  # as accelerate's plugin does: PEFT's regulariser gathers through it
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     values = [m.value for m in allocator.layout.matrices]

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from adalora_scores.adapter.build import AdaptedModel, build_adalora
+from adalora_scores.adapter.peft.build import AdaptedModel, build_adalora
 from adalora_scores.config import TrainConfig
-from adalora_scores.engine.full_state import full_trainable_state, load_training_state, training_state
 from adalora_scores.tiny_models import tiny_config, tiny_model
 
 VOCABULARY = 64
@@ -43,14 +42,16 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
-def build(options: dict, mesh=None):
-    """The PEFT model (sharded on ``mesh``), its allocator and an AdamW optimizer, drawn identically every time."""
+def build(options: dict, mesh=None, backend: str | None = None):
+    """The PEFT model (sharded on ``mesh``), its allocator and an AdamW optimizer, drawn identically every time.
+    The loop wraps the model itself (no accelerate), so it names the backend: ``fsdp2`` with a mesh."""
     # init_r=3 shards λ unevenly over 2 processes (2 rows and 1 row)
     config = TrainConfig(task="causal", init_r=3, target_r=1, budget_warmup=2, budget_final=3, mask_interval=1,
                          lora_alpha=6, orth_reg_weight=0.1, **options)  # fmt: skip
     torch.manual_seed(1)
     model, allocator = build_adalora(tiny_model(tiny_config("llama", vocab_size=VOCABULARY), head="causal-lm"),
-                                     config, STEPS, modules_to_save=())  # fmt: skip
+                                     config, STEPS, modules_to_save=(),
+                                     backend="fsdp2" if mesh is not None else backend)  # fmt: skip
     if mesh is not None:
         from torch.distributed.fsdp import fully_shard
 
@@ -104,7 +105,7 @@ def trainable(model) -> dict[str, torch.Tensor]:
 def engine_case(out: Path, rank: int | None, world: int, mesh=None) -> dict:
     """The engine's run-folder save and checkpoint/resume, through the functions the engine calls.
 
-    * save: train :data:`STEPS` steps, gather with ``full_trainable_state`` on every process, and the writer
+    * save: train :data:`STEPS` steps, gather with the backend's ``trainable_state`` on every process, and the writer
       (process 0) saves ``OUT/adapter-<tag>`` with ``AdaptedModel.save(..., state_dict=...)`` (as ``engine/train.py``);
     * resume: train :data:`CHECKPOINT_AT` steps, ``training_state`` and the allocator state on every process, the
       writer saves ``OUT/checkpoint-<tag>.pt`` (as ``engine/loop.py``); every process reads it into a freshly built
@@ -114,8 +115,8 @@ def engine_case(out: Path, rank: int | None, world: int, mesh=None) -> dict:
     barrier = (lambda: None) if rank is None else torch.distributed.barrier
     model, allocator, optimizer = build(ENGINE_OPTIONS, mesh)
     masks, _ = run(model, allocator, optimizer, range(1, STEPS + 1), rank, world)
-    adapted = AdaptedModel(model, allocator, {})
-    state = full_trainable_state(model)
+    adapted = AdaptedModel(model, allocator, {}, backend=allocator.backend)
+    state = adapted.backend.trainable_state(model)
     if writer:
         adapted.save(out / f"adapter-{tag}", model, state_dict=state)
     barrier()
@@ -123,13 +124,13 @@ def engine_case(out: Path, rank: int | None, world: int, mesh=None) -> dict:
     model, allocator, optimizer = build(ENGINE_OPTIONS, mesh)
     resumed, _ = run(model, allocator, optimizer, range(1, CHECKPOINT_AT + 1), rank, world)
     allocator_state = AdaptedModel(model, allocator, {}).allocator_state()
-    checkpoint = {**training_state(model, optimizer), "allocator": allocator_state}
+    checkpoint = {**allocator.backend.training_state(model, optimizer), "allocator": allocator_state}
     if writer:
         torch.save(checkpoint, out / f"checkpoint-{tag}.pt")
     barrier()
     model, allocator, optimizer = build(ENGINE_OPTIONS, mesh)
     checkpoint = torch.load(out / f"checkpoint-{tag}.pt", weights_only=True)
-    load_training_state(model, optimizer, checkpoint)
+    allocator.backend.load_training_state(model, optimizer, checkpoint)
     AdaptedModel(model, allocator, {}).load_allocator_state(checkpoint["allocator"])
     rest, _ = run(model, allocator, optimizer, range(CHECKPOINT_AT + 1, STEPS + 1), rank, world)
     return {
@@ -143,11 +144,26 @@ def engine_case(out: Path, rank: int | None, world: int, mesh=None) -> dict:
     }
 
 
+def nonfinite_case(rank: int | None, world: int, mesh=None) -> dict:
+    """The NaN guard's answers: after one backward, with finite gradients, then with a NaN written into one entry of
+    one gradient on the last process only (under FSDP2 into its own shard: the other processes' rows stay finite)."""
+    model, allocator, _ = build(ENGINE_OPTIONS, mesh)
+    batch = global_batches()[0]
+    model(**batch).loss.backward()
+    finite = allocator.backend.nonfinite_parameter(model)
+    name, parameter = next((n, p) for n, p in model.named_parameters() if "lora_E" in n)
+    if rank is None or rank == world - 1:
+        local = parameter.grad.to_local() if hasattr(parameter.grad, "to_local") else parameter.grad
+        local.view(-1)[0] = float("nan")
+    return {"finite": finite, "poisoned": allocator.backend.nonfinite_parameter(model), "name": name}
+
+
 def main(out: Path) -> None:
     if "RANK" not in __import__("os").environ:
         for name, options in CASES.items():
             torch.save(train_case(options, None, 1), out / f"{name}-single.pt")
         torch.save(engine_case(out, None, 1), out / "engine-single.pt")
+        torch.save(nonfinite_case(None, 1), out / "nonfinite-single.pt")
         return
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
@@ -158,6 +174,7 @@ def main(out: Path) -> None:
     for name, options in CASES.items():
         torch.save(train_case(options, rank, world, mesh), out / f"{name}-{rank}.pt")
     torch.save(engine_case(out, rank, world, mesh), out / f"engine-{rank}.pt")
+    torch.save(nonfinite_case(rank, world, mesh), out / f"nonfinite-{rank}.pt")
     dist.destroy_process_group()
 
 

@@ -14,7 +14,7 @@ from transformers import (
     GPT2ForSequenceClassification,
 )
 
-from adalora_scores.adapter.peft import find_adapted_matrices
+from adalora_scores.adapter.peft.attach import find_adapted_matrices
 from adalora_scores.allocation.layout import TripletLayout
 
 VOCABULARY = 64
@@ -107,7 +107,7 @@ def distributed_worker(output: str, lengths: list[int], split: int) -> None:
     """One of 2 gloo processes: rank 0 back-propagates rows [0, split), rank 1 the rest; rank 0 saves the moments."""
     import torch.distributed as dist
 
-    from adalora_scores.adapter.per_example import PerExampleGradients
+    from adalora_scores.adapter.per_example.collector import PerExampleGradients
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

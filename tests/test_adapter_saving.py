@@ -92,7 +92,7 @@ def test_a_gathered_state_dict_saves_like_the_model_and_is_left_unchanged(tmp_pa
     the model); on one process that must write the same files as saving the model itself, λ = 0 rule included."""
     from safetensors.torch import load_file
 
-    from adalora_scores.engine.full_state import full_trainable_state
+    from adalora_scores.adapter.distributed.full_state import full_trainable_state
 
     model, allocator = _pruned_model()
     state = full_trainable_state(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adalora_scores.adapter.build import build_adapted_model
+from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.config import TrainConfig
 from adalora_scores.tiny_models import tiny_config, tiny_model
 

@@ -82,7 +82,7 @@ def test_default_train_prints_one_line_and_verbose_shows_the_library_output(tiny
 
 
 def test_evaluate_prints_one_line(tiny_model_dir, glue_root, tmp_path):
-    """Also without PEFT's false alarm about AdaLoRA's rank_pattern keys (adapter/saving.py), which stock PEFT
+    """Also without PEFT's false alarm about AdaLoRA's rank_pattern keys (adapter/peft/saving.py), which stock PEFT
     prints when it loads any AdaLoRA adapter."""
     run = tmp_path / "run"
     assert _train(tiny_model_dir, glue_root, run).returncode == 0

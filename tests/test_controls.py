@@ -76,7 +76,7 @@ def test_controls_move_no_other_random_stream(name):
 def test_build_adalora_seeds_the_control(options, expected):
     from _tiny import tiny_bert
 
-    from adalora_scores.adapter.build import build_adalora
+    from adalora_scores.adapter.peft.build import build_adalora
 
     config = TrainConfig(task="sst2", score="random", seed=5, score_options=options, init_r=4, target_r=2)
     _, allocator = build_adalora(tiny_bert(0), config, total_steps=20)

@@ -9,8 +9,8 @@ import warnings
 import pytest
 from peft import AdaLoraConfig, get_peft_model
 
-from adalora_scores.adapter.build import build_adalora
-from adalora_scores.adapter.targets import resolve_target_modules, target_modules_for
+from adalora_scores.adapter.peft.build import build_adalora
+from adalora_scores.adapter.peft.targets import resolve_target_modules, target_modules_for
 from adalora_scores.config import TrainConfig
 from adalora_scores.module_types import matrix_position
 from adalora_scores.tiny_models import DECODER_TYPES, tiny_config, tiny_model

@@ -11,10 +11,10 @@ from _tolerances import assert_reordered
 from peft import AdaLoraConfig, PeftModel, get_peft_model
 
 import adalora_scores
-from adalora_scores.adapter.build import build_adalora
-from adalora_scores.adapter.peft import find_adapted_matrices
-from adalora_scores.adapter.per_example import IGNORE_INDEX, PerExampleGradients
-from adalora_scores.adapter.targets import target_modules_for
+from adalora_scores.adapter.peft.attach import find_adapted_matrices
+from adalora_scores.adapter.peft.build import build_adalora
+from adalora_scores.adapter.peft.targets import target_modules_for
+from adalora_scores.adapter.per_example.collector import IGNORE_INDEX, PerExampleGradients
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.config import TrainConfig
 from adalora_scores.tiny_models import tiny_config, tiny_model

@@ -20,8 +20,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
 import adalora_scores
-from adalora_scores.adapter.sharding import check_full_gradients, current_zero_stage
-from adalora_scores.config import TrainConfig
+from adalora_scores.adapter.distributed.sharding import check_full_gradients, current_zero_stage
 
 deepspeed = pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
 
@@ -99,13 +98,3 @@ def test_attach_refuses_per_example_gradients_under_deepspeed(deepspeed_state):
     for options in ({"score": "fisher_per_example"}, {"score": "sensitivity", "task_gradient_only": True}):
         with pytest.raises(RuntimeError, match="not supported under DeepSpeed ZeRO-3"):
             adalora_scores.attach(model, **options)
-
-
-def test_the_engine_refuses_checkpoints_resume_and_skip_under_deepspeed():
-    from adalora_scores.engine.train import _check_deepspeed_run
-
-    _check_deepspeed_run(TrainConfig(task="sst2", checkpoint_every=0), resume=False)
-    with pytest.raises(ValueError, match="checkpoints .* set checkpoint_every=0"):
-        _check_deepspeed_run(TrainConfig(task="sst2"), resume=False)
-    with pytest.raises(ValueError, match="--resume.*nonfinite=skip"):
-        _check_deepspeed_run(TrainConfig(task="sst2", checkpoint_every=0, nonfinite="skip"), resume=True)

@@ -21,8 +21,8 @@ from _tolerances import assert_reordered
 from conftest import WORDS, write_glue_folder
 from test_decoders import token_batches as decoder_batches
 
-from adalora_scores.adapter.build import build_adapted_model
-from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.peft.build import build_adapted_model
+from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine import train as train_module
 from adalora_scores.engine.train import load_model_and_tokenizer
@@ -103,7 +103,7 @@ def test_four_bit_llama_trains_to_the_same_pattern_shape_and_reloads(score, llam
     assert {k: len(v["mask"]) for k, v in pattern.items()} == {k: len(v["mask"]) for k, v in full.items()}
     assert all(v["rank"] == sum(v["mask"]) for v in pattern.values())
 
-    adapted.save(tmp_path / "adapter")  # adapter/saving.py on the 4-bit model
+    adapted.save(tmp_path / "adapter")  # adapter/peft/saving.py on the 4-bit model
     config = TrainConfig(task="causal", model=str(llama_dir), load_in_4bit=True)
     base, _ = load_model_and_tokenizer(config, CausalTokens())
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()

@@ -1,7 +1,7 @@
 """The two CPU paths of a bitsandbytes 4-bit layer, tested on every host.
 
 On CPUs with AVX512-BF16, ``Linear4bit.forward`` repacks its weight for a bfloat16 kernel when it evaluates
-(``adapter/quantization.py`` says when, and what the repacking guard does). A CPU without the feature never takes
+(``adapter/peft/quantization.py`` says when, and what the repacking guard does). A CPU without the feature never takes
 that path, so the tests choose the path themselves by setting each layer's ``support_avx512bf16_for_cpu`` flag. The
 repacked forward then needs bitsandbytes' kernel, which is built only where the CPU has the feature; elsewhere
 :func:`packed_reference` (the same product computed with torch from the repacked layout) stands in for it, and on a
@@ -22,8 +22,8 @@ import torch
 from conftest import WORDS
 from test_four_bit import CausalTokens, token_batches
 
-from adalora_scores.adapter.build import build_adapted_model
-from adalora_scores.adapter.quantization import REPACK_BLOCK, can_repack, guard_cpu_repacking
+from adalora_scores.adapter.peft.build import build_adapted_model
+from adalora_scores.adapter.peft.quantization import REPACK_BLOCK, can_repack, guard_cpu_repacking
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.train import load_model_and_tokenizer
 from adalora_scores.tiny_models import tiny_config, tiny_model, word_tokenizer

@@ -2,7 +2,7 @@
 fp32, every decoder layer and the root wrapped as accelerate does, λ sharded unevenly), for ``sensitivity``,
 ``fisher_per_example`` and ``task_gradient_only``: the same masks at every step on every process and as the single
 process, the same final rank pattern, triplet scores within float32 summation order, and pruned λ zero in every
-shard. The engine's save and checkpoint functions (``engine/full_state.py``, ``AdaptedModel.save``) on the sharded
+shard. The engine's save and checkpoint functions (``adapter/distributed/``, ``AdaptedModel.save``) on the sharded
 model: the saved adapter equals the single process's and loads in stock PEFT; a checkpoint holds full tensors and
 resumes into a freshly sharded model exactly like an uninterrupted sharded run. The start-up check (FSDP2 allowed;
 FSDP1 and DeepSpeed refused) with simulated accelerate state, and the layout's rebind."""
@@ -24,7 +24,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 import adalora_scores
-from adalora_scores.adapter.sharding import check_full_gradients, current_fsdp_version
+from adalora_scores.adapter.distributed.sharding import check_full_gradients, current_fsdp_version
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 
 WORKER = Path(__file__).with_name("_fsdp2_worker.py")
@@ -47,6 +47,7 @@ def runs(tmp_path_factory):
         single = worker.train_case(options, None, 1)
         results[name] = (single, *(torch.load(out / f"{name}-{rank}.pt") for rank in (0, 1)))
     results["engine"] = (worker.engine_case(out, None, 1), *(torch.load(out / f"engine-{r}.pt") for r in (0, 1)))
+    results["nonfinite"] = (worker.nonfinite_case(None, 1), *(torch.load(out / f"nonfinite-{r}.pt") for r in (0, 1)))
     results["out"] = out
     return results
 
@@ -115,6 +116,35 @@ def test_a_sharded_checkpoint_holds_full_tensors_and_resumes_like_an_uninterrupt
     assert all(isinstance(name, str) for name in checkpoint["optimizer"]["state"])  # keyed by parameter name
 
 
+def test_the_nan_guard_stops_every_process_when_one_shard_is_not_finite(runs):
+    """A NaN in the last process's rows of one gradient: that process names the parameter, the other learns of it
+    through the all-reduce, so both stop or skip together (a one-sided stop would leave the other in a collective)."""
+    single, first, second = runs["nonfinite"]
+    assert single["finite"] is first["finite"] is second["finite"] is None
+    assert single["poisoned"] == second["poisoned"] == second["name"]
+    assert first["poisoned"] == "a parameter shard held by another process"
+
+
+def test_fully_shard_without_a_named_backend_is_refused_at_the_first_allocation(runs):
+    """A loop that wraps the model itself must name the backend: the single-process one would read stale tensors."""
+    del runs  # after the two-process run: torch.distributed is free for a one-process group here
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29574")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        model, allocator, _ = worker.build(worker.ENGINE_OPTIONS)
+        fully_shard(model, mesh=init_device_mesh("cpu", (1,)))
+        model(**worker.global_batches()[0]).loss.backward()
+        with pytest.raises(RuntimeError, match=r"FSDP2 shards .* backend='fsdp2'"):
+            model.base_model.update_and_allocate(1)
+    finally:
+        dist.destroy_process_group()
+
+
 # -- the start-up check ------------------------------------------------------------------------------------------
 @pytest.fixture
 def accelerate_state(monkeypatch):
@@ -151,7 +181,10 @@ def test_attach_accepts_fsdp2_state_and_refuses_fsdp1(accelerate_state):
     with pytest.raises(RuntimeError, match="which FSDP1"):
         adalora_scores.attach(model, score="sensitivity")
     accelerate_state(DistributedType.FSDP, fsdp_version=2)
-    assert adalora_scores.attach(model, score="sensitivity").layout.num_triplets > 0
+    allocator = adalora_scores.attach(model, score="sensitivity")
+    assert allocator.layout.num_triplets > 0 and allocator.backend.name == "fsdp2"  # chosen once, at attach
+    accelerate_state(DistributedType.MULTI_GPU)
+    assert adalora_scores.attach(model, score="sensitivity").backend.name == "single"
 
 
 # -- the layout's rebind -------------------------------------------------------------------------------------------
@@ -178,7 +211,7 @@ def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices()
 
 
 def test_the_engine_builds_under_fsdp2(accelerate_state):
-    from adalora_scores.adapter.build import build_adapted_model
+    from adalora_scores.adapter.peft.build import build_adapted_model
     from adalora_scores.config import TrainConfig
     from adalora_scores.tiny_models import tiny_config, tiny_model
 

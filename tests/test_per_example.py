@@ -13,8 +13,8 @@ import torch
 from _per_example_models import batch_one_gradients, layout_of, padded_batch, tiny_bert, tiny_deberta, tiny_gpt2
 from _tolerances import assert_reordered
 
-from adalora_scores.adapter.per_example import PerExampleGradients
-from adalora_scores.adapter.shared_inputs import SharedProjectionContext
+from adalora_scores.adapter.per_example.collector import PerExampleGradients
+from adalora_scores.adapter.per_example.shared_inputs import SharedProjectionContext
 from adalora_scores.allocation import AdaptedMatrix, TripletLayout
 from adalora_scores.scores import GradientMoments, create_score
 

@@ -72,7 +72,7 @@ def test_the_trainer_callback_gives_the_moments_of_the_whole_accumulated_batch(t
 
 @pytest.mark.parametrize("score", ["fisher_per_example", "gsnr_per_example", "taylor_per_example"])
 def test_per_example_scores_need_the_hooks(score):
-    from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+    from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
 
     model = tiny_adalora()
     allocator = adalora_scores.attach(model, score=score)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adalora_scores.adapter.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
 from adalora_scores.cli import main
 from adalora_scores.config import resolve_config
 from adalora_scores.engine import checkpoint as checkpoint_module

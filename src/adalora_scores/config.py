@@ -59,7 +59,7 @@ level."""
 
 
 METHODS = ("adalora", "svd_lora", "lora")
-"""What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.build``)."""
+"""What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.peft.build``)."""
 
 
 @dataclass
@@ -138,7 +138,7 @@ class TrainConfig:
     beta2: float = 0.85
     target_modules: str | list[str] | None = None
     """None uses the preset for the model type (every attention and MLP matrix of every layer: q, k, v, o, f1, f2
-    for encoders); "qv" the query and value projections only (``adapter/targets.py``)."""
+    for encoders); "qv" the query and value projections only (``adapter/peft/targets.py``)."""
     modules_to_save: list[str] | None = None
     """None trains the task head fully: classifier and pooler (GLUE), qa_outputs (SQuAD)."""
     selection_fraction: float = 0.0

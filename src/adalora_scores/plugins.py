@@ -33,7 +33,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.atomic_files import read_json, write_json
+
 __all__ = [
+    "PLUGINS_FILE",
     "ENTRY_POINT_GROUP",
     "PluginChangedWarning",
     "PluginError",
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "adalora_scores.plugins"
+PLUGINS_FILE = "plugins.json"
+"""In a run folder: the plugins loaded when it trained, imported again by ``--resume`` and ``evaluate``."""
 FILE, MODULE, ENTRY_POINT = "file", "module", "entry_point"
 
 
@@ -275,8 +280,6 @@ def load_entry_points() -> list[PluginRecord]:
 def write_plugin_record(folder: str | Path, records: Sequence[PluginRecord] | None = None) -> None:
     """The run folder's ``plugins.json``: ``records`` (default: every plugin loaded in this process); with none, an
     earlier run's file is removed."""
-    from adalora_scores.run_files import PLUGINS_FILE, write_json
-
     records = loaded_plugins() if records is None else list(records)
     path = Path(folder) / PLUGINS_FILE
     if records:
@@ -287,8 +290,6 @@ def write_plugin_record(folder: str | Path, records: Sequence[PluginRecord] | No
 
 def read_plugin_record(folder: str | Path) -> list[PluginRecord]:
     """The plugins a run folder records (``plugins.json``); none when it has no such file."""
-    from adalora_scores.run_files import PLUGINS_FILE, read_json
-
     path = Path(folder) / PLUGINS_FILE
     if not path.is_file():
         return []

@@ -216,12 +216,12 @@ class ScoreRankAllocator:
     def keep_from_matrices(self, pattern: dict[str, list[bool]]) -> Tensor:
         """The flat mask for ``{matrix name: [kept?] * r}``; raises if a matrix is missing or has another rank."""
         rows = []
-        for matrix in self.layout.matrices:
-            if matrix.name not in pattern:
-                raise KeyError(f"the rank pattern has no entry for {matrix.name!r}; it belongs to another model.")
-            row = torch.as_tensor(pattern[matrix.name], dtype=torch.bool)
-            if row.numel() != matrix.rank:
-                raise ValueError(f"the rank pattern of {matrix.name!r} has {row.numel()} entries, not {matrix.rank}.")
+        for name, rank in zip(self.layout.names, self.layout.ranks, strict=True):
+            if name not in pattern:
+                raise KeyError(f"the rank pattern has no entry for {name!r}; it belongs to another model.")
+            row = torch.as_tensor(pattern[name], dtype=torch.bool)
+            if row.numel() != rank:
+                raise ValueError(f"the rank pattern of {name!r} has {row.numel()} entries, not {rank}.")
             rows.append(row)
         self.follow_parameters()
         return torch.cat(rows).to(self.layout.device)

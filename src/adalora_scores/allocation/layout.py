@@ -10,9 +10,10 @@ Within a shape group of n matrices (rank r, d1 = out features, d2 = in features)
     [λ_1 … λ_n]  each (r, 1)     singular values
 
 The adapter package says which parameters of its host library play these roles, and how to read and write them
-(:class:`ParameterAccess`: plain tensors by default; the adapter's ``fsdp.py`` reads sharded parameters whole and
-writes masks into each process's shard), :meth:`TripletLayout.rebind` points the layout at new parameter
-objects of the same matrices (a wrapper such as FSDP2 replaces a module's parameters), and :meth:`TripletLayout.to`
+(:class:`ParameterAccess`: plain tensors by default; the adapter's distributed backends read sharded or
+partitioned parameters whole and write masks into each process's part), :meth:`TripletLayout.rebind` points the layout
+at new parameter objects of the same matrices (a wrapper such as FSDP2 replaces a module's parameters), and
+:meth:`TripletLayout.to`
 moves its buffers to the parameters' device when the model moved after the layout was built (accelerate's
 ``prepare`` moves the model to the GPU after the allocator was attached on the CPU).
 """
@@ -26,17 +27,9 @@ from torch import Tensor, nn
 
 from adalora_scores.allocation.ranking import triplet_importance
 
-__all__ = ["AdaptedMatrix", "ParameterAccess", "TripletLayout", "full_shape"]
+__all__ = ["AdaptedMatrix", "ParameterAccess", "TripletLayout"]
 
 ROLE_VALUE, ROLE_LEFT, ROLE_RIGHT = 0, 1, 2
-
-
-def full_shape(tensor: Tensor) -> torch.Size:
-    """The shape of the whole parameter: a parameter partitioned by DeepSpeed ZeRO-3 is an empty tensor (shape
-    ``(0,)``) on every process and keeps its full shape in ``ds_shape``
-    (``deepspeed/runtime/zero/partition_parameters.py``); any other tensor's own shape."""
-    shape = getattr(tensor, "ds_shape", None)
-    return torch.Size(shape) if shape is not None else tensor.shape
 
 
 @dataclass(frozen=True)
@@ -48,10 +41,6 @@ class AdaptedMatrix:
     value: nn.Parameter  # λ, (r, 1)
     left: nn.Parameter  # P, (d1, r)
 
-    @property
-    def rank(self) -> int:
-        return full_shape(self.value)[0]
-
 
 class ParameterAccess:
     """How the layout reads parameters and gradients and scales λ: plain tensors, as they are (the default).
@@ -59,6 +48,10 @@ class ParameterAccess:
     A subclass can read a tensor that is split across processes as the full tensor (identical on every process)
     and write the mask into each process's part.
     """
+
+    def shape(self, tensor: Tensor) -> torch.Size:
+        """The shape of the whole parameter (a subclass may know it when this process holds only a part)."""
+        return tensor.shape
 
     def read(self, tensor: Tensor) -> Tensor:
         """``tensor`` (a parameter or its gradient, detached) as one full tensor of the parameter's shape."""
@@ -97,12 +90,16 @@ class TripletLayout:
         if not matrices:
             raise ValueError("no adapted matrices: the model has no AdaLoRA triplet (P, λ, Q) parameters.")
         groups: dict[tuple[int, int, int], _Group] = {}
+        shape = self.access.shape
+        self.shapes: dict[str, tuple[int, int, int]] = {}
+        """``{matrix name: (rank, out features, in features)}``, the whole matrices' sizes."""
         for matrix in matrices:
-            rank, in_features = full_shape(matrix.right)
-            out_features, left_rank = full_shape(matrix.left)
-            if full_shape(matrix.value) != (rank, 1) or left_rank != rank:
+            rank, in_features = shape(matrix.right)
+            out_features, left_rank = shape(matrix.left)
+            if shape(matrix.value) != (rank, 1) or left_rank != rank:
                 raise ValueError(f"{matrix.name}: the shapes of Q, λ and P do not form rank-{rank} triplets.")
             key = (rank, out_features, in_features)
+            self.shapes[matrix.name] = key
             groups.setdefault(key, _Group([], rank, out_features, in_features)).matrices.append(matrix)
         self.groups = list(groups.values())
         self.parameters: list[nn.Parameter] = []
@@ -110,14 +107,16 @@ class TripletLayout:
         for group in self.groups:
             for role in ("right", "left", "value"):
                 tensors = [getattr(m, role) for m in group.matrices]
-                size = sum(full_shape(t).numel() for t in tensors)
+                size = sum(shape(t).numel() for t in tensors)
                 setattr(group, role, slice(offset, offset + size))
                 self.parameters.extend(tensors)
                 offset += size
         self.numel = offset
         self.matrices = [m for g in self.groups for m in g.matrices]
         self.names = [m.name for m in self.matrices]
-        self.num_triplets = sum(m.rank for m in self.matrices)
+        self.ranks = [self.shapes[name][0] for name in self.names]
+        """The rank of each matrix, in :attr:`matrices` order."""
+        self.num_triplets = sum(self.ranks)
         self.device = self.parameters[0].device
         self._values = [m.value for m in self.matrices]
         self._buffer = torch.empty(self.numel, dtype=torch.float32, device=self.device)
@@ -150,7 +149,7 @@ class TripletLayout:
         new = [by_name[name] for name in self.names]
         for old, matrix in zip(self.matrices, new, strict=True):
             for role in ("right", "value", "left"):
-                if full_shape(getattr(old, role)) != full_shape(getattr(matrix, role)):
+                if self.access.shape(getattr(old, role)) != self.access.shape(getattr(matrix, role)):
                     raise ValueError(f"{matrix.name}: rebind got another shape for its {role} parameter.")
         for group in self.groups:
             group.matrices = [by_name[m.name] for m in group.matrices]
@@ -204,13 +203,13 @@ class TripletLayout:
 
     def apply_keep_mask(self, keep: Tensor) -> None:
         """Zero λ of every triplet whose entry in ``keep`` (flat, ``num_triplets``, bool) is False."""
-        factors = keep.to(dtype=self._values[0].dtype).view(-1, 1).split([m.rank for m in self.matrices])
+        factors = keep.to(dtype=self._values[0].dtype).view(-1, 1).split(self.ranks)
         with torch.no_grad():
             self.access.scale_(self._values, list(factors))
 
     def split_by_matrix(self, flat: Tensor) -> dict[str, Tensor]:
         """Split a per-triplet tensor into ``{matrix name: (r,) tensor}``."""
-        return dict(zip(self.names, flat.split([m.rank for m in self.matrices]), strict=True))
+        return dict(zip(self.names, flat.split(self.ranks), strict=True))
 
     # -- helpers for scores ------------------------------------------------------------------------------------------
     def zeros(self) -> Tensor:

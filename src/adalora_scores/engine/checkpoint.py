@@ -7,8 +7,8 @@ Loading is safe: ``torch.load(weights_only=True)`` rebuilds only tensors, contai
 to run code when unpickled is refused before anything runs. The one non-torch object a checkpoint holds is numpy's RNG
 state, ``("MT19937", uint32 ndarray, pos, has_gauss, cached_gaussian)``; its four globals (numpy's ndarray
 ``_reconstruct``, ``ndarray``, ``dtype`` and the uint32 dtype class) are allow-listed for the duration of the load
-only, under their numpy 2 and numpy 1 names, so checkpoints written before this change still resume. (Storing the numpy
-state as a plain list would have needed no allow-list, but would have refused those older checkpoints.) Everything else
+only, under their numpy 2 and numpy 1 names, so checkpoints that hold the ndarray resume. (Storing the numpy state as
+a plain list would need no allow-list, but would refuse those checkpoints.) Everything else
 (the python ``random`` state tuple, torch/CUDA RNG byte tensors, weights, optimizer, scheduler and allocator state) is
 plain data that ``weights_only`` accepts as it is.
 """

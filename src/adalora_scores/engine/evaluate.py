@@ -20,10 +20,40 @@ from adalora_scores.config import TrainConfig, parse_overrides
 from adalora_scores.engine.generate import generate_texts
 from adalora_scores.run_files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
 
-__all__ = ["EVALUATION_FIELDS", "encode_splits", "evaluate_run", "evaluate_splits", "split_loaders"]
+__all__ = ["EVALUATION_FIELDS", "encode_splits", "evaluate_run", "evaluate_splits", "predict", "split_loaders"]
+
+_LABEL_KEYS = ("labels", "start_positions", "end_positions")
+_PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
 
 EVALUATION_FIELDS = ("data", "eval_batch_size", "max_eval_samples", "torch_dtype", "mixed_precision", "task_options")
 """The config values ``evaluate`` may change: where the data is, how it is batched, and the task's options."""
+
+
+@torch.no_grad()
+def predict(
+    model, loader, names: tuple[str, ...], accelerator: Accelerator, batch_outputs=None
+) -> dict[str, torch.Tensor]:
+    """The model outputs ``names`` for every item of ``loader``, in order, gathered from all processes (duplicates
+    of the last uneven batch dropped). Token-level outputs are padded to a common length with a very low logit.
+    ``batch_outputs(model, batch)``: the task's own outputs of a batch (labels included), instead of the model's
+    outputs without labels."""
+    model.eval()
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for batch in loader:
+        if batch_outputs is not None:
+            outputs = batch_outputs(model, batch)
+        else:
+            outputs = model(**{k: v for k, v in batch.items() if k not in _LABEL_KEYS})
+        values = tuple(accelerator.pad_across_processes(outputs[n], dim=1, pad_index=_PAD_LOGIT) for n in names)
+        for name, value in zip(names, accelerator.gather_for_metrics(values), strict=True):
+            collected[name].append(value.float().cpu())
+    model.train()
+    result = {}
+    for name, parts in collected.items():
+        width = max(part.shape[1] for part in parts)
+        padded = [torch.nn.functional.pad(p, (0, width - p.shape[1]), value=_PAD_LOGIT) for p in parts]
+        result[name] = torch.cat(padded)
+    return result
 
 
 def encode_splits(task: Any, evals: dict[str, list[Any]], selection: list[Any], tokenizer: Any,
@@ -58,8 +88,6 @@ def evaluate_splits(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(metrics per split, run-folder files)``: each file is named as the task names it when there is one split,
     else prefixed with the split (``selection_predictions.jsonl``)."""
-    from adalora_scores.engine.train import predict
-
     evals, files = {}, {}
     for name, loader in eval_loaders.items():
         outputs = predict(model, loader, task.output_names, accelerator, task.batch_outputs)
@@ -94,9 +122,9 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     the tokenizer the one saved with the adapter; the splits are the run's (dev, and the selection split when it held
     one out).
     """
-    from adalora_scores.adapter.saving import load_adapter
+    from adalora_scores.adapter.peft.saving import load_adapter
+    from adalora_scores.engine.model import load_model_and_tokenizer
     from adalora_scores.engine.split import hold_out
-    from adalora_scores.engine.train import load_model_and_tokenizer
     from adalora_scores.plugins import restore_plugins
     from adalora_scores.run_files import write_json
     from adalora_scores.tasks import configure_run

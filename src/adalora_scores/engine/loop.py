@@ -9,8 +9,8 @@ Order inside one optimizer step (the allocation must see the final gradient of t
 4. ``optimizer.step()``, ``scheduler.step()``, then ``update_and_allocate(step)``, before ``zero_grad()``;
 5. with several processes, every process checks it holds the same mask (gradients are all-reduced before step 2,
    so they must agree; a mismatch stops the run);
-6. every ``checkpoint_every`` steps, an atomic checkpoint of full tensors (gathered from every process under FSDP2:
-   :mod:`adalora_scores.engine.full_state`), written by the main process.
+6. every ``checkpoint_every`` steps, an atomic checkpoint of full tensors (gathered from every process by the
+   model's backend, :mod:`adalora_scores.adapter.distributed`), written by the main process.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from adalora_scores.adapter.build import AdaptedModel
+from adalora_scores.adapter.peft.build import AdaptedModel
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
-from adalora_scores.engine.full_state import load_training_state, training_state
 from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.tracking import allocation_scalars, log_step
 from adalora_scores.run_files import TRIPLET_SCORES_FILE
@@ -71,7 +70,7 @@ def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
     weights and optimizer state are complete on the main process only, which writes the checkpoint."""
     return {
         "progress": progress.to_dict(),
-        **training_state(session.unwrapped, session.torch_optimizer),  # "trainable", "optimizer"
+        **session.adapted.backend.training_state(session.unwrapped, session.torch_optimizer),  # "trainable", ...
         "scheduler": session.scheduler.state_dict(),
         "allocator": session.adapted.allocator_state(),
         "rng": capture_rng(),
@@ -81,20 +80,13 @@ def checkpoint_state(session: Session, progress: Progress) -> dict[str, Any]:
 def restore_state(session: Session, state: dict[str, Any]) -> Progress:
     """Load a checkpoint into the prepared model, optimizer, scheduler and allocator (every process; under FSDP2
     each keeps its rows of the full tensors)."""
-    load_training_state(session.unwrapped, session.torch_optimizer, state)
+    session.adapted.backend.load_training_state(session.unwrapped, session.torch_optimizer, state)
     session.scheduler.load_state_dict(state["scheduler"])
     allocator = state["allocator"]
-    if allocator is not None and "peft_rank_pattern" in state:  # checkpoints of 0.2 kept it beside the allocator
+    if allocator is not None and "peft_rank_pattern" in state:  # older checkpoints keep it beside the allocator
         allocator = {**allocator, "peft_rank_pattern": state["peft_rank_pattern"]}
     session.adapted.load_allocator_state(allocator)
     return Progress(**state["progress"])  # the RNG is restored by run_steps, once the data iterator exists
-
-
-def _nonfinite_parameter(model) -> str | None:
-    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    if not named or torch.stack(torch._foreach_norm([g for _, g in named])).isfinite().all():
-        return None
-    return next(n for n, g in named if not torch.isfinite(g).all())
 
 
 def _check_same_allocation(accelerator: Accelerator, allocator, step: int) -> None:
@@ -159,7 +151,7 @@ def _optimizer_step(session: Session, progress: Progress, allocator, accumulatio
     window = progress.losses[-accumulation:]
     _unscale_and_clip(session)
     if accelerator.scaler is None:
-        bad = _nonfinite_parameter(session.model)
+        bad = session.adapted.backend.nonfinite_parameter(session.model)  # the same answer on every process
         if bad is not None or not all(math.isfinite(v) for v in window):
             where = f"gradient of {bad}" if bad else "loss"
             message = f"step {progress.step + 1}: non-finite {where} (loss {window})"

@@ -27,7 +27,7 @@ Adding a score is one small class in one file::
 
 A score that needs per-example gradient statistics sets ``gradient = "per_example"`` and implements
 :meth:`Score.update_moments` instead of :meth:`Score.update`; the trainer then hands it a :class:`GradientMoments`
-each step (built by :class:`adalora_scores.adapter.per_example.PerExampleGradients`).
+each step (built by :class:`adalora_scores.adapter.per_example.collector.PerExampleGradients`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Loss: transformers' causal-LM loss on the completion tokens only (``features.py`
 the mean over the labelled tokens of the batch, T = Σ_n T_n tokens: L = (1/T) Σ_n Σ_t ℓ_{n,t}. The per-example
 statistics define example n's loss as its own token mean, ℓ_n = (1/T_n) Σ_t ℓ_{n,t}, so that L = Σ_n (T_n/T) ℓ_n:
 the batch loss weights each example by its share of the tokens rather than averaging the ℓ_n
-(``adapter/per_example.py``, ``loss_reduction="token_mean"``, which attach chooses for CAUSAL_LM models).
+(``adapter/per_example/collector.py``, ``loss_reduction="token_mean"``, which attach chooses for CAUSAL_LM models).
 
 Evaluation on dev: the mean token loss ``loss`` = Σ_n Σ_t ℓ_{n,t} / Σ_n T_n over the whole split and
 ``perplexity`` = exp(loss), both lower-is-better; with ``task_options.generate=true`` also greedy generation from

@@ -10,16 +10,14 @@ import inspect
 import warnings
 from typing import Any
 
-from accelerate.utils import DistributedType
 from peft import PeftModel
 from peft.tuners.adalora import AdaLoraModel
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import nn
 
-from adalora_scores.adapter.fsdp import install_sharded_regulariser
-from adalora_scores.adapter.peft_allocator import PER_EXAMPLE_UNDER_ZERO3, PeftRankAllocator
-from adalora_scores.adapter.per_example import PerExampleGradients
-from adalora_scores.adapter.sharding import check_full_gradients, current_distributed_type
+from adalora_scores.adapter.distributed.backend import Backend, resolve_backend
+from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 from adalora_scores.scores.base import Score, create_score, get_score_class
 
@@ -91,6 +89,7 @@ def attach(
     reactivation: bool = True,
     task_gradient_only: bool = False,
     loss_reduction: str | None = None,
+    backend: Backend | str | None = None,
     **score_options: Any,
 ) -> PeftRankAllocator:
     """Replace the rank allocator of a PEFT AdaLoRA model by one that ranks triplets with ``score``.
@@ -105,9 +104,13 @@ def attach(
         task_gradient_only: the score sees the task-loss gradient (the mean of the per-example gradients, before
             clipping) instead of ``p.grad``, which also holds the orthogonal regulariser's gradient.
         loss_reduction: how the model's loss reduces over the batch, for per-example gradients
-            (:class:`~adalora_scores.adapter.per_example.PerExampleGradients`): None derives it from the
+            (:class:`~adalora_scores.adapter.per_example.collector.PerExampleGradients`): None derives it from the
             AdaLoraConfig's ``task_type``: ``"token_mean"`` for ``CAUSAL_LM`` (transformers' mean over labelled
             tokens; each sequence is one example), else ``"mean"`` (over rows).
+        backend: how the adapter's parameters are split across processes
+            (:mod:`adalora_scores.adapter.distributed.backend`): None takes accelerate's set-up in this process (a
+            single process, DDP, FSDP2 or ZeRO-3); a loop that wraps the model itself without accelerate names it:
+            ``"fsdp2"`` (``fully_shard``) or ``"zero3"`` (``deepspeed.initialize``).
         **score_options: constructor options of the score, e.g. ``beta=0.9``. ``beta1``/``beta2`` default to the
             AdaLoraConfig's values for scores that accept them.
 
@@ -122,8 +125,7 @@ def attach(
             ``p.grad``, or for DeepSpeed with per-example gradients (a per-example score or ``task_gradient_only``).
     """
     inner = adalora_model(model)
-    distributed_type = current_distributed_type()
-    check_full_gradients(distributed_type)
+    backend = resolve_backend(backend)  # refuses FSDP1 and ZeRO stages 0 - 2
     adapter_name = getattr(inner, "trainable_adapter_name", None)
     if adapter_name is None or not hasattr(inner, "rankallocator"):
         raise ValueError(
@@ -146,18 +148,18 @@ def attach(
     if not isinstance(task_gradient_only, bool):
         raise TypeError(f"task_gradient_only must be True or False, got {task_gradient_only!r}.")
     element_score = _build_score(score, config, score_options)
-    layout = TripletLayout(find_adapted_matrices(inner, adapter_name))
+    layout = TripletLayout(find_adapted_matrices(inner, adapter_name), backend.parameter_access())
     per_example = None
     if element_score.gradient == "per_example" or task_gradient_only:
-        if distributed_type == DistributedType.DEEPSPEED:
-            raise RuntimeError(PER_EXAMPLE_UNDER_ZERO3)
+        backend.check_per_example()
         # hooks on the model the training loop calls; the loop (or AllocationCallback) sets the accumulation
         # divisor and the fp16 loss scale
         if loss_reduction is None:
             loss_reduction = "token_mean" if config.task_type == "CAUSAL_LM" else "mean"
         per_example = PerExampleGradients(model, layout, loss_reduction=loss_reduction)
     allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
-                                  task_gradient_only=task_gradient_only, per_example=per_example)  # fmt: skip
+                                  task_gradient_only=task_gradient_only, per_example=per_example,
+                                  backend=backend)  # fmt: skip
     inner.rankallocator = allocator
-    install_sharded_regulariser(inner)  # FSDP2: PEFT's regulariser would multiply parameter shards
+    backend.prepare_adalora(inner)  # FSDP2: PEFT's regulariser would multiply parameter shards
     return allocator

@@ -15,19 +15,18 @@ optimizer keeps each process's slice of the averaged gradient and of the fp32 ma
   0.19.8: ``start (2) + length (2) exceeds dimension size (3)``) and the weights the forward pass gathers
   (``p.data`` inside ``deepspeed.zero.GatheredParameters([...], modifier_rank=0)``, which repartitions process 0's
   values on exit). Either write alone loses the mask;
-* the layout's sizes come from ``ds_shape`` (:func:`~adalora_scores.allocation.layout.full_shape`).
+* the layout's sizes come from ``ds_shape`` (:func:`full_shape`, through :meth:`DeepSpeedAccess.shape`).
 
 PEFT's ``AdaLoraModel.update_and_allocate`` (peft 0.13 - 0.21) only calls the rank allocator's methods, which are
-ours (:class:`~adalora_scores.adapter.peft_allocator.PeftRankAllocator`); PEFT's own ``RankAllocator``, which
+ours (:class:`~adalora_scores.adapter.peft.peft_allocator.PeftRankAllocator`); PEFT's own ``RankAllocator``, which
 multiplies the partitioned ``p`` by the full gradient (``The size of tensor a (0) must match ...``), never runs.
 PEFT's orthogonal regulariser gathers partitioned ``lora_A``/``lora_B`` itself (``gather_params_ctx``) once
 transformers' ``HfDeepSpeedConfig`` exists, which accelerate's DeepSpeed plugin and ``Trainer`` create; a plain
 ``deepspeed.initialize`` needs ``HfDeepSpeedConfig(ds_config)`` created first.
 
 Every read and write is a collective: every process must make the same allocator calls, which the schedule
-guarantees. ZeRO stages 0 - 2 are refused (:mod:`adalora_scores.adapter.sharding`), and so are the per-example
-gradient hooks: their backward hook reads ``lora_A``/``lora_E``/``lora_B``, which ZeRO-3 may have released by then.
-"""
+guarantees. ZeRO stages 0 - 2 are refused (:mod:`.sharding`), and so are the per-example gradient hooks: their backward
+hook reads ``lora_A``/``lora_E``/``lora_B``, which ZeRO-3 may have released by then."""
 
 from __future__ import annotations
 
@@ -36,15 +35,46 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adalora_scores.allocation.layout import ParameterAccess, TripletLayout, full_shape
+from adalora_scores.allocation.layout import ParameterAccess
 
-__all__ = ["DeepSpeedAccess", "is_zero3_parameter", "use_deepspeed_access", "zero3_trainable_state"]
+__all__ = [
+    "DeepSpeedAccess",
+    "full_gradient",
+    "full_numel",
+    "full_shape",
+    "is_zero3_parameter",
+    "zero3_trainable_state",
+]
 
 
 def is_zero3_parameter(tensor: Any) -> bool:
     """Whether ``tensor`` is a parameter managed by DeepSpeed ZeRO-3 (it carries ``ds_id``; partitioned or
     persistent)."""
     return hasattr(tensor, "ds_id")
+
+
+def full_shape(tensor: Tensor) -> torch.Size:
+    """The shape of the whole parameter: a parameter partitioned by ZeRO-3 is an empty tensor (shape ``(0,)``) on
+    every process and keeps its full shape in ``ds_shape`` (``deepspeed/runtime/zero/partition_parameters.py``); any
+    other tensor's own shape."""
+    shape = getattr(tensor, "ds_shape", None)
+    return torch.Size(shape) if shape is not None else tensor.shape
+
+
+def full_numel(parameter: Tensor) -> int:
+    """The number of entries of the whole parameter (``ds_numel`` under ZeRO-3)."""
+    return getattr(parameter, "ds_numel", None) or parameter.numel()
+
+
+def full_gradient(parameter: nn.Parameter) -> Tensor | None:
+    """The parameter's full gradient of the last step: from DeepSpeed's optimizer for a ZeRO-3 parameter
+    (``safe_get_full_grad``, a collective), else ``p.grad``."""
+    if not is_zero3_parameter(parameter):
+        return parameter.grad
+    from deepspeed.utils import safe_get_full_grad
+
+    grad = safe_get_full_grad(parameter)
+    return None if grad is None else grad.detach().reshape(full_shape(parameter))
 
 
 class DeepSpeedAccess(ParameterAccess):
@@ -58,13 +88,13 @@ class DeepSpeedAccess(ParameterAccess):
 
         return safe_get_full_fp32_param(parameter).detach().reshape(full_shape(parameter))
 
+    def shape(self, tensor: Tensor) -> torch.Size:
+        return full_shape(tensor)
+
     def gradient(self, parameter: nn.Parameter) -> Tensor | None:
         if not is_zero3_parameter(parameter):
             return super().gradient(parameter)
-        from deepspeed.utils import safe_get_full_grad
-
-        grad = safe_get_full_grad(parameter)
-        return None if grad is None else grad.detach().reshape(full_shape(parameter))
+        return full_gradient(parameter)
 
     def scale_(self, values: list[Tensor], factors: list[Tensor]) -> None:
         zero3 = [(v, f) for v, f in zip(values, factors, strict=True) if is_zero3_parameter(v)]
@@ -96,17 +126,6 @@ def _local_rows(parameter: nn.Parameter, factor: Tensor, size: int) -> Tensor:
     end = min(flat.numel(), padded.numel())
     padded[:end] = flat[:end]
     return padded[rank * size :]
-
-
-def use_deepspeed_access(layout: TripletLayout) -> bool:
-    """Read ``layout`` through :class:`DeepSpeedAccess` once any of its parameters is a ZeRO-3 parameter (after
-    ``deepspeed.initialize``, or accelerate's ``prepare``, wrapped the model); returns whether it does."""
-    if isinstance(layout.access, DeepSpeedAccess):
-        return True
-    if not any(is_zero3_parameter(p) for p in layout.parameters):
-        return False
-    layout.access = DeepSpeedAccess()
-    return True
 
 
 def zero3_trainable_state(model: nn.Module) -> dict[str, Tensor]:

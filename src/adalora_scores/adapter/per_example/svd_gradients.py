@@ -6,7 +6,8 @@ PEFT's ``SVDLinear`` (``peft/tuners/adalora/layer.py``) adds to the frozen layer
 
 with A = ``lora_A`` (Q, r × d_in), E = ``lora_E`` (λ, r × 1, broadcast over the columns of A) and B = ``lora_B``
 (P, d_out × r). With u = x̃ (A ∘ E)ᵀ and δy = ∂L/∂y, the gradient of example n sums over its tokens t
-(``shared/reference/score-estimators.md`` §4.4, the einsum form of Opacus' ``linear`` grad sampler)::
+(Goodfellow, "Efficient Per-Example Gradient Computations", arXiv:1510.01799, 2015; the einsum form of Opacus'
+``linear`` grad sampler, pytorch/opacus ``opacus/grad_sample/linear.py``)::
 
     G_B,n     = c Σ_t δy_{n,t} u_{n,t}ᵀ                      (d_out × r)
     δu_{n,t}  = c δy_{n,t} B                                   (r)
@@ -69,8 +70,8 @@ def svd_example_gradients(
     grad_t = grad.transpose(1, 2)  # δyᵀ, (N, d_out, T)
     plain = inputs @ right.T  # v = x̃ Aᵀ, (N or -, T, r)
     projected = plain * value.T  # u = x̃ (A ∘ E)ᵀ = v ∘ Eᵀ
-    # G_B as (uᵀ δy)ᵀ: the (N, r, d_out) product reads δy once in its own layout (measured 20–25% faster than
-    # δyᵀ u for the wide FFN and relative-position gradients); returned as a transposed view.
+    # G_B as (uᵀ δy)ᵀ: the (N, r, d_out) product reads δy once in its own layout (faster than δyᵀ u for the wide
+    # FFN and relative-position gradients, benchmarks/per_example.py); returned as a transposed view.
     grad_left = (projected.transpose(-1, -2) @ grad).mul_(coefficient).transpose(1, 2)  # G_B, (N, d_out, r)
     grad_projected_t = (left.T @ grad_t).mul_(coefficient)  # δuᵀ, (N, r, T)
     grad_product = grad_projected_t @ inputs  # G_{A∘E}, (N, r, d_in)

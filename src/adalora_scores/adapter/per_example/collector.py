@@ -8,13 +8,14 @@ An example is a row of the batch (a sentence or pair for classification and regr
 SQuAD, a sequence for a causal LM). The orthogonal regulariser is not seen: PEFT adds it to the loss from the
 parameters directly, not through the layers' outputs.
 
-How (``shared/reference/score-estimators.md`` §4.4). Per adapted ``SVDLinear`` call:
+How (per-example gradients of a linear layer from its input and output gradient: Goodfellow, arXiv:1510.01799,
+2015; Opacus' ``linear`` grad sampler). Per adapted ``SVDLinear`` call:
 
 * a forward hook on ``lora_dropout[adapter]`` keeps x̃, the dropout output the layer actually used (the same
   dropout sample; autograd saves it for the LoRA matmul anyway, so holding it costs no memory);
 * a forward hook on the layer registers a tensor hook on its output (only when the output requires grad);
   the tensor hook receives δy and turns (x̃, δy) into the layer's per-example gradients with the einsums of
-  :mod:`adalora_scores.adapter.svd_gradients`, then adds their sum and sum of squares into two flat buffers.
+  :mod:`.svd_gradients`, then adds their sum and sum of squares into two flat buffers.
 
 Nothing is recomputed and no extra forward or backward runs. Per-example gradients exist for one layer at a time.
 
@@ -44,11 +45,11 @@ as many labelled tokens). Set ``loss_divisor`` and ``loss_scale`` before the for
 of the model given to the collector (with gradients enabled) starts a new micro-batch with the current values.
 
 Several calls, one gradient. A layer called more than once for the same examples (DeBERTa's ``query_proj`` and
-``key_proj``: the tokens and the relative-position embeddings, :mod:`adalora_scores.adapter.shared_inputs`) gets
+``key_proj``: the tokens and the relative-position embeddings, :mod:`.shared_inputs`) gets
 per-example gradients that are the sum over its calls; they are squared only when every call's gradient has
 arrived (or at the end of the micro-batch, for a call whose output did not reach the loss). For the
 relative-position call only the rows the attention indexed enter the products (the others have zero gradient;
-:meth:`~adalora_scores.adapter.shared_inputs.SharedProjectionContext.used_rows`).
+:meth:`~adalora_scores.adapter.per_example.shared_inputs.SharedProjectionContext.used_rows`).
 
 Gradient checkpointing runs the forward pass again during backward. Non-reentrant: the tensor hooks on the
 recomputed outputs never fire (autograd back-propagates through the first graph), so every call counts once.
@@ -57,9 +58,9 @@ Reentrant: the first forward runs without gradients, so only the recomputed call
 Why not Opacus or BackPACK. Opacus' hand-written grad samplers key on module types (``nn.Linear``); PEFT's
 ``SVDLinear`` keeps A, B and E in ``ParameterDict``s and multiplies them in its own forward, so Opacus would fall
 back to its functorch sampler, which re-runs each layer's forward and backward per example, and it stores a
-``grad_sample`` of shape (N, …) for every parameter (85 M floats for DeBERTa-v3-base at rank 16 and N = 32,
-§4.4). BackPACK needs every module on the path to be "extended" with its own derivatives and has none for
-``SVDLinear`` or for DeBERTa's attention. The einsums above are the 10-line part of either library we need.
+``grad_sample`` of shape (N, …) for every parameter (85 M floats for DeBERTa-v3-base at rank 16 and N = 32).
+BackPACK needs every module on the path to be "extended" with its own derivatives and has none for ``SVDLinear``
+or for DeBERTa's attention. The einsums above are the 10-line part of either library we need.
 
 With ``torch.distributed`` initialised, :meth:`~PerExampleGradients.consume` all-reduces the sums and the count
 before dividing.
@@ -74,13 +75,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from adalora_scores.adapter.per_example_state import AdaptedLayer, CallGroup, MicroBatch, find_adapted_layers
-from adalora_scores.adapter.shared_inputs import (
+from adalora_scores.adapter.per_example.shared_inputs import (
     SharedProjectionContext,
     patch_relative_attention,
     relative_attention_modules,
 )
-from adalora_scores.adapter.svd_gradients import ExampleGradients, svd_example_gradients
+from adalora_scores.adapter.per_example.state import AdaptedLayer, CallGroup, MicroBatch, find_adapted_layers
+from adalora_scores.adapter.per_example.svd_gradients import ExampleGradients, svd_example_gradients
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.scores.base import GradientMoments
 

@@ -5,9 +5,9 @@ The rank allocator (PEFT's ``update_and_allocate`` and ours) reads every adapter
 
 * a single process, and DDP: every process holds the full, all-reduced gradient in ``p.grad``;
 * FSDP2 (``torch.distributed.fsdp.fully_shard``; accelerate's FSDP plugin with ``fsdp_version=2``): ``p.grad`` is a
-  ``DTensor`` shard of the averaged gradient, which :mod:`adalora_scores.adapter.fsdp` gathers whole for the scores
+  ``DTensor`` shard of the averaged gradient, which :mod:`.fsdp` gathers whole for the scores
   (the adapter is small) before writing the mask into every process's shard;
-* DeepSpeed ZeRO stage 3 (``zero_optimization.stage: 3``): :mod:`adalora_scores.adapter.deepspeed` reads the full
+* DeepSpeed ZeRO stage 3 (``zero_optimization.stage: 3``): :mod:`.deepspeed` reads the full
   gradient and fp32 value from DeepSpeed's optimizer and writes the mask into both copies of λ.
 
 Refused, because ``p.grad`` is a shard or empty there and the scores, and the masks built from them, would be

@@ -33,7 +33,14 @@ from torch import Tensor, nn
 
 from adalora_scores.allocation.layout import AdaptedMatrix, ParameterAccess, TripletLayout
 
-__all__ = ["ShardedAccess", "install_sharded_regulariser", "is_sharded", "orthogonal_regulariser", "refresh_layout"]
+__all__ = [
+    "ShardedAccess",
+    "check_savable",
+    "install_sharded_regulariser",
+    "is_sharded",
+    "orthogonal_regulariser",
+    "refresh_layout",
+]
 
 
 def is_sharded(tensor: Any) -> bool:
@@ -43,6 +50,17 @@ def is_sharded(tensor: Any) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(tensor, DTensor)
+
+
+def check_savable(model: nn.Module) -> None:
+    """Raise a RuntimeError if ``model``'s adapter is FSDP2-sharded: PEFT's ``save_pretrained`` cannot write it."""
+    if any(is_sharded(p) for n, p in model.named_parameters() if "lora_" in n):
+        raise RuntimeError(
+            "the adapter is sharded by FSDP2 (fully_shard), and PEFT's save_pretrained cannot write DTensor "
+            "shards. Gather the full state on every process first (Backend.trainable_state(model) of "
+            "adalora_scores.adapter.distributed, or torch.distributed.checkpoint.state_dict.get_model_state_dict "
+            "with full_state_dict=True) and pass it: save(folder, model, state_dict=...)."
+        )
 
 
 class ShardedAccess(ParameterAccess):
@@ -75,8 +93,8 @@ def _owner_path(name: str) -> tuple[str, str]:
 _OWNERS: weakref.WeakKeyDictionary[nn.Module, list[tuple[dict[str, Any], ...]]] = weakref.WeakKeyDictionary()
 """Per model, the parameter tables (``_parameters`` of the ``lora_A``, ``lora_E``, ``lora_B`` ``ParameterDict``s)
 of each layout matrix and its adapter name: ``fully_shard`` replaces parameters inside these tables, never the
-modules, so the name look-up (3 ms for 72 matrices through ``get_submodule`` and ``ParameterDict`` indexing; the
-table look-ups below take a tenth of that) runs once per model."""
+modules, so the name look-up (through ``get_submodule`` and ``ParameterDict`` indexing, ten times the cost of the
+table look-ups below) runs once per model."""
 
 
 _CHECKED: weakref.WeakSet[TripletLayout] = weakref.WeakSet()

@@ -9,9 +9,8 @@ process 0, the only one that writes (the other processes get empty dicts). The s
 (one process, DDP), so a checkpoint holds the same full tensors whatever the set-up, keyed by parameter name:
 
 * weights: the trainable parameters only (``ignore_frozen_params``: the adapter and the head, not the base model);
-* optimizer: ``{"state": {name: {...}}, "param_groups": [{..., "params": [name, ...]}]}``. Checkpoints written before
-  this module keyed the optimizer state by parameter index (``optimizer.state_dict()``); they still resume
-  unsharded.
+* optimizer: ``{"state": {name: {...}}, "param_groups": [{..., "params": [name, ...]}]}``. Older checkpoints key the
+  optimizer state by parameter index (``optimizer.state_dict()``); they resume unsharded.
 
 Restoring (``set_model_state_dict``/``set_optimizer_state_dict``) takes the full tensors on every process (each one
 read the checkpoint) and keeps each process's rows. Gathering and restoring are collectives under FSDP2: every process
@@ -32,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from adalora_scores.adapter.deepspeed import is_zero3_parameter, zero3_trainable_state
+from adalora_scores.adapter.distributed.fsdp import is_sharded
 
 __all__ = [
     "full_optimizer_state",
@@ -47,19 +46,10 @@ _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _LOAD = StateDictOptions(full_state_dict=True, strict=False)  # strict=False: the frozen base is not in the state
 
 
-def _is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
 def full_trainable_state(model: nn.Module) -> dict[str, Tensor]:
     """``{parameter name: full tensor on the CPU}`` of every trainable parameter of ``model`` (the PEFT model,
-    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors. Under
-    DeepSpeed ZeRO-3 the tensors come from DeepSpeed's fp32 master copy
-    (:func:`adalora_scores.adapter.deepspeed.zero3_trainable_state`; also a collective), on every process."""
-    if any(is_zero3_parameter(p) for p in model.parameters()):
-        return zero3_trainable_state(model)
+    unwrapped from DDP). A collective under FSDP2: every process calls it; only process 0 gets the tensors. (ZeRO-3
+    reads DeepSpeed's optimizer instead: :func:`~.deepspeed.zero3_trainable_state`.)"""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
     return get_model_state_dict(model, options=options)
 
@@ -87,7 +77,7 @@ def load_full_trainable_state(model: nn.Module, state: dict[str, Tensor]) -> Non
 
 def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Restore :func:`full_optimizer_state` into ``optimizer`` (each process keeps its rows). A state keyed by
-    parameter index (checkpoints written before this module) is loaded as it is, on an unsharded model only.
+    parameter index (older checkpoints) is loaded as it is, on an unsharded model only.
 
     Raises:
         ValueError: an index-keyed state for a sharded model.
@@ -96,7 +86,7 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
     if any(isinstance(key, str) for key in groups[0].get("params", [])):
         set_optimizer_state_dict(model, optimizer, state, options=_LOAD)
         return
-    if _is_sharded(model):
+    if any(is_sharded(p) for p in model.parameters()):
         raise ValueError(
             "this checkpoint's optimizer state is keyed by parameter index (written by adalora-scores before FSDP2 "
             "support), which cannot be split into FSDP2 shards. Resume it on one process or with DDP "

@@ -19,10 +19,9 @@ Route chosen: an expanded view (its cost, with the rest of the collector, is mea
   (B, 2k, d_out) gradient before autograd sums it;
 * the sum over the B examples is written in the memory order the gradient arrives in (:class:`ExampleView`).
   The gradient arrives transposed, (B, d_out, 2k) in memory (it comes from ``bmm`` with ``pos_key_layer.transpose``),
-  and torch's own reduction into a contiguous (1, 2k, d_out) result strides across it: measured on 2 CPU cores, at
-  B = 8 the stock ``expand`` backward took 9.4 ms per projection against 0.26 ms this way (38.7 ms against 2.9 ms at
-  B = 32). The stock model's ``repeat`` backward has the same problem (3.5 ms at B = 8, 36 ms at B = 32), so on this
-  path the collector's model is faster than the stock one;
+  and torch's own reduction into a contiguous (1, 2k, d_out) result strides across it, an order of magnitude
+  slower than a reduction in memory order (``benchmarks/README.md`` has the measurement). The stock model's
+  ``repeat`` backward has the same problem, so on this path the collector's model is faster than the stock one;
 * only the band of rows the attention indexes enters the per-example products
   (:meth:`SharedProjectionContext.used_rows`): c2p and p2c reach the scores through ``torch.gather`` of relative
   positions, so the 2k − (2T − 1) rows outside the gathered band have zero gradient (checked against the installed
@@ -36,7 +35,7 @@ Rejected, for stated (not measured) reasons: projecting the embeddings expanded 
 through the frozen d × d weights: at 2k = 512 and 128 tokens per example that is 4× the q/k projection cost of the
 sequence itself); a rewritten ``disentangled_attention_bias`` (a copy of transformers code whose forward could
 silently drift from the installed version); ``torch.func.vmap`` over the whole model (one more forward and
-backward per step, §4.4); and leaving the relative-position path out (it drops a real term of q/k's per-example
+backward per step); and leaving the relative-position path out (it drops a real term of q/k's per-example
 gradient). The route keeps transformers' forward code and fails loudly, not silently, if that code stops following
 the ``projection → repeat`` pattern.
 """
@@ -57,7 +56,7 @@ __all__ = ["ExampleView", "SharedProjectionContext", "patch_relative_attention",
 class ExampleView(torch.autograd.Function):
     """``tensor.expand(examples, ...)`` of a (1, ...) tensor whose backward sums the examples' gradients into a
     result laid out like one example's gradient (``torch.empty_like(grad[0])``), so the reduction reads memory in
-    order whatever the gradient's strides (module docstring, with the measured difference)."""
+    order whatever the gradient's strides (module docstring)."""
 
     @staticmethod
     def forward(ctx: Any, tensor: Tensor, examples: int) -> Tensor:
@@ -167,7 +166,7 @@ def patch_relative_attention(attention: nn.Module, enter: Callable[[SharedProjec
             raise RuntimeError(
                 f"{type(self).__name__}.disentangled_attention_bias no longer tiles each relative-position "
                 "projection with repeat(batch, 1, 1); per-example statistics cannot attribute that path. Update "
-                "adalora_scores.adapter.shared_inputs for the installed transformers version."
+                "adalora_scores.adapter.per_example.shared_inputs for the installed transformers version."
             )
         return bias
 

@@ -20,19 +20,19 @@ training engine needs from PEFT: the allocation call, the state to checkpoint, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
-from adalora_scores.adapter.fsdp import install_sharded_regulariser, is_sharded
-from adalora_scores.adapter.peft import adalora_model, attach
-from adalora_scores.adapter.peft_allocator import PeftRankAllocator
-from adalora_scores.adapter.quantization import check_four_bit_layers, guard_cpu_repacking, is_four_bit
-from adalora_scores.adapter.saving import save_adapter
-from adalora_scores.adapter.targets import needs_fan_in_fan_out, resolve_target_modules
-from adalora_scores.allocation.layout import full_shape
+from adalora_scores.adapter.distributed.backend import Backend, SingleProcessBackend, resolve_backend
+from adalora_scores.adapter.distributed.fsdp import check_savable
+from adalora_scores.adapter.peft.attach import adalora_model, attach
+from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
+from adalora_scores.adapter.peft.quantization import check_four_bit_layers, guard_cpu_repacking, is_four_bit
+from adalora_scores.adapter.peft.saving import save_adapter
+from adalora_scores.adapter.peft.targets import needs_fan_in_fan_out, resolve_target_modules
 from adalora_scores.allocation.ranking import churn
 from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.scores.base import get_score_class
@@ -54,6 +54,8 @@ class AdaptedModel:
     _previous_kept: frozenset[int] | None = None
     singular_values: bool = False
     """The baseline keeps a λ per rank (SVD-LoRA): one more parameter per rank and matrix."""
+    backend: Backend = field(default_factory=SingleProcessBackend)
+    """How the model's parameters are split across processes (chosen once, when the model was built)."""
 
     def allocate(self, step: int) -> None:
         """PEFT's ``update_and_allocate(step)``: call after ``optimizer.step()`` and before ``zero_grad()``, with
@@ -75,7 +77,8 @@ class AdaptedModel:
         """The first record of ``allocations.jsonl``: every matrix and its initial rank, in the kept strings' order."""
         if self.allocator is None:
             return None
-        return {"matrices": [[m.name, m.rank] for m in self.allocator.layout.matrices]}
+        layout = self.allocator.layout
+        return {"matrices": [[name, rank] for name, rank in zip(layout.names, layout.ranks, strict=True)]}
 
     def allocation_record(self, step: int) -> dict[str, Any] | None:
         """The allocation optimizer step ``step`` made, for ``allocations.jsonl`` (None if it made none)."""
@@ -114,9 +117,8 @@ class AdaptedModel:
             return sum(r * (out + inp + self.singular_values) for r, out, inp in self.lora_shapes.values())
         ranks = self.allocator.ranks()
         total = 0
-        for matrix in self.allocator.layout.matrices:
-            rank = matrix.rank if initial else ranks[matrix.name]
-            total += rank * (full_shape(matrix.left)[0] + full_shape(matrix.right)[1] + 1)  # ZeRO-3: ds_shape
+        for name, (initial_rank, out_features, in_features) in self.allocator.layout.shapes.items():
+            total += (initial_rank if initial else ranks[name]) * (out_features + in_features + 1)
         return total
 
     def budget(self, step: int) -> int:
@@ -138,22 +140,17 @@ class AdaptedModel:
 
     def save(self, folder: Path, model: Any | None = None, state_dict: dict[str, Any] | None = None) -> None:
         """A standard PEFT adapter (``adapter_config.json`` with the rank pattern, and the weights) in ``folder``
-        (:func:`~adalora_scores.adapter.saving.save_adapter`: a matrix pruned to rank 0 is saved at rank 1 with
+        (:func:`~adalora_scores.adapter.peft.saving.save_adapter`: a matrix pruned to rank 0 is saved at rank 1 with
         λ = 0). ``model``: the same PEFT model unwrapped from a training wrapper, if it was wrapped. ``state_dict``:
         the full trainable state to save instead of the model's parameters (required when they are FSDP2 shards;
-        the engine gathers it with :func:`adalora_scores.engine.full_state.full_trainable_state`).
+        the engine gathers it with :meth:`Backend.trainable_state`).
 
         Raises:
             RuntimeError: the adapter is FSDP2-sharded and no ``state_dict`` was given.
         """
         model = model if model is not None else self.model
-        if state_dict is None and any(is_sharded(p) for n, p in model.named_parameters() if "lora_" in n):
-            raise RuntimeError(
-                "the adapter is sharded by FSDP2 (fully_shard), and PEFT's save_pretrained cannot write DTensor "
-                "shards. Gather the full state on every process first (adalora_scores.engine.full_state."
-                "full_trainable_state(model), or torch.distributed.checkpoint.state_dict.get_model_state_dict with "
-                "full_state_dict=True) and pass it: save(folder, model, state_dict=...)."
-            )
+        if state_dict is None:
+            check_savable(model)
         save_adapter(model, folder, state_dict=state_dict)
 
 
@@ -192,9 +189,14 @@ def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dic
 
 
 def build_adalora(
-    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ("classifier", "pooler")
+    model,
+    config: TrainConfig,
+    total_steps: int,
+    modules_to_save: tuple[str, ...] = ("classifier", "pooler"),
+    backend: Backend | str | None = None,
 ) -> tuple[Any, PeftRankAllocator]:
-    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score."""
+    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score
+    (``backend``: see :func:`~adalora_scores.adapter.peft.attach.attach`)."""
     warmup, final = budget_steps(config, total_steps)
     adalora_config = AdaLoraConfig(
         init_r=config.init_r,
@@ -216,7 +218,7 @@ def build_adalora(
     if get_score_class(config.score).seeded_by_run:  # the random controls draw from the run's seed
         options.setdefault("seed", config.seed)
     allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
-                       **options)  # fmt: skip
+                       backend=backend, **options)  # fmt: skip
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
         allocator.per_example.set_loss_divisor(config.gradient_accumulation_steps)
     return peft_model, allocator
@@ -228,7 +230,7 @@ def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
     return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_A")
 
 
-def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
+def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...], backend: Backend | None = None):
     """SVD-LoRA: PEFT AdaLoRA's P Λ Q and regulariser at rank ``config.target_r`` on every matrix, never
     allocated (module docstring). PEFT's allocator is built but never called; its schedule values are unused.
     ``TrainConfig`` refuses ``method=svd_lora`` with ``target_r`` < 1."""
@@ -242,7 +244,7 @@ def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...])
         **_common(model, config, modules_to_save),
     )
     peft_model = get_peft_model(model, svd_config)
-    install_sharded_regulariser(adalora_model(peft_model))  # FSDP2: the regulariser from full tensors
+    resolve_backend(backend).prepare_adalora(adalora_model(peft_model))  # FSDP2: the regulariser from full tensors
     return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_E")
 
 
@@ -262,15 +264,16 @@ def _baseline_shapes(peft_model, rank: int, parameter: str) -> dict[str, tuple[i
 
 
 def build_adapted_model(
-    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...]
+    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...], backend: Backend | None = None
 ) -> AdaptedModel:
     """AdaLoRA (``config.method == "adalora"``), SVD-LoRA or LoRA around ``model``, for the training engine
-    (before accelerate's ``prepare``, which may shard it with FSDP2: :mod:`adalora_scores.adapter.fsdp`)."""
+    (before accelerate's ``prepare``, which may shard it: ``backend``, None for accelerate's set-up, says how)."""
+    backend = resolve_backend(backend)
     if config.method == "lora":
         peft_model, shapes = build_lora(model, config, modules_to_save)
-        return AdaptedModel(peft_model, None, shapes)
+        return AdaptedModel(peft_model, None, shapes, backend=backend)
     if config.method == "svd_lora":
-        peft_model, shapes = build_svd_lora(model, config, modules_to_save)
-        return AdaptedModel(peft_model, None, shapes, singular_values=True)
-    peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save)
-    return AdaptedModel(peft_model, allocator, {})
+        peft_model, shapes = build_svd_lora(model, config, modules_to_save, backend)
+        return AdaptedModel(peft_model, None, shapes, singular_values=True, backend=backend)
+    peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save, backend)
+    return AdaptedModel(peft_model, allocator, {}, backend=backend)

@@ -18,22 +18,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from adalora_scores.adapter.deepspeed import use_deepspeed_access
-from adalora_scores.adapter.fsdp import refresh_layout
-from adalora_scores.adapter.per_example import PerExampleGradients
+from adalora_scores.adapter.distributed.backend import Backend, SingleProcessBackend
+from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.allocation.schedule import BudgetSchedule
 from adalora_scores.scores.base import Score
 
-__all__ = ["PER_EXAMPLE_UNDER_ZERO3", "PeftRankAllocator", "schedule_from_peft_config"]
-
-PER_EXAMPLE_UNDER_ZERO3 = (
-    "per-example gradients (a per-example score such as fisher_per_example, or task_gradient_only) are not "
-    "supported under DeepSpeed ZeRO-3: their backward hooks read lora_A/lora_E/lora_B, which ZeRO-3 partitions "
-    "and may have released by then, so the scores would be wrong. Use a mini-batch score (e.g. sensitivity) with "
-    "task_gradient_only=False, or train without DeepSpeed (DDP or FSDP2)."
-)
+__all__ = ["PeftRankAllocator", "schedule_from_peft_config"]
 
 
 def schedule_from_peft_config(config: Any, layout: TripletLayout) -> BudgetSchedule:
@@ -61,6 +53,7 @@ class PeftRankAllocator(ScoreRankAllocator):
         reactivation, task_gradient_only: see :class:`ScoreRankAllocator`.
         per_example: the hooks that collect each step's per-example gradient moments, when the score or
             ``task_gradient_only`` needs them; consumed at every step until the final allocation, then removed.
+        backend: how the parameters are split across processes; it finds the current parameters at every call.
     """
 
     def __init__(
@@ -72,6 +65,7 @@ class PeftRankAllocator(ScoreRankAllocator):
         reactivation: bool = True,
         task_gradient_only: bool = False,
         per_example: PerExampleGradients | None = None,
+        backend: Backend | None = None,
     ) -> None:
         schedule = schedule_from_peft_config(peft_config, layout)
         super().__init__(layout, score, schedule, reactivation, task_gradient_only)
@@ -81,6 +75,7 @@ class PeftRankAllocator(ScoreRankAllocator):
         self.peft_config = peft_config
         self.adapter_name = adapter_name
         self.per_example = per_example
+        self.backend = backend if backend is not None else SingleProcessBackend()
 
     def follow_parameters(self) -> bool:
         """As :meth:`ScoreRankAllocator.follow_parameters`, and the per-example collector's sums follow too."""
@@ -91,17 +86,9 @@ class PeftRankAllocator(ScoreRankAllocator):
 
     def follow_model(self, model: Any) -> None:
         """Point the layout at the adapter parameters ``model`` (the transformers model inside the PEFT model)
-        holds now, should a wrapper (FSDP2) have replaced them (:func:`refresh_layout`), read them through
-        DeepSpeed once ZeRO-3 manages them (:func:`use_deepspeed_access`), and move the allocator's tensors to their
-        device (:meth:`follow_parameters`). PEFT's calls do this first.
-
-        Raises:
-            RuntimeError: per-example gradients (a per-example score or ``task_gradient_only``) under ZeRO-3.
-        """
-        if model is not None:
-            refresh_layout(self.layout, model)
-        if use_deepspeed_access(self.layout) and self.per_example is not None:
-            raise RuntimeError(PER_EXAMPLE_UNDER_ZERO3)
+        holds now, should a wrapper (FSDP2) have replaced them (:meth:`Backend.follow`), and move the allocator's
+        tensors to their device (:meth:`follow_parameters`). PEFT's calls do this first."""
+        self.backend.follow(self.layout, model)
         self.follow_parameters()
 
     # -- PEFT's RankAllocator interface -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Book-keeping of :class:`~adalora_scores.adapter.per_example.PerExampleGradients`: adapted layers, micro-batches,
-and the groups of calls whose gradients add up to one per-example gradient."""
+"""Book-keeping of :class:`~.collector.PerExampleGradients`: adapted layers, micro-batches, and the groups of calls
+whose gradients add up to one per-example gradient."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from peft.tuners.adalora.layer import AdaLoraLayer
 from torch import Tensor, nn
 
-from adalora_scores.adapter.svd_gradients import ExampleGradients
+from adalora_scores.adapter.per_example.svd_gradients import ExampleGradients
 from adalora_scores.allocation.layout import TripletLayout
 
 __all__ = ["AdaptedLayer", "CallGroup", "MicroBatch", "find_adapted_layers"]

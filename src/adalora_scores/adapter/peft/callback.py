@@ -7,7 +7,7 @@ import inspect
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from adalora_scores.adapter.peft import adalora_model
+from adalora_scores.adapter.peft.attach import adalora_model
 
 __all__ = ["AllocationCallback"]
 
