@@ -22,9 +22,9 @@ from adalora_scores.metrics.classification import classification_metrics, regres
 from adalora_scores.run_files import config_changes
 from adalora_scores.study.results import collect
 from adalora_scores.study.tuning import tune
-from adalora_scores.tasks import configure_task, get_task, load_glue
+from adalora_scores.tasks import check_run_config, configure_task, get_task, load_glue
 from adalora_scores.tasks.classification import base_model_for_run, read_labels
-from adalora_scores.tasks.classification.files import read_table
+from adalora_scores.tasks.files import read_table
 
 TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
         "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
@@ -127,9 +127,9 @@ def test_options_reach_the_task_from_presets_and_overrides(tmp_path):
                                    "main_metric": "mse"}  # fmt: skip
     assert configure_task(config.task, config.task_options).main_metric == "mse"
     with pytest.raises(ValueError, match="task rte takes no task_options"):
-        resolve_config(None, "rte", {"task": "rte"}, ["task_options.text_column=x"])
+        check_run_config(resolve_config(None, "rte", {"task": "rte"}, ["task_options.text_column=x"]))
     with pytest.raises(ValueError, match="needs task_options.text_column"):
-        resolve_config(None, "classification", {"task": "classification"}, [])
+        check_run_config(resolve_config(None, "classification", {"task": "classification"}, []))
 
 
 def test_a_saved_config_without_task_options_is_unchanged():

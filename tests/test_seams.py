@@ -123,7 +123,7 @@ def test_the_demo_task_has_its_own_name():
 
 def test_a_task_defined_in_one_file_registers_and_trains(tmp_path, tiny_model_dir):
     """A new task is one file: here a class with the interface (built on the GLUE machinery), registered once."""
-    from adalora_scores.tasks.glue import Example, GlueTask, TaskData
+    from adalora_scores.tasks import Example, GlueTask, TaskData
 
     @dataclass(frozen=True)
     class Parity(GlueTask):

@@ -297,7 +297,8 @@ def test_squad_preset_resolves():
     for preset in ("paper-squad", "adalora-squad"):
         for task in ("squad", "squad_v2"):
             config = resolve_config(preset, task, {"task": task}, [])
-            assert config.max_seq_length == 384 and config.doc_stride == 128 and config.batch_size == 16
+            assert config.max_seq_length == 384 and config.batch_size == 16
+            assert config.task_options["doc_stride"] == 128
     assert resolve_config("paper-squad", "squad_v2", {"task": "squad_v2"}, []).num_epochs == 3
     assert get_task("SQuAD-v2").version_2 and not get_task("squad").version_2
 

@@ -29,9 +29,11 @@ def _scores(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from adalora_scores.config import resolve_config
     from adalora_scores.engine.train import train
+    from adalora_scores.tasks import check_run_config
 
     flags = {"task": args.task, "score": args.score, "model": args.model, "data": args.data, "seed": args.seed}
     config = resolve_config(args.config, args.task, flags, args.overrides)
+    check_run_config(config)  # bad task options fail here, before any work
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it.")
     train(config, args.output, overwrite=args.overwrite, resume=args.resume)

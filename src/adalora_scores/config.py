@@ -15,11 +15,13 @@ import yaml
 __all__ = [
     "ALIASES",
     "CONFIG_FORMAT",
+    "TASK_OPTION_ALIASES",
     "TrainConfig",
     "budget_steps",
     "canonical_values",
     "load_listed_plugins",
     "load_preset",
+    "move_task_option_aliases",
     "parse_overrides",
     "resolve_config",
 ]
@@ -27,9 +29,11 @@ __all__ = [
 PRESET_DIR = Path(__file__).parent / "presets"
 TRAIN_PRESET_DIR = PRESET_DIR / "train"
 SWEEP_PRESET_DIR = PRESET_DIR / "sweep"
-CONFIG_FORMAT = 2
+CONFIG_FORMAT = 3
 """Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.2,
-with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``."""
+with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``. 2:
+adalora-scores 0.3, with SQuAD's options (:data:`TASK_OPTION_ALIASES`) at the top level instead of in
+``task_options``."""
 
 ALIASES: dict[str, str] = {
     "tinit": "budget_warmup",
@@ -40,6 +44,18 @@ ALIASES: dict[str, str] = {
 }
 """Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the 0.2 names of the LR
 warm-up (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
+
+TASK_OPTION_ALIASES: dict[str, Any] = {
+    "doc_stride": 128,
+    "max_answer_length": 30,
+    "n_best_size": 20,
+    "null_score_diff_threshold": 0.0,
+}
+"""Fields of ``TrainConfig`` up to adalora-scores 0.3 that are now SQuAD's task options
+(``adalora_scores.tasks.squad.SquadOptions``), with the default each had. At the top level of a preset, a sweep file,
+the given values or a ``key=value`` override, such a name is an alias of ``task_options.NAME``:
+:func:`move_task_option_aliases` moves it there. ``config.yaml`` files of format 2 or older hold them at the top
+level."""
 
 
 METHODS = ("adalora", "svd_lora", "lora")
@@ -63,8 +79,9 @@ class TrainConfig:
     """Constructor options of the score, e.g. ``{beta: 0.9}``."""
     task_options: dict[str, Any] = field(default_factory=dict)
     """Options of the task, checked by the task, e.g. ``{text_column: review, label_column: sentiment}`` for
-    ``classification`` (``adalora_scores.tasks.classification.ClassificationOptions`` lists them); on the command
-    line ``task_options.text_column=review``. GLUE and SQuAD take none."""
+    ``classification`` (``adalora_scores.tasks.classification.ClassificationOptions`` lists them), ``{doc_stride:
+    128}`` for SQuAD (``adalora_scores.tasks.squad.SquadOptions``); on the command line
+    ``task_options.text_column=review``. GLUE takes none."""
     task_gradient_only: bool = False
     """Scores see the task-loss gradient (the mean of the per-example gradients, before clipping) instead of
     ``p.grad``, which also holds the orthogonal regulariser's gradient."""
@@ -99,14 +116,6 @@ class TrainConfig:
     max_seq_length: int | None = None
     """Longest input in tokens; None: 128 for GLUE, 384 for SQuAD (its windows)."""
     eval_batch_size: int = 64
-    doc_stride: int = 128
-    """SQuAD: overlap in tokens between consecutive windows of a long context."""
-    max_answer_length: int = 30
-    """SQuAD: longest answer span in tokens."""
-    n_best_size: int = 20
-    """SQuAD: start and end candidates per window (n_best² spans)."""
-    null_score_diff_threshold: float = 0.0
-    """SQuAD v2.0: answer "no answer" when null score − best span score exceeds this."""
     group_by_length: bool = False
     """Batch examples of similar length together (less padding)."""
     init_r: int = 16
@@ -162,8 +171,7 @@ class TrainConfig:
         if self.max_seq_length is None:
             self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval",
-                    "max_answer_length", "n_best_size")  # fmt: skip
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval")
         for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
@@ -182,10 +190,6 @@ class TrainConfig:
             f"selection_fraction must be in [0, 1) (e.g. 0.1 holds out 10% of train), got {self.selection_fraction}.",
         )
         need(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}.")
-        need(
-            not str(self.task).lower().startswith("squad") or 0 <= self.doc_stride < self.max_seq_length,
-            f"doc_stride ({self.doc_stride}) must be in [0, max_seq_length={self.max_seq_length}); e.g. 128 with 384.",
-        )
         need(self.init_r >= 1, f"init_r must be >= 1, got {self.init_r}.")
         need(
             0 <= self.target_r <= self.init_r,
@@ -287,6 +291,44 @@ def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[
     return result
 
 
+def move_task_option_aliases(values: dict[str, Any], where: str = "the config") -> dict[str, Any]:
+    """``values`` with every old top-level name of a task option (:data:`TASK_OPTION_ALIASES`) moved into
+    ``task_options``: a value other than the field's old default becomes ``task_options.NAME``; the old default
+    leaves the option out, which is the same (so a GLUE run given ``doc_stride=128`` by an old preset still runs). An
+    old name and ``task_options.NAME`` with different values is an error that names both."""
+    return _apply_level({}, values, where, merge_sections=False)
+
+
+def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merge_sections: bool) -> dict[str, Any]:
+    """``values`` with the values of one level (a preset section, the given values, the overrides) over them: keys
+    replace keys; ``score_options``/``task_options`` merge name by name where ``merge_sections``, else replace; an old
+    name of a task option (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of this level, set over the
+    ``task_options`` below name by name, as the top-level field it was."""
+    level = dict(level)
+    aliases = {name: level.pop(name) for name in TASK_OPTION_ALIASES if name in level}
+    explicit = level.get("task_options") or {}
+    if not isinstance(explicit, dict):
+        raise ValueError(f"{where}: task_options must be a mapping, e.g. {{text_column: review}}.")
+    result = dict(values)
+    if merge_sections:
+        for section in ("score_options", "task_options"):
+            if section in level:
+                result[section] = {**(result.get(section) or {}), **level.pop(section)}
+    result.update(level)
+    if aliases:
+        options = dict(result.get("task_options") or {})
+        for name, value in aliases.items():
+            if name in explicit and explicit[name] != value:
+                raise ValueError(f"{where} sets {name} (the old name of task_options.{name}) to {value!r} and "
+                                 f"task_options.{name} to {explicit[name]!r}; keep task_options.{name}.")  # fmt: skip
+            if value == TASK_OPTION_ALIASES[name]:
+                options.pop(name, None)
+            else:
+                options[name] = value
+        result["task_options"] = options
+    return result
+
+
 TRAIN_SECTIONS = {"kind", "description", "plugins", "defaults", "tasks"}
 SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines"}
 
@@ -351,21 +393,31 @@ def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
         load_plugins(listed, base=path.resolve().parent, where=f"{path} plugins:")
 
 
-def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
-    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
-    plugins of its ``plugins:`` section are imported first."""
+def _preset_levels(path_or_name: str, task: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, values)`` of a train preset's ``defaults`` and of its ``tasks[task]`` entry (aliases renamed), in
+    that order. The plugins of its ``plugins:`` section are imported first."""
     path = find_preset(path_or_name, "train")
     document = read_preset(path, "train")
     load_listed_plugins(document, path)
-    values = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
+    levels = [(f"{path} defaults", canonical_values(dict(document.get("defaults") or {}), f"{path} defaults"))]
     tasks = document.get("tasks") or {}
     if task is not None and tasks:
         if task not in tasks:
             raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
-        values.update(canonical_values(dict(tasks[task] or {}), f"{path} tasks.{task}"))
-    if "plugins" in values:
+        where = f"{path} tasks.{task}"
+        levels.append((where, canonical_values(dict(tasks[task] or {}), where)))
+    if any("plugins" in values for _, values in levels):
         raise ValueError(f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
                          "it to the top level of the preset.")  # fmt: skip
+    return levels
+
+
+def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
+    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
+    plugins of its ``plugins:`` section are imported first."""
+    values: dict[str, Any] = {}
+    for _, level in _preset_levels(path_or_name, task):
+        values.update(level)
     return values
 
 
@@ -406,7 +458,8 @@ def _option_value(text: str) -> Any:
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["learning_rate=1e-3", "score_options.beta=0.9", "task_options.text_column=review"]`` → typed values,
     checking every key exists (the names inside ``score_options``/``task_options`` are checked by the score and the
-    task)."""
+    task). An old top-level name of a task option (:data:`TASK_OPTION_ALIASES`, e.g. ``doc_stride=64``) is kept
+    under that name, for :func:`resolve_config` to move."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -418,10 +471,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             section, name = key.split(".", 1)
             values.setdefault(section, {})[name] = _option_value(text)
             continue
+        if key in TASK_OPTION_ALIASES:
+            values[key] = _option_value(text)
+            continue
         if key not in fields:
             import difflib
 
-            close = difflib.get_close_matches(key, [*fields, *ALIASES], n=1)
+            close = difflib.get_close_matches(key, [*fields, *ALIASES, *TASK_OPTION_ALIASES], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown config key {key!r}.{hint}")
         values[key] = _convert(key, text)
@@ -429,30 +485,21 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
-    """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; ``score_options`` and
-    ``task_options`` merge name by name. The task checks its options here, before any run starts."""
-    values: dict[str, Any] = load_preset(preset, task) if preset else {}
-    values.update(canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values"))
-    parsed = parse_overrides(overrides)
-    for section in ("score_options", "task_options"):
-        if section in parsed:
-            values[section] = {**(values.get(section) or {}), **parsed.pop(section)}
-    values.update(parsed)
+    """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; the overrides'
+    ``score_options`` and ``task_options`` merge name by name. An old top-level name of a task option
+    (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name by name over the levels below it
+    (as the top-level field it was).
+
+    The values are checked here, the task options are not: the task checks them where the config is resolved for a
+    run (``adalora_scores.tasks.check_run_config`` on the command line and in sweeps, ``configure_run`` in
+    ``train``), before any work."""
+    levels = _preset_levels(preset, task) if preset else []
+    given = canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values")
+    values: dict[str, Any] = {}
+    for where, level in [*levels, ("the given values", given)]:
+        values = _apply_level(values, level, where, merge_sections=False)
+    values = _apply_level(values, parse_overrides(overrides), "the key=value overrides", merge_sections=True)
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")
-    config = TrainConfig(**values)
-    _check_task_options(config)
-    return config
-
-
-def _check_task_options(config: TrainConfig) -> None:
-    """Let the task validate ``config.task_options`` (unknown or missing options); an unknown task is left to
-    ``train``, whose error lists the known tasks."""
-    from adalora_scores.tasks import configure_task, get_task
-
-    try:
-        get_task(config.task)
-    except KeyError:
-        return
-    configure_task(config.task, config.task_options)
+    return TrainConfig(**values)

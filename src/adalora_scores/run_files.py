@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from adalora_scores.atomic_files import atomic_save, atomic_write, current_umask, read_json, write_json
-from adalora_scores.config import ALIASES, CONFIG_FORMAT, TrainConfig
+from adalora_scores.config import ALIASES, CONFIG_FORMAT, TASK_OPTION_ALIASES, TrainConfig, move_task_option_aliases
 from adalora_scores.plugins import PLUGINS_FILE
 
 __all__ = [
@@ -168,8 +168,10 @@ def is_finished(folder: Path) -> bool:
 
 def saved_train_values(saved: dict[str, Any]) -> dict[str, Any]:
     """The :class:`TrainConfig` fields of a saved config of any format version, under today's names; fields the
-    folder's version did not have take their defaults (so a new field at its default is not a change)."""
-    renamed = {ALIASES.get(key, key): value for key, value in saved.items()}
+    folder's version did not have take their defaults (so a new field at its default is not a change). SQuAD's
+    options, top-level fields up to format 2, move into ``task_options`` where they differ from their defaults
+    (:func:`~adalora_scores.config.move_task_option_aliases`)."""
+    renamed = move_task_option_aliases({ALIASES.get(key, key): value for key, value in saved.items()})
     values = {}
     for field in dataclasses.fields(TrainConfig):
         if field.name in renamed:
@@ -181,8 +183,20 @@ def saved_train_values(saved: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the task options of :data:`~adalora_scores.config.TASK_OPTION_ALIASES` left out where they hold
+    their defaults: given or not, they are the same run."""
+    options = values.get("task_options")
+    if not isinstance(options, dict):
+        return values
+    kept = {name: value for name, value in options.items()
+            if name not in TASK_OPTION_ALIASES or value != TASK_OPTION_ALIASES[name]}  # fmt: skip
+    return {**values, "task_options": kept}
+
+
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> list[tuple[str, Any, Any]]:
     """``(field, saved value, current value)`` for every field that differs once both are normalised; empty when
-    the run folder was written with this config (by any format version)."""
-    before = saved_train_values(saved)
-    return [(name, before[name], value) for name, value in config.to_dict().items() if before[name] != value]
+    the run folder was written with this config (by any format version). SQuAD's options at their defaults count as
+    not given (``task_options: {doc_stride: 128}`` is the same run as ``task_options: {}``)."""
+    before, after = _comparable(saved_train_values(saved)), _comparable(config.to_dict())
+    return [(name, before[name], value) for name, value in after.items() if before[name] != value]

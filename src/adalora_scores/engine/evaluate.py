@@ -90,8 +90,8 @@ def evaluate_splits(
     else prefixed with the split (``selection_predictions.jsonl``)."""
     evals, files = {}, {}
     for name, loader in eval_loaders.items():
-        outputs = predict(model, loader, task.output_names, accelerator, getattr(task, "batch_outputs", None))
-        request = task.generation_request(eval_sets[name]) if hasattr(task, "generation_request") else None
+        outputs = predict(model, loader, task.output_names, accelerator, task.batch_outputs)
+        request = task.generation_request(eval_sets[name])
         if request is not None:
             unwrapped = accelerator.unwrap_model(model)
             outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator,
@@ -127,7 +127,7 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     from adalora_scores.engine.split import hold_out
     from adalora_scores.plugins import restore_plugins
     from adalora_scores.run_files import write_json
-    from adalora_scores.tasks import configure_task
+    from adalora_scores.tasks import configure_run
 
     run = Path(run)
     if not is_finished(run):
@@ -137,7 +137,7 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
         raise FileExistsError(f"{folder} already holds files; pass --overwrite to replace them, or another --output.")
     config = _evaluation_config(run, overrides or [])
     restore_plugins(run, config.score, config.task)  # the run's plugins (plugins.json), imported again
-    task = configure_task(config.task, config.task_options)
+    task = configure_run(config)
     data = task.load(config.data)
     AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())

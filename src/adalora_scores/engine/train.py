@@ -49,7 +49,7 @@ from adalora_scores.run_files import (
     is_finished,
     read_config,
 )
-from adalora_scores.tasks import Task, configure_task
+from adalora_scores.tasks import Task, configure_run
 
 __all__ = ["Prepared", "finish", "optimizer_steps", "prepare", "train", "train_steps"]
 
@@ -130,7 +130,7 @@ def finish(prepared: Prepared, progress: Progress, wall_seconds: float) -> dict[
     accelerator = session.accelerator
     evals, files = evaluate_splits(task, session.model, prepared.eval_sets, prepared.eval_loaders,
                                    prepared.tokenizer, accelerator, config)  # fmt: skip
-    files |= task.run_files() if hasattr(task, "run_files") else {}  # e.g. classification's labels.json
+    files |= task.run_files()  # e.g. classification's labels.json
     metrics = _metrics(prepared, progress, wall_seconds, evals)
     _write_results(prepared, metrics, files)
     session.folder.close()
@@ -154,7 +154,7 @@ def _check_before_work(config: TrainConfig, output: Path, resume: bool) -> tuple
     if resume:
         _check_resumable(output, config)
         restore_plugins(output, config.score, config.task)  # the run's plugins (plugins.json), imported again
-    task = configure_task(config.task, config.task_options)  # the task of this run, with its options
+    task = configure_run(config)  # the task of this run, with its options, checked against the config
     adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
     if resume:
         checkpoint = load_checkpoint(output)

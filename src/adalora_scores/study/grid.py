@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from adalora_scores.config import (
+    TASK_OPTION_ALIASES,
     TrainConfig,
     canonical_values,
     find_preset,
@@ -98,7 +99,8 @@ class SweepSpec:
                     raise ValueError(f"{self.source}: baselines.{name}.{key} is a list, which replaces a grid "
                                      f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
                                      "value.")  # fmt: skip
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        # old top-level names of task options stay as given (run names keep them); resolve_config moves them
+        known = {f.name for f in dataclasses.fields(TrainConfig)} | set(TASK_OPTION_ALIASES)
         settings = {key for values in self.baselines.values() for key in values}
         unknown = sorted((set(self.grid) | set(self.fixed) | settings) - known)
         if unknown:
@@ -137,8 +139,10 @@ class SweepSpec:
                     yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, fixed
 
     def runs(self) -> list[Run]:
-        """Every run of the grid, in grid order, each with its fully resolved config; a clear error when two runs
-        would share a name (two grid values that format alike, e.g. ``a b`` and ``a-b``)."""
+        """Every run of the grid, in grid order, each with its fully resolved config, checked by its task; a clear
+        error when two runs would share a name (two grid values that format alike, e.g. ``a b`` and ``a-b``)."""
+        from adalora_scores.tasks import check_run_config  # the task registry, loaded when runs are resolved
+
         runs: list[Run] = []
         for values, settings in self._combinations():
             task = values["task"]
@@ -147,6 +151,7 @@ class SweepSpec:
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
+                check_run_config(config)  # the task checks its options and settings before any run starts
             except (ValueError, KeyError, FileNotFoundError) as error:
                 message = error.args[0] if error.args else error
                 raise type(error)(f"{self.source}, run {run_name(values)}: {message}") from None

@@ -1,27 +1,46 @@
 """Tasks by name, from a registry: the nine GLUE tasks, SQuAD v1.1/v2.0, ``classification`` (any labelled text,
-configured by ``task_options``) and the demo's synthetic task.
+configured by ``task_options``), ``causal_lm`` (instruction tuning of decoders) and the demo's synthetic task.
 
-Importing this package registers the built-ins. The interface is :class:`Task`; a new task is one file that builds
-a task object and calls :func:`register_task`.
+Importing this package registers the built-ins. The interface is :class:`Task` with the optional hooks of
+:class:`TaskBase` (``tasks/base.py``); a new task is one file that builds a task object and calls
+:func:`register_task`. Shared data types are in ``tasks/data.py``, the file readers in ``tasks/files.py``.
 """
 
 from __future__ import annotations
 
 from adalora_scores.tasks import causal_lm, contrast, glue, squad  # noqa: F401  (registers the built-ins)
-from adalora_scores.tasks.base import Task, configure_task, get_task, list_tasks, register_task
+from adalora_scores.tasks.base import (
+    GenerationRequest,
+    ProtocolTask,
+    Task,
+    TaskBase,
+    check_run_config,
+    configure_run,
+    configure_task,
+    get_task,
+    list_tasks,
+    register_task,
+)
 from adalora_scores.tasks.classification.task import ClassificationTask
-from adalora_scores.tasks.glue import GLUE_TASKS, Example, GlueTask, TaskData, load_glue
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.glue import GLUE_TASKS, GlueTask, load_glue
 from adalora_scores.tasks.squad import SQUAD_TASKS, SquadTask
 
 __all__ = [
     "GLUE_TASKS",
     "SQUAD_TASKS",
     "ClassificationTask",
+    "EncodedDataset",
     "Example",
+    "GenerationRequest",
     "GlueTask",
+    "ProtocolTask",
     "SquadTask",
     "Task",
+    "TaskBase",
     "TaskData",
+    "check_run_config",
+    "configure_run",
     "configure_task",
     "get_task",
     "list_tasks",

@@ -1,34 +1,64 @@
 """The task interface the training loop, sweeps and reports use, and the task registry.
 
-A task is an object with these attributes and methods (:class:`Task`, a ``typing.Protocol``: any class that has
-them is a task; no base class is needed). Adding a task is one file that builds one and calls
-:func:`register_task`; ``tasks/glue``, ``tasks/squad``, ``tasks/classification`` and ``tasks/contrast.py`` are the
-built-ins.
+A task has the members of :class:`Task` (a ``typing.Protocol``) and the optional hooks of :class:`TaskBase`, which
+declares each hook with its default. Every built-in task subclasses :class:`TaskBase`; ``tasks/glue``,
+``tasks/squad``, ``tasks/classification``, ``tasks/causal_lm`` and ``tasks/contrast.py`` are the built-ins. Adding a
+task is one file that builds one and calls :func:`register_task`.
 
-Two optional methods, looked up by name (a task without them behaves as before):
-
-* ``with_options(options: dict) -> Task``: the task of one run, bound to the config's ``task_options`` (validated:
-  unknown names and missing required options are errors). A task without it takes no options.
-  :func:`configure_task` is the one place that calls it.
-* ``run_files() -> dict[str, Any]``: JSON objects the run folder keeps next to the adapter (``classification``:
-  ``labels.json``, the label mapping), asked for after evaluation.
+The engine gets the task of a run from :func:`configure_run` (or :func:`configure_task`), always as a
+:class:`TaskBase`, and calls every hook directly. A registered object that follows the protocol without subclassing
+:class:`TaskBase` keeps working: :func:`configure_task` wraps it in a :class:`ProtocolTask`, which uses the object's
+own hooks where it has them and the defaults of :class:`TaskBase` where it does not. That wrapper is the one place
+that looks a hook up by name.
 """
 
 from __future__ import annotations
 
 import difflib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Task", "configure_task", "get_task", "list_tasks", "register_task"]
+if TYPE_CHECKING:
+    from adalora_scores.config import TrainConfig
+
+__all__ = [
+    "HOOKS",
+    "LABEL_KEYS",
+    "GenerationRequest",
+    "ProtocolTask",
+    "Task",
+    "TaskBase",
+    "check_run_config",
+    "configure_run",
+    "configure_task",
+    "get_task",
+    "list_tasks",
+    "register_task",
+]
+
+LABEL_KEYS = ("labels", "start_positions", "end_positions")
+"""Batch keys that hold labels; :meth:`TaskBase.batch_outputs` leaves them out of the model's inputs."""
+HOOKS = ("with_options", "check_config", "batch_outputs", "generation_request", "run_files")
+"""The optional hooks of :class:`TaskBase`, each with a default."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the engine generates for an evaluation split: greedy continuations of ``prompts`` (token ids), each at
+    most ``max_new_tokens`` long."""
+
+    prompts: list[list[int]]
+    max_new_tokens: int
 
 
 @runtime_checkable
 class Task(Protocol):
-    """What a task provides.
+    """What every task provides (the hooks of :class:`TaskBase` are optional).
 
     Attributes:
         name: the registry name (lowercase, e.g. ``mrpc``).
@@ -49,7 +79,7 @@ class Task(Protocol):
 
     def load(self, data: str | Path | None) -> Any:
         """Examples from the Hub (``data`` None) or a local folder, as an object with ``.train`` (a list) and
-        ``.evals`` (split name → list)."""
+        ``.evals`` (split name → list), e.g. :class:`~adalora_scores.tasks.data.TaskData`."""
         ...
 
     def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
@@ -71,6 +101,179 @@ class Task(Protocol):
         ...
 
 
+class TaskBase(ABC):
+    """A task: the members of :class:`Task`, and every optional hook with its default.
+
+    Subclasses define the members of :class:`Task` (its methods are abstract here) and override the hooks they need.
+    In the order a run meets them:
+
+    * :meth:`with_options`: the task of one run, bound to the config's ``task_options``;
+    * :meth:`check_config`: refuses a config the task cannot run with, before any work;
+    * :meth:`batch_outputs`: the outputs of one evaluation batch;
+    * :meth:`generation_request`: what to generate from an evaluation split;
+    * :meth:`run_files`: JSON files for the run folder, asked for after evaluation.
+    """
+
+    name: str
+    main_metric: str
+    eval_splits: tuple[str, ...]
+    modules_to_save: ClassVar[tuple[str, ...]]
+    output_names: ClassVar[tuple[str, ...]]
+    group_key: ClassVar[str | None]
+
+    @abstractmethod
+    def load(self, data: str | Path | None) -> Any:
+        """See :meth:`Task.load`."""
+
+    @abstractmethod
+    def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
+        """See :meth:`Task.load_model`."""
+
+    @abstractmethod
+    def encode(self, examples: list[Any], tokenizer: Any, config: Any, *, train: bool) -> Any:
+        """See :meth:`Task.encode`."""
+
+    @abstractmethod
+    def evaluate(self, outputs: dict[str, torch.Tensor], dataset: Any, config: Any) -> tuple[dict[str, float], dict]:
+        """See :meth:`Task.evaluate`."""
+
+    @abstractmethod
+    def expected_data(self) -> str:
+        """See :meth:`Task.expected_data`."""
+
+    # ----------------------------------------------------------------------------------------------------- hooks
+    def with_options(self, options: Mapping[str, Any]) -> TaskBase:
+        """The task of one run, bound to the config's ``task_options`` and validated (unknown names and missing
+        required options are errors). Called once per run, by :func:`configure_task`, before any work.
+
+        Default: a task without options; it refuses any option and returns itself.
+        """
+        if options:
+            raise ValueError(f"task {self.name} takes no task_options (got {', '.join(map(str, options))}); remove "
+                             "them, or use --task classification for your own data.")  # fmt: skip
+        return self
+
+    def check_config(self, config: TrainConfig) -> None:
+        """Raise a ``ValueError`` naming the fix when ``config`` has settings this task cannot run with. Called on the
+        task :meth:`with_options` returned, by :func:`configure_run`: where the command line or a sweep resolves a
+        config, and when ``train`` or ``evaluate`` starts, before any data is read.
+
+        Default: every config is fine.
+        """
+        return None
+
+    def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+        """The outputs of one evaluation batch, a mapping that holds every name of ``output_names``. Called by the
+        engine for every batch of every evaluation split, on the prepared model in eval mode, without gradients.
+
+        Default: the model's outputs for the batch without its labels (:data:`LABEL_KEYS`).
+        """
+        return model(**{key: value for key, value in batch.items() if key not in LABEL_KEYS})
+
+    def generation_request(self, dataset: Any) -> GenerationRequest | None:
+        """What to generate greedily from the encoded evaluation split ``dataset``, or None for nothing. Called by
+        the engine once per evaluation split, after :meth:`batch_outputs`; the generated texts reach
+        :meth:`evaluate` as ``outputs["generations"]``, in the order of the request's prompts.
+
+        Default: None.
+        """
+        return None
+
+    def run_files(self) -> dict[str, Any]:
+        """JSON objects (file name → content) the run folder keeps next to the adapter (``classification``:
+        ``labels.json``). Called by ``train`` once, after evaluation, on the task of the run.
+
+        Default: none.
+        """
+        return {}
+
+
+class ProtocolTask(TaskBase):
+    """A registered task that follows :class:`Task` without subclassing :class:`TaskBase`, seen as one: its members
+    are the wrapped task's own, and each hook is the wrapped task's where it has one, else :class:`TaskBase`'s
+    default. :func:`configure_task` wraps such a task; the registry keeps the object as it was registered."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"ProtocolTask({self.task!r})"
+
+    def _own(self, hook: str) -> Any:
+        """The wrapped task's own ``hook``, or None where it has none."""
+        return getattr(self.task, hook, None)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.task.name
+
+    @property
+    def main_metric(self) -> str:  # type: ignore[override]
+        return self.task.main_metric
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.task.eval_splits
+
+    @property
+    def modules_to_save(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.task.modules_to_save
+
+    @property
+    def output_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.task.output_names
+
+    @property
+    def group_key(self) -> str | None:  # type: ignore[override]
+        return self.task.group_key
+
+    @property
+    def load(self) -> Any:  # type: ignore[override]
+        return self.task.load
+
+    @property
+    def load_model(self) -> Any:  # type: ignore[override]
+        """The wrapped task's own method, so that the engine sees its signature (``load_model(name)`` without
+        model options is allowed)."""
+        return self.task.load_model
+
+    @property
+    def encode(self) -> Any:  # type: ignore[override]
+        return self.task.encode
+
+    @property
+    def evaluate(self) -> Any:  # type: ignore[override]
+        return self.task.evaluate
+
+    @property
+    def expected_data(self) -> Any:  # type: ignore[override]
+        return self.task.expected_data
+
+    def with_options(self, options: Mapping[str, Any]) -> TaskBase:
+        own = self._own("with_options")
+        if own is None:
+            return super().with_options(options)
+        configured = own(options)
+        return configured if isinstance(configured, TaskBase) else ProtocolTask(configured)
+
+    def check_config(self, config: TrainConfig) -> None:
+        own = self._own("check_config")
+        if own is not None:
+            own(config)
+
+    def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+        own = self._own("batch_outputs")
+        return super().batch_outputs(model, batch) if own is None else own(model, batch)
+
+    def generation_request(self, dataset: Any) -> GenerationRequest | None:
+        own = self._own("generation_request")
+        return None if own is None else own(dataset)
+
+    def run_files(self) -> dict[str, Any]:
+        own = self._own("run_files")
+        return {} if own is None else own()
+
+
 _REGISTRY: dict[str, Task] = {}
 
 
@@ -79,7 +282,8 @@ def _key(name: str) -> str:
 
 
 def register_task(task: Task) -> Task:
-    """Add ``task`` to the registry under ``task.name``; returns it.
+    """Add ``task`` to the registry under ``task.name``; returns it. A :class:`TaskBase` subclass, or any object with
+    the members of :class:`Task` (:func:`configure_task` then gives it :class:`TaskBase`'s default hooks).
 
     Raises:
         ValueError: a task of that name (or one that differs only in case, ``-`` and ``_``) is registered.
@@ -104,8 +308,8 @@ def list_tasks() -> list[str]:
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name`` (case-insensitive; "sst-2" = "sst2", "squad-v2" = "squad_v2"); an unknown name lists
-    the known ones."""
+    """The task called ``name`` (case-insensitive; "sst-2" = "sst2", "squad-v2" = "squad_v2") as registered; an
+    unknown name lists the known ones."""
     by_key = {_key(task): task for task in _REGISTRY}
     if _key(name) in by_key:
         return _REGISTRY[by_key[_key(name)]]
@@ -114,15 +318,34 @@ def get_task(name: str) -> Task:
     raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(list_tasks())}.")
 
 
-def configure_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
-    """The task ``name`` for one run with its ``task_options``: ``task.with_options(options)`` where the task has
-    options; the registered task itself otherwise, which refuses any option."""
+def configure_task(name: str, options: Mapping[str, Any] | None = None) -> TaskBase:
+    """The task ``name`` for one run with its ``task_options``: ``task.with_options(options)``, a task without
+    options refusing any. A registered task that does not subclass :class:`TaskBase` comes wrapped in a
+    :class:`ProtocolTask`."""
     task = get_task(name)
-    options = dict(options or {})
-    with_options = getattr(task, "with_options", None)
-    if with_options is not None:
-        return with_options(options)
-    if options:
-        raise ValueError(f"task {task.name} takes no task_options (got {', '.join(map(str, options))}); remove "
-                         "them, or use --task classification for your own data.")  # fmt: skip
+    base = task if isinstance(task, TaskBase) else ProtocolTask(task)
+    return base.with_options(dict(options or {}))
+
+
+def configure_run(config: TrainConfig) -> TaskBase:
+    """The task of the run ``config`` describes: :func:`configure_task` with its ``task_options``, then
+    :meth:`TaskBase.check_config`. ``train`` and ``evaluate`` call it before any work.
+
+    Raises:
+        KeyError: the task is not registered (the message lists the known tasks).
+        ValueError: a task option, or a setting of the config, that the task refuses (the message names the fix).
+    """
+    task = configure_task(config.task, config.task_options)
+    task.check_config(config)
     return task
+
+
+def check_run_config(config: TrainConfig) -> None:
+    """:func:`configure_run` where the command line or a sweep resolves a config, so that a bad task option fails
+    before any run starts. A task that is not registered yet is left to ``train``: ``train --resume`` first imports
+    the run's plugins, and its error lists the known tasks."""
+    try:
+        get_task(config.task)
+    except KeyError:
+        return
+    configure_run(config)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.glue.data import Example, GlueTask, TaskData, load_glue
+from adalora_scores.tasks.data import Example, TaskData
+from adalora_scores.tasks.glue.data import GlueTask, load_glue
 
 __all__ = ["CONTRAST_TASK", "ContrastTask", "make_examples", "write_contrast_task"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.tasks.classification.files import check_data_options
+from adalora_scores.tasks.files import check_data_options
 
 __all__ = ["FORMATS", "CausalLMOptions"]
 

@@ -28,12 +28,13 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.direction import register_metric_direction
-from adalora_scores.tasks.base import register_task
+from adalora_scores.tasks.base import GenerationRequest, TaskBase, register_task
 from adalora_scores.tasks.causal_lm.answers import extract_answer, same_answer
 from adalora_scores.tasks.causal_lm.features import CausalLMDataset, completion_loss
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
 from adalora_scores.tasks.causal_lm.records import LMExample, examples_from_table
-from adalora_scores.tasks.classification.files import (
+from adalora_scores.tasks.data import TaskData
+from adalora_scores.tasks.files import (
     SUFFIXES,
     Table,
     local_data_files,
@@ -41,7 +42,6 @@ from adalora_scores.tasks.classification.files import (
     read_table,
     read_utf8,
 )
-from adalora_scores.tasks.glue.data import TaskData
 
 __all__ = ["CAUSAL_LM_TASK", "PREDICTIONS_FILE", "CausalLMTask", "GenerationRequest"]
 
@@ -49,16 +49,8 @@ PREDICTIONS_FILE = "predictions.jsonl"
 TRAIN_DATA_FILE = "train_data.json"
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    """What the engine generates for an evaluation split: greedy continuations of ``prompts`` (token ids)."""
-
-    prompts: list[list[int]]
-    max_new_tokens: int
-
-
 @dataclass
-class CausalLMTask:
+class CausalLMTask(TaskBase):
     """Instruction tuning (module docstring). The registered instance has the default options; :meth:`with_options`
     returns the task of one run."""
 
@@ -119,7 +111,7 @@ class CausalLMTask:
         train_table, dev_table = self._tables(data)
         train = examples_from_table(train_table, self.options)
         dev = examples_from_table(dev_table, self.options.evaluation())
-        return TaskData(train, {"dev": dev})  # type: ignore[arg-type]
+        return TaskData(train, {"dev": dev})
 
     # --------------------------------------------------------------------------------------------------- model
     def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:

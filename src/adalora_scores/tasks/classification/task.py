@@ -37,8 +37,9 @@ from adalora_scores.metrics.classification import (
     classification_metrics,
     regression_metrics,
 )
-from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.classification.files import (
+from adalora_scores.tasks.base import TaskBase, register_task
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.files import (
     SUFFIXES,
     Record,
     Table,
@@ -47,8 +48,6 @@ from adalora_scores.tasks.classification.files import (
     read_hub_tables,
     read_table,
 )
-from adalora_scores.tasks.glue.data import Example, TaskData
-from adalora_scores.tasks.glue.features import EncodedDataset
 
 __all__ = ["CLASSIFICATION_TASK", "LABELS_FILE", "ClassificationOptions", "ClassificationTask", "base_model_for_run",
            "read_labels"]  # fmt: skip
@@ -151,7 +150,7 @@ def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
 
 
 @dataclass
-class ClassificationTask:
+class ClassificationTask(TaskBase):
     """Sequence classification or regression on the user's own data (module docstring).
 
     The registered instance has no options; :meth:`with_options` returns the task of one run, which ``load`` fills

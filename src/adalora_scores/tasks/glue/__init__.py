@@ -1,6 +1,5 @@
-"""The nine GLUE tasks: data, encoding, metrics."""
+"""The nine GLUE tasks: data and metrics (their examples and encoding are ``adalora_scores.tasks.data``)."""
 
-from adalora_scores.tasks.glue.data import GLUE_TASKS, Example, GlueTask, TaskData, load_glue
-from adalora_scores.tasks.glue.features import EncodedDataset
+from adalora_scores.tasks.glue.data import GLUE_TASKS, GlueTask, load_glue
 
-__all__ = ["GLUE_TASKS", "EncodedDataset", "Example", "GlueTask", "TaskData", "load_glue"]
+__all__ = ["GLUE_TASKS", "GlueTask", "load_glue"]

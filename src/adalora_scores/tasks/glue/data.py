@@ -12,30 +12,17 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.glue import glue_metrics
-from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.classification.files import read_table, read_utf8
-from adalora_scores.tasks.glue.features import EncodedDataset
+from adalora_scores.tasks.base import TaskBase, register_task
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.files import read_table, read_utf8
 
-__all__ = ["GLUE_TASKS", "Example", "GlueTask", "TaskData", "load_glue"]
+__all__ = ["GLUE_TASKS", "GlueTask", "load_glue"]
 
 csv.field_size_limit(2**30)
 
 
 @dataclass(frozen=True)
-class Example:
-    text_a: str
-    text_b: str | None
-    label: float | int
-
-
-@dataclass(frozen=True)
-class TaskData:
-    train: list[Example]
-    evals: dict[str, list[Example]]  # eval split name → examples ("dev", or MNLI's "dev_matched"/"dev_mismatched")
-
-
-@dataclass(frozen=True)
-class GlueTask:
+class GlueTask(TaskBase):
     """One GLUE task. Column names are those of the Hub dataset ``nyu-mll/glue`` (also used for CSV/JSON files)."""
 
     name: str
@@ -157,7 +144,7 @@ def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
 
 
 def _read_named(task: GlueTask, path: Path) -> list[Example]:
-    """CSV, JSON or JSONL with named columns; errors name the line of the record (``classification.files``)."""
+    """CSV, JSON or JSONL with named columns; errors name the line of the record (``adalora_scores.tasks.files``)."""
     examples = []
     for record in read_table(path).records:
         missing = [c for c in (*task.columns, "label") if c not in record.values]

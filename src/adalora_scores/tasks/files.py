@@ -1,5 +1,8 @@
 """Read a table of labelled examples (CSV, TSV, JSON, JSONL, Parquet) into records that know where they came from.
 
+Shared by the tasks that read files: GLUE's named-column files, ``classification`` and ``causal_lm``, which also
+share the data-source options (:func:`check_data_options`, :func:`local_data_files`). It imports nothing of the tasks.
+
 Every record carries ``where``, the place an error message should point at: ``"train.csv, line 7"`` for the line
 a CSV/TSV record starts on (the header is line 1; a quoted field may span lines), the line of a JSONL record, the line
 a JSON array element starts on, and ``"data.parquet, row 3"`` for Parquet, which has no lines (rows count from 1).

@@ -1,0 +1,80 @@
+"""The task options of ``squad`` and ``squad_v2`` (``task_options`` in a preset or sweep file,
+``task_options.NAME=value`` on the command line): how contexts are windowed and how answers are extracted.
+
+Up to adalora-scores 0.3 these were fields of ``TrainConfig``; their old names are still accepted at the top level
+(``adalora_scores.config.TASK_OPTION_ALIASES``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SquadOptions"]
+
+
+@dataclass(frozen=True)
+class SquadOptions:
+    """Every option has a default (the values of the AdaLoRA reference script and of transformers' ``run_qa.py``)."""
+
+    doc_stride: int = field(
+        default=128, metadata={"help": "overlap in tokens between consecutive windows of a long context"}
+    )
+    max_answer_length: int = field(default=30, metadata={"help": "longest answer span in tokens"})
+    n_best_size: int = field(default=20, metadata={"help": "start and end candidates per window (n_best² spans)"})
+    null_score_diff_threshold: float = field(
+        default=0.0,
+        metadata={"help": "SQuAD v2.0: answer 'no answer' when null score − best span score exceeds this"},
+    )
+
+    @classmethod
+    def known(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], task: str = "squad") -> SquadOptions:
+        """Validated options of the task ``task``; an unknown name lists the known ones, a bad value says what it
+        must be."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"task_options must be a mapping (e.g. {{doc_stride: 128}}), got {options!r}.")
+        known = cls.known()
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: "
+                                 f"{', '.join(known)}.")  # fmt: skip
+            if name == "null_score_diff_threshold":
+                values[name] = _number(name, value)
+            else:
+                values[name] = _whole_number(name, value, minimum=0 if name == "doc_stride" else 1)
+        return cls(**values)
+
+    def check(self, max_seq_length: int) -> None:
+        """Windows of ``max_seq_length`` tokens must advance: ``doc_stride`` is smaller than ``max_seq_length``."""
+        if not 0 <= self.doc_stride < max_seq_length:
+            raise ValueError(f"task_options.doc_stride ({self.doc_stride}) must be in [0, max_seq_length="
+                             f"{max_seq_length}); e.g. 128 with 384.")  # fmt: skip
+
+
+def _whole_number(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ValueError(f"task_options.{name} must be {what}, got {value!r}.")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    """A number (not NaN); text that reads as one (YAML 1.1 reads ``1e-3`` as text) counts."""
+    try:
+        number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float, str)) else math.nan
+    except ValueError:
+        number = math.nan
+    if math.isnan(number):
+        raise ValueError(f"task_options.{name} must be a number, e.g. 0.0, got {value!r}.")
+    return number
