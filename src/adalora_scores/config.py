@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -257,10 +258,16 @@ def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
     return warmup, final
 
 
+@functools.cache
+def _float_fields() -> frozenset[str]:
+    """The fields of :class:`TrainConfig` that hold a float (or a float or None)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return frozenset(name for name, hint in hints.items() if float in (hint, *typing.get_args(hint)))
+
+
 def _yaml_number(name: str, value: Any) -> Any:
     """``value`` with text that reads as a number turned into a float where ``name`` is a float field."""
-    hints = typing.get_type_hints(TrainConfig)
-    if name not in hints or float not in (hints[name], *typing.get_args(hints[name])):
+    if name not in _float_fields():
         return value
     if isinstance(value, list):
         return [_yaml_number(name, item) for item in value]
