@@ -29,8 +29,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 TRAIN_PRESET_DIR = PRESET_DIR / "train"
 SWEEP_PRESET_DIR = PRESET_DIR / "sweep"
 CONFIG_FORMAT = 2
-"""Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.2,
-with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``."""
+"""Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key, written by adalora-scores
+0.2): the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``."""
 
 ALIASES: dict[str, str] = {
     "tinit": "budget_warmup",
@@ -39,8 +39,8 @@ ALIASES: dict[str, str] = {
     "warmup_ratio": "lr_warmup_ratio",
     "warmup_steps": "lr_warmup_steps",
 }
-"""Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the 0.2 names of the LR
-warm-up (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
+"""Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the names of the LR warm-up in
+config format 1 (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
 
 
 METHODS = ("adalora", "svd_lora", "lora")

@@ -5,7 +5,7 @@ them is a task; no base class is needed). Adding a task is one file that builds 
 :func:`register_task`; ``tasks/glue``, ``tasks/squad``, ``tasks/classification`` and ``tasks/contrast.py`` are the
 built-ins.
 
-Two optional methods, looked up by name (a task without them behaves as before):
+Two optional methods, looked up by name (a task without them takes no options and writes no extra files):
 
 * ``with_options(options: dict) -> Task``: the task of one run, bound to the config's ``task_options`` (validated:
   unknown names and missing required options are errors). A task without it takes no options.
