@@ -53,4 +53,4 @@ def test_a_task_outside_the_paper_gets_no_paper_table(tmp_path):
     build_report(tmp_path, plot=False)
     report = (tmp_path / "report.md").read_text()
     assert "contrast_sentiment accuracy" in report and "Table 1" not in report
-    assert "seed paper (single runs)" not in report and "missing" not in report
+    assert "Kim et al. (single runs)" not in report and "missing" not in report

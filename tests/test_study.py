@@ -239,7 +239,7 @@ def test_partial_seeds_are_flagged(tmp_path):
 def test_holm_by_hand_and_paper_average_convention():
     # p = (0.01, 0.04, 0.03): sorted 0.01·3 = 0.03, 0.03·2 = 0.06, max(0.06, 0.04·1) = 0.06
     assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
-    for score, printed in PAPER_ALL_AVERAGE.items():  # the convention reproduces the seed paper's printed averages
+    for score, printed in PAPER_ALL_AVERAGE.items():  # the convention reproduces the study's printed averages
         assert statistics.fmean(PAPER[(score, c.label)] for c in TABLE1) == pytest.approx(printed, abs=0.005)
 
 

@@ -201,7 +201,7 @@ def test_report_names_lora_rows_and_their_parameters(tmp_path):
         metrics = {"adapter_parameters": params, "eval": {"dev": {"accuracy": 80.0}}}
         (folder / "metrics.json").write_text(json.dumps(metrics))
     build_report(tmp_path, plot=False)
-    rows: dict[str, str] = {}  # the first table's rows (the seed paper's reference table follows it)
+    rows: dict[str, str] = {}  # the first table's rows (the study's reference table follows it)
     for line in (tmp_path / "report.md").read_text().split("### Significance")[0].splitlines():
         if line.startswith("| `"):
             rows.setdefault(line.split("|")[1].strip(), line.split("|")[2].strip())

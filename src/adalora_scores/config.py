@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -42,8 +43,8 @@ ALIASES: dict[str, str] = {
     "warmup_ratio": "lr_warmup_ratio",
     "warmup_steps": "lr_warmup_steps",
 }
-"""Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the 0.2 names of the LR
-warm-up (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
+"""Other accepted names → the field: PEFT's and the AdaLoRA code's schedule names, and the names of the LR warm-up in
+config format 1 (``transformers.TrainingArguments`` also calls the LR warm-up ``warmup_ratio``/``warmup_steps``)."""
 
 TASK_OPTION_ALIASES: dict[str, Any] = {
     "doc_stride": 128,
@@ -261,10 +262,16 @@ def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
     return warmup, final
 
 
+@functools.cache
+def _float_fields() -> frozenset[str]:
+    """The fields of :class:`TrainConfig` that hold a float (or a float or None)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return frozenset(name for name, hint in hints.items() if float in (hint, *typing.get_args(hint)))
+
+
 def _yaml_number(name: str, value: Any) -> Any:
     """``value`` with text that reads as a number turned into a float where ``name`` is a float field."""
-    hints = typing.get_type_hints(TrainConfig)
-    if name not in hints or float not in (hints[name], *typing.get_args(hints[name])):
+    if name not in _float_fields():
         return value
     if isinstance(value, list):
         return [_yaml_number(name, item) for item in value]

@@ -50,7 +50,7 @@ IMPORT_NOISE: tuple[tuple[str, str], ...] = (
 back by :func:`hold_import_messages`."""
 
 _held: list[logging.LogRecord] = []
-_verbose = True  # outside quiet_console (library use) everything is printed, as before
+_verbose = True  # outside quiet_console (library use) everything is printed
 
 
 def unless_quiet(print_fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ from adalora_scores.scores.base import Score, check_beta, ema_, register_score
 
 @register_score("fisher")
 class Fisher(Score):
-    """Diagonal empirical Fisher, s(w) = E[g²] (the seed study's Fisher score; estimator as in FISH-mask,
+    """Diagonal empirical Fisher, s(w) = E[g²] (the score-function study's Fisher score; estimator as in FISH-mask,
     Sung et al., NeurIPS 2021, and Kwon et al., NeurIPS 2022, which both square mini-batch gradients).
 
     ::
@@ -19,7 +19,8 @@ class Fisher(Score):
 
     Estimator: the square of the mini-batch gradient g of the mean loss, once per optimizer step. Its expectation
     is μ² + σ²/B (B = batch size), not the per-example μ² + σ², so the noise part is down-weighted by the batch
-    size; see ``shared/reference/score-estimators.md`` §3.3. Note that s depends on g only: a pruned triplet
+    size (for the mean of B independent per-example gradients with mean μ and variance σ², E[g²] = μ² + σ²/B).
+    Note that s depends on g only: a pruned triplet
     (λ = 0) keeps a large score through ∂L/∂λ and can be re-activated at the next allocation.
 
     Args:

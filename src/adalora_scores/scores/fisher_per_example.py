@@ -9,7 +9,7 @@ from adalora_scores.scores.base import GradientMoments, Score, check_beta, ema_,
 
 @register_score("fisher_per_example")
 class FisherPerExample(Score):
-    """Diagonal empirical Fisher over examples, s(w) = E_n[(∂ℓ_n/∂w)²] (the seed study's definition; the empirical
+    """Diagonal empirical Fisher over examples, s(w) = E_n[(∂ℓ_n/∂w)²] (the study's Fisher; the empirical
     Fisher of Kunstner, Balles and Hennig, NeurIPS 2019, restricted to its diagonal; FISH-mask, Sung et al.,
     NeurIPS 2021, computes it with batch-1 gradients).
 
@@ -19,7 +19,7 @@ class FisherPerExample(Score):
         F  ← β · F + (1 − β) · m2,     s = F
 
     Unlike ``fisher`` (the square of the mini-batch gradient, whose expectation is μ² + σ²/B), m2 estimates
-    μ² + σ², the per-example second moment (``shared/reference/score-estimators.md`` §3.3). Same EMA and no bias
+    μ² + σ², the per-example second moment. Same EMA and no bias
     correction, as ``fisher``. The orthogonal regulariser is not in g_n (it is not a per-example loss).
 
     Args:

@@ -35,8 +35,8 @@ class GSNR(Score):
     are ~1e-8 and an absolute ε (cockpit's 1e-5) would swamp them.
 
     Args:
-        beta: EMA coefficient of both moments. Default 0.9: the reference analysis recommends β ≥ 0.9 because a
-            variance from an effective ~6.7 samples (β = 0.85) is very noisy.
+        beta: EMA coefficient of both moments. Default 0.9 (β ≥ 0.9): a variance from the effective ~6.7 samples of
+            β = 0.85 is very noisy.
         eps: relative stabiliser (default 1e-6).
         bounded: return r / (1 + r) = m̂1² / (m̂2 + ε) ∈ [0, 1] instead of r. This caps the entries whose gradient is
             nearly deterministic (for example P and Q of a pruned triplet, moved only by the orthogonal

@@ -12,8 +12,8 @@ from adalora_scores.scores.gsnr import check_gsnr_options
 @register_score("gsnr_per_example")
 class GSNRPerExample(Score):
     """Gradient signal-to-noise ratio over examples, s(w) = E_n[g_n]² / Var_n[g_n] (Liu et al., ICLR 2020, where
-    mean and variance are taken over the examples; per-step moments smoothed across steps as recommended in
-    ``shared/reference/score-estimators.md`` §4.3).
+    mean and variance are taken over the examples; each step's moments smoothed across steps with an EMA, as the
+    streaming estimator of ``gsnr`` does).
 
     ::
 

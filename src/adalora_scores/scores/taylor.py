@@ -19,8 +19,8 @@ class Taylor(Score):
 
     (w g)² estimates the loss change from removing w to second order under the Fisher approximation of the
     Hessian, so it is the pruning-consistent form of Fisher: unlike ``fisher`` (E[g²]) it vanishes for a zeroed
-    entry. Estimator: the mini-batch gradient once per optimizer step (``shared/reference/score-estimators.md``
-    §3.2-3.3: the square of a mini-batch gradient weights the noise by 1/B).
+    entry. Estimator: the mini-batch gradient once per optimizer step (the square of a mini-batch gradient weights
+    the noise by 1/B: E[ḡ²] = μ² + σ²/B).
 
     Args:
         beta: EMA coefficient (default 0.85, as AdaLoRA's β1).

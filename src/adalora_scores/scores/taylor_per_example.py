@@ -18,9 +18,8 @@ class TaylorPerExample(Score):
         (1/N) Σ_n (w · g_n)² = w² · m2          (w is the same for every example of the step)
         T ← β · T + (1 − β) · w² · m2,     s = T
 
-    The per-example counterpart of ``taylor``, whose (w · ḡ)² weights the gradient noise by 1/B
-    (``shared/reference/score-estimators.md`` §3.3-3.4). w is the entry after the optimizer step, as for every
-    score (the allocator reads scores after ``optimizer.step()``).
+    The per-example counterpart of ``taylor``, whose (w · ḡ)² weights the gradient noise by 1/B. w is the entry
+    after the optimizer step, as for every score (the allocator reads scores after ``optimizer.step()``).
 
     Args:
         beta: EMA coefficient (default 0.85, as ``taylor``).

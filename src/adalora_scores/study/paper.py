@@ -1,7 +1,8 @@
-"""Column definitions of the seed paper's tables and its published numbers.
+"""Column definitions of the score-function study's tables and its published numbers.
 
-Source: the seed study, "A Study on Performance Enhancement of PEFT via Score Function Variation in AdaLoRA"
-(``shared/seed``), Table 1 (GLUE dev, DeBERTa-v3-base) and Table 2 (SQuAD v1.1/v2.0 dev EM/F1). Its rows map to our
+Source: Myoungjun Kim, Seoyun Park, Yeeun Ma and Jin-Hyun Ahn (Myongji University), "A Study on Performance
+Enhancement of Parameter-Efficient Fine-Tuning via Score Function Variation in AdaLoRA", Table 1 (GLUE dev,
+DeBERTa-v3-base) and Table 2 (SQuAD v1.1/v2.0 dev EM/F1). Its rows map to our
 scores by the paper's definitions (:data:`PAPER_ROWS`): AdaLoRA(Original) = ``sensitivity``, Movement =
 ``movement``, and Fisher E[g²] and GSNR E[g]²/Var[g], which the paper defines as moments over examples, =
 ``fisher_per_example`` and ``gsnr_per_example``. The mini-batch ``fisher`` and ``gsnr`` (one mini-batch gradient per
@@ -86,5 +87,5 @@ PAPER: dict[tuple[str, str], float] = {
     for score, values in table.items()
     for column, value in zip(columns, values, strict=True)
 }
-"""(score, column label) → the seed paper's value."""
+"""(score, column label) → the study's value."""
 PAPER.update({(score, "All Ave."): value for score, value in PAPER_ALL_AVERAGE.items()})

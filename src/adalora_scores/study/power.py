@@ -9,8 +9,7 @@ the n seeds both ran (mean d̄, sample std s_d, ddof 1):
   power = P(T > t_crit) + P(T < −t_crit), T ~ t(df = n − 1, nc = δ √n / s_d), t_crit = t_{1−α/2, n−1}.
 * **Minimum detectable difference** (MDD): the δ > 0 at which that power is 80% (``scipy.optimize.brentq``). Its
   textbook approximation is (t_{1−α/2, n−1} + t_{1−β, n−1}) · s_d / √n (e.g. Cohen, *Statistical Power Analysis*,
-  1988, ch. 2; the project's ``shared/reference/export-serving-and-cpu-paths.md``), close to the exact value for
-  large n.
+  1988, ch. 2), close to the exact value for large n.
 * **Seeds needed** for a difference δ: the smallest n ≥ 2 whose power reaches 80%, taking s_d as observed; searched
   up to :data:`SEEDS_CAP`, beyond which it is reported as "more than" the cap.
 

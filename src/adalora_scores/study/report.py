@@ -1,5 +1,5 @@
-"""``report``: the seed paper's Tables 1 and 2 from a folder of runs, with seeds, paper values, paired tests and
-score diagnostics.
+"""``report``: the score-function study's Tables 1 and 2 from a folder of runs, with seeds, paper values, paired
+tests and score diagnostics.
 
 Tables show only the columns that have results; the paper's values for them sit in a reference table below each
 (Table 1 keeps the paper's nine-column layout and averages when every column has results). Writes ``report.md``,
@@ -31,7 +31,7 @@ __all__ = ["build_report", "format_cell"]
 
 def _stats_note(reference: str) -> str:
     return (
-        "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; Δ paper = ours − the seed paper's single-run "
+        "Cells: mean ± sample std (ddof 1) over seeds, (n) = seeds; Δ paper = ours − the study's single-run "
         "value (listed in the reference table under each table). Only columns with results are shown. Significance: "
         f"two-sided paired t-test over seeds (`scipy.stats.ttest_rel`) of each score against `{reference}`"
         + (" (AdaLoRA's original score)" if reference == BASELINE else "")
@@ -83,12 +83,12 @@ def _paper_text(row: tuple[str, str], label: str, mean: float | None) -> str:
 
 
 def _paper_table(columns: Sequence[Column], averages: bool) -> str | None:
-    """The seed paper's values for ``columns`` (and its All Ave. with ``averages``), one row per paper score."""
+    """The study's values for ``columns`` (and its All Ave. with ``averages``), one row per paper score."""
     labels = [c.label for c in columns] + (["All Ave."] if averages else [])
     scores = list(dict.fromkeys(score for score, label in PAPER if label in labels))
     if not scores:
         return None
-    lines = ["| seed paper (single runs) | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    lines = ["| Kim et al. (single runs) | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     for score in scores:
         values = [PAPER.get((score, label)) for label in labels]
         lines.append(f"| `{score}` | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
@@ -464,13 +464,13 @@ def build_report(
         settings, ran_with = _settings(study, {c.task for c in shown})
         sections += [f"## {heading}", table]
         if (reference := _paper_table(shown, averages)) is not None:
-            sections += ["The seed paper's values for these columns:", reference]
+            sections += ["The study's values for these columns (Kim et al.):", reference]
         sections += ["### Settings each row ran with", settings]
         sections += [f"### Significance against `{study.reference}`", significance]
         if averages:
             sections.append(
                 "All Ave. (paper convention): mean of the nine columns above, MNLI m and mm counted separately, as "
-                "the seed paper computes it. GLUE avg. (standard): mean over the eight tasks, one number per task, "
+                "the study computes it. GLUE avg. (standard): mean over the eight tasks, one number per task, "
                 "averaging MRPC and QQP accuracy and F1, STS-B Pearson and Spearman, and MNLI m and mm; WNLI "
                 "excluded. Either is shown only when every task has a result."
             )

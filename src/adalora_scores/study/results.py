@@ -3,7 +3,7 @@
 Statistics (stated in the report):
 
 * a cell is the mean over seeds with the sample standard deviation (ddof = 1) and the number of seeds n;
-* "All Ave." (the seed paper's convention) is the mean of the nine Table 1 column means; its ± is the std of the
+* "All Ave." (the study's convention) is the mean of the nine Table 1 column means; its ± is the std of the
   per-seed averages over the seeds present in every column;
 * significance: a two-sided paired t-test over seeds (``scipy.stats.ttest_rel``) of each score against
   ``sensitivity`` with the same other grid values, per column, on the seeds both have; p-values are also given
