@@ -43,7 +43,7 @@ def single_run() -> dict:
 
 def zero3_run(rank: int, world: int) -> dict:
     import deepspeed
-    from deepspeed.utils import safe_get_full_fp32_param
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_grad, safe_set_full_grad
     from transformers.integrations import HfDeepSpeedConfig
 
     config = zero3_config()
@@ -66,6 +66,16 @@ def zero3_run(rank: int, world: int) -> dict:
     engine.backward(engine(**batch).loss)
     engine.step()
     model.base_model.update_and_allocate(STEPS)  # re-applies the frozen pattern (PEFT's final phase)
+    # the NaN guard reads the optimizer's full gradients (p.grad is None here): finite, then one entry poisoned
+    finite = allocator.backend.nonfinite_parameter(engine.module)
+    # Q of the first matrix: its size splits evenly over the processes (safe_set_full_grad fails on an uneven split,
+    # deepspeed 0.19.8, as safe_set_full_fp32_param does; see adapter/distributed/deepspeed.py)
+    target = allocator.layout.matrices[0].right
+    poisoned_name = next(name for name, p in engine.module.named_parameters() if p is target)
+    gradient = safe_get_full_grad(target).clone()
+    gradient.view(-1)[0] = float("nan")
+    safe_set_full_grad(target, gradient)
+    poisoned = allocator.backend.nonfinite_parameter(engine.module)
     master = [safe_get_full_fp32_param(v).reshape(-1).clone() for v in values]
     with deepspeed.zero.GatheredParameters(values):
         forward = [v.detach().reshape(-1).clone() for v in values]
@@ -73,7 +83,8 @@ def zero3_run(rank: int, world: int) -> dict:
     return {"masks": torch.stack(masks), "scores": allocator.last_triplet_scores.clone(), "losses": losses,
             "pattern": allocator.rank_pattern(), "access": type(allocator.layout.access).__name__,
             "partitioned": values[0].shape == (0,), "master": torch.cat(master), "forward": torch.cat(forward),
-            "rank_pattern_keep": allocator.keep.clone()}  # fmt: skip
+            "rank_pattern_keep": allocator.keep.clone(), "nonfinite": (finite, poisoned, poisoned_name),
+            "grad_is_none": target.grad is None}  # fmt: skip
 
 
 def main(out: Path) -> None:

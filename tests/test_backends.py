@@ -191,3 +191,10 @@ def _plain_matrices() -> list[AdaptedMatrix]:
     parameter = torch.nn.Parameter
     return [AdaptedMatrix("a", right=parameter(torch.ones(2, 4)), value=parameter(torch.ones(2, 1)),
                           left=parameter(torch.ones(3, 2)))]  # fmt: skip
+
+
+def test_only_the_single_process_backend_refuses_partitioned_parameters(stand_in_deepspeed):
+    _, values = stand_in_deepspeed
+    model = TwoMatrices(values)
+    layout = TripletLayout(model.matrices(), ZeroStage3Backend().parameter_access())
+    assert ZeroStage3Backend().follow(layout, model) is False  # partitioned parameters are what it expects

@@ -98,3 +98,12 @@ def test_attach_refuses_per_example_gradients_under_deepspeed(deepspeed_state):
     for options in ({"score": "fisher_per_example"}, {"score": "sensitivity", "task_gradient_only": True}):
         with pytest.raises(RuntimeError, match="not supported under DeepSpeed ZeRO-3"):
             adalora_scores.attach(model, **options)
+
+
+def test_the_nan_guard_sees_zero3_gradients_that_p_grad_does_not_hold(runs):
+    """ZeRO-3 leaves ``p.grad`` None; the backend's guard reads DeepSpeed's optimizer: nothing while the gradients
+    are finite, and the parameter's name on every process once one entry of its full gradient is NaN."""
+    _, first, second = runs
+    for result in (first, second):
+        finite, poisoned, name = result["nonfinite"]
+        assert result["grad_is_none"] and finite is None and poisoned == name and "lora_A" in name

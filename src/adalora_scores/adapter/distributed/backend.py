@@ -70,18 +70,8 @@ class Backend:
         return ParameterAccess()
 
     def follow(self, layout: TripletLayout, model: nn.Module | None) -> bool:
-        """Point ``layout`` at the parameters ``model`` holds now; returns whether it was rebound. Plain parameters
-        are never replaced; the first call checks that no wrapper sharded them behind accelerate's back."""
-        if model is not None and not getattr(self, "_checked", False):
-            self._checked = True
-            wrapper = _unannounced_wrapper(model)
-            if wrapper is not None:
-                raise RuntimeError(
-                    f"the model's adapter parameters are {wrapper}, but the allocator was attached for a single "
-                    f"process or DDP, so it would read stale or empty tensors. Attach with "
-                    f"backend={'fsdp2' if wrapper.startswith('FSDP2') else 'zero3'!r} (adalora_scores.attach), or "
-                    "let accelerate wrap the model (accelerate launch with an FSDP2 or ZeRO-3 config)."
-                )
+        """Point ``layout`` at the parameters ``model`` holds now; returns whether it was rebound (never, unless a
+        wrapper replaces parameters)."""
         return False
 
     def prepare_adalora(self, adalora: nn.Module) -> None:
@@ -115,6 +105,21 @@ class Backend:
 
 class SingleProcessBackend(Backend):
     """One process, or DDP: every process holds the full parameters and the full, all-reduced gradient."""
+
+    def follow(self, layout: TripletLayout, model: nn.Module | None) -> bool:
+        """Plain parameters are never replaced; the first call checks that no wrapper sharded or partitioned them
+        behind accelerate's back (a hand-written loop around ``fully_shard`` or ``deepspeed.initialize``)."""
+        if model is not None and not getattr(self, "_checked", False):
+            self._checked = True
+            wrapper = _unannounced_wrapper(model)
+            if wrapper is not None:
+                raise RuntimeError(
+                    f"the model's adapter parameters are {wrapper}, but the allocator was attached for a single "
+                    f"process or DDP, so it would read stale or empty tensors. Attach with "
+                    f"backend={'fsdp2' if wrapper.startswith('FSDP2') else 'zero3'!r} (adalora_scores.attach), or "
+                    "let accelerate wrap the model (accelerate launch with an FSDP2 or ZeRO-3 config)."
+                )
+        return False
 
 
 class FullyShardedBackend(Backend):
