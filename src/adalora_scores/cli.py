@@ -47,6 +47,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank_choices(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--rank-choices {text!r}: expected comma-separated ranks, e.g. 8,16,32,64.") from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from adalora_scores.engine.export import export_run
+
+    if args.merge and (args.uniform_rank is not None or args.rank_choices):
+        raise ValueError("--merge writes a whole model: --uniform-rank and --rank-choices apply to the LoRA adapter.")
+    if args.uniform_rank not in (None, "auto") and not args.uniform_rank.isdigit():
+        raise ValueError(f"--uniform-rank {args.uniform_rank!r}: give a positive rank, e.g. 16, or no value.")
+    summary = export_run(args.run_folder, args.output, uniform_rank=args.uniform_rank,
+                         rank_choices=_rank_choices(args.rank_choices), merge=args.merge, overwrite=args.overwrite,
+                         overrides=args.overrides)  # fmt: skip
+    print("\n".join(summary.lines()))
+    return 0
+
+
 def _read_mapping(path: str, what: str, kind: type | tuple[type, ...]) -> dict:
     """A JSON object file of question id → value, with errors that name the file and the first bad entry."""
     file = Path(path)
@@ -204,6 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", metavar="key=value")
     _add_plugin_option(evaluate)
     evaluate.set_defaults(run=_evaluate)
+    export = commands.add_parser(
+        "export",
+        help="write a finished run's adapter as a standard PEFT LoRA adapter at the kept ranks (or merged)",
+        description="Convert the run's AdaLoRA adapter to PEFT LoRA (vLLM, llama.cpp, merging tools read it): each "
+        "module keeps only its kept triplets, modules pruned to rank 0 are left out. key=value may change "
+        "load_in_4bit and torch_dtype (e.g. --merge load_in_4bit=false).",
+    )
+    export.add_argument("run_folder", metavar="RUN", help="a finished run folder")
+    export.add_argument("--output", required=True, help="folder to write (adapter_config.json and weights)")
+    export.add_argument(
+        "--uniform-rank",
+        nargs="?",
+        const="auto",
+        metavar="R",
+        help="pad every module to one rank R (without R: the largest kept rank, rounded up to --rank-choices)",
+    )
+    export.add_argument("--rank-choices", metavar="R,R,...", help="ranks the server accepts, e.g. 8,16,32,64")
+    export.add_argument("--merge", action="store_true", help="write the base model with the update merged in")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    export.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    export.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_plugin_option(export)
+    export.set_defaults(run=_export)
     squad = commands.add_parser(
         "evaluate-squad",
         help="official SQuAD v1.1/v2.0 EM and F1 of a predictions file",

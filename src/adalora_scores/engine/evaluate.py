@@ -8,7 +8,6 @@ other evaluation settings (e.g. ``task_options.generate=true``), into a folder o
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from accelerate.state import AcceleratorState
 
 from adalora_scores.config import TrainConfig, parse_overrides
 from adalora_scores.engine.generate import generate_texts
-from adalora_scores.run_files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
+from adalora_scores.run_files import METRICS_FILE
 
 __all__ = ["EVALUATION_FIELDS", "encode_splits", "evaluate_run", "evaluate_splits", "predict", "split_loaders"]
 
@@ -101,18 +100,6 @@ def evaluate_splits(
     return evals, files
 
 
-def _evaluation_config(run: Path, overrides: list[str]) -> TrainConfig:
-    saved = saved_train_values(read_config(run))
-    changes = parse_overrides(overrides)
-    refused = sorted(set(changes) - set(EVALUATION_FIELDS))
-    if refused:
-        raise ValueError(f"evaluate cannot change {', '.join(refused)}: they shaped the trained adapter. It may "
-                         f"change {', '.join(EVALUATION_FIELDS)}; train a new run for the others.")  # fmt: skip
-    if "task_options" in changes:
-        changes["task_options"] = {**(saved.get("task_options") or {}), **changes["task_options"]}
-    return dataclasses.replace(TrainConfig(**saved), **changes)
-
-
 def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
                  overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
     """Evaluate the finished run ``run`` again; write ``metrics.json`` and the task's files into ``output`` (default
@@ -122,30 +109,19 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     the tokenizer the one saved with the adapter; the splits are the run's (dev, and the selection split when it held
     one out).
     """
-    from adalora_scores.adapter.peft.saving import load_adapter
-    from adalora_scores.engine.model import load_model_and_tokenizer
     from adalora_scores.engine.split import hold_out
-    from adalora_scores.plugins import restore_plugins
+    from adalora_scores.engine.trained import finished_run_config, load_trained_model
     from adalora_scores.run_files import write_json
-    from adalora_scores.tasks import configure_run
 
     run = Path(run)
-    if not is_finished(run):
-        raise FileNotFoundError(f"{run} is not a finished run (no {METRICS_FILE}); evaluate needs its adapter.")
+    config = finished_run_config(run, overrides or [], EVALUATION_FIELDS, "evaluate")
     folder = Path(output) if output is not None else run / "evaluation"
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} already holds files; pass --overwrite to replace them, or another --output.")
-    config = _evaluation_config(run, overrides or [])
-    restore_plugins(run, config.score, config.task)  # the run's plugins (plugins.json), imported again
-    task = configure_run(config)
+    task, model, tokenizer = load_trained_model(run, config)
     data = task.load(config.data)
     AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
-    model, _ = load_model_and_tokenizer(config, task)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(run / ADAPTER_FOLDER)
-    model = load_adapter(model, run / ADAPTER_FOLDER)
     _, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
     eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
