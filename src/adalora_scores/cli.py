@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
-    takes_overrides = args.command in ("train", "sweep", "demo", "evaluate")
+    takes_overrides = args.command in ("train", "sweep", "demo", "evaluate", "export")
     if stray or (extra and not takes_overrides):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
     if takes_overrides:

@@ -7,12 +7,14 @@ PEFT's AdaLoRA layer (``SVDLinear``, peft 0.13 - 0.21, ``peft/tuners/adalora/lay
 with A = ``lora_A`` (r × d_in), E = ``lora_E`` (λ, r × 1), B = ``lora_B`` (d_out × r) and ``ranknum`` the initial rank.
 A PEFT LoRA layer adds (α' / r') · B' A' x. Keeping the triplets with λ ≠ 0 (the pruned ones add exactly zero),
 
-    A' = (A ∘ E)[kept, :],     B' = c · B[:, kept],     r' = |kept|,     α' = r'
+    A' = (A ∘ E)[kept, :],     B' = B[:, kept],     r' = |kept|,     α' = c · r'
 
-gives LoRA's scale α' / r' = 1 and the same update, up to the rounding of one product. Each module's own r' and α'
-go in ``rank_pattern`` / ``alpha_pattern`` (keyed by the full module name, which PEFT matches as a suffix); a module
+gives the same update with LoRA's scale α' / r' equal to AdaLoRA's c: A ∘ E is the float32 product AdaLoRA's forward
+forms itself, c · r' / r' is exact in double precision, so only the order of the final scaling differs (AdaLoRA
+multiplies by α, then divides by ``ranknum + 1e-5``). Each module's own r' and α' go in ``rank_pattern`` /
+``alpha_pattern`` (keyed by the full module name, which PEFT matches as a suffix); a module
 pruned to rank 0 is left out of ``target_modules`` (its update is zero). With a uniform rank R, A' gets zero rows and
-B' zero columns up to R, and α' = R: the product is unchanged, and a server that takes one rank per adapter (vLLM's
+B' zero columns up to R, and α' = c · R: the product is unchanged, and a server that takes one rank per adapter (vLLM's
 ``--max-lora-rank``) can load it. ``fan_in_fan_out`` (GPT-2's ``Conv1D``) is copied: neither layer uses it in the
 forward pass, both when merging. The heads PEFT saves (``modules_to_save``) are copied under the same keys.
 """
@@ -47,12 +49,12 @@ class LoraExport:
     """Every AdaLoRA module by name (relative to the transformers model), with its kept rank (0: left out)."""
 
 
-def _kept_factors(layer: AdaLoraLayer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A', B')`` of one AdaLoRA layer: its kept triplets with λ folded into A' and the scale c into B'."""
+def _kept_factors(layer: AdaLoraLayer, adapter: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(A', B', c)`` of one AdaLoRA layer: its kept triplets with λ folded into A', and its scale c."""
     right, value, left = (getattr(layer, name)[adapter].detach() for name in ("lora_A", "lora_E", "lora_B"))
     kept = value.view(-1) != 0
-    coefficient = layer.scaling[adapter] / (layer.ranknum[adapter].detach() + 1e-5)  # as SVDLinear.forward
-    return (right * value)[kept].contiguous(), (left[:, kept] * coefficient).contiguous()
+    coefficient = layer.scaling[adapter] / (layer.ranknum[adapter].detach() + 1e-5)  # in SVDLinear.forward's dtype
+    return (right * value)[kept].contiguous(), left[:, kept].contiguous(), float(coefficient.item())
 
 
 def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str = "default") -> LoraExport:
@@ -73,9 +75,10 @@ def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str 
         raise TypeError(f"the model has no AdaLoRA adapter {adapter!r} (its PEFT config is {type(source).__name__}).")
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     ranks: dict[str, int] = {}
+    scales: dict[str, float] = {}
     for name, module in model.base_model.model.named_modules():
         if isinstance(module, AdaLoraLayer) and adapter in module.lora_E:
-            right, left = _kept_factors(module, adapter)
+            right, left, scales[name] = _kept_factors(module, adapter)
             ranks[name] = right.shape[0]
             if right.shape[0] > 0:
                 factors[name] = (right, left)
@@ -89,14 +92,15 @@ def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str 
                              f"least {largest}.")  # fmt: skip
         factors = {name: _padded(right, left, uniform_rank) for name, (right, left) in factors.items()}
     own = {name: right.shape[0] for name, (right, _) in factors.items()}
+    alphas = {name: scales[name] * rank for name, rank in own.items()}  # α' / r' = c exactly
     default = uniform_rank or Counter(own.values()).most_common(1)[0][0]
-    pattern = {name: rank for name, rank in own.items() if rank != default}
+    default_alpha = Counter(alphas[name] for name, rank in own.items() if rank == default).most_common(1)[0][0]
     config = LoraConfig(
         r=default,
-        lora_alpha=default,  # α' = r': LoRA's scale is exactly 1
+        lora_alpha=default_alpha,
         target_modules=sorted(factors),
-        rank_pattern=pattern,
-        alpha_pattern=dict(pattern),
+        rank_pattern={name: rank for name, rank in own.items() if rank != default},
+        alpha_pattern={name: alpha for name, alpha in alphas.items() if alpha != default_alpha},
         lora_dropout=source.lora_dropout,
         fan_in_fan_out=source.fan_in_fan_out,
         bias=source.bias,
