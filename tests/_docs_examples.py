@@ -30,6 +30,7 @@ of GPU runs on the Hub)                       (the i-th run alone, the first of 
 ``num_processes: N`` in a launcher config
 ``accelerate launch`` with a DeepSpeed config  skipped where ``deepspeed`` is not installed (the reason is printed)
 ``bash scripts/gpu-check.sh`` (CUDA)          skipped without a CUDA device; ``--device cpu`` runs
+``vllm serve ...``, ``ollama ...``            skipped where the server is not installed (the reason is printed)
 ``bash scripts/...``                          from the checkout, with this interpreter as ``PYTHON``
 ``loader`` in a Python example (your data)    40 batches of 4 random token sequences for the tiny model
 files the reader brings                       ``reviews/`` (CSV, 3 classes), ``math/`` (the guide's JSONL records),
@@ -78,6 +79,8 @@ SUBSTITUTIONS = {
     "causal_lm generation": "task_options.max_new_tokens=4",
 }
 """In the docs → in the test (the module docstring has the whole table)."""
+SERVERS = {"vllm": "vLLM (a GPU inference server)", "ollama": "Ollama"}
+"""Serving tools a guide shows: run where installed, else skipped with the reason printed."""
 
 
 class MissingCapability(Exception):
@@ -317,6 +320,9 @@ class DocRun:
             return [self.folder / _option(argv, "--output") / "sweep.yaml"]
         if command == "report":
             return [self.folder / argv[1] / "report.md"]
+        if command == "export":
+            made = "config.json" if "--merge" in argv else "adapter_config.json"
+            return [self.folder / _option(argv, "--output") / made]
         if command == "evaluate":
             output = _option(argv, "--output")
             return [self.folder / (output or Path(argv[1]) / "evaluation") / "metrics.json"]
@@ -375,6 +381,8 @@ class DocRun:
             first = command.split()[0]
             script = first == "bash" and "scripts/" in command
             try:
+                if first in SERVERS and shutil.which(first) is None:
+                    raise MissingCapability(f"{SERVERS[first]} is not installed here")
                 if first in ("adalora-scores", "torchrun", "accelerate") or script:
                     argv = shell_words(command)
                     if first == "adalora-scores":
