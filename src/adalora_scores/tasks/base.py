@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from adalora_scores.config import TrainConfig
 
 __all__ = [
+    "check_option_names",
     "HOOKS",
     "LABEL_KEYS",
     "GenerationRequest",
@@ -275,6 +276,23 @@ class ProtocolTask(TaskBase):
 
 
 _REGISTRY: dict[str, Task] = {}
+
+
+def check_option_names(options: Any, known: list[str], task: str, example: str) -> None:
+    """Refuse ``task_options`` that are not a mapping (``example`` shows one), or that name an option the task does
+    not have (the message suggests the closest known name and lists them all).
+
+    Raises:
+        ValueError: as above.
+    """
+    if not isinstance(options, Mapping):
+        raise ValueError(f"task_options must be a mapping (e.g. {{{example}}}), got {options!r}.")
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: "
+                             f"{', '.join(known)}.")  # fmt: skip
 
 
 def _key(name: str) -> str:

@@ -4,7 +4,6 @@ command line), validated with messages that say how to fix a bad value."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import string
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.tasks.base import check_option_names
 from adalora_scores.tasks.files import check_data_options
 
 __all__ = ["FORMATS", "CausalLMOptions"]
@@ -96,16 +96,9 @@ class CausalLMOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> CausalLMOptions:
         """Validated options; an unknown name lists the known ones."""
-        if not isinstance(options, Mapping):
-            raise ValueError(f"task_options must be a mapping (e.g. {{prompt_field: question}}), got {options!r}.")
-        known = cls.known()
+        check_option_names(options, cls.known(), "causal_lm", "prompt_field: question")
         values: dict[str, Any] = {}
         for name, value in options.items():
-            if name not in known:
-                close = difflib.get_close_matches(str(name), known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown task option {name!r} for task causal_lm.{hint} Known options: "
-                                 f"{', '.join(known)}.")  # fmt: skip
             if name == "generate":
                 if not isinstance(value, bool):
                     raise ValueError(f"task_options.generate must be true or false, got {value!r}.")

@@ -22,7 +22,6 @@ The mapping is written to the run folder as ``labels.json`` (:func:`read_labels`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from adalora_scores.metrics.classification import (
     classification_metrics,
     regression_metrics,
 )
-from adalora_scores.tasks.base import TaskBase, register_task
+from adalora_scores.tasks.base import TaskBase, check_option_names, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
 from adalora_scores.tasks.files import (
     SUFFIXES,
@@ -87,15 +86,7 @@ class ClassificationOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> ClassificationOptions:
         """Validated options; an unknown name lists the known ones, a missing required one gives an example."""
-        if not isinstance(options, Mapping):
-            raise ValueError(f"task_options must be a mapping (e.g. {{text_column: review}}), got {options!r}.")
-        known = cls.known()
-        for name in options:
-            if name not in known:
-                close = difflib.get_close_matches(str(name), known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown task option {name!r} for task classification.{hint} Known options: "
-                                 f"{', '.join(known)}.")  # fmt: skip
+        check_option_names(options, cls.known(), "classification", "text_column: review")
         values: dict[str, Any] = {}
         for name, value in options.items():
             if name == "regression":

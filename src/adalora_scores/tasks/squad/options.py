@@ -8,11 +8,12 @@ Up to adalora-scores 0.3 these were fields of ``TrainConfig``; their old names a
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from adalora_scores.tasks.base import check_option_names
 
 __all__ = ["SquadOptions"]
 
@@ -39,16 +40,9 @@ class SquadOptions:
     def parse(cls, options: Mapping[str, Any], task: str = "squad") -> SquadOptions:
         """Validated options of the task ``task``; an unknown name lists the known ones, a bad value says what it
         must be."""
-        if not isinstance(options, Mapping):
-            raise ValueError(f"task_options must be a mapping (e.g. {{doc_stride: 128}}), got {options!r}.")
-        known = cls.known()
+        check_option_names(options, cls.known(), task, "doc_stride: 128")
         values: dict[str, Any] = {}
         for name, value in options.items():
-            if name not in known:
-                close = difflib.get_close_matches(str(name), known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: "
-                                 f"{', '.join(known)}.")  # fmt: skip
             if name == "null_score_diff_threshold":
                 values[name] = _number(name, value)
             else:
