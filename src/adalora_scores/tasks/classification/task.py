@@ -16,7 +16,7 @@ refused with a pointer to ``regression=true``.
 
 The mapping is written to the run folder as ``labels.json`` (:func:`read_labels`), and set as the model's
 ``id2label``/``label2id``; :func:`base_model_for_run` builds the base model with that head, for
-``PeftModel.from_pretrained``.
+``PeftModel.from_pretrained``, and ``predict`` labels new rows with it (:meth:`ClassificationTask.for_prediction`).
 """
 
 from __future__ import annotations
