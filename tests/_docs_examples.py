@@ -21,7 +21,8 @@ in the docs                                   in the test
 ``Qwen/Qwen2.5-0.5B`` (Hub model)             a tiny random Qwen2 decoder with a chat template, saved likewise
 ``train`` without ``--model``                 ``--model`` the tiny DeBERTa (the default model is the Hub's)
 GLUE/SQuAD ``train`` without ``--data``       ``--data`` a small local copy in the original layout (the Hub)
-``causal_lm`` ``train``/``evaluate``          ``task_options.max_new_tokens=4`` appended (generation shortened)
+``causal_lm`` ``train``/``evaluate``/        ``task_options.max_new_tokens=4`` appended (generation shortened)
+``predict``
 ``sweep paper`` / ``paper-tuned`` (hundreds   one run of the grid: ``--shard i/n`` becomes ``--shard i/100000``
 of GPU runs on the Hub)                       (the i-th run alone, the first of the shard), with ``model=`` the tiny
                                               DeBERTa and ``data=`` the local copy of that run's task
@@ -275,7 +276,7 @@ class DocRun:
                 argv += ["--data", str(self.assets.hub / task)]
             if task == "causal_lm":
                 argv += ["task_options.max_new_tokens=4"]
-        elif command == "evaluate":
+        elif command in ("evaluate", "predict"):
             metrics = Path(argv[1]) / "metrics.json"  # relative to the doc's folder, where the command runs
             if metrics.is_file() and json.loads(metrics.read_text())["task"] == "causal_lm":
                 argv += ["task_options.max_new_tokens=4"]
@@ -326,6 +327,8 @@ class DocRun:
         if command == "evaluate":
             output = _option(argv, "--output")
             return [self.folder / (output or Path(argv[1]) / "evaluation") / "metrics.json"]
+        if command == "predict":
+            return [self.folder / _option(argv, "--output")]
         return []
 
     def _launch(self, argv: list[str], outcome: Outcome) -> None:

@@ -94,6 +94,21 @@ def _causal_lm(run: DocRun, outcome: Outcome) -> None:
     assert "exact_match" in json.dumps(again)
 
 
+def _predict(run: DocRun, outcome: Outcome) -> None:
+    """The labels of the new reviews, the generations of the math prompts and the SQuAD answers, one per input."""
+    import csv
+
+    with (run.folder / "runs" / "reviews-fisher" / "new-labels.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["review"] for row in rows] == ["A good film, not a sad one.", "The plot was awful."]
+    assert {row["prediction"] for row in rows} <= {"negative", "neutral", "positive"}
+    generations = (run.folder / "runs" / "math-fisher" / "generations.jsonl").read_text().splitlines()
+    assert len(generations) == 16 and all("generation" in json.loads(line) for line in generations)
+    questions = json.loads((run.folder / "squad" / "dev-v2.0.json").read_text())["data"]
+    ids = {qa["id"] for article in questions for paragraph in article["paragraphs"] for qa in paragraph["qas"]}
+    assert set(json.loads((run.folder / "runs" / "squad2-gsnr" / "answers.json").read_text())) == ids
+
+
 def _squad(run: DocRun, outcome: Outcome) -> None:
     assert '"exact"' in outcome.output and '"f1"' in outcome.output  # evaluate-squad printed the official v2.0 metrics
 
@@ -111,6 +126,7 @@ CHECKS = {
     ("docs/tasks.md", "python", "base_model_for_run"): _reload_labels,
     ("docs/tasks.md", "bash", "--task causal_lm"): _causal_lm,
     ("docs/tasks.md", "bash", "evaluate-squad"): _squad,
+    ("docs/tasks.md", "bash", "--input reviews/new.csv"): _predict,
     ("docs/study.md", "bash", "sweep paper --output results/paper --seeds 1,2,3"): _paper,
 }
 """(file, language, a text of the block) → a check of what the block made, beyond exit codes and files."""

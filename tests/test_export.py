@@ -209,9 +209,7 @@ def finished_run(glue_root, tiny_model_dir, tmp_path_factory):
 def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(finished_run, tiny_model_dir,
                                                                                tmp_path, capsys):  # fmt: skip
     from adalora_scores.cli import main
-    from adalora_scores.config import TrainConfig
-    from adalora_scores.engine.trained import load_trained_model
-    from adalora_scores.run_files import read_config, saved_train_values
+    from adalora_scores.engine.evaluate import load_run_model, open_run
 
     lora, uniform, merged = tmp_path / "lora", tmp_path / "uniform", tmp_path / "merged"
     capsys.readouterr()
@@ -229,8 +227,8 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
     assert size < (finished_run / "adapter" / "adapter_model.safetensors").stat().st_size  # ... so it is smaller
     assert (lora / "tokenizer_config.json").is_file() and (merged / "config.json").is_file()
 
-    config = TrainConfig(**saved_train_values(read_config(finished_run)))
-    _, model, _ = load_trained_model(finished_run, config)
+    config, task = open_run(finished_run, [], "export")
+    _, model = load_run_model(finished_run, config, task)
     input_ids = torch.randint(4, model.config.vocab_size, (4, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model(input_ids=input_ids).logits

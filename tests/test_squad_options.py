@@ -149,10 +149,9 @@ def test_an_old_squad_run_resumes_with_its_config(tmp_path):
 
 def test_an_old_glue_run_still_evaluates_without_task_options():
     """The frozen 0.2 folder holds doc_stride and the other SQuAD fields at their defaults: they vanish."""
-    from adalora_scores.engine.evaluate import EVALUATION_FIELDS
-    from adalora_scores.engine.trained import finished_run_config
+    from adalora_scores.engine.evaluate import _evaluation_config
 
-    config = finished_run_config(FROZEN / "finished", [], EVALUATION_FIELDS, "evaluate")
+    config = _evaluation_config(FROZEN / "finished", [])
     assert config.task == "sst2" and config.task_options == {}
     configure_run(config)
 

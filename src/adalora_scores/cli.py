@@ -70,6 +70,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from adalora_scores.engine.prediction import predict_file
+
+    predict_file(args.run_folder, args.input, args.output, args.overrides, overwrite=args.overwrite)
+    return 0
+
+
 def _read_mapping(path: str, what: str, kind: type | tuple[type, ...]) -> dict:
     """A JSON object file of question id → value, with errors that name the file and the first bad entry."""
     file = Path(path)
@@ -250,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("overrides", nargs="*", metavar="key=value")
     _add_plugin_option(export)
     export.set_defaults(run=_export)
+    predict = commands.add_parser(
+        "predict",
+        help="label, score, answer or generate for new data with a finished run's adapter",
+        description="Reload a run's adapter with stock PEFT and predict every row of --input: a label and class "
+        "probabilities (or a value), SQuAD answers, or causal_lm generations, one record per row in input order. "
+        "key=value may change eval_batch_size, torch_dtype, mixed_precision and task_options (e.g. "
+        "task_options.text_column=COLUMN, task_options.max_new_tokens=N).",
+    )
+    predict.add_argument("run_folder", metavar="RUN", help="a finished run folder")
+    predict.add_argument("--input", required=True, metavar="FILE",
+                         help="rows to predict, read as the task reads its data (csv, tsv, json, jsonl, parquet; "
+                         "SQuAD: the official JSON); labels not needed")  # fmt: skip
+    predict.add_argument("--output", required=True, metavar="FILE",
+                         help="the predictions, in the format of the suffix: .jsonl, .csv or .json")  # fmt: skip
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    predict.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_plugin_option(predict)
+    predict.set_defaults(run=_predict)
     squad = commands.add_parser(
         "evaluate-squad",
         help="official SQuAD v1.1/v2.0 EM and F1 of a predictions file",
@@ -321,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
-    takes_overrides = args.command in ("train", "sweep", "demo", "evaluate", "export")
+    takes_overrides = args.command in ("train", "sweep", "demo", "evaluate", "export", "predict")
     if stray or (extra and not takes_overrides):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)} (config values are given as key=value)")
     if takes_overrides:

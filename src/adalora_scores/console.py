@@ -30,7 +30,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["IMPORT_NOISE", "NOISE", "hold_import_messages", "quiet_console", "show_held_messages", "unless_quiet"]
+__all__ = [
+    "IMPORT_NOISE",
+    "NOISE",
+    "hold_import_messages",
+    "progress_bar",
+    "quiet_console",
+    "show_held_messages",
+    "unless_quiet",
+]
 
 NOISE: tuple[tuple[type[Warning], str], ...] = (
     # PEFT reads the property that transformers 5 renamed, on every model it wraps
@@ -56,6 +64,16 @@ _verbose = True  # outside quiet_console (library use) everything is printed
 def unless_quiet(print_fn: Callable[..., Any]) -> Callable[..., Any]:
     """``print_fn`` itself, or, inside ``quiet_console(verbose=False)``, a function that prints nothing."""
     return print_fn if _verbose else _print_nothing
+
+
+def progress_bar(items: Any, description: str | None, main_process: bool = True) -> Any:
+    """``items`` with a progress bar named ``description`` (tqdm, as training shows it: on the main process, and on a
+    terminal only), or ``items`` itself when ``description`` is None."""
+    if description is None:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=description, disable=None if main_process else True, leave=False)
 
 
 def _print_nothing(*args: Any, **kwargs: Any) -> None:

@@ -8,18 +8,34 @@ other evaluation settings (e.g. ``task_options.generate=true``), into a folder o
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
 from adalora_scores.config import TrainConfig, parse_overrides
+from adalora_scores.console import progress_bar
 from adalora_scores.engine.generate import generate_texts
-from adalora_scores.run_files import METRICS_FILE
+from adalora_scores.run_files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
 
-__all__ = ["EVALUATION_FIELDS", "encode_splits", "evaluate_run", "evaluate_splits", "predict", "split_loaders"]
+if TYPE_CHECKING:
+    from adalora_scores.tasks import TaskBase
+
+__all__ = [
+    "EVALUATION_FIELDS",
+    "dataset_outputs",
+    "encode_splits",
+    "evaluate_run",
+    "evaluate_splits",
+    "load_run_model",
+    "open_run",
+    "predict",
+    "run_tokenizer",
+    "split_loaders",
+]
 
 _LABEL_KEYS = ("labels", "start_positions", "end_positions")
 _PAD_LOGIT = -1e4  # fills token positions past a feature's length; they are outside the context anyway
@@ -30,15 +46,15 @@ EVALUATION_FIELDS = ("data", "eval_batch_size", "max_eval_samples", "torch_dtype
 
 @torch.no_grad()
 def predict(
-    model, loader, names: tuple[str, ...], accelerator: Accelerator, batch_outputs=None
+    model, loader, names: tuple[str, ...], accelerator: Accelerator, batch_outputs=None, progress: str | None = None
 ) -> dict[str, torch.Tensor]:
     """The model outputs ``names`` for every item of ``loader``, in order, gathered from all processes (duplicates
     of the last uneven batch dropped). Token-level outputs are padded to a common length with a very low logit.
     ``batch_outputs(model, batch)``: the task's own outputs of a batch (labels included), instead of the model's
-    outputs without labels."""
+    outputs without labels. ``progress``: the name of a progress bar over the batches (none without)."""
     model.eval()
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    for batch in loader:
+    for batch in progress_bar(loader, progress, accelerator.is_local_main_process):
         if batch_outputs is not None:
             outputs = batch_outputs(model, batch)
         else:
@@ -76,6 +92,20 @@ def split_loaders(eval_sets: dict[str, Any], tokenizer: Any, config: TrainConfig
     return loaders
 
 
+def dataset_outputs(task: Any, model: Any, dataset: Any, loader: Any, tokenizer: Any, accelerator: Accelerator,
+                    config: TrainConfig, progress: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The task's outputs for every batch of ``loader`` (``predict`` with ``task.batch_outputs``), and
+    ``generations``, greedy continuations, where ``task.generation_request(dataset)`` asks for them."""
+    outputs: dict[str, Any] = predict(model, loader, task.output_names, accelerator, task.batch_outputs, progress)
+    request = task.generation_request(dataset)
+    if request is not None:
+        unwrapped = accelerator.unwrap_model(model)
+        outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator,
+                                                config.eval_batch_size, request.max_new_tokens,
+                                                progress and f"{progress}: generate")  # fmt: skip
+    return outputs
+
+
 def evaluate_splits(
     task: Any,
     model: Any,
@@ -89,15 +119,56 @@ def evaluate_splits(
     else prefixed with the split (``selection_predictions.jsonl``)."""
     evals, files = {}, {}
     for name, loader in eval_loaders.items():
-        outputs = predict(model, loader, task.output_names, accelerator, task.batch_outputs)
-        request = task.generation_request(eval_sets[name])
-        if request is not None:
-            unwrapped = accelerator.unwrap_model(model)
-            outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator,
-                                                    config.eval_batch_size, request.max_new_tokens)  # fmt: skip
+        outputs = dataset_outputs(task, model, eval_sets[name], loader, tokenizer, accelerator, config)
         evals[name], written = task.evaluate(outputs, eval_sets[name], config)
         files |= {(f if len(eval_loaders) == 1 else f"{name}_{f}"): content for f, content in written.items()}
     return evals, files
+
+
+def _evaluation_config(run: Path, overrides: list[str], command: str = "evaluate",
+                       fields: tuple[str, ...] = EVALUATION_FIELDS) -> TrainConfig:  # fmt: skip
+    saved = saved_train_values(read_config(run))
+    changes = parse_overrides(overrides)
+    refused = sorted(set(changes) - set(fields))
+    if refused:
+        raise ValueError(f"{command} cannot change {', '.join(refused)}. It may change {', '.join(fields)}; train a "
+                         "new run for the settings that shaped the trained adapter.")  # fmt: skip
+    if "task_options" in changes:
+        changes["task_options"] = {**(saved.get("task_options") or {}), **changes["task_options"]}
+    return dataclasses.replace(TrainConfig(**saved), **changes)
+
+
+def open_run(run: Path, overrides: list[str], command: str,
+             fields: tuple[str, ...] = EVALUATION_FIELDS) -> tuple[TrainConfig, TaskBase]:  # fmt: skip
+    """The config of the finished run ``run`` with ``overrides`` (only of ``fields``), and its task, after its
+    plugins (``plugins.json``) are imported again. ``command`` names the caller in errors."""
+    from adalora_scores.plugins import restore_plugins
+    from adalora_scores.tasks import configure_run
+
+    if not is_finished(run):
+        raise FileNotFoundError(f"{run} is not a finished run (no {METRICS_FILE}); {command} needs its adapter.")
+    config = _evaluation_config(run, overrides, command, fields)
+    restore_plugins(run, config.score, config.task)
+    return config, configure_run(config)
+
+
+def run_tokenizer(run: Path) -> Any:
+    """The tokenizer saved with the run's adapter (the one it trained with)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(run / ADAPTER_FOLDER)
+
+
+def load_run_model(run: Path, config: TrainConfig, task: TaskBase) -> tuple[Accelerator, Any]:
+    """A fresh accelerator, and the run's model on its device: the base model ``config.model`` with the task's head
+    (``torch_dtype`` and ``load_in_4bit`` as configured) and the adapter ``RUN/adapter`` loaded by stock PEFT."""
+    from adalora_scores.adapter.peft.saving import load_adapter
+    from adalora_scores.engine.model import load_model_and_tokenizer
+
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    model, _ = load_model_and_tokenizer(config, task)
+    return accelerator, accelerator.prepare(load_adapter(model, run / ADAPTER_FOLDER))
 
 
 def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
@@ -106,26 +177,23 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     ``RUN/evaluation``). Returns the metrics.
 
     The base model is the run's ``model`` with the task's head, the adapter ``RUN/adapter`` loaded by stock PEFT,
-    the tokenizer the one saved with the adapter; the splits are the run's (dev, and the selection split when it held
-    one out).
+    the tokenizer the one saved with the adapter (:func:`load_run_model`); the splits are the run's (dev, and the
+    selection split when it held one out).
     """
     from adalora_scores.engine.split import hold_out
-    from adalora_scores.engine.trained import finished_run_config, load_trained_model
     from adalora_scores.run_files import write_json
 
     run = Path(run)
-    config = finished_run_config(run, overrides or [], EVALUATION_FIELDS, "evaluate")
     folder = Path(output) if output is not None else run / "evaluation"
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} already holds files; pass --overwrite to replace them, or another --output.")
-    task, model, tokenizer = load_trained_model(run, config)
+    config, task = open_run(run, overrides or [], "evaluate")
     data = task.load(config.data)
-    AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator, model = load_run_model(run, config, task)
+    tokenizer = run_tokenizer(run)
     _, selection = hold_out(data.train, config.selection_fraction, config.selection_seed, task.group_key)
     eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
-    model = accelerator.prepare(model)
     results, files = evaluate_splits(task, model, eval_sets, loaders, tokenizer, accelerator, config)
     metrics = {"run": str(run), "task": task.name, "score": config.score, "method": config.method,
                "seed": config.seed, "main_metric": task.main_metric, "eval": results,

@@ -10,7 +10,7 @@ from pathlib import Path
 from statistics import mean
 
 from adalora_scores.adapter.peft.export import WEIGHTS_FILE, lora_export, merged_model, write_lora_export
-from adalora_scores.engine.trained import finished_run_config, load_trained_model
+from adalora_scores.engine.evaluate import load_run_model, open_run, run_tokenizer
 from adalora_scores.module_types import module_type, ordered_types
 from adalora_scores.run_files import ADAPTER_FOLDER
 
@@ -96,13 +96,14 @@ def export_run(
         ValueError: a LoRA run without ``merge`` (its adapter is LoRA already), or a 4-bit base with ``merge``.
     """
     run, output = Path(run), Path(output)
-    config = finished_run_config(run, overrides or [], EXPORT_FIELDS, "export")
+    config, task = open_run(run, overrides or [], "export", EXPORT_FIELDS)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise FileExistsError(f"{output} already exists; pass --overwrite to replace it, or another --output.")
     if config.method == "lora" and not merge:
         raise ValueError(f"{run} trained plain LoRA: {run / ADAPTER_FOLDER} is already a standard PEFT LoRA adapter. "
                          "Use it as it is, or pass --merge to merge it into the base model.")  # fmt: skip
-    _, model, tokenizer = load_trained_model(run, config)
+    accelerator, prepared = load_run_model(run, config, task)
+    model, tokenizer = accelerator.unwrap_model(prepared), run_tokenizer(run)
     staging = output.with_name(f".{output.name}.export-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:

@@ -9,22 +9,25 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from adalora_scores.console import progress_bar
+
 __all__ = ["generate_texts"]
 
 
 @torch.no_grad()
 def generate_texts(model: Any, prompts: list[list[int]], tokenizer: Any, accelerator: Accelerator, batch_size: int,
-                   max_new_tokens: int) -> list[str]:  # fmt: skip
+                   max_new_tokens: int, progress: str | None = None) -> list[str]:  # fmt: skip
     """The greedy continuation of every prompt (token ids), decoded without special tokens.
 
     Prompts are padded on the left (a decoder continues from the last position) in batches of ``batch_size``;
     generation stops at EOS or after ``max_new_tokens`` tokens. ``model`` is the unwrapped PEFT model.
+    ``progress``: the name of a progress bar over the batches (none without).
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     mine: list[tuple[int, str]] = []
     with accelerator.split_between_processes(list(range(len(prompts)))) as indices:
-        for start in range(0, len(indices), batch_size):
+        for start in progress_bar(range(0, len(indices), batch_size), progress, accelerator.is_local_main_process):
             chunk = indices[start : start + batch_size]
             width = max(len(prompts[i]) for i in chunk)
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in chunk])

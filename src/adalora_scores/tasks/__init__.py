@@ -11,6 +11,7 @@ from __future__ import annotations
 from adalora_scores.tasks import causal_lm, contrast, glue, squad  # noqa: F401  (registers the built-ins)
 from adalora_scores.tasks.base import (
     GenerationRequest,
+    Predictions,
     ProtocolTask,
     Task,
     TaskBase,
@@ -34,6 +35,7 @@ __all__ = [
     "Example",
     "GenerationRequest",
     "GlueTask",
+    "Predictions",
     "ProtocolTask",
     "SquadTask",
     "Task",

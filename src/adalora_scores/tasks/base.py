@@ -31,6 +31,7 @@ __all__ = [
     "HOOKS",
     "LABEL_KEYS",
     "GenerationRequest",
+    "Predictions",
     "ProtocolTask",
     "Task",
     "TaskBase",
@@ -44,7 +45,16 @@ __all__ = [
 
 LABEL_KEYS = ("labels", "start_positions", "end_positions")
 """Batch keys that hold labels; :meth:`TaskBase.batch_outputs` leaves them out of the model's inputs."""
-HOOKS = ("with_options", "check_config", "batch_outputs", "generation_request", "run_files")
+HOOKS = (
+    "with_options",
+    "check_config",
+    "batch_outputs",
+    "generation_request",
+    "run_files",
+    "for_prediction",
+    "prediction_dataset",
+    "prediction_records",
+)
 """The optional hooks of :class:`TaskBase`, each with a default."""
 
 
@@ -55,6 +65,16 @@ class GenerationRequest:
 
     prompts: list[list[int]]
     max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What ``predict`` writes for an input file: ``records``, one per input row in input order (the rows of a
+    ``.jsonl`` or ``.csv`` output, the array of a ``.json`` one), or ``document`` in a ``.json`` output where the task
+    has a format of its own (SQuAD: ``{id: answer}``, the official predictions file)."""
+
+    records: list[dict[str, Any]]
+    document: Any = None
 
 
 @runtime_checkable
@@ -113,6 +133,10 @@ class TaskBase(ABC):
     * :meth:`batch_outputs`: the outputs of one evaluation batch;
     * :meth:`generation_request`: what to generate from an evaluation split;
     * :meth:`run_files`: JSON files for the run folder, asked for after evaluation.
+
+    ``predict`` (``engine/prediction.py``) uses :meth:`for_prediction`, :meth:`prediction_dataset`,
+    :meth:`batch_outputs`, :meth:`generation_request` and :meth:`prediction_records`, in that order; a task without the
+    last two cannot predict.
     """
 
     name: str
@@ -187,6 +211,36 @@ class TaskBase(ABC):
         Default: none.
         """
         return {}
+
+    def for_prediction(self, run_folder: Path) -> TaskBase:
+        """The task that predicts with the finished run in ``run_folder``: what training saved there restored
+        (``classification``: the label mapping of ``labels.json``) and what prediction needs switched on
+        (``causal_lm``: generation). Called by ``predict`` once, on the task of the run, before any input is read;
+        no training data is read.
+
+        Default: the task itself.
+        """
+        return self
+
+    def prediction_dataset(self, path: Path, tokenizer: Any, config: TrainConfig) -> Any:
+        """The input file ``path`` (labels, answers or completions optional), checked and encoded as for evaluation
+        (a dataset with ``lengths``, see ``engine/data.py``). Called by ``predict`` once, before the model loads, so
+        that a bad input stops it early; errors name the file, the line and the fix, as for training data.
+
+        Default: the task cannot predict (``NotImplementedError``).
+        """
+        raise NotImplementedError(f"task {self.name} does not support predict: it has no prediction_dataset and "
+                                  "prediction_records (adalora_scores.tasks.TaskBase); `adalora-scores evaluate RUN` "
+                                  "evaluates it on its splits.")  # fmt: skip
+
+    def prediction_records(self, outputs: dict[str, Any], dataset: Any) -> Predictions:
+        """The predictions for the dataset of :meth:`prediction_dataset`, from the gathered ``outputs`` of its batches
+        (:meth:`batch_outputs`; ``outputs["generations"]`` where :meth:`generation_request` asked for them). Called by
+        ``predict`` once, after the model ran.
+
+        Default: the task cannot predict (``NotImplementedError``).
+        """
+        raise NotImplementedError(f"task {self.name} does not support predict: it has no prediction_records.")
 
 
 class ProtocolTask(TaskBase):
@@ -273,6 +327,21 @@ class ProtocolTask(TaskBase):
     def run_files(self) -> dict[str, Any]:
         own = self._own("run_files")
         return {} if own is None else own()
+
+    def for_prediction(self, run_folder: Path) -> TaskBase:
+        own = self._own("for_prediction")
+        if own is None:
+            return self
+        configured = own(run_folder)
+        return configured if isinstance(configured, TaskBase) else ProtocolTask(configured)
+
+    def prediction_dataset(self, path: Path, tokenizer: Any, config: TrainConfig) -> Any:
+        own = self._own("prediction_dataset")
+        return super().prediction_dataset(path, tokenizer, config) if own is None else own(path, tokenizer, config)
+
+    def prediction_records(self, outputs: dict[str, Any], dataset: Any) -> Predictions:
+        own = self._own("prediction_records")
+        return super().prediction_records(outputs, dataset) if own is None else own(outputs, dataset)
 
 
 _REGISTRY: dict[str, Task] = {}

@@ -27,17 +27,32 @@ from torch.utils.data import Dataset
 
 from adalora_scores.tasks.causal_lm.records import LMExample
 
-__all__ = ["IGNORE_INDEX", "CausalLMDataset", "completion_loss", "render_chat"]
+__all__ = ["IGNORE_INDEX", "CausalLMDataset", "PromptDataset", "completion_loss", "render_chat"]
 
 IGNORE_INDEX = -100
 
 
-def render_chat(example: LMExample, tokenizer: Any) -> tuple[str, str]:
-    """``(prompt, completion)`` text of a conversation, rendered with the tokenizer's chat template."""
-    messages = [{"role": role, "content": content} for role, content in example.messages or ()]
+def _chat_messages(example: LMExample, tokenizer: Any) -> list[dict[str, str]]:
+    """The example's messages for ``apply_chat_template``; the tokenizer must have a chat template."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(f"{example.where}: chat messages need a chat template, and the tokenizer has none; pass "
                          "task_options.chat_template=FILE.jinja, or use prompt/completion records.")  # fmt: skip
+    return [{"role": role, "content": content} for role, content in example.messages or ()]
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """The tokenizer's padding token; one without pads with EOS (LLaMA-style tokenizers; masked anyway)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has neither a padding nor an end-of-sequence token; give it a pad "
+                             "token (tokenizer.pad_token = ...) and save it with the model.")  # fmt: skip
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer.pad_token_id
+
+
+def render_chat(example: LMExample, tokenizer: Any) -> tuple[str, str]:
+    """``(prompt, completion)`` text of a conversation, rendered with the tokenizer's chat template."""
+    messages = _chat_messages(example, tokenizer)
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
@@ -59,12 +74,7 @@ class CausalLMDataset(Dataset):
 
     def __init__(self, examples: list[LMExample], tokenizer: Any, max_length: int, on_truncated: str = "error",
                  split: str = "train") -> None:  # fmt: skip
-        if tokenizer.pad_token_id is None:
-            if tokenizer.eos_token_id is None:
-                raise ValueError("the tokenizer has neither a padding nor an end-of-sequence token; give it a pad "
-                                 "token (tokenizer.pad_token = ...) and save it with the model.")  # fmt: skip
-            tokenizer.pad_token = tokenizer.eos_token  # LLaMA-style tokenizers: pad with EOS (masked anyway)
-        self.pad_id = tokenizer.pad_token_id
+        self.pad_id = _pad_id(tokenizer)
         self.examples, self.prompts, self.features = [], [], []
         self.truncated = self.dropped = 0
         for example in examples:
@@ -115,6 +125,40 @@ class CausalLMDataset(Dataset):
         fill = {"input_ids": self.pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
         return {key: torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
                 for key, value in fill.items()}  # fmt: skip
+
+
+class PromptDataset(Dataset):
+    """Prompts to generate from (``predict``): each example's prompt ids exactly as evaluation generates from them
+    (:class:`CausalLMDataset`'s ``prompts``; a conversation's messages rendered with the generation prompt).
+
+    Attributes:
+        examples, fields: the examples, and each input record's fields (for the output), in input order.
+        prompts: each example's whole prompt ids, for generation.
+        features: the prompt ids cut to ``max_length``, every label -100 (no loss to take), padded by :meth:`collate`.
+    """
+
+    def __init__(self, examples: list[LMExample], tokenizer: Any, max_length: int,
+                 fields: list[dict[str, Any]]) -> None:  # fmt: skip
+        self.pad_id = _pad_id(tokenizer)
+        self.examples, self.fields, self.prompts = examples, fields, []
+        for example in examples:
+            if example.messages is not None:
+                text = tokenizer.apply_chat_template(_chat_messages(example, tokenizer), tokenize=False,
+                                                     add_generation_prompt=True)  # fmt: skip
+                self.prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+            else:
+                self.prompts.append(tokenizer(example.prompt)["input_ids"])
+        self.features = [{"input_ids": ids[:max_length], "attention_mask": [1] * len(ids[:max_length]),
+                          "labels": [IGNORE_INDEX] * len(ids[:max_length])} for ids in self.prompts]  # fmt: skip
+        self.lengths = [len(feature["input_ids"]) for feature in self.features]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.features[index]
+
+    collate = CausalLMDataset.collate
 
 
 def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

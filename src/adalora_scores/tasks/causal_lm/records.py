@@ -12,7 +12,7 @@ from typing import Any
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
 from adalora_scores.tasks.files import Record, Table
 
-__all__ = ["ROLES", "LMExample", "examples_from_table", "resolve_format"]
+__all__ = ["ROLES", "LMExample", "examples_from_table", "prompts_from_table", "resolve_format"]
 
 ROLES = ("system", "user", "assistant", "tool")
 """Chat roles a message may have."""
@@ -21,7 +21,8 @@ ROLES = ("system", "user", "assistant", "tool")
 @dataclass(frozen=True)
 class LMExample:
     """One example: ``prompt`` and ``completion`` text, or ``messages`` (the loss is taken on the last one, an
-    assistant message); ``answer`` is the reference for exact match (None: extracted from the completion)."""
+    assistant message); ``answer`` is the reference for exact match (None: extracted from the completion). A prompt
+    to generate from (``predict``) has no completion, and its ``messages`` are the prompt alone."""
 
     where: str
     prompt: str | None = None
@@ -62,7 +63,10 @@ def _prompt(record: Record, options: CausalLMOptions) -> str:
                          "data.") from None  # fmt: skip
 
 
-def _messages(record: Record, options: CausalLMOptions) -> tuple[tuple[str, str], ...]:
+def _messages(record: Record, options: CausalLMOptions, answered: bool = True) -> tuple[tuple[str, str], ...]:
+    """The record's chat messages, checked; ``answered``: ending with the assistant's answer (training and
+    evaluation data). Without it (prompts for ``predict``) a final assistant message, the reference, is left out
+    as evaluation leaves it out, and the rest is the prompt."""
     name = options.messages_field
     if name not in record.values:
         raise ValueError(f"{record.where}: no field {name!r} (it has {', '.join(map(str, record.values))}); add it, "
@@ -83,6 +87,12 @@ def _messages(record: Record, options: CausalLMOptions) -> tuple[tuple[str, str]
         if not isinstance(content, str):
             raise ValueError(f"{record.where}, message {number}: content must be text, got {content!r}.")
         parsed.append((role, content))
+    if not answered:
+        prompt = parsed[:-1] if parsed[-1][0] == "assistant" else parsed
+        if not prompt:
+            raise ValueError(f"{record.where}: the conversation holds only the assistant's answer; give the prompt "
+                             "before it (e.g. a user message).")  # fmt: skip
+        return tuple(prompt)
     if parsed[-1][0] != "assistant" or not parsed[-1][1].strip():
         raise ValueError(f"{record.where}: the last message must be a non-empty assistant message (the completion "
                          f"the loss is taken on), got role {parsed[-1][0]!r}; end the conversation with the "
@@ -120,3 +130,15 @@ def examples_from_table(table: Table, options: CausalLMOptions) -> list[LMExampl
             completion = _text(record, options.completion_field, "completion_field", "completion")
             examples.append(LMExample(record.where, prompt=prompt, completion=completion, **extra))
     return examples
+
+
+def prompts_from_table(table: Table, options: CausalLMOptions) -> list[LMExample]:
+    """Every record of ``table`` as a prompt to generate from (``predict``): its prompt (``prompt_field`` or
+    ``query_template``), or its conversation up to the answer (:func:`_messages` without ``answered``). No completion
+    is needed, and none is read; the examples have ``completion`` None."""
+    if not table.records:
+        raise ValueError(f"{table.path} holds no prompts; expected one record per prompt.")
+    if resolve_format(table, options) == "messages":
+        return [LMExample(record.where, messages=_messages(record, options, answered=False))
+                for record in table.records]  # fmt: skip
+    return [LMExample(record.where, prompt=_prompt(record, options)) for record in table.records]

@@ -19,6 +19,7 @@ each prompt and ``exact_match`` (percent) of the extracted answer (``answers.py`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +29,11 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.direction import register_metric_direction
-from adalora_scores.tasks.base import GenerationRequest, TaskBase, register_task
+from adalora_scores.tasks.base import GenerationRequest, Predictions, TaskBase, register_task
 from adalora_scores.tasks.causal_lm.answers import extract_answer, same_answer
-from adalora_scores.tasks.causal_lm.features import CausalLMDataset, completion_loss
+from adalora_scores.tasks.causal_lm.features import IGNORE_INDEX, CausalLMDataset, PromptDataset, completion_loss
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
-from adalora_scores.tasks.causal_lm.records import LMExample, examples_from_table
+from adalora_scores.tasks.causal_lm.records import LMExample, examples_from_table, prompts_from_table
 from adalora_scores.tasks.data import TaskData
 from adalora_scores.tasks.files import (
     SUFFIXES,
@@ -120,9 +121,12 @@ class CausalLMTask(TaskBase):
 
         return AutoModelForCausalLM.from_pretrained(name, **model_options)
 
-    def encode(self, examples: list[LMExample], tokenizer: Any, config: Any, *, train: bool) -> CausalLMDataset:
+    def _use_chat_template(self, tokenizer: Any) -> None:
         if self.options.chat_template is not None:
             tokenizer.chat_template = read_utf8(self.options.chat_template)
+
+    def encode(self, examples: list[LMExample], tokenizer: Any, config: Any, *, train: bool) -> CausalLMDataset:
+        self._use_chat_template(tokenizer)
         dataset = CausalLMDataset(examples, tokenizer, config.max_seq_length, self.options.truncated_completion,
                                   "train" if train else "evaluation")  # fmt: skip
         if train:
@@ -131,7 +135,10 @@ class CausalLMTask(TaskBase):
         return dataset
 
     def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``completion_loss`` of one evaluation batch: per example, the summed token loss and the token count."""
+        """``completion_loss`` of one evaluation batch: per example, the summed token loss and the token count. A
+        batch without a labelled token (prompts to predict from) has no loss to take, and no forward pass."""
+        if bool((batch["labels"] == IGNORE_INDEX).all()):
+            return {"completion_loss": torch.zeros(len(batch["labels"]), 2, device=batch["labels"].device)}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return {"completion_loss": completion_loss(logits, batch["labels"])}
 
@@ -163,6 +170,28 @@ class CausalLMTask(TaskBase):
             metrics["exact_match"] = 100.0 * correct / len(predictions)
             files[PREDICTIONS_FILE] = predictions
         return metrics, files
+
+    # ----------------------------------------------------------------------------------------------- predict
+    def for_prediction(self, run_folder: Path) -> CausalLMTask:
+        """The task with generation on (``max_new_tokens`` as set): ``predict`` writes greedy generations."""
+        return CausalLMTask(dataclasses.replace(self.options, generate=True), name=self.name)
+
+    def prediction_dataset(self, path: Path, tokenizer: Any, config: Any) -> PromptDataset:
+        """The prompts of ``path``, records as the task reads them (``prompt``, ``query_template`` or chat
+        ``messages``, with the evaluation data's options); completions are not needed, and a final assistant message
+        is left out, as evaluation leaves it out."""
+        self._use_chat_template(tokenizer)
+        table = read_table(path)
+        examples = prompts_from_table(table, self.options.evaluation())
+        return PromptDataset(examples, tokenizer, config.max_seq_length,
+                             [dict(record.values) for record in table.records])  # fmt: skip
+
+    def prediction_records(self, outputs: dict[str, Any], dataset: PromptDataset) -> Predictions:
+        """Each input record with ``prompt`` (prompt records: the prompt the model saw) and ``generation``."""
+        return Predictions([
+            fields | ({"prompt": example.prompt} if example.messages is None else {}) | {"generation": text}
+            for fields, example, text in zip(dataset.fields, dataset.examples, outputs["generations"], strict=True)
+        ])  # fmt: skip
 
     def run_files(self) -> dict[str, Any]:
         """``train_data.json``: how many training examples were kept, truncated and dropped."""

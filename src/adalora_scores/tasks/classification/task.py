@@ -16,7 +16,7 @@ refused with a pointer to ``regression=true``.
 
 The mapping is written to the run folder as ``labels.json`` (:func:`read_labels`), and set as the model's
 ``id2label``/``label2id``; :func:`base_model_for_run` builds the base model with that head, for
-``PeftModel.from_pretrained``.
+``PeftModel.from_pretrained``, and ``predict`` labels new rows with it (:meth:`ClassificationTask.for_prediction`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from adalora_scores.metrics.classification import (
     classification_metrics,
     regression_metrics,
 )
-from adalora_scores.tasks.base import TaskBase, check_option_names, register_task
-from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.base import Predictions, TaskBase, check_option_names, register_task
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
 from adalora_scores.tasks.files import (
     SUFFIXES,
     Record,
@@ -194,11 +194,12 @@ class ClassificationTask(TaskBase):
                                                     "dev_split": options.dev_split})  # fmt: skip
         return train, dev
 
-    def _rows(self, table: Table) -> list[tuple[Record, str, str | None, Any]]:
-        """(record, text, second text, raw label) of every record; missing columns and empty texts are errors."""
+    def _rows(self, table: Table, labelled: bool = True) -> list[tuple[Record, str, str | None, Any]]:
+        """(record, text, second text, raw label) of every record; missing columns and empty texts are errors.
+        Without ``labelled`` (texts to predict) the label column is not read, and the raw label is None."""
         options = self._need_options()
-        wanted = [options.text_column, *([options.text_pair_column] if options.text_pair_column else []),
-                  options.label_column]  # fmt: skip
+        text_columns = [options.text_column, *([options.text_pair_column] if options.text_pair_column else [])]
+        wanted = [*text_columns, *([options.label_column] if labelled else [])]
         if not table.records:
             raise ValueError(f"{table.path} holds no examples; expected a header and one example per line.")
         if table.columns is not None:
@@ -218,8 +219,9 @@ class ClassificationTask(TaskBase):
                     what = "label" if column == options.label_column else "text"
                     raise ValueError(f"{record.where}, column {column!r}: empty {what}; fill it in or remove the "
                                      "row.")  # fmt: skip
-            texts = [str(record.values[c]) for c in wanted[:-1]]
-            rows.append((record, texts[0], texts[1] if len(texts) > 1 else None, record.values[wanted[-1]]))
+            texts = [str(record.values[c]) for c in text_columns]
+            label = record.values[options.label_column] if labelled else None
+            rows.append((record, texts[0], texts[1] if len(texts) > 1 else None, label))
         return rows
 
     def _option_for(self, column: str) -> str:
@@ -328,6 +330,24 @@ class ClassificationTask(TaskBase):
         labels = self._mapping()
         return classification_metrics(logits.argmax(-1).tolist(), dataset.labels, len(labels)), {}
 
+    # ----------------------------------------------------------------------------------------------- predict
+    def for_prediction(self, run_folder: Path) -> ClassificationTask:
+        """The task with the run's label mapping and kind (classification or regression) from ``labels.json``."""
+        saved = read_labels(run_folder)
+        options = dataclasses.replace(self._need_options(), regression=bool(saved["regression"]))
+        return ClassificationTask(options, labels=tuple(saved["labels"]), name=self.name)
+
+    def prediction_dataset(self, path: Path, tokenizer: Any, config: Any) -> TextsToLabel:
+        """The rows of ``path`` (any of :data:`SUFFIXES`), with the text column (and pair column) named as in
+        training or by ``task_options``; a label column is not needed, and not read."""
+        rows = self._rows(read_table(path), labelled=False)
+        texts, fields = [(text_a, text_b) for _, text_a, text_b, _ in rows], [dict(r.values) for r, *_ in rows]
+        return TextsToLabel(texts, fields, tokenizer, config.max_seq_length)
+
+    def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: TextsToLabel) -> Predictions:
+        """Each row with ``prediction`` (a label of ``labels.json``) and its class probabilities, or the value."""
+        return Predictions(label_records(dataset.fields, outputs["logits"], self._mapping()))
+
     def run_files(self) -> dict[str, Any]:
         """``labels.json`` for the run folder: the label mapping evaluation used and reloading needs."""
         labels = self._mapping()
@@ -352,9 +372,7 @@ def base_model_for_run(run_folder: str | Path, model: str | None = None) -> torc
     ``PeftModel.from_pretrained(base, run_folder / "adapter")``."""
     from adalora_scores.run_files import read_config
 
-    saved = read_labels(run_folder)
-    task = ClassificationTask(ClassificationOptions(text_column="-", regression=bool(saved["regression"])),
-                              labels=tuple(saved["labels"]))  # fmt: skip
+    task = ClassificationTask(ClassificationOptions(text_column="-")).for_prediction(Path(run_folder))
     return task.load_model(model or read_config(Path(run_folder))["model"])
 
 

@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 import torch
 
 from adalora_scores.metrics.glue import glue_metrics
-from adalora_scores.tasks.base import TaskBase, register_task
-from adalora_scores.tasks.data import EncodedDataset, Example, TaskData
+from adalora_scores.tasks.base import Predictions, TaskBase, register_task
+from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
 from adalora_scores.tasks.files import read_table, read_utf8
 
-__all__ = ["GLUE_TASKS", "GlueTask", "load_glue"]
+__all__ = ["GLUE_TASKS", "GlueTask", "load_glue", "read_glue_file"]
 
 csv.field_size_limit(2**30)
 
@@ -71,6 +71,18 @@ class GlueTask(TaskBase):
         predictions = logits.squeeze(-1) if self.is_regression else logits.argmax(-1)
         return self.compute_metrics(predictions.float().tolist(), dataset.labels), {}
 
+    def prediction_dataset(self, path: Path, tokenizer, config) -> TextsToLabel:
+        """The rows of ``path``: an original GLUE TSV (dev or test; a header with the Hub's column names is read
+        too) or a CSV/JSON/JSONL/Parquet file with the Hub's column names; no label needed."""
+        rows = read_glue_file(self, path, labelled=False)
+        return TextsToLabel([(example.text_a, example.text_b) for _, example in rows],
+                            [fields for fields, _ in rows], tokenizer, config.max_seq_length)  # fmt: skip
+
+    def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: TextsToLabel) -> Predictions:
+        """Each row with ``prediction``, the GLUE label (its name, or its index for the 0/1 tasks) and the class
+        probabilities; STS-B: the predicted score."""
+        return Predictions(label_records(dataset.fields, outputs["logits"], self.label_names))
+
     def expected_data(self) -> str:
         """The expected original-layout description, for error messages."""
         files = ["train.tsv", *(f"{split}.tsv" for split in self.eval_splits)]
@@ -117,46 +129,66 @@ def _label(task: GlueTask, value: Any, where: str) -> float | int:
     )
 
 
-def _read_tsv(task: GlueTask, path: Path) -> list[Example]:
+def _read_tsv(task: GlueTask, path: Path, labelled: bool = True) -> list[tuple[dict[str, Any], Example]]:
+    """(the row's columns, example) of every row of an original GLUE TSV. Without ``labelled`` (texts to predict)
+    the label column is not read (labels are 0), and a header with the Hub's column names is read too (GLUE's test
+    files, e.g. CoLA's ``index sentence``)."""
     rows = list(csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise ValueError(f"{path} is empty; expected {task.expected_data()}.")
-    if task.has_header:
+    text_columns, has_header = task.tsv_columns, task.has_header
+    if not labelled and set(task.columns) <= set(rows[0]):
+        text_columns, has_header = task.columns, True
+    label = (task.tsv_label,) if labelled else ()
+    header: list[str] | None = None
+    if has_header:
         header, rows = rows[0], rows[1:]
-        wanted = (*task.tsv_columns, task.tsv_label)
+        wanted = (*text_columns, *label)
         missing = [c for c in wanted if c not in header]
         if missing:
             raise ValueError(
                 f"{path}: missing column(s) {missing} (header: {header}); expected the original GLUE layout: "
                 f"{task.expected_data()}."
             )
-        index = [header.index(c) for c in wanted]
+        index = [header.index(c) for c in wanted]  # type: ignore[arg-type]
     else:
-        index = [*task.tsv_columns, task.tsv_label]
+        index = [*text_columns, *label]  # type: ignore[list-item]
     examples = []
-    for line, row in enumerate(rows, start=2 if task.has_header else 1):
+    for line, row in enumerate(rows, start=2 if has_header else 1):
         if len(row) <= max(index):
             raise ValueError(f"{path}, line {line}: {len(row)} columns, expected at least {max(index) + 1}.")
-        texts = [row[i] for i in index[:-1]]
-        label = _label(task, row[index[-1]], f"{path}, line {line}, column {task.tsv_label}")
-        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
+        texts = [row[i] for i in index[: len(text_columns)]]
+        value = _label(task, row[index[-1]], f"{path}, line {line}, column {task.tsv_label}") if labelled else 0
+        fields = dict(zip(header, row, strict=False)) if header else dict(zip(task.columns, texts, strict=True))
+        examples.append((fields, Example(texts[0], texts[1] if len(texts) > 1 else None, value)))
     return examples
 
 
-def _read_named(task: GlueTask, path: Path) -> list[Example]:
-    """CSV, JSON or JSONL with named columns; errors name the line of the record (``adalora_scores.tasks.files``)."""
+def _read_named(task: GlueTask, path: Path, labelled: bool = True) -> list[tuple[dict[str, Any], Example]]:
+    """CSV, JSON, JSONL or Parquet with named columns; errors name the line of the record
+    (``adalora_scores.tasks.files``). Without ``labelled`` the ``label`` column is not read (labels are 0)."""
     examples = []
+    wanted = (*task.columns, *(("label",) if labelled else ()))
     for record in read_table(path).records:
-        missing = [c for c in (*task.columns, "label") if c not in record.values]
+        missing = [c for c in wanted if c not in record.values]
         if missing:
             raise ValueError(
                 f"{record.where}: missing column(s) {missing}; {task.name} files with named columns need "
-                f"{', '.join((*task.columns, 'label'))}."
+                f"{', '.join(wanted)}."
             )
         texts = [str(record.values[c]) for c in task.columns]
-        label = _label(task, record.values["label"], f"{record.where}, column 'label'")
-        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
+        label = _label(task, record.values["label"], f"{record.where}, column 'label'") if labelled else 0
+        examples.append((dict(record.values), Example(texts[0], texts[1] if len(texts) > 1 else None, label)))
     return examples
+
+
+def read_glue_file(task: GlueTask, path: Path, labelled: bool = True) -> list[tuple[dict[str, Any], Example]]:
+    """(the row's columns, example) of every row of ``path``: an original GLUE TSV, or a CSV/JSON/JSONL/Parquet
+    file with the Hub's column names. Without ``labelled`` (texts to predict) no label is read."""
+    rows = _read_tsv(task, path, labelled) if path.suffix == ".tsv" else _read_named(task, path, labelled)
+    if not rows:
+        raise ValueError(f"{path} holds no examples.")
+    return rows
 
 
 def _find(folder: Path, stems: tuple[str, ...], task: GlueTask) -> Path:
@@ -172,10 +204,7 @@ def _find(folder: Path, stems: tuple[str, ...], task: GlueTask) -> Path:
 
 
 def _read(task: GlueTask, path: Path) -> list[Example]:
-    examples = _read_tsv(task, path) if path.suffix == ".tsv" else _read_named(task, path)
-    if not examples:
-        raise ValueError(f"{path} holds no examples.")
-    return examples
+    return [example for _, example in read_glue_file(task, path)]
 
 
 def _load_hub(task: GlueTask) -> TaskData:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from adalora_scores.metrics.squad import score_answers
-from adalora_scores.tasks.base import TaskBase, register_task
+from adalora_scores.tasks.base import Predictions, TaskBase, register_task
 from adalora_scores.tasks.squad.answers import ExtractedAnswers, extract_answers
 from adalora_scores.tasks.squad.data import QAData, QAExample, load_squad_files, load_squad_hub, read_squad_json
 from adalora_scores.tasks.squad.features import QAFeatures
@@ -82,8 +82,19 @@ class SquadTask(TaskBase):
         v2.0 metrics come from the best spans plus the null odds at ``task_options.null_score_diff_threshold``: the
         same ``exact``/``f1`` as the thresholded ``predictions.json``, plus a meaningful best-threshold search.
         """
+        extracted = self._answers(outputs, dataset)
+        golds = {example.id: list(example.answers) for example in dataset.examples}
+        files: dict[str, Any] = {"predictions.json": extracted.answers}
+        if not self.version_2:
+            return score_answers(golds, extracted.answers, version_2=False), files
+        metrics = score_answers(
+            golds, extracted.best_spans, extracted.null_odds, self.options.null_score_diff_threshold, version_2=True
+        )
+        return metrics, files | {"null_odds.json": extracted.null_odds, "best_spans.json": extracted.best_spans}
+
+    def _answers(self, outputs: dict[str, torch.Tensor], dataset: QAFeatures) -> ExtractedAnswers:
         start, end = outputs["start_logits"], outputs["end_logits"]
-        extracted = extract_answers(
+        return extract_answers(
             start,
             end,
             **dataset.metadata(start.shape[1]),
@@ -94,14 +105,22 @@ class SquadTask(TaskBase):
             version_2=self.version_2,
             null_threshold=self.options.null_score_diff_threshold,
         )
-        golds = {example.id: list(example.answers) for example in dataset.examples}
-        files: dict[str, Any] = {"predictions.json": extracted.answers}
-        if not self.version_2:
-            return score_answers(golds, extracted.answers, version_2=False), files
-        metrics = score_answers(
-            golds, extracted.best_spans, extracted.null_odds, self.options.null_score_diff_threshold, version_2=True
-        )
-        return metrics, files | {"null_odds.json": extracted.null_odds, "best_spans.json": extracted.best_spans}
+
+    def prediction_dataset(self, path: Path, tokenizer, config) -> QAFeatures:
+        """The questions of an official SQuAD JSON file (data → paragraphs → qas; ``answers`` optional), in
+        windows as for evaluation."""
+        examples = read_squad_json(Path(path), check_answers=False, labelled=False)
+        return QAFeatures(examples, tokenizer, config.max_seq_length, self.options.doc_stride, with_labels=False)
+
+    def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: QAFeatures) -> Predictions:
+        """``{id: answer}`` (the official predictions file) as a ``.json`` output; as rows, each question's ``id``,
+        ``question`` and ``answer`` (``""``: no answer), and for v2.0 its ``null_odds`` (null − best span score, the
+        official ``--na-probs`` input)."""
+        extracted = self._answers(outputs, dataset)
+        records = [{"id": example.id, "question": example.question, "answer": extracted.answers[example.id]}
+                   | ({"null_odds": extracted.null_odds[example.id]} if extracted.null_odds is not None else {})
+                   for example in dataset.examples]  # fmt: skip
+        return Predictions(records, document=extracted.answers)
 
 
 SQUAD_TASKS: dict[str, SquadTask] = {

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.tasks.files import read_utf8
+
 __all__ = ["QAExample", "QAData", "load_squad_files", "load_squad_hub", "read_squad_json"]
 
 
@@ -37,13 +39,16 @@ def _require(record: Any, key: str, kind: type, where: str) -> Any:
     return value
 
 
-def read_squad_json(path: Path, *, check_answers: bool) -> list[QAExample]:
+def read_squad_json(path: Path, *, check_answers: bool, labelled: bool = True) -> list[QAExample]:
     """Examples of one official SQuAD JSON file (v1.1 or v2.0); errors name the file and the bad entry.
 
-    ``check_answers`` (training files) requires every answer to sit at its ``answer_start`` in the context.
+    ``check_answers`` (training files) requires every answer to sit at its ``answer_start`` in the context. Without
+    ``labelled`` (questions to answer, for ``predict``) a question needs no ``answers``.
     """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file.")
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        loaded = json.loads(read_utf8(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error}); expected an official SQuAD file.") from None
     examples, seen = [], set()
@@ -58,7 +63,7 @@ def read_squad_json(path: Path, *, check_answers: bool) -> list[QAExample]:
                     raise ValueError(f"{where}: duplicate question id {qid!r}.")
                 seen.add(qid)
                 question = _require(qa, "question", str, where)
-                answers = _require(qa, "answers", list, where)
+                answers = _require(qa, "answers", list, where) if labelled or "answers" in qa else []
                 if qa.get("is_impossible") and answers:
                     raise ValueError(f"{where} (id {qid!r}): is_impossible is true but 'answers' is not empty.")
                 texts, starts = [], []
