@@ -11,6 +11,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bless",
+        action="store_true",
+        help="tests/test_golden.py: store the measured values as the golden ones instead of comparing (when a change "
+        "is meant to move them; review the diff of tests/golden/values.json).",
+    )
+
+
 WORDS = (
     "the cat dog sat ran on a mat big small red blue house car tree runs jumps quickly slowly is was not "
     "happy sad good bad movie film plot actor great awful who what where when why how question answer"
