@@ -21,7 +21,7 @@ from peft import AdaLoraConfig, PeftModel, get_peft_model
 from peft.tuners.adalora.layer import AdaLoraLayer
 from safetensors.torch import load_file
 
-from adalora_scores.adapter.peft.export import lora_export, merged_model, write_lora_export
+from adalora_scores.adapter.peft.export import kept_ranks, lora_export, merged_model, write_lora_export
 from adalora_scores.adapter.peft.saving import load_adapter, save_adapter
 from adalora_scores.tiny_models import tiny_config, tiny_model
 
@@ -103,6 +103,7 @@ def test_the_exported_lora_adapter_computes_the_adalora_adapters_logits(case, tm
     reference = load_adapter(base_model(case), adalora)  # stock PEFT, resized to the rank pattern
     expected = logits(reference, case)
     exact = lora_export(reference)
+    assert kept_ranks(reference) == exact.ranks  # read without forming the factors
     pruned = [name for name, rank in exact.ranks.items() if rank == 0]
     assert len(pruned) == 1 and pruned[0] not in exact.config.target_modules  # rank 0: left out
     assert set(exact.ranks.values()) - {0} and max(exact.ranks.values()) <= 4

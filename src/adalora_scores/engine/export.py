@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
-from adalora_scores.adapter.peft.export import WEIGHTS_FILE, lora_export, merged_model, write_lora_export
+from adalora_scores.adapter.peft.export import WEIGHTS_FILE, kept_ranks, lora_export, merged_model, write_lora_export
 from adalora_scores.engine.evaluate import load_run_model, open_run, run_tokenizer
 from adalora_scores.module_types import module_type, ordered_types
 from adalora_scores.run_files import ADAPTER_FOLDER
@@ -56,18 +56,15 @@ def _size(count: int) -> str:
 
 
 def uniform_rank_for(largest: int, requested: int | str, choices: tuple[int, ...] = ()) -> int:
-    """The uniform rank: ``requested`` as given, or for ``"auto"`` the largest kept rank, rounded up to the smallest
-    of ``choices`` (e.g. vLLM's 8, 16, 32, 64) that holds it.
+    """The uniform rank: ``requested`` as given (:func:`lora_export` refuses one below the largest kept rank), or for
+    ``"auto"`` the largest kept rank, rounded up to the smallest of ``choices`` (e.g. vLLM's 8, 16, 32, 64) that
+    holds it.
 
     Raises:
-        ValueError: no choice holds the largest kept rank, or ``requested`` is below it.
+        ValueError: no choice holds the largest kept rank.
     """
     if requested != "auto":
-        rank = int(requested)
-        if rank < largest:
-            raise ValueError(f"--uniform-rank {rank} is below the largest kept rank ({largest}); give at least "
-                             f"{largest}, or --uniform-rank without a value.")  # fmt: skip
-        return rank
+        return int(requested)
     if not choices:
         return largest
     fitting = [choice for choice in sorted(choices) if choice >= largest]
@@ -127,11 +124,10 @@ def _write(model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], mer
         merged.save_pretrained(folder, safe_serialization=True)
         written = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
         return ExportSummary(folder, "merged", written, 0)
-    export = lora_export(model)
     rank = None
     if uniform_rank is not None:
-        rank = uniform_rank_for(max(export.ranks.values()), uniform_rank, rank_choices)
-        export = lora_export(model, uniform_rank=rank)
+        rank = uniform_rank_for(max(kept_ranks(model).values(), default=0), uniform_rank, rank_choices)
+    export = lora_export(model, uniform_rank=rank)
     weights = write_lora_export(export, folder)
     kind = "lora" if rank is None else "lora-uniform"
     return ExportSummary(folder, kind, weights.stat().st_size, 0, export.ranks, rank)

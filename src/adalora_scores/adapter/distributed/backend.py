@@ -106,10 +106,13 @@ class Backend:
 class SingleProcessBackend(Backend):
     """One process, or DDP: every process holds the full parameters and the full, all-reduced gradient."""
 
+    def __init__(self) -> None:
+        self._checked = False  # whether follow() has looked for an unannounced wrapper
+
     def follow(self, layout: TripletLayout, model: nn.Module | None) -> bool:
         """Plain parameters are never replaced; the first call checks that no wrapper sharded or partitioned them
         behind accelerate's back (a hand-written loop around ``fully_shard`` or ``deepspeed.initialize``)."""
-        if model is not None and not getattr(self, "_checked", False):
+        if model is not None and not self._checked:
             self._checked = True
             wrapper = _unannounced_wrapper(model)
             if wrapper is not None:

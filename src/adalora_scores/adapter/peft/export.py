@@ -34,7 +34,7 @@ from peft.tuners.adalora.layer import AdaLoraLayer
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
-__all__ = ["LoraExport", "lora_export", "merged_model", "write_lora_export"]
+__all__ = ["LoraExport", "kept_ranks", "lora_export", "merged_model", "write_lora_export"]
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 
@@ -55,6 +55,13 @@ def _kept_factors(layer: AdaLoraLayer, adapter: str) -> tuple[torch.Tensor, torc
     kept = value.view(-1) != 0
     coefficient = layer.scaling[adapter] / (layer.ranknum[adapter].detach() + 1e-5)  # in SVDLinear.forward's dtype
     return (right * value)[kept].contiguous(), left[:, kept].contiguous(), float(coefficient.item())
+
+
+def kept_ranks(model: PeftModel, adapter: str = "default") -> dict[str, int]:
+    """Every AdaLoRA module of ``model`` by name (relative to the transformers model), with its number of triplets
+    with λ ≠ 0: the ranks :func:`lora_export` keeps, read without forming the factors."""
+    return {name: int((module.lora_E[adapter] != 0).sum()) for name, module in model.base_model.model.named_modules()
+            if isinstance(module, AdaLoraLayer) and adapter in module.lora_E}  # fmt: skip
 
 
 def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str = "default") -> LoraExport:
