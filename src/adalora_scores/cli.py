@@ -120,13 +120,38 @@ def _seeds(text: str | None) -> list[int] | None:
         raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 1,2,3.") from None
 
 
+def _grid_lists(spec, overrides: list[str]) -> list[str]:
+    """Set the grid lists that ``overrides`` give as YAML lists (``learning_rate=[1e-4,3e-4]``) on ``spec``; returns
+    the other overrides."""
+    import yaml
+
+    from adalora_scores.config import ALIASES, canonical_values
+
+    rest = []
+    for pair in overrides:
+        key, _, text = pair.partition("=")
+        key = ALIASES.get(key, key)
+        value = yaml.safe_load(text) if key in spec.grid else None
+        if isinstance(value, list):
+            if not value:
+                raise ValueError(f"{pair}: a grid list needs at least one value, e.g. {key}=[1e-4,3e-4].")
+            spec.grid[key] = canonical_values({key: value}, pair)[key]
+        else:
+            rest.append(pair)
+    return rest
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from adalora_scores.config import parse_overrides
     from adalora_scores.study.grid import load_sweep, parse_shard, shard
     from adalora_scores.study.sweep import run_status, run_sweep, write_manifest
 
     spec = load_sweep(args.spec, _seeds(args.seeds))
+    args.overrides = _grid_lists(spec, args.overrides)
     for key, value in parse_overrides(args.overrides).items():  # score_options.x / task_options.x merge by name
+        if key in spec.grid:  # a grid key given one value: that value for every run (e.g. task=sst2)
+            spec.grid[key] = [value]
+            continue
         mapping = spec.fixed.get(key)
         spec.fixed[key] = {**mapping, **value} if isinstance(value, dict) and isinstance(mapping, dict) else value
     runs = spec.runs()  # resolves and validates every config before anything runs

@@ -20,11 +20,14 @@ __all__ = [
     "TrainConfig",
     "budget_steps",
     "canonical_values",
+    "effective_update_scale",
     "load_listed_plugins",
     "load_preset",
     "move_task_option_aliases",
     "parse_overrides",
     "resolve_config",
+    "scale_rank",
+    "with_scale_level",
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -60,6 +63,9 @@ level."""
 
 
 METHODS = ("adalora", "svd_lora", "lora")
+DEFAULT_LORA_ALPHA = 32.0
+SCALE_KEYS = ("lora_alpha", "update_scale")
+"""The two ways of giving the update scale: α (divided by the method's rank) or c itself."""
 """What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.peft.build``)."""
 
 
@@ -123,7 +129,15 @@ class TrainConfig:
     """Initial rank of every adapted matrix (b(0) = init_r × matrices)."""
     target_r: int = 8
     """Final average rank (b(T) = target_r × matrices)."""
-    lora_alpha: float = 32.0
+    lora_alpha: float = DEFAULT_LORA_ALPHA
+    """α: the update is scaled by α / r, r being the method's rank divisor (:func:`scale_rank`). Give this or
+    ``update_scale``, not both."""
+    update_scale: float | None = None
+    """c, the factor that multiplies the low-rank update, set directly: ΔW = c · B A for LoRA, c · P Λ Q for AdaLoRA
+    and SVD-LoRA, with one meaning for the three methods (LoRA's α / r, AdaLoRA's α / init_r, SVD-LoRA's α /
+    target_r). Given, it sets ``lora_alpha`` = c · r (r from :func:`scale_rank`), which is what the saved PEFT adapter
+    holds, so stock PEFT reloads it unchanged (PEFT's AdaLoRA divides by init_r + 1e-5, a relative 1e-5 / init_r
+    below c). None: c follows from ``lora_alpha``. Give this or ``lora_alpha``, not both."""
     lora_dropout: float = 0.0
     orth_reg_weight: float = 0.1
     """γ of the orthogonality regulariser."""
@@ -219,11 +233,53 @@ class TrainConfig:
             self.checkpoint_every is None or self.checkpoint_every >= 0,
             f"checkpoint_every must be >= 0 (0: none; null: every 10% of the run), got {self.checkpoint_every}.",
         )
+        if self.update_scale is not None:
+            need(
+                self.update_scale > 0,
+                f"update_scale must be > 0 (e.g. 2.0: LoRA's usual α = 2r), got {self.update_scale}.",
+            )
+            alpha = self.update_scale * scale_rank(self.method, self.init_r, self.target_r)
+            need(
+                self.lora_alpha == DEFAULT_LORA_ALPHA or math.isclose(self.lora_alpha, alpha, rel_tol=1e-9),
+                f"lora_alpha={self.lora_alpha:g} and update_scale={self.update_scale:g} are both given (c = α / "
+                f"{scale_rank(self.method, self.init_r, self.target_r)} here); give only one of them.",
+            )
+            self.lora_alpha = alpha
+        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}.")
         need(isinstance(self.score_options, dict), "score_options must be a mapping, e.g. {beta: 0.9}.")
         need(isinstance(self.task_options, dict), "task_options must be a mapping, e.g. {text_column: review}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def scale_rank(method: str, init_r: int, target_r: int) -> int:
+    """The rank r that α is divided by to give the update scale c = α / r: ``target_r`` for LoRA (its rank; LoRA,
+    Hu et al. 2021, scales B A by α / r) and SVD-LoRA (PEFT's AdaLoRA divides by its initial rank, which for SVD-LoRA
+    is ``target_r``), ``init_r`` for AdaLoRA (PEFT's ``SVDLinear``: ``scaling / (ranknum + 1e-5)``, ranknum = init_r;
+    the original AdaLoRA code divides by ``r`` the same way)."""
+    return init_r if method == "adalora" else target_r
+
+
+def effective_update_scale(values: dict[str, Any]) -> float:
+    """c = α / r of a config (a :class:`TrainConfig` as a dict, or a run's ``config.yaml``): the factor the run's
+    low-rank update is multiplied by, whether it was given as ``update_scale`` or as ``lora_alpha``."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    given = {**defaults, **values}
+    return float(given["lora_alpha"]) / scale_rank(str(given["method"]), int(given["init_r"]), int(given["target_r"]))
+
+
+def with_scale_level(values: dict[str, Any], level: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` ready for ``level`` to be set over them: the update scale is one setting given two ways
+    (:data:`SCALE_KEYS`), so a level that gives one of them replaces the other from the levels below (a sweep row's
+    ``update_scale`` over a preset's ``lora_alpha``); one level giving both is an error."""
+    given = [key for key in SCALE_KEYS if level.get(key) is not None]
+    if len(given) == 2:
+        raise ValueError(
+            f"{where}: lora_alpha ({level['lora_alpha']!r}) and update_scale ({level['update_scale']!r}) are both "
+            "given; they set the same thing (c = α / r): give one."
+        )
+    return {key: value for key, value in values.items() if not given or key not in SCALE_KEYS}
 
 
 FOUR_BIT_INSTALL = "pip install -e '.[quantization]' in the adalora-scores checkout"
@@ -337,7 +393,7 @@ def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merg
 
 
 TRAIN_SECTIONS = {"kind", "description", "plugins", "defaults", "tasks"}
-SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines"}
+SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines", "ladder"}
 
 
 def find_preset(path_or_name: str | Path, kind: str) -> Path:
@@ -374,7 +430,7 @@ def read_preset(path: Path, kind: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a YAML mapping with sections {sorted(TRAIN_SECTIONS | SWEEP_SECTIONS)}.")
     declared = document.get("kind")
-    looks_like = "sweep" if {"grid", "baselines"} & set(document) else "train"
+    looks_like = "sweep" if {"grid", "baselines", "ladder"} & set(document) else "train"
     if declared not in (None, "train", "sweep"):
         raise ValueError(f"{path}: kind must be 'train' or 'sweep', got {declared!r}.")
     if (declared or looks_like) != kind:
@@ -495,7 +551,8 @@ def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], ov
     """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; the overrides'
     ``score_options`` and ``task_options`` merge name by name. An old top-level name of a task option
     (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name by name over the levels below it
-    (as the top-level field it was).
+    (as the top-level field it was). ``update_scale`` and ``lora_alpha`` give one setting two ways: a level that
+    gives one replaces the other from the levels below (:func:`with_scale_level`).
 
     The values are checked here, the task options are not: the task checks them where the config is resolved for a
     run (``adalora_scores.tasks.check_run_config`` on the command line and in sweeps, ``configure_run`` in
@@ -504,8 +561,10 @@ def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], ov
     given = canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values")
     values: dict[str, Any] = {}
     for where, level in [*levels, ("the given values", given)]:
-        values = _apply_level(values, level, where, merge_sections=False)
-    values = _apply_level(values, parse_overrides(overrides), "the key=value overrides", merge_sections=True)
+        values = _apply_level(with_scale_level(values, level, where), level, where, merge_sections=False)
+    overridden = parse_overrides(overrides)
+    where = "the key=value overrides"
+    values = _apply_level(with_scale_level(values, overridden, where), overridden, where, merge_sections=True)
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")

@@ -21,6 +21,10 @@ method); the key must be in the grid. A single value for a grid key fixes that k
 takes that one value instead of the grid's list, and its run names state it (``lora_r8: {lora_alpha: 64}`` with
 ``grid.lora_alpha: [16, 32]`` gives one run per seed, named ``...__lora_r8__lora_alpha=64__seed1``).
 
+A ``ladder:`` section lists rows in order, each changing exactly one thing from the row it steps from (its
+``from:``, default the row before); they run like baselines, and the report prices each step
+(:mod:`adalora_scores.study.ladder`). With a ladder the grid needs no ``score`` list.
+
 A grid value may also be a mapping from task to list, with an optional ``default``, for per-task grids::
 
       learning_rate: {default: [5.0e-4, 1.0e-3, 2.0e-3], squad: [2.0e-4, 5.0e-4, 1.0e-3]}
@@ -47,7 +51,9 @@ from adalora_scores.config import (
     load_listed_plugins,
     read_preset,
     resolve_config,
+    with_scale_level,
 )
+from adalora_scores.study.ladder import FROM_KEY, Step, ladder_steps, step_changes, step_text
 
 __all__ = ["Run", "SweepSpec", "load_sweep", "parse_shard", "shard"]
 
@@ -70,8 +76,19 @@ class SweepSpec:
     data: str | dict[str, str] | None = None
     source: str = "<dict>"
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ladder: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Rows in order, each stepping from an earlier one (``from:``) by one change (:mod:`~.ladder`)."""
 
     def __post_init__(self) -> None:
+        if self.ladder:
+            self.grid = {"score": [], **self.grid}
+            self.steps: list[Step] = ladder_steps(self.ladder, f"{self.source} ladder")
+            clash = sorted(set(self.ladder) & (set(self.baselines) | set(self.grid["score"])))
+            if clash:
+                raise ValueError(f"{self.source}: ladder row(s) {clash} are also scores or baselines; rename them.")
+        else:
+            self.steps = []
+        self.step_changes: dict[str, str] = {}
         for key in ("task", "score", "seed"):
             if key not in self.grid:
                 raise ValueError(f"{self.source}: the grid needs a {key!r} list (e.g. {key}: [...]).")
@@ -80,7 +97,7 @@ class SweepSpec:
                 values.values() if isinstance(values, dict) and key not in ("task", "score", "seed") else [values]
             )
             for listed in per_task:
-                if not isinstance(listed, list) or not listed:
+                if not isinstance(listed, list) or (not listed and not (key == "score" and self.ladder)):
                     raise ValueError(
                         f"{self.source}: grid.{key} must be a non-empty list (or task → list), got {values!r}."
                     )
@@ -93,7 +110,9 @@ class SweepSpec:
         self.fixed = canonical_values(self.fixed, f"{self.source} set")
         self.baselines = {name: canonical_values(values, f"{self.source} baselines.{name}")
                           for name, values in self.baselines.items()}  # fmt: skip
-        for name, settings in self.baselines.items():
+        self.ladder = {name: canonical_values(values, f"{self.source} ladder.{name}")
+                       for name, values in self.ladder.items()}  # fmt: skip
+        for name, settings in self.rows_settings().items():
             for key, value in settings.items():
                 if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
                     raise ValueError(f"{self.source}: baselines.{name}.{key} is a list, which replaces a grid "
@@ -101,10 +120,16 @@ class SweepSpec:
                                      "value.")  # fmt: skip
         # old top-level names of task options stay as given (run names keep them); resolve_config moves them
         known = {f.name for f in dataclasses.fields(TrainConfig)} | set(TASK_OPTION_ALIASES)
-        settings = {key for values in self.baselines.values() for key in values}
+        settings = {key for values in self.rows_settings().values() for key in values}
         unknown = sorted((set(self.grid) | set(self.fixed) | settings) - known)
         if unknown:
             raise ValueError(f"{self.source}: unknown config key(s) {unknown}; use TrainConfig fields.")
+
+    def rows_settings(self) -> dict[str, dict[str, Any]]:
+        """The settings of every row that is not a plain score: the baselines, then the ladder's rows (without
+        their ``from:``)."""
+        ladder = {name: {k: v for k, v in values.items() if k != FROM_KEY} for name, values in self.ladder.items()}
+        return {**self.baselines, **ladder}
 
     def preset_for(self, task: str) -> str | None:
         return self.presets.get(task, self.presets.get("default"))
@@ -127,7 +152,7 @@ class SweepSpec:
     def _combinations(self):
         """(grid values, baseline settings) of every run, in grid order; baselines follow the scores."""
         keys = list(self.grid)
-        rows = [(score, {}) for score in self.grid["score"]] + list(self.baselines.items())
+        rows = [(score, {}) for score in self.grid["score"]] + list(self.rows_settings().items())
         for task in self.grid["task"]:
             shared = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
             for score, settings in rows:
@@ -146,8 +171,10 @@ class SweepSpec:
         runs: list[Run] = []
         for values, settings in self._combinations():
             task = values["task"]
-            given = {"data": self.data_for(task), **self.fixed, **values, **settings}
-            if values["score"] in self.baselines and "score" not in settings:  # the label names the row
+            given = {"data": self.data_for(task)}
+            for where, level in (("set", self.fixed), ("grid", values), (values["score"], settings)):
+                given = {**with_scale_level(given, level, f"{self.source} {where}"), **level}
+            if values["score"] in self.rows_settings() and "score" not in settings:  # the label names the row
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
@@ -163,7 +190,29 @@ class SweepSpec:
                                  f"{names[run.name].grid_values} and {run.grid_values}); make the grid values "
                                  "differ in letters or digits, not only in punctuation or spaces.")  # fmt: skip
             names[run.name] = run
+        self._check_steps(runs)
         return runs
+
+    def _check_steps(self, runs: list[Run]) -> None:
+        """Each ladder step changes exactly one thing (grid keys aside, which every row tunes); an error names the
+        step and what it changes otherwise. Records what each step changes in :attr:`step_changes` (row → text,
+        from the first task that has both rows)."""
+        first: dict[tuple[str, str], Run] = {}
+        for run in runs:
+            first.setdefault((run.grid_values["task"], run.grid_values["score"]), run)
+        skip = [key for key in self.grid if key not in ("task", "score")]
+        for step in self.steps:
+            for task in self.grid["task"]:
+                child, parent = first.get((task, step.row)), first.get((task, step.parent))
+                if child is None or parent is None:
+                    continue
+                after = child.config.to_dict()
+                changes = step_changes(parent.config.to_dict(), after, skip)
+                self.step_changes.setdefault(step.row, step_text(changes, after))
+                if len(changes) != 1:
+                    raise ValueError(f"{self.source}: ladder row {step.row} changes {step_text(changes)} from "
+                                     f"{step.parent} on {task}; a step changes exactly one thing, so add a row "
+                                     "between them or set the other values alike.")  # fmt: skip
 
 
 def _format(value: Any) -> str:
@@ -185,8 +234,12 @@ def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
     grid = dict(document.get("grid") or {})
     if seeds is not None:
         grid["seed"] = list(seeds)
+    ladder = document.get("ladder") or {}
+    if not isinstance(ladder, dict):
+        raise ValueError(f"{file}: ladder must be a mapping of row name → settings, in order (e.g. lora_r8: "
+                         "{method: lora, target_r: 8}).")  # fmt: skip
     return SweepSpec(grid, dict(document.get("presets") or {}), dict(document.get("set") or {}),
-                     document.get("data"), str(file), dict(document.get("baselines") or {}))  # fmt: skip
+                     document.get("data"), str(file), dict(document.get("baselines") or {}), dict(ladder))  # fmt: skip
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from adalora_scores.run_files import read_rank_pattern  # noqa: E402
 from adalora_scores.study.diagnostics import Diagnostics  # noqa: E402
 from adalora_scores.study.results import RunRecord, Study  # noqa: E402
 
-__all__ = ["plot_all", "plot_diagnostics"]
+__all__ = ["plot_all", "plot_diagnostics", "plot_waterfall"]
 
 
 def _rank_grid(records: list[RunRecord]) -> tuple[list[str], list[list[float]]] | None:
@@ -149,6 +149,32 @@ def plot_metrics(study: Study, columns, path: Path) -> bool:
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return True
+
+
+def plot_waterfall(start: tuple[str, float], steps: list[tuple[str, float, float, float, bool]],
+                   end: tuple[str, float], title: str, path: Path) -> None:  # fmt: skip
+    """A waterfall: the first row's mean, each step's Δ (label, Δ, 95% low, 95% high, detected) as a bar floating
+    from the running total with its interval, then the last row's mean. Detected steps are coloured (green a gain,
+    red a cost), the others grey; the axis is zoomed to the bars' range."""
+    figure, axis = plt.subplots(figsize=(1.1 * (len(steps) + 2) + 1.5, 4.2))
+    axis.bar(0, start[1], color="#4c72b0", width=0.6)
+    total, points = start[1], [start[1], end[1]]
+    for k, (_, delta, low, high, detected) in enumerate(steps, start=1):
+        colour = ("#55a868" if delta >= 0 else "#c44e52") if detected else "#b0b0b0"
+        axis.bar(k, delta, bottom=total, color=colour, width=0.6, edgecolor="black" if detected else "none")
+        axis.errorbar(k, total + delta, yerr=[[delta - low], [high - delta]], color="black", capsize=3, lw=1)
+        axis.plot([k - 0.7, k - 0.3], [total, total], color="grey", lw=0.8)
+        points += [total + low, total + high]
+        total += delta
+    axis.bar(len(steps) + 1, end[1], color="#4c72b0", width=0.6)
+    labels = [start[0], *(label for label, *_ in steps), end[0]]
+    axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    span = (max(points) - min(points)) or 1.0
+    axis.set_ylim(min(points) - 0.2 * span, max(points) + 0.2 * span)
+    axis.set_ylabel("dev metric; steps: Δ with 95% interval")
+    axis.set_title(title, fontsize=10)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
 
 
 def plot_all(study: Study, columns, folder: Path) -> dict[str, list[str]]:

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.config import effective_update_scale
 from adalora_scores.run_files import atomic_write, read_config
 from adalora_scores.study import plots
 from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
+from adalora_scores.study.gap import gap_section
 from adalora_scores.study.paper import PAPER, PAPER_ROWS, TABLE1, TABLE2, Column
 from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
 from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect, run_problems
@@ -116,8 +118,9 @@ def _parameters(study: Study, row: tuple[str, str], tasks: set[str]) -> str:
 
 
 SETTINGS = (("orth_reg_weight", "γ (orth_reg_weight)"), ("lora_alpha", "α (lora_alpha)"),
-            ("learning_rate", "learning_rate"))  # fmt: skip
-"""The settings the report shows per row: the regulariser's weight, the update scale and the learning rate."""
+            ("update_scale", "c = α / r (update scale)"), ("learning_rate", "learning_rate"))  # fmt: skip
+"""The settings the report shows per row: the regulariser's weight, α, the update scale c it gives with the method's
+rank (``adalora_scores.config.effective_update_scale``) and the learning rate."""
 
 
 def _setting_text(value: Any) -> str:
@@ -149,9 +152,13 @@ def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]
         for key, _ in SETTINGS:
             used: dict[str, tuple[Any, dict[str, list[int]]]] = {}
             for record in records:
-                if key not in config(record) or (key == "orth_reg_weight" and record.method == "lora"):
+                values = config(record)
+                if key == "update_scale" and values:
+                    value = round(effective_update_scale(values), 6)
+                elif key not in values or (key == "orth_reg_weight" and record.method == "lora"):
                     continue
-                value = config(record)[key]
+                else:
+                    value = values[key]
                 runs = used.setdefault(repr(value), (value, {}))[1]
                 runs.setdefault(record.task, []).append(record.seed)
             found[key] = [{"value": value, "runs": [[task, seed] for task, seeds in runs.items() for seed in seeds]}
@@ -476,6 +483,10 @@ def build_report(
             )
         atomic_write(root / f"{key}.csv", _csv(cells))
         document[key] = {"cells": cells, "significance": tests, "settings": ran_with}
+    gap = gap_section(study, root, plot)
+    if gap is not None:
+        text, document["ladder"] = gap
+        sections += ["## Where the gap goes", text]
     missing = sorted(set(study.expected or {}) - {r.name for r in study.records})
     if missing or study.failed or study.unreadable:
         sections.append("## Missing runs")

@@ -90,8 +90,12 @@ class SweepResult:
 
 
 def _spec_entry(spec: SweepSpec) -> dict[str, Any]:
-    return {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed, "data": spec.data,
-            "baselines": spec.baselines}  # fmt: skip
+    entry = {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed, "data": spec.data,
+             "baselines": spec.baselines}  # fmt: skip
+    if spec.steps:  # the ladder's order and steps, for the report
+        entry["ladder"] = [{"row": step.row, "from": step.parent, "change": spec.step_changes.get(step.row)}
+                           for step in spec.steps]  # fmt: skip
+    return entry
 
 
 def read_manifest(output: Path) -> dict[str, Any]:

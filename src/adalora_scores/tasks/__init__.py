@@ -8,7 +8,7 @@ Importing this package registers the built-ins. The interface is :class:`Task` w
 
 from __future__ import annotations
 
-from adalora_scores.tasks import causal_lm, contrast, glue, squad  # noqa: F401  (registers the built-ins)
+from adalora_scores.tasks import causal_lm, contrast, glue, squad, tweet_sentiment  # noqa: F401  (registers the built-ins)
 from adalora_scores.tasks.base import (
     GenerationRequest,
     Predictions,
