@@ -13,10 +13,10 @@ earlier row it steps from (default: the row before it)::
       sensitivity_paper_alpha: {score: sensitivity, lora_alpha: 16}              # the paper's α
 
 What a step changes is read from the two rows' resolved configs (:func:`step_changes`), leaving out the grid keys
-(each row tunes them) and what a method does not use: LoRA has no regulariser (its γ counts as 0), and neither LoRA
-nor SVD-LoRA has a score, an initial rank or a budget schedule, so a change of ``method`` is one change, whatever
-settings the new method brings with it. The update scale counts as c = α / r (``adalora_scores.config
-.effective_update_scale``), so ``lora_alpha`` and ``update_scale`` giving one c are no change.
+(each row tunes them) and what a method does not use: neither LoRA nor SVD-LoRA has a score, an initial rank or a
+budget schedule, so a change of ``method`` is one change, whatever settings the new method brings with it. LoRA has
+no regulariser: its γ counts as 0. The update scale counts as c = α / r
+(``adalora_scores.config.effective_update_scale``), so ``lora_alpha`` and ``update_scale`` giving one c are no change.
 
 The report prices each step with the paired difference to the row it steps from (:mod:`adalora_scores.study.report`),
 and draws the chain from the first row to the last as a waterfall.
@@ -48,13 +48,10 @@ _SCHEDULE = frozenset(
         "beta2",
     }
 )
-UNUSED_BY_METHOD: dict[str, frozenset[str]] = {
-    "adalora": frozenset(),
-    "svd_lora": _SCHEDULE,
-    "lora": _SCHEDULE | {"orth_reg_weight"},
-}
-"""The settings a method does not use: neither baseline allocates (no score, initial rank or budget schedule), and
-LoRA has no orthogonal regulariser (``adalora_scores.adapter.peft.build``)."""
+UNUSED_BY_METHOD: dict[str, frozenset[str]] = {"adalora": frozenset(), "svd_lora": _SCHEDULE, "lora": _SCHEDULE}
+"""The settings a method does not use: neither baseline allocates (no score, initial rank or budget schedule;
+``adalora_scores.adapter.peft.build``). LoRA has no orthogonal regulariser either: its γ counts as 0, so a step from
+LoRA to SVD-LoRA with γ > 0 changes two things."""
 
 _NOT_SETTINGS = frozenset({"seed", "task", *SCALE_KEYS})
 
