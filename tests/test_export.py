@@ -412,7 +412,7 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
     assert record["largest_rank"] == largest and record["vllm_max_lora_rank"] == vllm_max_lora_rank(largest)
     assert [record["servers"][name]["exact"] for name in ("PEFT", "vLLM", "llama.cpp")] == [True, False, False]
     assert f'PEFT: exact: PeftModel.from_pretrained(base_model, "{lora}")' in report
-    assert "warning: vLLM: not this folder: it carries trained heads (modules_to_save: classifier)" in report
+    assert "warning: vLLM: not this folder: it carries trained heads (modules_to_save: classifier, pooler" in report
     assert "vLLM serves LoRA adapters of generative models only" in report and "warning: llama.cpp:" in report
     assert main(["export", str(finished_run), "--output", str(uniform), "--uniform-rank", "--rank-choices",
                  f"{largest + 1},16"]) == 0  # fmt: skip

@@ -121,7 +121,7 @@ def serving(config: dict, largest_rank: int, folder: str | Path = "OUT") -> list
     own = {key: (float(alpha_pattern.get(key, alpha)), int(rank_pattern.get(key, rank))) for key in modules}
     other_scale = [key for key, (a, r) in own.items() if not math.isclose(a / r, alpha / rank, rel_tol=1e-9)]
     other_alpha = [key for key, (a, _) in own.items() if not math.isclose(a, alpha, rel_tol=1e-9)]
-    heads = list(config.get("modules_to_save") or [])
+    heads = list(dict.fromkeys(config.get("modules_to_save") or []))  # PEFT may list a head twice
     bias = config.get("bias") or "none"
     extra = f"trained heads (modules_to_save: {', '.join(heads)})" if heads else f"adapter biases (bias={bias})"
     max_lora_rank = vllm_max_lora_rank(largest_rank)
