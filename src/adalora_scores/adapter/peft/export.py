@@ -27,8 +27,8 @@ gives the same update when (α' / r') · f = c. Servers read the scale different
 A ∘ E is the float32 product AdaLoRA's forward forms itself; f = 1 leaves B' untouched, and any other f is one float32
 multiplication, so the exported update equals AdaLoRA's to float32 rounding. A module pruned to rank 0 is left out of
 ``target_modules`` (its update is zero). With a uniform rank R, A' gets zero rows and B' zero columns up to R: the
-product is unchanged, every module has the global rank, and both forms are one and the same file that PEFT, vLLM and
-llama.cpp all read exactly. ``fan_in_fan_out`` (GPT-2's ``Conv1D``) is copied: neither layer uses it in the forward
+product is unchanged, every module has the global rank, and either form is an adapter that PEFT, vLLM and llama.cpp
+all read exactly. ``fan_in_fan_out`` (GPT-2's ``Conv1D``) is copied: neither layer uses it in the forward
 pass, both when merging. The heads PEFT saves (``modules_to_save``) are copied under the same keys.
 """
 
