@@ -18,10 +18,11 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   "$PYTHON" -m venv "$venv"
 fi
-# The CPU build of torch must come first: an unpinned torch would pull a multi-GB CUDA build.
+# The CPU build of torch must come first: an unpinned torch would pull a multi-GB CUDA build. install-torch.sh takes
+# it from PyTorch's CPU wheel index when that answers, else from the default index, and says so.
 # On a GPU machine, install the CUDA torch you need before running this script; it is kept if it satisfies >=2.5.
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet "torch==2.13.0"
+  bash scripts/install-torch.sh "$venv"
 fi
 if [ "$venv" = .venv ]; then
   locked=$(sed -n 's/^# python: //p' constraints.txt)

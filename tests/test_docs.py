@@ -113,6 +113,18 @@ def _squad(run: DocRun, outcome: Outcome) -> None:
     assert '"exact"' in outcome.output and '"f1"' in outcome.output  # evaluate-squad printed the official v2.0 metrics
 
 
+def _export_for_servers(run: DocRun, outcome: Outcome) -> None:
+    """The decoder's default export is exact in vLLM at the printed --max-lora-rank, which the guide's 16 holds; the
+    --llama-cpp export is exact in llama.cpp."""
+    lora, folded = (json.loads((run.folder / "exported" / name / "export.json").read_text())
+                    for name in ("math-lora", "math-llama-cpp"))  # fmt: skip
+    assert lora["servers"]["vLLM"]["exact"] and folded["servers"]["llama.cpp"]["exact"]
+    assert folded["scales_folded_into_lora_B"] and lora["vllm_max_lora_rank"] <= 16
+    assert f"vLLM: exact: vllm serve BASE_MODEL --enable-lora --max-lora-rank {lora['vllm_max_lora_rank']} " in (
+        outcome.output
+    )
+
+
 def _paper(run: DocRun, outcome: Outcome) -> None:
     report = (run.folder / "results" / "paper" / "report.md").read_text()
     assert "Missing runs" in report  # one run of 270 trained: the others are listed, never averaged over
@@ -128,6 +140,7 @@ CHECKS = {
     ("docs/tasks.md", "bash", "evaluate-squad"): _squad,
     ("docs/tasks.md", "bash", "--input reviews/new.csv"): _predict,
     ("docs/study.md", "bash", "sweep paper --output results/paper --seeds 1,2,3"): _paper,
+    ("docs/export.md", "bash", "--llama-cpp"): _export_for_servers,
 }
 """(file, language, a text of the block) → a check of what the block made, beyond exit codes and files."""
 

@@ -1,8 +1,11 @@
 """Export to PEFT LoRA (``adapter/peft/export.py``, ``adalora-scores export``): the exported adapter, loaded by stock
 PEFT, gives the AdaLoRA adapter's logits (rtol 1e-5) for a sequence classifier with a saved head, a question-answering
 model, LLaMA and GPT-2 (``fan_in_fan_out``) causal LMs and a 4-bit LLaMA base, at the exact ranks and at a uniform
-rank; the merged model (transformers alone) gives them too. On a run trained by the engine: the command's files, the
-smaller file, a fresh Python process with no adalora-scores import, and the refusals.
+rank; the merged model (transformers alone) gives them too. Each server's scaling rule (PEFT, vLLM, llama.cpp),
+reimplemented below from its source, applied to the exported files reproduces the AdaLoRA logits on the route the
+export names for it, and the routes it would misread are warned of (or refused by the server). On a run trained by
+the engine: the command's files and report, the smaller file, a fresh Python process with no adalora-scores import,
+and the refusals.
 
 Every AdaLoRA adapter here is drawn at random with a rank pattern that keeps 0 - 4 triplets per matrix (one matrix
 pruned to rank 0), saved with ``save_adapter`` and reloaded by stock PEFT, as a finished run's adapter is."""
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +27,7 @@ from safetensors.torch import load_file
 
 from adalora_scores.adapter.peft.export import kept_ranks, lora_export, merged_model, write_lora_export
 from adalora_scores.adapter.peft.saving import load_adapter, save_adapter
+from adalora_scores.engine.export import EXPORT_RECORD, serving, vllm_max_lora_rank
 from adalora_scores.tiny_models import tiny_config, tiny_model
 
 VOCABULARY = 64
@@ -177,6 +182,190 @@ def test_a_4_bit_base_exports_exactly_and_refuses_to_merge(tmp_path):
         merged_model(reference)
 
 
+# -- each server's scaling, reimplemented from its source ------------------------------------------------------------
+def _pattern_value(patterns: dict, name: str):
+    """PEFT's ``get_pattern_key`` (peft/utils/other.py, peft 0.21): the first key that matches the module name as a
+    suffix starting at a "." boundary, ``re.match(rf"(.*\\.)?({key})$", name)``."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return None
+
+
+def _lora_pairs(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Module name (relative to the transformers model) → (``lora_A``, ``lora_B``) of PEFT's saved keys."""
+    names = {key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+             for key in tensors if key.endswith(".lora_A.weight")}  # fmt: skip
+    key = "base_model.model.{}.lora_{}.weight".format
+    return {name: (tensors[key(name, "A")], tensors[key(name, "B")]) for name in names}
+
+
+def _heads(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key.removeprefix("base_model.model."): value for key, value in tensors.items() if ".lora_" not in key}
+
+
+def peft_updates(config: dict, tensors: dict[str, torch.Tensor]):
+    """PEFT LoRA (peft 0.21, ``tuners/lora/model.py`` ``_create_and_replace``, ``layer.py`` ``update_layer``): module k
+    gets r_k and α_k from ``rank_pattern`` / ``alpha_pattern`` (suffix match), else ``r`` / ``lora_alpha``; it builds
+    its layer at r_k (a saved tensor of another shape does not load) and adds (α_k / r_k) · B A. Heads replace the
+    base's. Returns (ΔW per module, head weights)."""
+    updates = {}
+    for name, (right, left) in _lora_pairs(tensors).items():
+        rank = _pattern_value(config["rank_pattern"], name) or config["r"]
+        alpha = _pattern_value(config["alpha_pattern"], name) or config["lora_alpha"]
+        assert right.shape[0] == rank, (name, right.shape, rank)
+        updates[name] = alpha / rank * (left.double() @ right.double())
+    return updates, _heads(tensors)
+
+
+def vllm_updates(config: dict, tensors: dict[str, torch.Tensor], max_lora_rank: int, patterns: bool = False):
+    """vLLM (``vllm/lora/peft_helper.py`` at e745baff: ``PEFTHelper.__post_init__``, ``validate_legal``;
+    ``vllm/lora/lora_model.py`` ``from_lora_tensors``; ``vllm/lora/lora.py`` ``optimize``): refuses
+    ``modules_to_save``, DoRA, a bias and a config ``r`` above ``max_lora_rank``; scales every module by the one
+    ``lora_alpha / r`` (``patterns``: as later sources' ``get_rank_and_scaling``, by each module's pattern entries,
+    PEFT's rule); each module's rank is its tensors' shape, held in buffers ``max_lora_rank`` wide."""
+    problems = []
+    if config.get("modules_to_save"):
+        problems.append("vLLM only supports modules_to_save being None.")
+    if config.get("use_dora"):
+        problems.append("vLLM does not yet support DoRA.")
+    if config["r"] > max_lora_rank:
+        problems.append(f"LoRA rank {config['r']} is greater than max_lora_rank {max_lora_rank}.")
+    if config.get("bias", "none") != "none":
+        problems.append("Adapter bias cannot be used without bias_enabled.")
+    if problems:
+        raise ValueError(" ".join(problems))
+    updates = {}
+    for name, (right, left) in _lora_pairs(tensors).items():
+        if right.shape[0] > max_lora_rank:
+            raise ValueError(f"{name}: rank {right.shape[0]} does not fit buffers of max_lora_rank {max_lora_rank}")
+        if patterns:
+            rank = _pattern_value(config["rank_pattern"], name) or config["r"]
+            scaling = (_pattern_value(config["alpha_pattern"], name) or config["lora_alpha"]) / rank
+        else:
+            scaling = config["lora_alpha"] / config["r"]
+        updates[name] = scaling * (left.double() @ right.double())
+    return updates, {}
+
+
+def llama_cpp_updates(config: dict, tensors: dict[str, torch.Tensor]):
+    """llama.cpp: ``convert_lora_to_gguf.py`` (at 0b03adaa) stops at any tensor that is not ``lora_A`` / ``lora_B``
+    (nor a norm) and writes ``lparams["lora_alpha"]`` as the adapter's one alpha (no ``rank_pattern``, no
+    ``alpha_pattern``); ``llama_adapter_lora_weight::get_scale`` (``src/llama-adapter.h``) scales each pair by
+    ``alpha / b->ne[0]``, the rank of that tensor (1 when alpha is 0)."""
+    unexpected = [key for key in tensors if ".lora_A.weight" not in key and ".lora_B.weight" not in key]
+    if unexpected:
+        raise ValueError(f"Unexpected name '{unexpected[0]}': Not a lora_A or lora_B tensor")
+    alpha = float(config["lora_alpha"])
+    updates = {}
+    for name, (right, left) in _lora_pairs(tensors).items():
+        scale = alpha / left.shape[-1] if alpha else 1.0
+        updates[name] = scale * (left.double() @ right.double())
+    return updates, {}
+
+
+def served(case: str, read) -> torch.nn.Module:
+    """The base model with a server's reading ``(updates, heads)`` of an exported folder merged in."""
+    updates, heads = read
+    model = base_model(case)
+    with torch.no_grad():
+        for name, update in updates.items():
+            weight = model.get_submodule(name).weight
+            weight += (update.T if CASES[case][0] == "gpt2" else update).to(weight.dtype)
+        if heads:
+            missing = set(heads) - set(model.state_dict())
+            assert not missing, missing
+            model.load_state_dict(heads, strict=False)
+    return model
+
+
+def _exported(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    return json.loads((folder / "adapter_config.json").read_text()), load_file(folder / "adapter_model.safetensors")
+
+
+def _written(export, folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, object]]:
+    """Write ``export`` as the command does; its files, and :func:`serving`'s verdict per server."""
+    write_lora_export(export, folder)
+    config, tensors = _exported(folder)
+    return config, tensors, {route.server: route for route in serving(config, export.largest_rank, folder)}
+
+
+def test_each_server_reads_the_route_the_export_names_for_it_exactly(tmp_path):
+    reference = load_adapter(base_model("llama"), adalora_folder("llama", tmp_path / "adalora"))
+    layers = [module for module in reference.modules() if isinstance(module, AdaLoraLayer)]
+    with torch.no_grad():  # one module with a scale of its own: folded into its lora_B for vLLM's one scale
+        layers[-1].ranknum["default"].fill_(3.0)
+    expected = logits(reference, "llama")
+    ranks = kept_ranks(reference)
+    largest = max(ranks.values())
+    assert len(set(ranks.values()) - {0}) == 2 and largest == 3  # two kept ranks, so one rule cannot fit both
+    close = {"rtol": RTOL, "atol": ATOL}
+
+    # one scale (default): PEFT and vLLM exact, at the stated --max-lora-rank; llama.cpp would misread it
+    config, tensors, routes = _written(lora_export(reference), tmp_path / "exact")
+    assert config["lora_alpha"] / config["r"] == pytest.approx(8 / 4.00001)
+    stated = vllm_max_lora_rank(largest)
+    assert stated == 8 and f"--max-lora-rank {stated} " in routes["vLLM"].how  # the smallest vLLM value above 3
+    torch.testing.assert_close(logits(served("llama", peft_updates(config, tensors)), "llama"), expected, **close)
+    for patterns in (False, True):
+        read = vllm_updates(config, tensors, stated, patterns=patterns)
+        torch.testing.assert_close(logits(served("llama", read), "llama"), expected, **close)
+    with pytest.raises(ValueError, match="max_lora_rank 1"):  # the accepted value below the stated one is too small
+        vllm_updates(config, tensors, 1)
+    misread = logits(served("llama", llama_cpp_updates(config, tensors)), "llama")
+    assert not torch.allclose(misread, expected, **close)
+    assert not routes["llama.cpp"].exact and all(fix in routes["llama.cpp"].how for fix in
+                                                 ("--llama-cpp", "--uniform-rank", "--merge"))  # fmt: skip
+    assert routes["PEFT"].exact and routes["vLLM"].exact
+
+    # scales folded into lora_B: PEFT and llama.cpp exact; vLLM's one scale would misread it
+    config, tensors, routes = _written(lora_export(reference, fold_scales=True), tmp_path / "folded")
+    assert not config["alpha_pattern"] and config["rank_pattern"]
+    for read in (peft_updates(config, tensors), llama_cpp_updates(config, tensors),
+                 vllm_updates(config, tensors, stated, patterns=True)):  # fmt: skip
+        torch.testing.assert_close(logits(served("llama", read), "llama"), expected, **close)
+    misread = logits(served("llama", vllm_updates(config, tensors, stated)), "llama")
+    assert not torch.allclose(misread, expected, **close)
+    assert routes["llama.cpp"].exact and not routes["vLLM"].exact and "without --llama-cpp" in routes["vLLM"].how
+
+    # one uniform rank, in either form: every server exact
+    for fold in (False, True):
+        config, tensors, routes = _written(lora_export(reference, uniform_rank=8, fold_scales=fold), tmp_path / "u")
+        assert all(route.exact for route in routes.values()) and "--max-lora-rank 8 " in routes["vLLM"].how
+        for read in (peft_updates(config, tensors), vllm_updates(config, tensors, 8),
+                     llama_cpp_updates(config, tensors)):  # fmt: skip
+            torch.testing.assert_close(logits(served("llama", read), "llama"), expected, **close)
+
+
+def test_a_classifier_export_reads_right_in_peft_and_is_refused_by_vllm_and_llama_cpp(tmp_path):
+    reference = load_adapter(base_model("sequence classifier"), adalora_folder("sequence classifier", tmp_path / "a"))
+    expected = logits(reference, "sequence classifier")
+    config, tensors, routes = _written(lora_export(reference), tmp_path / "lora")
+    read = peft_updates(config, tensors)
+    assert set(read[1]) == {"classifier.weight", "classifier.bias"}
+    torch.testing.assert_close(logits(served("sequence classifier", read), "sequence classifier"), expected,
+                               rtol=RTOL, atol=ATOL)  # fmt: skip
+    with pytest.raises(ValueError, match="modules_to_save"):
+        vllm_updates(config, tensors, 64)
+    with pytest.raises(ValueError, match="Unexpected name 'base_model.model.classifier"):
+        llama_cpp_updates(config, tensors)
+    assert routes["PEFT"].exact and not routes["vLLM"].exact and not routes["llama.cpp"].exact
+    assert "modules_to_save: classifier" in routes["vLLM"].how and "generative models only" in routes["vLLM"].how
+    assert "--merge" in routes["llama.cpp"].how
+
+
+def test_the_stated_max_lora_rank_is_the_smallest_value_vllm_accepts_that_holds_the_largest_rank():
+    # vLLM's accepted values: 1, 8, 16, 32, 64, 128, 256, 320, 512 (vllm/config/lora.py MaxLoRARanks)
+    cases = {1: 1, 2: 8, 8: 8, 9: 16, 37: 64, 64: 64, 65: 128, 300: 320, 512: 512, 513: None}
+    assert {largest: vllm_max_lora_rank(largest) for largest in cases} == cases
+    config = {"r": 2, "lora_alpha": 4.0, "rank_pattern": {}, "alpha_pattern": {}}
+    assert "--max-lora-rank 64 " in {r.server: r for r in serving(config, 37)}["vLLM"].how
+    over = {route.server: route for route in serving(config, 600)}
+    assert not over["vLLM"].exact and "above vLLM's largest --max-lora-rank (512)" in over["vLLM"].how
+    bias = {route.server: route for route in serving({**config, "bias": "lora_only"}, 2)}
+    assert not bias["vLLM"].exact and not bias["llama.cpp"].exact and "bias=lora_only" in bias["vLLM"].how
+
+
 # -- the command on a trained run -------------------------------------------------------------------------------------
 SMALL = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32", "learning_rate=5e-3", "num_epochs=1",
          "batch_size=4", "budget_warmup=0.1", "budget_final=0.2"]  # fmt: skip
@@ -219,6 +408,12 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
     assert "LoRA adapter" in report and "the AdaLoRA adapter" in report and "kept rank" in report
     pattern = json.loads((finished_run / "rank_pattern.json").read_text())
     largest = max(entry["rank"] for entry in pattern.values())
+    record = json.loads((lora / EXPORT_RECORD).read_text())  # a classifier: its head rules out vLLM and llama.cpp
+    assert record["largest_rank"] == largest and record["vllm_max_lora_rank"] == vllm_max_lora_rank(largest)
+    assert [record["servers"][name]["exact"] for name in ("PEFT", "vLLM", "llama.cpp")] == [True, False, False]
+    assert f'PEFT: exact: PeftModel.from_pretrained(base_model, "{lora}")' in report
+    assert "warning: vLLM: not this folder: it carries trained heads (modules_to_save: classifier, pooler" in report
+    assert "vLLM serves LoRA adapters of generative models only" in report and "warning: llama.cpp:" in report
     assert main(["export", str(finished_run), "--output", str(uniform), "--uniform-rank", "--rank-choices",
                  f"{largest + 1},16"]) == 0  # fmt: skip
     assert json.loads((uniform / "adapter_config.json").read_text())["r"] == largest + 1  # rounded up to a choice
@@ -260,6 +455,8 @@ def test_the_command_refuses_to_overwrite_and_to_export_a_lora_run(finished_run,
     assert "below the largest kept rank" in capsys.readouterr().err and (out / "keep.txt").is_file()  # untouched
     assert main(["export", str(finished_run), "--output", str(out), "learning_rate=1"]) == 2
     assert "export cannot change learning_rate" in capsys.readouterr().err
+    assert main(["export", str(finished_run), "--output", str(out), "--overwrite", "--merge", "--llama-cpp"]) == 2
+    assert "--llama-cpp apply to the LoRA adapter" in capsys.readouterr().err and (out / "keep.txt").is_file()
     assert main(["export", str(finished_run), "--output", str(out), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and not list(tmp_path.glob(".lora.export-*"))
     lora_run = tmp_path / "lora-run"

@@ -59,13 +59,14 @@ def _rank_choices(text: str | None) -> tuple[int, ...]:
 def _export(args: argparse.Namespace) -> int:
     from adalora_scores.engine.export import export_run
 
-    if args.merge and (args.uniform_rank is not None or args.rank_choices):
-        raise ValueError("--merge writes a whole model: --uniform-rank and --rank-choices apply to the LoRA adapter.")
+    if args.merge and (args.uniform_rank is not None or args.rank_choices or args.llama_cpp):
+        raise ValueError("--merge writes a whole model: --uniform-rank, --rank-choices and --llama-cpp apply to the "
+                         "LoRA adapter.")  # fmt: skip
     if args.uniform_rank not in (None, "auto") and not args.uniform_rank.isdigit():
         raise ValueError(f"--uniform-rank {args.uniform_rank!r}: give a positive rank, e.g. 16, or no value.")
     summary = export_run(args.run_folder, args.output, uniform_rank=args.uniform_rank,
                          rank_choices=_rank_choices(args.rank_choices), merge=args.merge, overwrite=args.overwrite,
-                         overrides=args.overrides)  # fmt: skip
+                         overrides=args.overrides, fold_scales=args.llama_cpp)  # fmt: skip
     print("\n".join(summary.lines()))
     return 0
 
@@ -262,9 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         help="write a finished run's adapter as a standard PEFT LoRA adapter at the kept ranks (or merged)",
-        description="Convert the run's AdaLoRA adapter to PEFT LoRA (vLLM, llama.cpp, merging tools read it): each "
-        "module keeps only its kept triplets, modules pruned to rank 0 are left out. key=value may change "
-        "load_in_4bit and torch_dtype (e.g. --merge load_in_4bit=false).",
+        description="Convert the run's AdaLoRA adapter to PEFT LoRA: each module keeps only its kept triplets, "
+        "modules pruned to rank 0 are left out. The default form is exact in PEFT and vLLM (one lora_alpha/r for "
+        "every module; the command prints the --max-lora-rank to pass); --llama-cpp writes the form llama.cpp reads "
+        "exactly; --uniform-rank and --merge are exact everywhere. The command prints, and writes to export.json, how "
+        "each server reads the folder. key=value may change load_in_4bit and torch_dtype (e.g. --merge "
+        "load_in_4bit=false).",
     )
     export.add_argument("run_folder", metavar="RUN", help="a finished run folder")
     export.add_argument("--output", required=True, help="folder to write (adapter_config.json and weights)")
@@ -276,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pad every module to one rank R (without R: the largest kept rank, rounded up to --rank-choices)",
     )
     export.add_argument("--rank-choices", metavar="R,R,...", help="ranks the server accepts, e.g. 8,16,32,64")
+    export.add_argument(
+        "--llama-cpp",
+        action="store_true",
+        help="fold each module's scale into lora_B, so that llama.cpp's lora_alpha / rank of each tensor gives it "
+        "(exact in PEFT and llama.cpp, not in vLLM)",
+    )
     export.add_argument("--merge", action="store_true", help="write the base model with the update merged in")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     export.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)

@@ -1,8 +1,23 @@
 """``adalora-scores export RUN``: a finished run's adapter as a standard PEFT LoRA adapter at the kept ranks, at one
-uniform rank, or merged into the base model (``adapter/peft/export.py`` has the conversion and its formula)."""
+uniform rank, or merged into the base model (``adapter/peft/export.py`` has the conversion and its formula), with
+what each server needs to read it exactly (:func:`serving`), printed and written to ``export.json``.
+
+How each server scales a LoRA module and where it reads the rank (sources in ``docs/export.md``):
+
+* PEFT: α'/r' per module, from ``alpha_pattern`` / ``rank_pattern`` (keys matched as suffixes), else ``lora_alpha`` /
+  ``r``.
+* vLLM: one ``lora_alpha / r`` for every module (``vllm/lora/peft_helper.py``); each module's rank is its tensors'
+  shape, and ``--max-lora-rank`` must hold the config's ``r`` (checked) and every tensor's rank (its buffers have that
+  width). It refuses ``modules_to_save`` and an adapter bias.
+* llama.cpp: ``convert_lora_to_gguf.py`` writes ``lora_alpha`` alone; each tensor pair is scaled by ``lora_alpha /
+  rank of that tensor`` (``src/llama-adapter.h``). The converter stops at any tensor other than ``lora_A`` /
+  ``lora_B`` (a trained head).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,10 +29,25 @@ from adalora_scores.engine.evaluate import load_run_model, open_run, run_tokeniz
 from adalora_scores.module_types import module_type, ordered_types
 from adalora_scores.run_files import ADAPTER_FOLDER
 
-__all__ = ["EXPORT_FIELDS", "ExportSummary", "export_run", "uniform_rank_for"]
+__all__ = [
+    "EXPORT_FIELDS",
+    "EXPORT_RECORD",
+    "VLLM_MAX_LORA_RANKS",
+    "ExportSummary",
+    "Serving",
+    "export_run",
+    "serving",
+    "uniform_rank_for",
+    "vllm_max_lora_rank",
+]
 
 EXPORT_FIELDS = ("load_in_4bit", "torch_dtype")
 """The config values ``export`` may change: how the base model is loaded (``--merge`` into a full-precision copy)."""
+EXPORT_RECORD = "export.json"
+"""What ``export`` wrote and how each server reads it, in the exported folder (servers ignore the file)."""
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM's ``--max-lora-rank`` accepts (``MaxLoRARanks`` in ``vllm/config/lora.py``; older releases took
+8, 16, 32, 64 only)."""
 
 
 @dataclass
@@ -32,15 +62,22 @@ class ExportSummary:
     ranks: dict[str, int] = field(default_factory=dict)
     """Every adapted module with its kept rank (0: left out of the LoRA adapter)."""
     uniform_rank: int | None = None
+    servers: list[Serving] = field(default_factory=list)
+    """How PEFT, vLLM and llama.cpp read the written folder (:func:`serving`)."""
+    scales_folded: bool = False
+    """Each module's scale folded into its ``lora_B`` (``--llama-cpp``)."""
 
     def lines(self) -> list[str]:
-        """The report: the size against the AdaLoRA adapter's, then the kept ranks per module type."""
+        """The report: the size against the AdaLoRA adapter's, the kept ranks per module type, then each server: how
+        to load the folder exactly, or a warning that it would misread it and what to export instead."""
         ratio = self.bytes_written / self.bytes_adalora if self.bytes_adalora else float("nan")
         what = "merged model" if self.kind == "merged" else f"LoRA adapter ({WEIGHTS_FILE})"
         lines = [f"{self.output}: {what} {_size(self.bytes_written)}, the AdaLoRA adapter "
                  f"{_size(self.bytes_adalora)} ({ratio:.0%})"]  # fmt: skip
         if self.uniform_rank is not None:
             lines.append(f"uniform rank {self.uniform_rank} (zero-padded; the update is unchanged)")
+        if self.scales_folded:
+            lines.append("each module's scale folded into lora_B, one lora_alpha (the form llama.cpp reads)")
         by_type: dict[str, list[int]] = {}
         for name, rank in self.ranks.items():
             by_type.setdefault(module_type(name) or "other", []).append(rank)
@@ -48,7 +85,72 @@ class ExportSummary:
             values = by_type[kind]
             lines.append(f"  {kind:6s} kept rank {min(values)}-{max(values)}, mean {mean(values):.2f} over "
                          f"{len(values)} modules ({sum(v == 0 for v in values)} left out at rank 0)")  # fmt: skip
+        for server in self.servers:
+            lines.append(f"{'' if server.exact else 'warning: '}{server.server}: {server.how}")
         return lines
+
+
+@dataclass
+class Serving:
+    """How one server reads an exported folder."""
+
+    server: str
+    """``PEFT``, ``vLLM`` or ``llama.cpp``."""
+    exact: bool
+    """True: the server computes the exported update (and heads) exactly."""
+    how: str
+    """How to load it (exact), or why the server would misread or refuse it and what to export instead."""
+
+
+def vllm_max_lora_rank(largest: int) -> int | None:
+    """The smallest of :data:`VLLM_MAX_LORA_RANKS` that holds ``largest`` (None: none does)."""
+    return next((rank for rank in VLLM_MAX_LORA_RANKS if rank >= largest), None)
+
+
+def serving(config: dict, largest_rank: int, folder: str | Path = "OUT") -> list[Serving]:
+    """How PEFT, vLLM and llama.cpp read a LoRA adapter whose ``adapter_config.json`` is ``config`` and whose largest
+    ``lora_A`` has ``largest_rank`` rows, each server's rule as in the module docstring.
+
+    PEFT scales module k by α_k / r_k (its pattern entries, else ``lora_alpha`` / ``r``). vLLM is exact when every
+    α_k / r_k equals ``lora_alpha / r``; llama.cpp when every α_k equals ``lora_alpha`` (it divides by each tensor's
+    own rank r_k, as PEFT does).
+    """
+    alpha, rank = float(config["lora_alpha"]), int(config["r"])
+    rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
+    modules = set(rank_pattern) | set(alpha_pattern)
+    own = {key: (float(alpha_pattern.get(key, alpha)), int(rank_pattern.get(key, rank))) for key in modules}
+    other_scale = [key for key, (a, r) in own.items() if not math.isclose(a / r, alpha / rank, rel_tol=1e-9)]
+    other_alpha = [key for key, (a, _) in own.items() if not math.isclose(a, alpha, rel_tol=1e-9)]
+    heads = list(dict.fromkeys(config.get("modules_to_save") or []))  # PEFT may list a head twice
+    bias = config.get("bias") or "none"
+    extra = f"trained heads (modules_to_save: {', '.join(heads)})" if heads else f"adapter biases (bias={bias})"
+    max_lora_rank = vllm_max_lora_rank(largest_rank)
+    if heads or bias != "none":
+        vllm = (f"not this folder: it carries {extra}, which vLLM's LoRA loader refuses; vLLM serves LoRA adapters of "
+                "generative models only. Serve it with PEFT, or merge it into the base: --merge.")  # fmt: skip
+    elif other_scale:
+        vllm = (f"not this folder: vLLM applies one lora_alpha/r = {alpha / rank:.6g} to every module, and "
+                f"{len(other_scale)} module(s) here need another (--llama-cpp folded each module's scale into "
+                "lora_B). Export without --llama-cpp for vLLM.")  # fmt: skip
+    elif max_lora_rank is None:
+        vllm = (f"not this folder: its largest rank {largest_rank} is above vLLM's largest --max-lora-rank "
+                f"({VLLM_MAX_LORA_RANKS[-1]}); merge it: --merge.")  # fmt: skip
+    else:
+        vllm = (f"exact: vllm serve BASE_MODEL --enable-lora --max-lora-rank {max_lora_rank} --lora-modules "
+                f"NAME={folder} (the largest rank here is {largest_rank}; --max-lora-rank must hold it)")  # fmt: skip
+    if heads or bias != "none":
+        llama = (f"not this folder: it carries {extra}, and convert_lora_to_gguf.py stops at any tensor but "
+                 "lora_A/lora_B. Merge it instead: --merge.")  # fmt: skip
+    elif other_alpha:
+        llama = ("not this folder: convert_lora_to_gguf.py keeps lora_alpha alone and llama.cpp scales each tensor by "
+                 f"lora_alpha / its rank, so {len(other_alpha)} module(s) here would get another scale. Export with "
+                 "--llama-cpp (each module's scale folded into lora_B), --uniform-rank or --merge.")  # fmt: skip
+    else:
+        llama = f"exact: convert_lora_to_gguf.py --base BASE_MODEL_FOLDER {folder}"
+    routes = [Serving("PEFT", True, f'exact: PeftModel.from_pretrained(base_model, "{folder}")')]
+    routes.append(Serving("vLLM", vllm.startswith("exact"), vllm))
+    routes.append(Serving("llama.cpp", llama.startswith("exact"), llama))
+    return routes
 
 
 def _size(count: int) -> str:
@@ -57,7 +159,7 @@ def _size(count: int) -> str:
 
 def uniform_rank_for(largest: int, requested: int | str, choices: tuple[int, ...] = ()) -> int:
     """The uniform rank: ``requested`` as given (:func:`lora_export` refuses one below the largest kept rank), or for
-    ``"auto"`` the largest kept rank, rounded up to the smallest of ``choices`` (e.g. vLLM's 8, 16, 32, 64) that
+    ``"auto"`` the largest kept rank, rounded up to the smallest of ``choices`` (e.g. :data:`VLLM_MAX_LORA_RANKS`) that
     holds it.
 
     Raises:
@@ -82,16 +184,22 @@ def export_run(
     merge: bool = False,
     overwrite: bool = False,
     overrides: list[str] | None = None,
+    fold_scales: bool = False,
 ) -> ExportSummary:
     """Write the finished run ``run``'s adapter to ``output`` as a PEFT LoRA adapter (exact ranks, or
-    ``uniform_rank``: an int or ``"auto"``, see :func:`uniform_rank_for`), or with ``merge`` the base model with the
-    update merged in (loadable by transformers' ``AutoModelFor…`` alone). The tokenizer comes along. ``output`` is
-    written whole or not at all (a temporary folder renamed into place).
+    ``uniform_rank``: an int or ``"auto"``, see :func:`uniform_rank_for`; with ``fold_scales`` in the form llama.cpp
+    reads, ``lora_export``), or with ``merge`` the base model with the update merged in (loadable by transformers'
+    ``AutoModelFor…`` alone). The tokenizer comes along, and :data:`EXPORT_RECORD` says what was written and how each
+    server reads it. ``output`` is written whole or not at all (a temporary folder renamed into place).
 
     Raises:
         FileExistsError: ``output`` holds files and ``overwrite`` is False.
-        ValueError: a LoRA run without ``merge`` (its adapter is LoRA already), or a 4-bit base with ``merge``.
+        ValueError: a LoRA run without ``merge`` (its adapter is LoRA already), a 4-bit base with ``merge``, or
+            ``fold_scales`` with ``merge``.
     """
+    if merge and fold_scales:
+        raise ValueError("--merge writes a whole model: --llama-cpp applies to the LoRA adapter (a merged model "
+                         "reads right in llama.cpp as it is).")  # fmt: skip
     run, output = Path(run), Path(output)
     config, task = open_run(run, overrides or [], "export", EXPORT_FIELDS)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
@@ -104,7 +212,7 @@ def export_run(
     staging = output.with_name(f".{output.name}.export-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        summary = _write(model, staging, uniform_rank, rank_choices, merge)
+        summary = _write(model, staging, uniform_rank, rank_choices, merge, fold_scales, output)
         tokenizer.save_pretrained(staging)
         if output.is_dir():
             shutil.rmtree(output)
@@ -118,16 +226,32 @@ def export_run(
     return summary
 
 
-def _write(model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], merge: bool) -> ExportSummary:
+def _write(model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], merge: bool, fold_scales: bool,
+           output: Path) -> ExportSummary:  # fmt: skip
     if merge:
         merged = merged_model(model)
         merged.save_pretrained(folder, safe_serialization=True)
         written = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
+        _record(folder, {"form": "merged"})
         return ExportSummary(folder, "merged", written, 0)
     rank = None
     if uniform_rank is not None:
         rank = uniform_rank_for(max(kept_ranks(model).values(), default=0), uniform_rank, rank_choices)
-    export = lora_export(model, uniform_rank=rank)
+    export = lora_export(model, uniform_rank=rank, fold_scales=fold_scales)
     weights = write_lora_export(export, folder)
     kind = "lora" if rank is None else "lora-uniform"
-    return ExportSummary(folder, kind, weights.stat().st_size, 0, export.ranks, rank)
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    servers = serving(config, export.largest_rank, output)
+    _record(folder, {
+        "form": kind,
+        "scales_folded_into_lora_B": export.scales_folded,
+        "largest_rank": export.largest_rank,
+        "vllm_max_lora_rank": vllm_max_lora_rank(export.largest_rank),
+        "servers": {server.server: {"exact": server.exact, "how": server.how} for server in servers},
+    })  # fmt: skip
+    return ExportSummary(folder, kind, weights.stat().st_size, 0, export.ranks, rank, servers, export.scales_folded)
+
+
+def _record(folder: Path, record: dict) -> None:
+    text = json.dumps(record, indent=2) + "\n"
+    (folder / EXPORT_RECORD).write_text(text, encoding="utf-8")

@@ -5,18 +5,31 @@ PEFT's AdaLoRA layer (``SVDLinear``, peft 0.13 - 0.21, ``peft/tuners/adalora/lay
     ΔW x = c · B (A ∘ E) x,     c = lora_alpha / (ranknum + 1e-5),
 
 with A = ``lora_A`` (r × d_in), E = ``lora_E`` (λ, r × 1), B = ``lora_B`` (d_out × r) and ``ranknum`` the initial rank.
-A PEFT LoRA layer adds (α' / r') · B' A' x. Keeping the triplets with λ ≠ 0 (the pruned ones add exactly zero),
+A PEFT LoRA layer adds (α' / r') · B' A' x, with r' and α' read per module from ``rank_pattern`` / ``alpha_pattern``
+(keys matched as suffixes, ``peft.utils.other.get_pattern_key``), else the global ``r`` and ``lora_alpha``. Keeping the
+triplets with λ ≠ 0 (the pruned ones add exactly zero),
 
-    A' = (A ∘ E)[kept, :],     B' = B[:, kept],     r' = |kept|,     α' = c · r'
+    A' = (A ∘ E)[kept, :],     B' = B[:, kept] · f,     r' = |kept|,
 
-gives the same update with LoRA's scale α' / r' equal to AdaLoRA's c: A ∘ E is the float32 product AdaLoRA's forward
-forms itself, c · r' / r' is exact in double precision, so only the order of the final scaling differs (AdaLoRA
-multiplies by α, then divides by ``ranknum + 1e-5``). Each module's own r' and α' go in ``rank_pattern`` /
-``alpha_pattern`` (keyed by the full module name, which PEFT matches as a suffix); a module
-pruned to rank 0 is left out of ``target_modules`` (its update is zero). With a uniform rank R, A' gets zero rows and
-B' zero columns up to R, and α' = c · R: the product is unchanged, and a server that takes one rank per adapter (vLLM's
-``--max-lora-rank``) can load it. ``fan_in_fan_out`` (GPT-2's ``Conv1D``) is copied: neither layer uses it in the
-forward pass, both when merging. The heads PEFT saves (``modules_to_save``) are copied under the same keys.
+gives the same update when (α' / r') · f = c. Servers read the scale differently, so the export comes in two forms:
+
+* **one scale** (default; exact for PEFT and vLLM). One scale s (the most common c) for the whole adapter:
+  ``lora_alpha`` = s · r for the global r (the most common kept rank), α' = s · r' in ``alpha_pattern`` for every
+  module of another rank, and f = c / s (1 wherever c = s, so B' = B[:, kept] bit for bit). Every module's α'/r' is
+  then s, which is also what vLLM applies to every module (``lora_alpha / r`` of the config,
+  ``vllm/lora/peft_helper.py``).
+* **scale folded into B** (``fold_scales``; exact for PEFT and llama.cpp). llama.cpp's ``convert_lora_to_gguf.py``
+  reads only ``lora_alpha``, and ``llama_adapter_lora_weight::get_scale`` (``src/llama-adapter.h``) scales each tensor
+  pair by ``lora_alpha / rank of that tensor``. So ``alpha_pattern`` stays empty, ``rank_pattern`` still gives each
+  module's r' (PEFT builds its layers from it), and f = c · r' / ``lora_alpha``: PEFT's and llama.cpp's
+  (``lora_alpha`` / r') · f are both c.
+
+A ∘ E is the float32 product AdaLoRA's forward forms itself; f = 1 leaves B' untouched, and any other f is one float32
+multiplication, so the exported update equals AdaLoRA's to float32 rounding. A module pruned to rank 0 is left out of
+``target_modules`` (its update is zero). With a uniform rank R, A' gets zero rows and B' zero columns up to R: the
+product is unchanged, every module has the global rank, and either form is an adapter that PEFT, vLLM and llama.cpp
+all read exactly. ``fan_in_fan_out`` (GPT-2's ``Conv1D``) is copied: neither layer uses it in the forward
+pass, both when merging. The heads PEFT saves (``modules_to_save``) are copied under the same keys.
 """
 
 from __future__ import annotations
@@ -47,6 +60,14 @@ class LoraExport:
     weights: dict[str, torch.Tensor]
     ranks: dict[str, int]
     """Every AdaLoRA module by name (relative to the transformers model), with its kept rank (0: left out)."""
+    scales_folded: bool = False
+    """True: each module's scale is folded into its ``lora_B`` (llama.cpp's form, module docstring)."""
+
+    @property
+    def largest_rank(self) -> int:
+        """The largest rank of an exported ``lora_A`` (the uniform rank, if padded): what a server that sizes its
+        buffers by one rank (vLLM's ``--max-lora-rank``) must hold."""
+        return max(weight.shape[0] for key, weight in self.weights.items() if key.endswith(".lora_A.weight"))
 
 
 def _kept_factors(layer: AdaLoraLayer, adapter: str) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -64,7 +85,9 @@ def kept_ranks(model: PeftModel, adapter: str = "default") -> dict[str, int]:
             if isinstance(module, AdaLoraLayer) and adapter in module.lora_E}  # fmt: skip
 
 
-def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str = "default") -> LoraExport:
+def lora_export(
+    model: PeftModel, uniform_rank: int | None = None, adapter: str = "default", fold_scales: bool = False
+) -> LoraExport:
     """The LoRA adapter equal to ``model``'s AdaLoRA adapter (module docstring).
 
     Args:
@@ -72,6 +95,9 @@ def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str 
             rank pattern) or still in training.
         uniform_rank: one rank R for every module (zero-padded); None keeps each module's own rank.
         adapter: the AdaLoRA adapter to export.
+        fold_scales: fold each module's scale into its ``lora_B`` and leave ``alpha_pattern`` empty, so that one
+            ``lora_alpha`` over each tensor's own rank gives it (llama.cpp); False: one scale ``lora_alpha / r`` for
+            every module (vLLM).
 
     Raises:
         TypeError: ``model`` holds no AdaLoRA adapter ``adapter``.
@@ -99,15 +125,20 @@ def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str 
                              f"least {largest}.")  # fmt: skip
         factors = {name: _padded(right, left, uniform_rank) for name, (right, left) in factors.items()}
     own = {name: right.shape[0] for name, (right, _) in factors.items()}
-    alphas = {name: scales[name] * rank for name, rank in own.items()}  # α' / r' = c exactly
     default = uniform_rank or Counter(own.values()).most_common(1)[0][0]
-    default_alpha = Counter(alphas[name] for name, rank in own.items() if rank == default).most_common(1)[0][0]
+    scale = Counter(scales[name] for name, rank in own.items() if rank == default).most_common(1)[0][0]
+    default_alpha = scale * default
+    weights = {}
+    for name, (right, left) in factors.items():
+        factor = scales[name] * own[name] / default_alpha if fold_scales else scales[name] / scale
+        weights[f"base_model.model.{name}.lora_A.weight"] = right
+        weights[f"base_model.model.{name}.lora_B.weight"] = left if factor == 1.0 else left * factor
     config = LoraConfig(
         r=default,
         lora_alpha=default_alpha,
         target_modules=sorted(factors),
         rank_pattern={name: rank for name, rank in own.items() if rank != default},
-        alpha_pattern={name: alpha for name, alpha in alphas.items() if alpha != default_alpha},
+        alpha_pattern={} if fold_scales else {name: scale * rank for name, rank in own.items() if rank != default},
         lora_dropout=source.lora_dropout,
         fan_in_fan_out=source.fan_in_fan_out,
         bias=source.bias,
@@ -117,13 +148,10 @@ def lora_export(model: PeftModel, uniform_rank: int | None = None, adapter: str 
         revision=source.revision,
         inference_mode=True,
     )
-    weights = {}
-    for name, (right, left) in factors.items():
-        weights[f"base_model.model.{name}.lora_A.weight"] = right
-        weights[f"base_model.model.{name}.lora_B.weight"] = left
     saved = get_peft_model_state_dict(model, adapter_name=adapter)
     weights |= {key: value.detach() for key, value in saved.items() if ".lora_" not in key and "ranknum" not in key}
-    return LoraExport(config, {key: value.cpu().contiguous() for key, value in weights.items()}, ranks)
+    weights = {key: value.cpu().contiguous() for key, value in weights.items()}
+    return LoraExport(config, weights, ranks, fold_scales)
 
 
 def _padded(right: torch.Tensor, left: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
