@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared command that prints one table (benchmarks/gpu_check.py says what it measures).
 # Uses the Python already on the machine ($PYTHON, default python3) with the checkout's src/ on the path, needs no
-# network and carries nothing large. At most a few minutes on one GPU; `--device cpu` shrinks every model (CI).
+# network and carries nothing large (its GPU time is not yet measured); `--device cpu` shrinks every model (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

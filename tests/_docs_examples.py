@@ -33,7 +33,6 @@ of GPU runs on the Hub)                       (the i-th run alone, the first of 
 ``bash scripts/gpu-check.sh`` (CUDA)          skipped without a CUDA device; ``--device cpu`` runs
 ``vllm serve ...``, ``ollama ...``            skipped where the server is not installed (the reason is printed)
 ``bash scripts/...``                          from the checkout, with this interpreter as ``PYTHON``
-``loader`` in a Python example (your data)    40 batches of 4 random token sequences for the tiny model
 files the reader brings                       ``reviews/`` (CSV, 3 classes), ``math/`` (the guide's JSONL records),
                                               ``glue_data/SST-2/``, ``squad/`` (v2.0 JSON), ``my-local-model/``,
                                               and ``presets/`` (the examples run in the checkout)
@@ -249,10 +248,9 @@ class Outcome:
 class DocRun:
     """One doc file's folder, where its blocks run in order."""
 
-    def __init__(self, path: Path, assets: Assets, folder: Path, checks=lambda block: [], given=lambda run: {}):
-        """``checks(block)``: functions ``check(run, outcome)`` of what the block made, run right after it;
-        ``given(run)``: names a Python block may use without defining them (e.g. ``loader``)."""
-        self.path, self.assets, self.folder, self.checks, self.given = path, assets, folder, checks, given
+    def __init__(self, path: Path, assets: Assets, folder: Path, checks=lambda block: []):
+        """``checks(block)``: functions ``check(run, outcome)`` of what the block made, run right after it."""
+        self.path, self.assets, self.folder, self.checks = path, assets, folder, checks
         folder.mkdir(parents=True)
         assets.populate(folder)
         self.blocks = collect_blocks(path)
@@ -401,8 +399,8 @@ class DocRun:
                 shown = " ".join(command.split("#")[0].replace("\\\n", " ").split())
                 outcome.skipped.append(f"{block.id}: `{shown}` not run: {missing}")
 
-    def _run_python_block(self, block: Block, outcome: Outcome, given: dict) -> None:
-        namespace = {"__name__": "__docs__", **given}
+    def _run_python_block(self, block: Block, outcome: Outcome) -> None:
+        namespace = {"__name__": "__docs__"}
         with _cwd(self.folder):
             exec(compile(self.substitute_text(block.text), block.id, "exec"), namespace)  # noqa: S102
         outcome.namespace = namespace
@@ -427,7 +425,7 @@ class DocRun:
                 if block.not_run:
                     pass
                 elif block.language == "python":
-                    self._run_python_block(block, outcome, self.given(self))
+                    self._run_python_block(block, outcome)
                 else:
                     self._run_shell_block(block, outcome)
                 for check in self.checks(block):

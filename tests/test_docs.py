@@ -26,24 +26,37 @@ suite (CI runs it through ``.ci/run``)."""
 def doc_runs(tmp_path_factory) -> dict[str, DocRun]:
     assets = Assets(tmp_path_factory.mktemp("docs-assets"))
     root = tmp_path_factory.mktemp("docs")
-    return {str(p.relative_to(ROOT)): DocRun(p, assets, root / p.stem, _checks, _given) for p in DOC_FILES}
-
-
-def _given(run: DocRun) -> dict:
-    """The README's ``loader`` (your data): 40 batches of 4 random sequences of the tiny model's tokens, 2 labels."""
-    vocabulary = json.loads((run.assets.encoder / "config.json").read_text())["vocab_size"]
-    generator = torch.Generator().manual_seed(0)
-    loader = [{"input_ids": torch.randint(5, vocabulary, (4, 12), generator=generator),
-               "labels": torch.tensor([0, 1, 0, 1])} for _ in range(40)]  # fmt: skip
-    return {"loader": loader}
+    return {str(p.relative_to(ROOT)): DocRun(p, assets, root / p.stem, _checks) for p in DOC_FILES}
 
 
 # ---------------------------------------------------------------- checks of particular blocks
 def _attach_example(run: DocRun, outcome: Outcome) -> None:
     allocator = outcome.namespace["allocator"]
     assert len(allocator.layout.matrices) == 12  # q, k, v, o, f1, f2 × 2 layers of the tiny DeBERTa
-    assert sum(allocator.ranks().values()) < allocator.initial_budget  # pruning started after tinit = 35
+    assert allocator.step == 24 - 6  # T = 3 epochs of 8 batches; its last allocation is the final one, at T − tfinal
+    assert sum(allocator.ranks().values()) == allocator.target_budget  # the final allocation came at T − tfinal
     assert (run.folder / "adapter" / "adapter_config.json").is_file()
+
+
+def _budget_reached(outcome: Outcome) -> None:
+    """The allocator stepped with the optimizer up to the final allocation (T − tfinal), at the target budget."""
+    allocator = outcome.namespace["allocator"]
+    assert outcome.namespace["total_steps"] == 24 and allocator.step == 24 - 6
+    assert sum(allocator.ranks().values()) == allocator.target_budget < allocator.initial_budget
+
+
+def _trainer_example(run: DocRun, outcome: Outcome) -> None:
+    """The Trainer program (it checks the reloaded and the exported logits itself)."""
+    _budget_reached(outcome)
+    assert json.loads((run.folder / "trainer-adapter" / "adapter_config.json").read_text())["peft_type"] == "ADALORA"
+    assert json.loads((run.folder / "trainer-lora" / "adapter_config.json").read_text())["peft_type"] == "LORA"
+
+
+def _loop_example(run: DocRun, outcome: Outcome) -> None:
+    """The plain loop (it checks the reloaded and the merged logits itself)."""
+    _budget_reached(outcome)
+    assert json.loads((run.folder / "loop-adapter" / "adapter_config.json").read_text())["peft_type"] == "ADALORA"
+    assert (run.folder / "loop-merged" / "config.json").is_file()
 
 
 def _own_score(run: DocRun, outcome: Outcome) -> None:
@@ -132,6 +145,8 @@ def _paper(run: DocRun, outcome: Outcome) -> None:
 
 CHECKS = {
     ("README.md", "python", "adalora_scores.attach("): _attach_example,
+    ("docs/python-api.md", "python", "AllocationCallback(model)"): _trainer_example,
+    ("docs/python-api.md", "python", "update_and_allocate(step)"): _loop_example,
     ("README.md", "bash", "--output runs/reviews-fisher"): _own_data_run,
     ("README.md", "bash", "reviews-sweep.yaml"): _own_data_sweep,
     ("docs/scores.md", "python", '@register_score("abs_grad")'): _own_score,
@@ -224,10 +239,12 @@ def test_links_between_the_docs_resolve():
 
 def test_the_readme_is_a_front_door():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(readme.splitlines()) <= 250
-    for guide in ("study", "tasks", "scale", "scores", "architecture"):
+    assert len(readme.splitlines()) <= 260  # the two commands, a real report excerpt and its figure, then the tour
+    for guide in ("study", "tasks", "scale", "scores", "architecture", "python-api"):
         assert f"docs/{guide}.md" in readme
-    assert "Adaptive Budget Allocation for Parameter-Efficient Fine-Tuning" in readme and "ICLR 2023" in readme
+    cite = readme[readme.index("## Cite") :]
+    assert "@inproceedings{zhang2023adalora" in cite and "Adaptive Budget Allocation for Parameter-Efficient" in cite
+    assert "@misc{kim-adalora-score-functions" in cite and "via Score Function Variation in" in cite
 
 
 def test_the_study_is_named_not_called_the_seed():

@@ -74,8 +74,9 @@ class TrainConfig:
     """Everything one fine-tuning run needs. Paper symbols in brackets."""
 
     task: str = ""
-    """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), SQuAD (squad = v1.1, squad_v2), or
-    ``classification`` for your own labelled text (configured by ``task_options``)."""
+    """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), SQuAD (squad = v1.1, squad_v2),
+    ``classification`` for your own labelled text (configured by ``task_options``), ``causal_lm`` for instruction
+    tuning of a decoder, ``contrast_sentiment`` (the demo's bundled task), or a task a plugin registers."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     method: str = "adalora"
@@ -93,7 +94,7 @@ class TrainConfig:
     """Scores see the task-loss gradient (the mean of the per-example gradients, before clipping) instead of
     ``p.grad``, which also holds the orthogonal regulariser's gradient."""
     model: str = "microsoft/deberta-v3-base"
-    """Hub name or local folder of an encoder."""
+    """Hub name or local folder of an encoder (classification, SQuAD) or, for ``causal_lm``, a decoder."""
     torch_dtype: str | None = None
     """Load the base model's weights in "bfloat16", "float16" or "float32"; None keeps the checkpoint's. The adapter
     stays float32; ``mixed_precision`` still decides autocast. With ``load_in_4bit``: the compute dtype of the 4-bit

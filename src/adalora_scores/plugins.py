@@ -13,9 +13,9 @@ A plugin is imported once per process; what it registers (``@register_score``, `
       [project.entry-points."adalora_scores.plugins"]
       my_scores = "my_package.scores"
 
-* a run folder's ``plugins.json`` (:func:`write_plugin_record`), which ``train --resume`` and ``evaluate`` import
-  again (:func:`restore_plugins`): each plugin's kind, its absolute path or module name, a sha256 of a file's content,
-  and the scores and tasks it registered.
+* a run folder's ``plugins.json`` (:func:`write_plugin_record`), which ``train --resume``, ``evaluate``, ``export``
+  and ``predict`` import again (:func:`restore_plugins`): each plugin's kind, its absolute path or module name, a
+  sha256 of a file's content, and the scores and tasks it registered.
 """
 
 from __future__ import annotations
