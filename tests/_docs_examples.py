@@ -27,6 +27,8 @@ GLUE/SQuAD ``train`` without ``--data``       ``--data`` a small local copy in t
 of GPU runs on the Hub)                       (the i-th run alone, the first of the shard), with ``model=`` the tiny
                                               DeBERTa and ``data=`` the local copy of that run's task
 ``sweep metamath`` (Llama-3.2-3B, Hub data)   ``--dry-run`` appended: every run's config resolved and listed
+``sweep ladder`` (80 MiniLM runs on tweets)   the ladder on the demo task: ``task=contrast_sentiment``, seeds 1,2,
+                                              two learning rates, one epoch, rank 4 → 2, the tiny DeBERTa
 ``--nproc_per_node N``, ``--num_processes N``, 2 CPU processes (gloo), on a free port, one thread each
 ``num_processes: N`` in a launcher config
 ``accelerate launch`` with a DeepSpeed config  skipped where ``deepspeed`` is not installed (the reason is printed)
@@ -70,6 +72,16 @@ GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnl
 SQUAD_TASKS = ("squad", "squad_v2")
 PAPER_SCALE_ONE_RUN = ("paper", "paper-tuned")
 PAPER_SCALE_DRY_RUN = ("metamath",)
+LADDER_ON_THE_DEMO_TASK = ["--seeds", "1,2", "task=contrast_sentiment", "learning_rate=[5e-3,2e-2]"]
+LADDER_ON_THE_DEMO_TASK += [
+    "num_epochs=1",
+    "max_seq_length=32",
+    "batch_size=32",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=2",
+]
+"""What ``sweep ladder`` gets appended (with the tiny encoder as ``model=``): the whole ladder, small."""
 ONE_RUN_OF = 100_000
 """``--shard i/ONE_RUN_OF`` is the i-th run alone of any grid with fewer runs."""
 HUB_MODELS = {"microsoft/deberta-v3-base": "encoder", "Qwen/Qwen2.5-0.5B": "decoder"}
@@ -282,6 +294,8 @@ class DocRun:
             spec = argv[1]
             if spec in PAPER_SCALE_DRY_RUN:
                 argv += ["--dry-run"]
+            elif spec == "ladder":
+                argv += [*LADDER_ON_THE_DEMO_TASK, f"model={self.assets.encoder}"]
             elif spec in PAPER_SCALE_ONE_RUN:
                 from adalora_scores.config import SWEEP_PRESET_DIR
 

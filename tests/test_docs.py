@@ -253,17 +253,26 @@ def test_the_study_is_named_not_called_the_seed():
         assert not re.search(r"\bseed (paper|study)|\bthe seed's\b", text), path.name
 
 
-def test_the_metamath_sweep_is_126_runs_of_every_score_lora_and_svd_lora():
+def test_the_metamath_sweep_is_486_runs_of_every_score_lora_and_svd_lora():
     """study.md's MetaMathQA sweep: every built-in score, LoRA r=32 and SVD-LoRA r=32, as it says."""
     from adalora_scores.scores.base import get_score_class, list_scores
     from adalora_scores.study.grid import load_sweep
 
     built_in = {name for name in list_scores() if get_score_class(name).__module__.startswith("adalora_scores.")}
     runs = load_sweep("metamath").runs()
-    assert len(runs) == 126 and "126 runs" in (ROOT / "docs" / "study.md").read_text()
+    assert len(runs) == 486 and "486 runs" in (ROOT / "docs" / "study.md").read_text()
     rows = {run.grid_values["score"] for run in runs}
     assert rows == {*built_in, "lora_r32", "svd_lora_r32"}
     assert {run.config.method for run in runs if run.grid_values["score"] == "svd_lora_r32"} == {"svd_lora"}
     lora = [run.config for run in runs if run.grid_values["score"] == "lora_r32"]
-    assert {c.learning_rate for c in lora} == {5e-5, 1e-4, 3e-4} and {c.lora_alpha for c in lora} == {64}
+    assert {c.learning_rate for c in lora} == {5e-5, 1e-4, 3e-4} and {c.lora_alpha for c in lora} == {4, 64}
+    assert {c.orth_reg_weight for c in lora} == {0.0}  # LoRA has no regulariser: γ is not tuned there
+    adalora = [run.config for run in runs if run.config.method == "adalora"]
+    assert {(c.orth_reg_weight, c.update_scale) for c in adalora} == {
+        (0.0, 0.125),
+        (0.0, 2.0),
+        (0.5, 0.125),
+        (0.5, 2.0),
+    }
+    assert {c.lora_alpha for c in adalora} == {8.0, 128.0}  # c · init_r 64: PEFT's α 8, and LoRA's c = 2
     assert all(run.config.lr_schedule == "cosine" and run.config.task_options["generate"] for run in runs)

@@ -186,3 +186,29 @@ def test_a_folder_without_a_ladder_has_no_gap_section(tmp_path):
     manifest["specs"][0].pop("ladder")
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
     assert "Where the gap goes" not in build_report(tmp_path, plot=False).read_text()
+
+
+def test_the_bundled_ladder_runs_on_the_demo_task_and_reports_where_the_gap_goes(tmp_path, capsys):
+    """The whole ladder, small: the demo task, a tiny BERT, 2 learning rates and 2 seeds (32 runs of 60 steps), then
+    the tuned report with its gap section."""
+    from adalora_scores.demo import _tiny_model
+    from adalora_scores.tasks.contrast import TRAIN_SIZE, make_examples
+
+    model = _tiny_model(tmp_path / "tiny", [sentence for sentence, _ in make_examples(TRAIN_SIZE, 0)])
+    out = tmp_path / "ladder"
+    settings = ["task=contrast_sentiment", "learning_rate=[5e-3,2e-2]", f"model={model}", "num_epochs=2",
+                "max_seq_length=32", "batch_size=16", "init_r=4", "target_r=2", "mask_interval=2"]  # fmt: skip
+    assert main(["sweep", "ladder", "--output", str(out), "--seeds", "1,2", *settings]) == 0
+    assert main(["report", str(out), "--tuned", "learning_rate"]) == 0
+    report = (out / "report.md").read_text()
+    section = report[report.index("## Where the gap goes") : report.index("## Appendix")]
+    for row, change in (("svd_lora_r8_gamma0", "method lora → svd_lora"), ("svd_lora_r8", "orth_reg_weight 0 → 0.1"),
+                        ("random", "method svd_lora → adalora (score random, init_r 4 → target_r 2)"),
+                        ("sensitivity_paper_alpha", "c (update scale) 2 → 4")):  # fmt: skip
+        assert f"| `{row}` |" in section and change in section
+    assert "On contrast_sentiment accuracy," in section
+    assert (out / "plots" / "waterfall_contrast_sentiment.png").is_file()
+    document = json.loads((out / "report.json").read_text())
+    assert len(document["ladder"]["ladders"][0]["steps"]) == 7 and document["runs"] == 8 * 2  # at the chosen rates
+    settings_table = report[report.index("### Settings each row ran with") :]
+    assert "| `lora_r8` | – | 4 | 2 |" in settings_table  # LoRA: no γ shown, α = c · r = 2 · 2

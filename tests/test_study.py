@@ -63,10 +63,11 @@ def test_paper_sweep_file_covers_the_tables():
     squad = next(r for r in runs if r.config.task == "squad_v2")
     assert squad.config.max_seq_length == 384 and squad.config.batch_size == 16  # paper-squad preset
     tuned = load_sweep("paper-tuned").runs()
-    assert len(tuned) == (11 + 4) * 3 * (8 * 5 + 2 * 4)
-    gamma0 = [r for r in tuned if r.grid_values["score"] == "sensitivity_gamma0"]
-    assert all(r.config.score == "sensitivity" and r.config.orth_reg_weight == 0.0 for r in gamma0)
-    assert all(r.config.method == "adalora" for r in gamma0)
+    assert len(tuned) == (12 * 2 * 2 + 2 * 2) * 3 * (8 * 5 + 2 * 4)  # γ and c tuned, LoRA's γ fixed at 0
+    lora = [r.config for r in tuned if r.grid_values["score"] == "lora_r8"]
+    assert {c.orth_reg_weight for c in lora} == {0.0} and {c.lora_alpha for c in lora} == {8.0, 16.0}  # c · 8
+    adalora = [r.config for r in tuned if r.config.method == "adalora" and r.config.task == "rte"]
+    assert {(c.orth_reg_weight, c.lora_alpha) for c in adalora} == {(0.0, 16.0), (0.0, 32.0), (0.1, 16.0), (0.1, 32.0)}
     assert all(r.config.selection_fraction == 0.1 for r in tuned)
     assert {r.config.learning_rate for r in tuned if r.config.task == "squad"} == {2e-4, 5e-4, 1e-3, 2e-3}
 

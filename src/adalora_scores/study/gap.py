@@ -143,8 +143,10 @@ def gap_sentence(priced: Sequence[PricedStep]) -> str:
                 f"p_Holm {s.p_holm:.3g})"
             )
         parts.append(f"On {column}, detected: " + "; ".join(texts) + ".")
-    else:
+    elif any(s.p_holm is not None for s in priced):
         parts.append(f"On {column}, no step's difference was detected (p_Holm ≥ 0.05 for every step).")
+    else:
+        parts.append(f"On {column}, no step could be tested.")
     if hidden:
         limits = [s.result.detectable for s in hidden if s.result.detectable is not None]
         seeds = sorted({s.result.n for s in hidden})
@@ -257,7 +259,7 @@ def gap_section(study: Study, root: Path, plot: bool) -> tuple[str, dict[str, An
                 (root / "plots").mkdir(parents=True, exist_ok=True)
                 name = f"waterfall_{column.task}" + ("" if column.split == "dev" else f"_{column.split}") + ".png"
                 figure = name if _waterfall(study, ladder, priced, root / "plots" / name) else None
-            texts += [f"### {column.label} ({ladder.source})", _table(priced), gap_sentence(priced)]
+            texts += [f"### {column.label} (`{Path(ladder.source).name}`)", _table(priced), gap_sentence(priced)]
             if figure:
                 texts.append(f"![{_CAPTION}](plots/{figure})")
             entries.append(
