@@ -327,8 +327,14 @@ class DocRun:
     def _made_by(self, argv: list[str]) -> list[Path]:
         """What a successful command leaves behind (checked after it ran)."""
         command = argv[0]
-        if command == "train":
-            return [self.folder / _option(argv, "--output") / "metrics.json"]
+        if command == "train" and "--print-config" in argv:
+            return []
+        if command == "train":  # the run folder of --output, else of the --config file's output:
+            output = (
+                _option(argv, "--output")
+                or yaml.safe_load((self.folder / _option(argv, "--config")).read_text())["output"]
+            )
+            return [self.folder / output / "metrics.json"]
         if command == "sweep" and "--dry-run" not in argv:
             return [self.folder / _option(argv, "--output") / "sweep.yaml"]
         if command == "report":

@@ -138,6 +138,19 @@ def _export_for_servers(run: DocRun, outcome: Outcome) -> None:
     )
 
 
+def _single_yaml_run(run: DocRun, outcome: Outcome) -> None:
+    """The printed configuration is the file's, resolved; the run trained in the file's output folder with it."""
+    lines = outcome.output.splitlines()
+    end = lines.index("defaults:") + 1
+    while end < len(lines) and lines[end].startswith("  "):  # the printed file ends with its defaults: section
+        end += 1
+    printed = yaml.safe_load("\n".join(lines[:end]))
+    assert printed["output"] == "runs/sst2-fisher" and printed["defaults"]["task"] == "sst2"
+    saved = yaml.safe_load((run.folder / "runs" / "sst2-fisher" / "config.yaml").read_text())
+    assert (saved["score"], saved["num_epochs"], saved["data"]) == ("fisher", 1.0, "glue_data/SST-2")
+    assert {key: saved[key] for key in printed["defaults"]} == printed["defaults"]
+
+
 def _paper(run: DocRun, outcome: Outcome) -> None:
     report = (run.folder / "results" / "paper" / "report.md").read_text()
     assert "Missing runs" in report  # one run of 270 trained: the others are listed, never averaged over
@@ -156,6 +169,7 @@ CHECKS = {
     ("docs/tasks.md", "bash", "--input reviews/new.csv"): _predict,
     ("docs/study.md", "bash", "sweep paper --output results/paper --seeds 1,2,3"): _paper,
     ("docs/export.md", "bash", "--llama-cpp"): _export_for_servers,
+    ("docs/config.md", "bash", "train --config run.yaml --print-config"): _single_yaml_run,
 }
 """(file, language, a text of the block) → a check of what the block made, beyond exit codes and files."""
 

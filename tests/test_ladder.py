@@ -103,6 +103,30 @@ def test_the_bundled_ladder_file_steps_one_thing_at_a_time():
     assert spec.step_changes["sensitivity_paper_alpha"] == "c (update scale) 2 → 1"
 
 
+def test_the_scale_is_one_setting_in_rows_grids_and_overrides(tmp_path, capsys):
+    # a row's α replaces the grid's list of c: one run per seed, named without the grid's c
+    spec = SweepSpec({"task": ["rte"], "score": ["sensitivity"], "seed": [1], "update_scale": [1.0, 2.0]},
+                     baselines={"lora_r8": {"method": "lora", "target_r": 8, "lora_alpha": 64}})  # fmt: skip
+    names = {run.name: run.config.lora_alpha for run in spec.runs()}
+    expected = {"rte__sensitivity__update_scale=1.0__seed1": 16.0, "rte__sensitivity__update_scale=2.0__seed1": 32.0}
+    assert names == {**expected, "rte__lora_r8__seed1": 64}
+    # a tuned scale is no step's change (here the first grid value differs in c between SVD-LoRA and AdaLoRA)
+    ladder = SweepSpec({"task": ["rte"], "seed": [1], "lora_alpha": [16.0, 32.0]},
+                       ladder={"svd_lora_r8": {"method": "svd_lora"}, "random": {"score": "random"}})  # fmt: skip
+    ladder.runs()
+    assert ladder.step_changes["random"].startswith("method svd_lora → adalora")
+    # on the command line, α replaces the file's c (in set: and in the grid)
+    out = tmp_path / "out"
+    assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "lora_alpha=32", "--seeds", "1"]) == 2
+    assert "changes nothing from sensitivity" in capsys.readouterr().err  # the α 16 row is c = 1 at init_r 16 ...
+    assert main(["sweep", "paper-tuned", "--output", str(out), "--dry-run", "lora_alpha=16", "task=rte",
+                 "--seeds", "1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (
+        "update_scale" not in printed and "rte__lora_r8__learning_rate=0.0002__orth_reg_weight=0.0__seed1" in printed
+    )
+
+
 def test_sweep_overrides_replace_grid_lists(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "task=rte", "learning_rate=[1e-3]",
@@ -169,7 +193,7 @@ def test_the_report_has_the_gap_table_waterfall_and_sentence(tmp_path):
     section = report[report.index("## Where the gap goes") :]
     assert "| `b` | `a` | method lora → adalora | 76.38 ± 0.85 | 4 | -5.12 |" in section
     assert "On rte accuracy, detected: `b` (method lora → adalora: Δ = -5.12" in section and "a cost" in section
-    assert "The other steps (`c`, `d`) could each have hidden a difference of up to" in section
+    assert "; for the other steps (`c`, `d`) only a difference of" in section and "not ruled out." in section
     assert "![" in section and (tmp_path / "plots" / "waterfall_rte.png").stat().st_size > 1000
     document = json.loads((tmp_path / "report.json").read_text())
     (entry,) = document["ladder"]["ladders"]
@@ -178,6 +202,16 @@ def test_the_report_has_the_gap_table_waterfall_and_sentence(tmp_path):
     steps = {s["row"]: s for s in entry["steps"]}
     assert steps["d"]["mean_difference"] == pytest.approx(statistics.fmean(VALUES["d"].values())
                                                           - statistics.fmean(VALUES["a"].values()))  # fmt: skip
+
+
+def test_one_ladder_run_again_with_more_seeds_is_one_ladder(tmp_path):
+    _ladder_folder(tmp_path)
+    manifest = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
+    manifest["specs"].append({**manifest["specs"][0], "grid": {"seed": [5]}})  # the same ladder, another sweep
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
+    report = build_report(tmp_path, plot=False).read_text()
+    assert report.count("### rte accuracy") == 1
+    assert "not in tuned mode" not in report  # one learning rate only: one variant
 
 
 def test_a_folder_without_a_ladder_has_no_gap_section(tmp_path):

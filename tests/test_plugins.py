@@ -278,3 +278,24 @@ def test_a_broken_entry_point_names_its_distribution(tmp_path, monkeypatch):
     message = str(error.value)
     assert "RuntimeError: needs a GPU" in message and "'broken_scores_scores'" in message, message
     assert "distribution 'broken_scores'" in message and "pip uninstall broken_scores" in message, message
+
+
+def test_print_config_lists_the_plugins_so_the_printed_file_runs_elsewhere(tmp_path, capsys):
+    """A train YAML's plugins (relative to it) and --plugin files are printed as absolute paths; the printed file,
+    moved to another folder, imports them again and resolves to the same config."""
+    _score_file(tmp_path / "project")
+    other = _score_file(tmp_path / "elsewhere", name="other_abs_grad", filename="other.py")
+    (tmp_path / "project" / "run.yaml").write_text(
+        "plugins: [./my_score.py]\ndefaults: {task: rte, score: last_abs_grad}\n"
+    )
+    argv = ["train", "--config", str(tmp_path / "project" / "run.yaml"), "--plugin", str(other), "--print-config"]
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert sorted(printed["plugins"]) == sorted([str(tmp_path / "project" / "my_score.py"), str(other)])
+    expected = resolve_config(str(tmp_path / "project" / "run.yaml"), None, {}, [])
+    _forget_plugins()
+    assert "last_abs_grad" not in adalora_scores.list_scores()
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "printed.yaml").write_text(yaml.safe_dump(printed))
+    assert resolve_config(str(tmp_path / "moved" / "printed.yaml"), None, {}, []) == expected
+    assert {"last_abs_grad", "other_abs_grad"} <= set(adalora_scores.list_scores())

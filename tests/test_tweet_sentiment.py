@@ -36,7 +36,9 @@ def test_the_split_is_balanced_disjoint_seeded_and_filtered(tmp_path):
     assert [sum(label for _, label in splits[name]) for name in ("train", "dev")] == [4, 3]
     assert len(splits["train"]) == 8 and len(splits["dev"]) == 6
     texts = [text for examples in splits.values() for text, _ in examples]
-    assert len(set(texts)) == len(texts)  # disjoint, and the upper-case copy was dropped
+    assert len(set(texts)) == len(texts)  # disjoint
+    with pytest.raises(ValueError, match="holds 8 usable tweets of label 1"):  # the upper-case copy is no 9th
+        tweet_examples(_corpus(tmp_path / "more-negatives.csv", negatives=12), train=10, dev=8)
     kept = set(texts)
     assert all("http://" not in text for text in kept) and any(text.endswith("thanks http") for text in kept)
     assert not kept & {"a neutral tweet that is never used", "graded with too little agreement to keep", "too short"}

@@ -22,7 +22,7 @@ with hold_import_messages():  # PEFT imports bitsandbytes, whose offline kernel 
         register_score,
     )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 __all__ = [
     "AllocationCallback",

@@ -25,19 +25,21 @@ __all__ = [
     "load_preset",
     "move_task_option_aliases",
     "parse_overrides",
+    "preset_output",
     "resolve_config",
     "scale_rank",
     "with_scale_level",
+    "train_file_text",
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TRAIN_PRESET_DIR = PRESET_DIR / "train"
 SWEEP_PRESET_DIR = PRESET_DIR / "sweep"
 CONFIG_FORMAT = 3
-"""Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.2,
-with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/``warmup_steps``. 2:
-adalora-scores 0.3, with SQuAD's options (:data:`TASK_OPTION_ALIASES`) at the top level instead of in
-``task_options``."""
+"""Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.1
+and 0.2, with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/
+``warmup_steps``. 2: adalora-scores 0.3, with SQuAD's options (:data:`TASK_OPTION_ALIASES`) at the top level instead
+of in ``task_options``. 3: adalora-scores 0.4, with SQuAD's options in ``task_options``."""
 
 ALIASES: dict[str, str] = {
     "tinit": "budget_warmup",
@@ -63,10 +65,10 @@ level."""
 
 
 METHODS = ("adalora", "svd_lora", "lora")
+"""What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.peft.build``)."""
 DEFAULT_LORA_ALPHA = 32.0
 SCALE_KEYS = ("lora_alpha", "update_scale")
 """The two ways of giving the update scale: α (divided by the method's rank) or c itself."""
-"""What ``method`` can be: AdaLoRA, or a baseline without allocation (``adalora_scores.adapter.peft.build``)."""
 
 
 @dataclass
@@ -76,7 +78,8 @@ class TrainConfig:
     task: str = ""
     """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), SQuAD (squad = v1.1, squad_v2),
     ``classification`` for your own labelled text (configured by ``task_options``), ``causal_lm`` for instruction
-    tuning of a decoder, ``contrast_sentiment`` (the demo's bundled task), or a task a plugin registers."""
+    tuning of a decoder (prompt/completion or chat records), ``contrast_sentiment`` (the demo's bundled synthetic
+    task), or a task registered by a plugin."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     method: str = "adalora"
@@ -94,7 +97,8 @@ class TrainConfig:
     """Scores see the task-loss gradient (the mean of the per-example gradients, before clipping) instead of
     ``p.grad``, which also holds the orthogonal regulariser's gradient."""
     model: str = "microsoft/deberta-v3-base"
-    """Hub name or local folder of an encoder (classification, SQuAD) or, for ``causal_lm``, a decoder."""
+    """Hub name or local folder of the base model: an encoder (DeBERTa-v2/v3, BERT, MiniLM, RoBERTa) for
+    classification and SQuAD, a decoder (LLaMA, Mistral, Qwen2/3, Gemma, Phi-3, GPT-2, OPT) for ``causal_lm``."""
     torch_dtype: str | None = None
     """Load the base model's weights in "bfloat16", "float16" or "float32"; None keeps the checkpoint's. The adapter
     stays float32; ``mixed_precision`` still decides autocast. With ``load_in_4bit``: the compute dtype of the 4-bit
@@ -106,12 +110,19 @@ class TrainConfig:
     data: str | None = None
     """Local data folder; None loads the Hub dataset."""
     seed: int = 1
+    """Seed of the run: the task head's initialisation, the data order, dropout, and the random controls'
+    priorities (``accelerate.utils.set_seed``)."""
     num_epochs: float = 3.0
+    """Passes over the training data; the optimizer steps are ceil(ceil(batches per epoch /
+    gradient_accumulation_steps) × num_epochs), so a fraction trains part of the last epoch."""
     batch_size: int = 32
     """Per-process batch size of one micro-batch."""
     gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step: each optimizer step sees batch_size × this × processes examples."""
     learning_rate: float = 1e-3
+    """Peak learning rate of AdamW (``torch.optim.AdamW``), reached at the end of the warm-up."""
     weight_decay: float = 0.01
+    """AdamW's decoupled weight decay, on every trained parameter."""
     lr_warmup_ratio: float = 0.1
     """Linear learning-rate warm-up as a fraction of the optimizer steps, then decay to 0 (``lr_schedule``)."""
     lr_schedule: str = "linear"
@@ -124,6 +135,7 @@ class TrainConfig:
     max_seq_length: int | None = None
     """Longest input in tokens; None: 128 for GLUE, 384 for SQuAD (its windows)."""
     eval_batch_size: int = 64
+    """Batch size of evaluation and prediction."""
     group_by_length: bool = False
     """Batch examples of similar length together (less padding)."""
     init_r: int = 16
@@ -131,15 +143,19 @@ class TrainConfig:
     target_r: int = 8
     """Final average rank (b(T) = target_r × matrices)."""
     lora_alpha: float = DEFAULT_LORA_ALPHA
-    """α: the update is scaled by α / r, r being the method's rank divisor (:func:`scale_rank`). Give this or
-    ``update_scale``, not both."""
+    """α of the update's scale c = α / r, r from :func:`scale_rank`: AdaLoRA's P Λ Q is scaled by α / (init_r + 1e-5)
+    (PEFT ``SVDLinear``, whose rank count stays init_r as triplets are pruned), ``svd_lora``'s by α / (target_r +
+    1e-5), ``lora``'s B A by α / target_r (PEFT ``LoraLayer``). Give this or ``update_scale``, not both."""
     update_scale: float | None = None
     """c, the factor that multiplies the low-rank update, set directly: ΔW = c · B A for LoRA, c · P Λ Q for AdaLoRA
     and SVD-LoRA, with one meaning for the three methods (LoRA's α / r, AdaLoRA's α / init_r, SVD-LoRA's α /
     target_r). Given, it sets ``lora_alpha`` = c · r (r from :func:`scale_rank`), which is what the saved PEFT adapter
     holds, so stock PEFT reloads it unchanged (PEFT's AdaLoRA divides by init_r + 1e-5, a relative 1e-5 / init_r
-    below c). None: c follows from ``lora_alpha``. Give this or ``lora_alpha``, not both."""
+    below c). None: c follows from ``lora_alpha``. Give this or ``lora_alpha``, not both: a lora_alpha equal to its
+    default (32) counts as not given here (on the command line and in presets and sweeps either one given replaces
+    the other from the levels below, and one level giving both is an error)."""
     lora_dropout: float = 0.0
+    """Dropout on the adapter's input (PEFT ``lora_dropout``)."""
     orth_reg_weight: float = 0.1
     """γ of the orthogonality regulariser."""
     budget_warmup: float = 0.1
@@ -151,7 +167,10 @@ class TrainConfig:
     mask_interval: int = 10
     """Optimizer steps between two allocations [ΔT; PEFT ``deltaT``]."""
     beta1: float = 0.85
+    """EMA coefficient β1 of the smoothed sensitivity Ī (AdaLoRA eq. 11); the default of a score's ``beta1``
+    option (``score_options.beta1`` sets it for one score)."""
     beta2: float = 0.85
+    """EMA coefficient β2 of the uncertainty Ū (AdaLoRA eq. 12); the default of a score's ``beta2`` option."""
     target_modules: str | list[str] | None = None
     """None uses the preset for the model type (every attention and MLP matrix of every layer: q, k, v, o, f1, f2
     for encoders); "qv" the query and value projections only (``adapter/peft/targets.py``)."""
@@ -163,8 +182,12 @@ class TrainConfig:
     selection_seed: int = 0
     """Seed of the held-out split: the same for every run seed, so all runs of a grid share one selection set."""
     max_train_samples: int | None = None
+    """Train on the first this many training examples only (after the selection split is held out); None: all."""
     max_eval_samples: int | None = None
+    """Evaluate on the first this many examples of each evaluation split only; None: all."""
     log_every: int = 10
+    """Show the loss and the budget on the progress bar every this many optimizer steps (``log.jsonl`` records
+    every step)."""
     checkpoint_every: int | None = None
     """Write ``checkpoint.pt`` every this many optimizer steps, for ``--resume``; None: every 10% of the run
     (at least every step of a run shorter than 10 steps); 0: no checkpoints."""
@@ -183,13 +206,27 @@ class TrainConfig:
             if not condition:
                 raise ValueError(message)
 
-        need(bool(self.task), "task is required: pass --task NAME (e.g. --task mrpc).")
+        need(
+            bool(self.task),
+            "task is required: pass --task NAME (e.g. --task mrpc), or set task: NAME in the "
+            "defaults: of the --config file.",
+        )
         if self.max_seq_length is None:
             self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval")
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval",
+                    "log_every")  # fmt: skip
         for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"{name} must be a positive integer or null (all), got {value}.")
+        for name in ("weight_decay", "max_grad_norm", "orth_reg_weight"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}.")
+        need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            need(0 <= value < 1, f"{name} must be an EMA coefficient in [0, 1), got {value}; AdaLoRA's is 0.85.")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}.")
         need(
             self.lr_schedule in ("linear", "cosine"),
@@ -200,7 +237,7 @@ class TrainConfig:
             self.method in METHODS,
             f"method must be 'adalora', 'svd_lora' (no allocation) or 'lora', got {self.method!r}.",
         )
-        need(self.method != "svd_lora" or self.target_r >= 1, "method=svd_lora needs target_r >= 1 (its rank).")
+        need(self.method == "adalora" or self.target_r >= 1, f"method={self.method} needs target_r >= 1 (its rank).")
         need(
             0 <= self.selection_fraction < 1,
             f"selection_fraction must be in [0, 1) (e.g. 0.1 holds out 10% of train), got {self.selection_fraction}.",
@@ -246,7 +283,6 @@ class TrainConfig:
                 f"{scale_rank(self.method, self.init_r, self.target_r)} here); give only one of them.",
             )
             self.lora_alpha = alpha
-        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}.")
         need(isinstance(self.score_options, dict), "score_options must be a mapping, e.g. {beta: 0.9}.")
         need(isinstance(self.task_options, dict), "task_options must be a mapping, e.g. {text_column: review}.")
 
@@ -264,7 +300,10 @@ def scale_rank(method: str, init_r: int, target_r: int) -> int:
 
 def effective_update_scale(values: dict[str, Any]) -> float:
     """c = α / r of a config (a :class:`TrainConfig` as a dict, or a run's ``config.yaml``): the factor the run's
-    low-rank update is multiplied by, whether it was given as ``update_scale`` or as ``lora_alpha``."""
+    low-rank update is multiplied by, whether it was given as ``update_scale`` or as ``lora_alpha``; fields the dict
+    lacks (an older ``config.yaml``) take their defaults."""
+    if values.get("update_scale") is not None:
+        return float(values["update_scale"])
     defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
     given = {**defaults, **values}
     return float(given["lora_alpha"]) / scale_rank(str(given["method"]), int(given["init_r"]), int(given["target_r"]))
@@ -393,7 +432,10 @@ def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merg
     return result
 
 
-TRAIN_SECTIONS = {"kind", "description", "plugins", "defaults", "tasks"}
+TRAIN_SECTIONS = {"kind", "description", "plugins", "output", "defaults", "tasks"}
+"""The sections of a train YAML: ``defaults`` holds values of any :class:`TrainConfig` field (``task``, ``model``,
+``data`` and ``score`` included), ``tasks`` one entry of values per task, ``output`` the run folder of
+``adalora-scores train --config FILE`` (a sweep gives each run its own folder and ignores it)."""
 SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines", "ladder"}
 
 
@@ -459,17 +501,23 @@ def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
 
 def _preset_levels(path_or_name: str, task: str | None) -> list[tuple[str, dict[str, Any]]]:
     """``(where, values)`` of a train preset's ``defaults`` and of its ``tasks[task]`` entry (aliases renamed), in
-    that order. The plugins of its ``plugins:`` section are imported first."""
+    that order; ``task`` None: the task its ``defaults`` name, if any. The plugins of its ``plugins:`` section are
+    imported first."""
     path = find_preset(path_or_name, "train")
     document = read_preset(path, "train")
     load_listed_plugins(document, path)
-    levels = [(f"{path} defaults", canonical_values(dict(document.get("defaults") or {}), f"{path} defaults"))]
+    defaults = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
+    levels = [(f"{path} defaults", defaults)]
     tasks = document.get("tasks") or {}
-    if task is not None and tasks:
+    task = task or defaults.get("task")
+    if task and tasks:
         if task not in tasks:
             raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
         where = f"{path} tasks.{task}"
         levels.append((where, canonical_values(dict(tasks[task] or {}), where)))
+        if "task" in levels[-1][1]:
+            raise ValueError(f"{where} sets task; leave it out (the entry applies to task {task}), or set task: in "
+                             "defaults:.")  # fmt: skip
     if any("plugins" in values for _, values in levels):
         raise ValueError(f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
                          "it to the top level of the preset.")  # fmt: skip
@@ -483,6 +531,16 @@ def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
     for _, level in _preset_levels(path_or_name, task):
         values.update(level)
     return values
+
+
+def preset_output(path_or_name: str) -> str | None:
+    """The run folder a train YAML names in its ``output:`` section (a path relative to the current folder, as
+    ``--output``), or None."""
+    path = find_preset(path_or_name, "train")
+    output = read_preset(path, "train").get("output")
+    if output is not None and (not isinstance(output, str) or not output.strip()):
+        raise ValueError(f"{path}: output must be the path of a run folder, e.g. output: runs/mrpc, got {output!r}.")
+    return output
 
 
 def _convert(name: str, text: str) -> Any:
@@ -550,23 +608,38 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
     """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; the overrides'
-    ``score_options`` and ``task_options`` merge name by name. An old top-level name of a task option
-    (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name by name over the levels below it
-    (as the top-level field it was). ``update_scale`` and ``lora_alpha`` give one setting two ways: a level that
-    gives one replaces the other from the levels below (:func:`with_scale_level`).
+    ``score_options`` and ``task_options`` merge name by name. The preset's entry is that of the run's task: a
+    ``task=`` override, else ``task``, else the flags' ``task``, else the task of the preset's defaults. An old
+    top-level name of a task option (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name
+    by name over the levels below it (as the top-level field it was). ``update_scale`` and
+    ``lora_alpha`` give one setting two ways: a level that gives one replaces the other from the levels below
+    (:func:`with_scale_level`).
 
     The values are checked here, the task options are not: the task checks them where the config is resolved for a
     run (``adalora_scores.tasks.check_run_config`` on the command line and in sweeps, ``configure_run`` in
     ``train``), before any work."""
-    levels = _preset_levels(preset, task) if preset else []
     given = canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values")
+    overridden = parse_overrides(overrides)
+    levels = _preset_levels(preset, overridden.get("task") or task or given.get("task")) if preset else []
     values: dict[str, Any] = {}
     for where, level in [*levels, ("the given values", given)]:
         values = _apply_level(with_scale_level(values, level, where), level, where, merge_sections=False)
-    overridden = parse_overrides(overrides)
     where = "the key=value overrides"
     values = _apply_level(with_scale_level(values, overridden, where), overridden, where, merge_sections=True)
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")
     return TrainConfig(**values)
+
+
+def train_file_text(config: TrainConfig, output: str | None = None, plugins: list[str] | tuple[str, ...] = ()) -> str:
+    """``config`` as a train YAML that reproduces it: every value under ``defaults:``, and ``output:`` and
+    ``plugins:`` (absolute paths or module names) where given; ``adalora-scores train --config FILE`` runs it."""
+    document: dict[str, Any] = {"kind": "train"}
+    if output is not None:
+        document["output"] = str(output)
+    if plugins:
+        document["plugins"] = list(plugins)
+    document["defaults"] = config.to_dict()
+    header = "# The resolved configuration of one run; `adalora-scores train --config THIS_FILE` runs it.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

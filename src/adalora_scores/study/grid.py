@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 
 from adalora_scores.config import (
+    SCALE_KEYS,
     TASK_OPTION_ALIASES,
     TrainConfig,
     canonical_values,
@@ -115,7 +116,7 @@ class SweepSpec:
         for name, settings in self.rows_settings().items():
             for key, value in settings.items():
                 if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
-                    raise ValueError(f"{self.source}: baselines.{name}.{key} is a list, which replaces a grid "
+                    raise ValueError(f"{self.source}: row {name}: {key} is a list, which replaces a grid "
                                      f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
                                      "value.")  # fmt: skip
         # old top-level names of task options stay as given (run names keep them); resolve_config moves them
@@ -156,9 +157,12 @@ class SweepSpec:
         for task in self.grid["task"]:
             shared = {key: self._values(key, task) for key in keys if key not in ("task", "score")}
             for score, settings in rows:
-                # a baseline's setting for a grid key replaces the key's list: its own list, or its one fixed value
+                # a baseline's setting for a grid key replaces the key's list: its own list, or its one fixed value;
+                # the update scale is one setting given two ways, so a row's α replaces the grid's c and back
+                given = [key for key in SCALE_KEYS if key in settings]
                 lists = {key: (settings[key] if isinstance(settings[key], list) else [settings[key]])
-                         if key in settings else values for key, values in shared.items()}  # fmt: skip
+                         if key in settings else values for key, values in shared.items()
+                         if not (given and key in SCALE_KEYS and key not in given)}  # fmt: skip
                 fixed = {key: value for key, value in settings.items() if not isinstance(value, list)}
                 for combination in itertools.product(*lists.values()):
                     yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, fixed

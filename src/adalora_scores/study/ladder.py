@@ -97,7 +97,8 @@ def _meaningful(values: Mapping[str, Any], skip: frozenset[str]) -> dict[str, An
     found = {k: v for k, v in values.items() if k not in unused and k not in skip and k not in _NOT_SETTINGS}
     if method == "lora":
         found["orth_reg_weight"] = 0.0
-    found["update_scale"] = round(effective_update_scale(dict(values)), 12)
+    if not skip & set(SCALE_KEYS):  # a tuned scale is no step's change
+        found["update_scale"] = round(effective_update_scale(dict(values)), 12)
     return found
 
 

@@ -25,7 +25,16 @@ from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose
 from adalora_scores.study.gap import gap_section
 from adalora_scores.study.paper import PAPER, PAPER_ROWS, TABLE1, TABLE2, Column
 from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
-from adalora_scores.study.results import BASELINE, Cell, Comparison, RunRecord, Study, collect, run_problems
+from adalora_scores.study.results import (
+    BASELINE,
+    Cell,
+    Comparison,
+    RunRecord,
+    Study,
+    collect,
+    generic_columns,
+    run_problems,
+)
 from adalora_scores.study.tuning import Choice, tune, tuned_keys
 
 __all__ = ["build_report", "format_cell"]
@@ -404,21 +413,6 @@ def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
         "trajectories": [{"score": row[0], "variant": row[1], "types": kinds}
                          for row, kinds in diagnostics.trajectories.items()],
     }  # fmt: skip
-
-
-def generic_columns(study: Study, tasks: set[str]) -> list[Column]:
-    """One column per (task, eval split) of ``tasks`` with the task's main metric, as the runs recorded it."""
-    columns: list[Column] = []
-    for record in sorted(study.records, key=lambda r: r.task):
-        metric = record.metrics.get("main_metric")
-        if record.task not in tasks or metric is None:
-            continue
-        for split, values in record.metrics.get("eval", {}).items():
-            label = f"{record.task} {metric}" if split == "dev" else f"{record.task} {split} {metric}"
-            column = Column(label, record.task, split, metric)
-            if metric in values and column not in columns:
-                columns.append(column)
-    return columns
 
 
 def build_report(

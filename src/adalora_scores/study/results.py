@@ -43,7 +43,18 @@ from adalora_scores.run_files import (
 )
 from adalora_scores.study.paper import GLUE_AVERAGE_PARTS, Column
 
-__all__ = ["Cell", "Comparison", "RunRecord", "Study", "collect", "holm", "paired_test", "run_problems", "summarize"]
+__all__ = [
+    "Cell",
+    "Comparison",
+    "RunRecord",
+    "Study",
+    "collect",
+    "generic_columns",
+    "holm",
+    "paired_test",
+    "run_problems",
+    "summarize",
+]
 
 BASELINE = "sensitivity"
 
@@ -311,6 +322,22 @@ def collect(root: str | Path) -> Study:
         raise FileNotFoundError(f"{root} holds no finished runs (no {METRICS_FILE}) and no {SWEEP_MANIFEST}.")
     alone, conflicts = _split_conflicts(records)
     return Study(alone, expected, failed, unreadable, conflicts=conflicts, takeovers=_read_takeovers(root))
+
+
+def generic_columns(study: Study, tasks: set[str], skip_splits: tuple[str, ...] = ()) -> list[Column]:
+    """One column per (task, eval split) of ``tasks`` with the task's main metric, as the runs recorded it; the
+    splits in ``skip_splits`` (e.g. ``selection``) left out."""
+    columns: list[Column] = []
+    for record in sorted(study.records, key=lambda r: r.task):
+        metric = record.metrics.get("main_metric")
+        if record.task not in tasks or metric is None:
+            continue
+        for split, values in record.metrics.get("eval", {}).items():
+            label = f"{record.task} {metric}" if split == "dev" else f"{record.task} {split} {metric}"
+            column = Column(label, record.task, split, metric)
+            if split not in skip_splits and metric in values and column not in columns:
+                columns.append(column)
+    return columns
 
 
 def run_problems(study: Study) -> str:
