@@ -118,7 +118,8 @@ def test_the_scale_is_one_setting_in_rows_grids_and_overrides(tmp_path, capsys):
     # on the command line, α replaces the file's c (in set: and in the grid)
     out = tmp_path / "out"
     assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "lora_alpha=32", "--seeds", "1"]) == 2
-    assert "changes nothing from sensitivity" in capsys.readouterr().err  # the α 16 row is c = 1 at init_r 16 ...
+    # one α for every row is another c for AdaLoRA (α / init_r 16) than for SVD-LoRA (α / target_r 8): refused
+    assert "ladder row random changes method svd_lora → adalora; c (update scale) 4 → 2" in capsys.readouterr().err
     assert main(["sweep", "paper-tuned", "--output", str(out), "--dry-run", "lora_alpha=16", "task=rte",
                  "--seeds", "1"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
@@ -210,8 +211,8 @@ def test_one_ladder_run_again_with_more_seeds_is_one_ladder(tmp_path):
     manifest["specs"].append({**manifest["specs"][0], "grid": {"seed": [5]}})  # the same ladder, another sweep
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
     report = build_report(tmp_path, plot=False).read_text()
-    assert report.count("### rte accuracy") == 1
-    assert "not in tuned mode" not in report  # one learning rate only: one variant
+    assert report.count("### rte accuracy") == 1 and "### rte accuracy [learning_rate=0.001]" in report
+    assert "not in tuned mode, so each step is priced at each grid value" in report
 
 
 def test_a_folder_without_a_ladder_has_no_gap_section(tmp_path):

@@ -18,9 +18,16 @@ def _pyproject_version() -> str:
     return re.search(r'^version = "([^"]+)"$', project, re.M).group(1)
 
 
+HISTORY = "## Measurement history"
+"""The one ``## `` heading that is not a version: the earlier figures of the benchmarks, after every version."""
+
+
 def _headings() -> list[tuple[str, str]]:
-    """``(version, "unreleased" or date)`` of every ``## `` heading, top first; any other ``## `` heading fails."""
+    """``(version, "unreleased" or date)`` of every ``## `` heading, top first; any other ``## `` heading fails, but
+    :data:`HISTORY` as the last."""
     lines = [line for line in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8").splitlines() if line[:3] == "## "]
+    if lines and lines[-1] == HISTORY:
+        lines = lines[:-1]
     for line in lines:
         assert HEADING.match(line), (
             f"CHANGELOG.md heading {line!r}: write '## X.Y.Z (unreleased)' or '## X.Y.Z (date)'"
