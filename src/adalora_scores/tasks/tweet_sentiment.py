@@ -8,7 +8,8 @@ with the panel's agreement as ``confidence``. Install it with ``pip install -e '
 
 The task keeps the positive and negative tweets graded with confidence ≥ :data:`MIN_CONFIDENCE`, drops lines with
 undecodable bytes, writes each link as ``http`` (as TweetEval does: Barbieri et al., "TweetEval", Findings of
-EMNLP 2020), normalises whitespace and keeps one copy of each text (case-insensitive), then draws with seed 0 a
+EMNLP 2020), normalises whitespace, drops texts of fewer than 3 words and keeps the first copy of each text
+(case-insensitive; a later copy with the other label is dropped too), then draws with seed 0 a
 label-balanced train set of :data:`TRAIN_SIZE` and a disjoint, balanced dev set of :data:`DEV_SIZE` (SST-2 layout:
 ``sentence``, ``label`` with 1 = positive). Accuracy is its metric. ``write_tweet_task`` writes the same split as
 files, which ``--data`` also reads (so a folder can be used on a machine without the package).
