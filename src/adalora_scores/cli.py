@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, squad (v1.1) / squad_v2, classification (your own "
         "labelled text: task_options.text_column=COLUMN ...), causal_lm (instruction tuning of a decoder: "
-        "prompt/completion or chat records), contrast_sentiment (the demo's bundled task), or a plugin's task; "
+        "prompt/completion or chat records), contrast_sentiment (the demo's bundled task), tweet_sentiment (real "
+        "tweets, pip install -e '.[real-text]'), or a plugin's task; "
         "required unless the --config file sets task",
     )
     train.add_argument("--score", help="registered score, see `adalora-scores scores` (default sensitivity)")

