@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="write a finished run's adapter as a standard PEFT LoRA adapter at the kept ranks (or merged)",
         description="Convert the run's AdaLoRA adapter to PEFT LoRA: each module keeps only its kept triplets, "
-        "modules pruned to rank 0 are left out. The default form is exact in PEFT and vLLM (one lora_alpha/r for "
+        "modules pruned to rank 0 are left out. The default form is exact in PEFT and vLLM (one alpha / r for "
         "every module; the command prints the --max-lora-rank to pass); --llama-cpp writes the form llama.cpp reads "
         "exactly; --uniform-rank and --merge are exact everywhere. The command prints, and writes to export.json, how "
         "each server reads the folder. key=value may change load_in_4bit and torch_dtype (e.g. --merge "
