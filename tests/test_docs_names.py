@@ -153,7 +153,10 @@ def _script_problems(words: tuple[str, ...]) -> list[str]:
             if f'"{flag}"' not in text]  # fmt: skip
 
 
-OTHER_PROGRAMS = {"--num_machines": "accelerate launch (docs/scale.md names its multi-machine flags in prose)"}
+OTHER_PROGRAMS = {
+    "--num_machines": "accelerate launch (docs/scale.md names its multi-machine flags in prose)",
+    "--lora-dtype": "vllm serve (docs/export.md names it in prose)",
+}
 """Flags of other programs that the docs name only in prose, never in an example; the examples' own flags of other
 programs (``vllm serve ... --max-lora-rank``, ``torchrun --nproc_per_node``) are found by themselves."""
 

@@ -200,9 +200,9 @@ def test_report_shows_the_settings_each_row_ran_with(tmp_path):
     section = report.split("### Settings each row ran with")[1].split("###")[0]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in section.splitlines() if line.startswith("| `")}  # fmt: skip
-    assert rows["`fisher`"] == ["0.1", "32", "0.001"]
-    assert rows["`taylor`"] == ["0.1", "32", "0.001 (mrpc seeds 1, 2) · 0.002 (mrpc seed 3)"]  # seeds disagree
-    assert rows["`lora_r8`"] == ["–", "32", "0.001"]  # LoRA has no regulariser
+    assert rows["`fisher`"] == ["0.1", "32", "2", "0.001"]  # c = α / init_r = 32 / 16
+    assert rows["`taylor`"] == ["0.1", "32", "2", "0.001 (mrpc seeds 1, 2) · 0.002 (mrpc seed 3)"]  # seeds disagree
+    assert rows["`lora_r8`"] == ["–", "32", "4", "0.001"]  # LoRA has no regulariser; c = α / r = 32 / 8
     settings = {(r["score"]): r for r in json.loads((tmp_path / "report.json").read_text())["table1"]["settings"]}
     assert settings["taylor"]["learning_rate"] == [
         {"value": 0.001, "runs": [["mrpc", 1], ["mrpc", 2]]},

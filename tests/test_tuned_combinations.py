@@ -90,7 +90,7 @@ def test_tuned_report_over_three_keys(tmp_path):
     # the settings table shows what the chosen runs ran with, from their config.yaml
     settings = report.split("### Settings each row ran with")[1].split("###")[0]
     fisher = next(line for line in settings.splitlines() if line.startswith("| `fisher`"))
-    assert [c.strip() for c in fisher.split("|")[2:-1]] == ["0", "16", "0.003"]
+    assert [c.strip() for c in fisher.split("|")[2:-1]] == ["0", "16", "1", "0.003"]  # c = α / init_r = 16 / 16
     choices = {c["score"]: c for c in document["choices"]}
     assert choices["sensitivity"]["chosen_values"] == {"learning_rate": 1e-3, "orth_reg_weight": 0.1,
                                                        "lora_alpha": 32.0}  # fmt: skip

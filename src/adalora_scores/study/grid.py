@@ -114,9 +114,10 @@ class SweepSpec:
         self.ladder = {name: canonical_values(values, f"{self.source} ladder.{name}")
                        for name, values in self.ladder.items()}  # fmt: skip
         for name, settings in self.rows_settings().items():
+            section = "ladder" if name in self.ladder else "baselines"
             for key, value in settings.items():
                 if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
-                    raise ValueError(f"{self.source}: row {name}: {key} is a list, which replaces a grid "
+                    raise ValueError(f"{self.source}: {section}.{name}.{key} is a list, which replaces a grid "
                                      f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
                                      "value.")  # fmt: skip
         # old top-level names of task options stay as given (run names keep them); resolve_config moves them
