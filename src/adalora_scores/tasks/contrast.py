@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.data import Example, TaskData
-from adalora_scores.tasks.glue.data import GlueTask, load_glue
+from adalora_scores.tasks.glue.data import BundledTask
 
 __all__ = ["CONTRAST_TASK", "ContrastTask", "make_examples", "write_contrast_task"]
 
@@ -73,16 +72,11 @@ def write_contrast_task(folder: str | Path, train: int = TRAIN_SIZE, dev: int = 
 
 
 @dataclass(frozen=True)
-class ContrastTask(GlueTask):
+class ContrastTask(BundledTask):
     """Binary accuracy like SST-2, with bundled data instead of the Hub."""
 
-    def load(self, data: str | Path | None) -> TaskData:
-        if data is not None:
-            return load_glue(self, data)
-        splits = _splits(TRAIN_SIZE, DEV_SIZE, 0)
-        return TaskData(
-            [Example(s, None, y) for s, y in splits["train"]], {"dev": [Example(s, None, y) for s, y in splits["dev"]]}
-        )
+    def bundled_splits(self) -> dict[str, list[tuple[str, int]]]:
+        return _splits(TRAIN_SIZE, DEV_SIZE, 0)
 
 
 CONTRAST_TASK = register_task(

