@@ -174,12 +174,13 @@ class SweepSpec:
         from adalora_scores.tasks import check_run_config  # the task registry, loaded when runs are resolved
 
         runs: list[Run] = []
+        rows = self.rows_settings()
         for values, settings in self._combinations():
             task = values["task"]
             given = {"data": self.data_for(task)}
             for where, level in (("set", self.fixed), ("grid", values), (values["score"], settings)):
                 given = {**with_scale_level(given, level, f"{self.source} {where}"), **level}
-            if values["score"] in self.rows_settings() and "score" not in settings:  # the label names the row
+            if values["score"] in rows and "score" not in settings:  # the label names the row
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
