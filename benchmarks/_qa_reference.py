@@ -50,7 +50,7 @@ def reference_answers(
                             "score": start[s] + end[e],
                             "start": start[s],
                             "end": end[e],
-                        }  # fmt: skip
+                        }
                     )
         if version_2:
             candidates.append(null)

@@ -14,10 +14,27 @@ def deberta_v3_adalora(small: bool, **schedule):
     ``schedule`` sets AdaLoraConfig's total_step/tinit/tfinal/deltaT.
     """
     width = 384 if small else 768
-    config = DebertaV2Config(vocab_size=128100, hidden_size=width, intermediate_size=4 * width,
-                             num_attention_heads=width // 64, num_hidden_layers=12, relative_attention=True,
-                             position_buckets=256, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                             share_att_key=True, norm_rel_ebd="layer_norm", max_relative_positions=-1)  # fmt: skip
-    adalora = AdaLoraConfig(init_r=16, target_r=8, lora_alpha=16, target_modules=target_modules_for("deberta-v2"),
-                            modules_to_save=["classifier", "pooler"], task_type="SEQ_CLS", **schedule)  # fmt: skip
+    config = DebertaV2Config(
+        vocab_size=128100,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_attention_heads=width // 64,
+        num_hidden_layers=12,
+        relative_attention=True,
+        position_buckets=256,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+        max_relative_positions=-1,
+    )
+    adalora = AdaLoraConfig(
+        init_r=16,
+        target_r=8,
+        lora_alpha=16,
+        target_modules=target_modules_for("deberta-v2"),
+        modules_to_save=["classifier", "pooler"],
+        task_type="SEQ_CLS",
+        **schedule,
+    )
     return get_peft_model(DebertaV2ForSequenceClassification(config), adalora)

@@ -55,23 +55,36 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     tokenizer = decoder_tokenizer(WORDS, chat_template=None)
-    config = LlamaConfig(vocab_size=32000, hidden_size=384, intermediate_size=1024, num_hidden_layers=6,
-                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=1)  # fmt: skip
-    train_config = TrainConfig(task="causal_lm", model="llama", init_r=16, target_r=8, budget_warmup=100,
-                               budget_final=100, mask_interval=10)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    train_config = TrainConfig(
+        task="causal_lm", model="llama", init_r=16, target_r=8, budget_warmup=100, budget_final=100, mask_interval=10
+    )
     model, allocator = build_adalora(LlamaForCausalLM(config), train_config, total_steps=1000, modules_to_save=())
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     # one epoch over batch × steps examples per row, all of them timed: every example is processed once by each row
     # (timing only the first batches would favour the grouped row's longest-first order)
     count = args.batch_size * args.steps
-    dataset = CausalLMDataset(examples(count, args.max_seq_length, torch.Generator().manual_seed(0)), tokenizer,
-                              args.max_seq_length)  # fmt: skip
-    print(f"Llama-shaped AdaLoRA ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{len(allocator.layout.matrices)} adapted matrices), batch {args.batch_size}, max_seq_length "
-          f"{args.max_seq_length}, {args.steps} timed steps per row (one epoch of {count} examples, median length "
-          f"{statistics.median(dataset.lengths):.0f}), {torch.get_num_threads()} threads\n")  # fmt: skip
+    dataset = CausalLMDataset(
+        examples(count, args.max_seq_length, torch.Generator().manual_seed(0)), tokenizer, args.max_seq_length
+    )
+    print(
+        f"Llama-shaped AdaLoRA ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{len(allocator.layout.matrices)} adapted matrices), batch {args.batch_size}, max_seq_length "
+        f"{args.max_seq_length}, {args.steps} timed steps per row (one epoch of {count} examples, median length "
+        f"{statistics.median(dataset.lengths):.0f}), {torch.get_num_threads()} threads\n"
+    )
     print("| batching | real tokens/s | processed tokens/step | padding | speed-up |")
     print("|---|---:|---:|---:|---:|")
     rates: dict[str, float] = {}
@@ -95,8 +108,10 @@ def main() -> None:
             processed.append(batch["attention_mask"].numel())
         rates[name] = sum(real) / sum(seconds)
         padding = 1 - sum(real) / sum(processed)
-        print(f"| {name} | {rates[name]:,.0f} | {statistics.mean(processed):,.0f} | {padding:.0%} | "
-              f"{rates[name] / rates['pad to max_seq_length']:.2f}x |")  # fmt: skip
+        print(
+            f"| {name} | {rates[name]:,.0f} | {statistics.mean(processed):,.0f} | {padding:.0%} | "
+            f"{rates[name] / rates['pad to max_seq_length']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

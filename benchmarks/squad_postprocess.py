@@ -106,8 +106,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     rows = []
-    for name, questions, features, version_2 in (("SQuAD v2.0 dev", 11_873, 12_232, True),
-                                                 ("SQuAD v1.1 dev", 10_570, 10_833, False)):  # fmt: skip
+    for name, questions, features, version_2 in (
+        ("SQuAD v2.0 dev", 11_873, 12_232, True),
+        ("SQuAD v1.1 dev", 10_570, 10_833, False),
+    ):
         questions, features = int(questions * args.scale), int(features * args.scale)
         data = synthetic(questions, features, seed=0)
         ours_times, reference_times = [], []
@@ -119,15 +121,28 @@ def main() -> None:
         answers, odds = theirs
         identical = mine.answers == answers and (odds is None or mine.null_odds == odds)
         no_answer = sum(1 for text in mine.answers.values() if text == "")
-        rows.append((name, questions, features, statistics.median(reference_times), statistics.median(ours_times),
-                     identical, no_answer))  # fmt: skip
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n-best 20, max answer length 30, "
-          f"median of {args.reps}")  # fmt: skip
+        rows.append(
+            (
+                name,
+                questions,
+                features,
+                statistics.median(reference_times),
+                statistics.median(ours_times),
+                identical,
+                no_answer,
+            )
+        )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, n-best 20, max answer length 30, "
+        f"median of {args.reps}"
+    )
     print("| set | questions | features | loop reference s | ours s | speed-up | identical | no-answer |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for name, questions, features, slow, fast, identical, no_answer in rows:
-        print(f"| {name} | {questions:,} | {features:,} | {slow:.2f} | {fast:.3f} | {slow / fast:.1f}× | "
-              f"{'yes' if identical else 'NO'} | {no_answer:,} |")  # fmt: skip
+        print(
+            f"| {name} | {questions:,} | {features:,} | {slow:.2f} | {fast:.3f} | {slow / fast:.1f}× | "
+            f"{'yes' if identical else 'NO'} | {no_answer:,} |"
+        )
 
 
 if __name__ == "__main__":

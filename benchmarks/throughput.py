@@ -51,8 +51,11 @@ def batches(lengths: list[int], batch_size: int, padded_to: int | None, seed: in
         mask = torch.zeros(batch_size, width, dtype=torch.long)
         for row, length in enumerate(chunk):
             mask[row, :length] = 1
-        yield {"input_ids": torch.randint(5, 128000, (batch_size, width)) * mask, "attention_mask": mask,
-               "labels": torch.randint(0, 2, (batch_size,))}  # fmt: skip
+        yield {
+            "input_ids": torch.randint(5, 128000, (batch_size, width)) * mask,
+            "attention_mask": mask,
+            "labels": torch.randint(0, 2, (batch_size,)),
+        }
 
 
 def matmul_flops() -> float:
@@ -76,9 +79,11 @@ def main() -> None:
     model, non_embedding = build(args.small)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     peak = matmul_flops()
-    print(f"{'small' if args.small else 'base'}-shaped DeBERTa-v3 AdaLoRA, batch {args.batch_size}, "
-          f"{args.steps} measured steps per row; measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, "
-          f"{torch.get_num_threads()} threads\n")  # fmt: skip
+    print(
+        f"{'small' if args.small else 'base'}-shaped DeBERTa-v3 AdaLoRA, batch {args.batch_size}, "
+        f"{args.steps} measured steps per row; measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     print(
         "| task | batching | real tokens/s | processed tokens/step | padding | model GFLOP/s | % of matmul peak "
         "| speed-up |"
@@ -106,8 +111,10 @@ def main() -> None:
             flops = 4 * non_embedding * sum(processed) / sum(seconds)
             padding = 1 - sum(real) / sum(processed)
             speedup = rate / rates["reference (pad to max)"]
-            print(f"| {task} | {name} | {rate:,.0f} | {statistics.mean(processed):,.0f} | {padding:.0%} "
-                  f"| {flops / 1e9:.1f} | {100 * flops / peak:.0f}% | {speedup:.2f}x |")  # fmt: skip
+            print(
+                f"| {task} | {name} | {rate:,.0f} | {statistics.mean(processed):,.0f} | {padding:.0%} "
+                f"| {flops / 1e9:.1f} | {100 * flops / peak:.0f}% | {speedup:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,13 @@ def tables(report: str) -> dict[str, list[dict[str, str]]]:
         while i < len(lines) and lines[i].startswith("|"):
             block.append([cell.strip() for cell in lines[i].strip().strip("|").split("|")])
             i += 1
-        kind = ("significance" if heading.startswith("### Significance") else
-                "reliability" if "Jaccard across seeds" in block[0] else "result")  # fmt: skip
+        kind = (
+            "significance"
+            if heading.startswith("### Significance")
+            else "reliability"
+            if "Jaccard across seeds" in block[0]
+            else "result"
+        )
         found.setdefault(kind, [dict(zip(block[0], row, strict=False)) for row in block[2:]])
     missing = {"result", "significance", "reliability"} - set(found)
     if missing:
@@ -138,15 +143,19 @@ def excerpt(demo: Path, machine: str, command: str) -> str:
     finished = max((folder / "metrics.json").stat().st_mtime for folder in runs)
     date = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).date().isoformat()
     figure = FIGURE.relative_to(ROOT).as_posix()
-    intro = (f"An excerpt of a real `report.md` ({len(runs)} runs on {date}, {machine}; `{command}`), {len(ROWS)} of "
-             "its rows and a few of its columns:")  # fmt: skip
-    return "\n".join([
-        textwrap.fill(intro, width=116, break_on_hyphens=False, break_long_words=False),
-        "",
-        excerpt_table(report),
-        "",
-        f"![The final rank of every layer and module type, per score]({figure})",
-    ])  # fmt: skip
+    intro = (
+        f"An excerpt of a real `report.md` ({len(runs)} runs on {date}, {machine}; `{command}`), {len(ROWS)} of "
+        "its rows and a few of its columns:"
+    )
+    return "\n".join(
+        [
+            textwrap.fill(intro, width=116, break_on_hyphens=False, break_long_words=False),
+            "",
+            excerpt_table(report),
+            "",
+            f"![The final rank of every layer and module type, per score]({figure})",
+        ]
+    )
 
 
 def replace_excerpt(readme: str, text: str) -> str:

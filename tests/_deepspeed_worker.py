@@ -37,8 +37,12 @@ def zero3_config() -> dict:
 def single_run() -> dict:
     model, allocator, optimizer = build(OPTIONS)
     masks, losses = run(model, allocator, optimizer, range(1, STEPS + 1), None, 1)
-    return {"masks": torch.stack(masks), "scores": allocator.last_triplet_scores.clone(), "losses": losses,
-            "pattern": allocator.rank_pattern()}  # fmt: skip
+    return {
+        "masks": torch.stack(masks),
+        "scores": allocator.last_triplet_scores.clone(),
+        "losses": losses,
+        "pattern": allocator.rank_pattern(),
+    }
 
 
 def zero3_run(rank: int, world: int) -> dict:
@@ -80,11 +84,19 @@ def zero3_run(rank: int, world: int) -> dict:
     with deepspeed.zero.GatheredParameters(values):
         forward = [v.detach().reshape(-1).clone() for v in values]
     del keep_alive
-    return {"masks": torch.stack(masks), "scores": allocator.last_triplet_scores.clone(), "losses": losses,
-            "pattern": allocator.rank_pattern(), "access": type(allocator.layout.access).__name__,
-            "partitioned": values[0].shape == (0,), "master": torch.cat(master), "forward": torch.cat(forward),
-            "rank_pattern_keep": allocator.keep.clone(), "nonfinite": (finite, poisoned, poisoned_name),
-            "grad_is_none": target.grad is None}  # fmt: skip
+    return {
+        "masks": torch.stack(masks),
+        "scores": allocator.last_triplet_scores.clone(),
+        "losses": losses,
+        "pattern": allocator.rank_pattern(),
+        "access": type(allocator.layout.access).__name__,
+        "partitioned": values[0].shape == (0,),
+        "master": torch.cat(master),
+        "forward": torch.cat(forward),
+        "rank_pattern_keep": allocator.keep.clone(),
+        "nonfinite": (finite, poisoned, poisoned_name),
+        "grad_is_none": target.grad is None,
+    }
 
 
 def main(out: Path) -> None:

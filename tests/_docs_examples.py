@@ -173,8 +173,9 @@ def split_commands(script: str) -> list[str]:
 
 def shell_words(command: str, env: dict[str, str] | None = None) -> list[str]:
     """The words bash makes of ``command`` (quotes, continuations, variables, comments)."""
-    done = subprocess.run(["bash", "-c", "printf '%s\\0' " + command], capture_output=True, text=True, env=env,
-                          check=True)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-c", "printf '%s\\0' " + command], capture_output=True, text=True, env=env, check=True
+    )
     return done.stdout.split("\0")[:-1]
 
 
@@ -306,8 +307,12 @@ class DocRun:
                     del argv[position : position + 2]
                 grid = yaml.safe_load((SWEEP_PRESET_DIR / f"{spec}.yaml").read_text())["grid"]
                 task = grid["task"][0]  # runs are in task order: the first runs of the grid are its first task's
-                argv += ["--shard", f"{index}/{ONE_RUN_OF}", f"model={self.assets.encoder}",
-                         f"data={self.assets.hub / task}"]  # fmt: skip
+                argv += [
+                    "--shard",
+                    f"{index}/{ONE_RUN_OF}",
+                    f"model={self.assets.encoder}",
+                    f"data={self.assets.hub / task}",
+                ]
         return argv
 
     # -- commands
@@ -366,14 +371,23 @@ class DocRun:
         if launcher == "torchrun":
             command = [sys.executable, "-m", "torch.distributed.run", "--master_port", str(_free_port()), *options]
         else:
-            command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--main_process_port",
-                       str(_free_port()), *options]  # fmt: skip
+            command = [
+                str(Path(sys.executable).parent / "accelerate"),
+                "launch",
+                "--main_process_port",
+                str(_free_port()),
+                *options,
+            ]
         assert program[:2] == ["-m", "adalora_scores.cli"], argv
         cli = self.adapt_cli(program[2:])
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
-               str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-        done = subprocess.run([*command, *program[:2], *cli], cwd=self.folder, env=env, capture_output=True,
-                              text=True, timeout=400)  # fmt: skip
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        }
+        done = subprocess.run(
+            [*command, *program[:2], *cli], cwd=self.folder, env=env, capture_output=True, text=True, timeout=400
+        )
         outcome.output += done.stdout + done.stderr
         outcome.ran.append(command + program[:2] + cli)
         assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}"
@@ -391,8 +405,9 @@ class DocRun:
         assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}"
 
     def _shell(self, command: str, outcome: Outcome) -> None:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=self.folder, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command], cwd=self.folder, capture_output=True, text=True, timeout=60
+        )
         outcome.output += done.stdout + done.stderr
         outcome.prepared.append(command)
         assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stderr[-2000:]}"

@@ -46,12 +46,25 @@ def build(options: dict, mesh=None, backend: str | None = None):
     """The PEFT model (sharded on ``mesh``), its allocator and an AdamW optimizer, drawn identically every time.
     The loop wraps the model itself (no accelerate), so it names the backend: ``fsdp2`` with a mesh."""
     # init_r=3 shards λ unevenly over 2 processes (2 rows and 1 row)
-    config = TrainConfig(task="causal", init_r=3, target_r=1, budget_warmup=2, budget_final=3, mask_interval=1,
-                         lora_alpha=6, orth_reg_weight=0.1, **options)  # fmt: skip
+    config = TrainConfig(
+        task="causal",
+        init_r=3,
+        target_r=1,
+        budget_warmup=2,
+        budget_final=3,
+        mask_interval=1,
+        lora_alpha=6,
+        orth_reg_weight=0.1,
+        **options,
+    )
     torch.manual_seed(1)
-    model, allocator = build_adalora(tiny_model(tiny_config("llama", vocab_size=VOCABULARY), head="causal-lm"),
-                                     config, STEPS, modules_to_save=(),
-                                     backend="fsdp2" if mesh is not None else backend)  # fmt: skip
+    model, allocator = build_adalora(
+        tiny_model(tiny_config("llama", vocab_size=VOCABULARY), head="causal-lm"),
+        config,
+        STEPS,
+        modules_to_save=(),
+        backend="fsdp2" if mesh is not None else backend,
+    )
     if mesh is not None:
         from torch.distributed.fsdp import fully_shard
 

@@ -28,10 +28,20 @@ BERT_TARGETS = (
 
 
 def _adalora(base, targets, *, lora_dropout: float, orth_reg_weight: float, **extra):
-    config = AdaLoraConfig(init_r=3, target_r=2, total_step=20, tinit=2, tfinal=4, deltaT=2, lora_alpha=6,
-                           lora_dropout=lora_dropout, orth_reg_weight=orth_reg_weight, target_modules=targets,
-                           task_type="SEQ_CLS",
-                           **extra)  # fmt: skip
+    config = AdaLoraConfig(
+        init_r=3,
+        target_r=2,
+        total_step=20,
+        tinit=2,
+        tfinal=4,
+        deltaT=2,
+        lora_alpha=6,
+        lora_dropout=lora_dropout,
+        orth_reg_weight=orth_reg_weight,
+        target_modules=targets,
+        task_type="SEQ_CLS",
+        **extra,
+    )
     model = get_peft_model(base, config).train()
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():  # PEFT starts at λ = 0 (no gradient on P, Q) and tiny P, Q: use random O(1) entries
@@ -43,35 +53,70 @@ def _adalora(base, targets, *, lora_dropout: float, orth_reg_weight: float, **ex
 
 def tiny_bert(*, lora_dropout: float = 0.0, orth_reg_weight: float = 0.0, seed: int = 0):
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=VOCABULARY, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=24, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, attn_implementation="eager")  # fmt: skip
-    return _adalora(BertForSequenceClassification(config), BERT_TARGETS, lora_dropout=lora_dropout,
-                    orth_reg_weight=orth_reg_weight)  # fmt: skip
+    config = BertConfig(
+        vocab_size=VOCABULARY,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
+    return _adalora(
+        BertForSequenceClassification(config), BERT_TARGETS, lora_dropout=lora_dropout, orth_reg_weight=orth_reg_weight
+    )
 
 
 def tiny_deberta(*, seed: int = 0, position_buckets: int = 4):
     """2k = 2 × ``position_buckets`` relative-position rows: with 4, batches of up to 12 tokens use all 8; with 64,
     only the 2T − 1 of 128 around the middle get a gradient (the band the collector restricts itself to)."""
     torch.manual_seed(seed)
-    config = DebertaV2Config(vocab_size=VOCABULARY, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=24, max_position_embeddings=32, relative_attention=True,
-                             position_buckets=position_buckets, pos_att_type=["p2c", "c2p"],
-                             position_biased_input=False, share_att_key=True, norm_rel_ebd="layer_norm",
-                             max_relative_positions=-1,
-                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                             pooler_dropout=0.0)  # fmt: skip
-    return _adalora(DebertaV2ForSequenceClassification(config), DEBERTA_TARGETS, lora_dropout=0.0,
-                    orth_reg_weight=0.0)  # fmt: skip
+    config = DebertaV2Config(
+        vocab_size=VOCABULARY,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=32,
+        relative_attention=True,
+        position_buckets=position_buckets,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+        max_relative_positions=-1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pooler_dropout=0.0,
+    )
+    return _adalora(DebertaV2ForSequenceClassification(config), DEBERTA_TARGETS, lora_dropout=0.0, orth_reg_weight=0.0)
 
 
 def tiny_gpt2(*, seed: int = 0):
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCABULARY, n_embd=16, n_layer=2, n_head=2, n_positions=32, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, bos_token_id=1,
-                        eos_token_id=1, attn_implementation="eager")  # fmt: skip
-    return _adalora(GPT2ForSequenceClassification(config), ["c_attn", "c_proj", "c_fc"], lora_dropout=0.0,
-                    orth_reg_weight=0.0, fan_in_fan_out=True)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=VOCABULARY,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        n_positions=32,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        attn_implementation="eager",
+    )
+    return _adalora(
+        GPT2ForSequenceClassification(config),
+        ["c_attn", "c_proj", "c_fc"],
+        lora_dropout=0.0,
+        orth_reg_weight=0.0,
+        fan_in_fan_out=True,
+    )
 
 
 def layout_of(model) -> TripletLayout:

@@ -26,8 +26,15 @@ def _paragraph(rng: random.Random, index: int, words: int, version_2: bool, pref
         qid = f"{prefix}{index}q{q}"
         question = " ".join(rng.choice(WORDS) for _ in range(4)) + "?"
         if version_2 and q == 2:
-            qas.append({"id": qid, "question": question, "answers": [], "is_impossible": True,
-                        "plausible_answers": [{"text": span, "answer_start": start}]})  # fmt: skip
+            qas.append(
+                {
+                    "id": qid,
+                    "question": question,
+                    "answers": [],
+                    "is_impossible": True,
+                    "plausible_answers": [{"text": span, "answer_start": start}],
+                }
+            )
             continue
         answers = [{"text": span, "answer_start": start}]
         if prefix == "dev":  # several gold answers, as in the official dev files

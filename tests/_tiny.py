@@ -12,8 +12,14 @@ BERT_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate
 
 
 def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassification:
-    config = tiny_config("bert", vocab_size=64, max_position_embeddings=32, num_labels=num_labels,
-                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    config = tiny_config(
+        "bert",
+        vocab_size=64,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return tiny_model(config, seed=seed)
 
 

@@ -61,8 +61,20 @@ def _layouts():
 
     def mnli(r, i):
         label = ("entailment", "neutral", "contradiction")[i % 3]
-        return [str(i), str(i), f"{i}e", "fiction", "( x )", "( y )", "(ROOT x)", "(ROOT y)", sentence(r),
-                sentence(r), label, label]  # fmt: skip
+        return [
+            str(i),
+            str(i),
+            f"{i}e",
+            "fiction",
+            "( x )",
+            "( y )",
+            "(ROOT x)",
+            "(ROOT y)",
+            sentence(r),
+            sentence(r),
+            label,
+            label,
+        ]
 
     def qnli(r, i):
         return [str(i), sentence(r) + "?", sentence(r), ("entailment", "not_entailment")[i % 2]]
@@ -73,8 +85,20 @@ def _layouts():
     def wnli(r, i):
         return [str(i), sentence(r, 10), sentence(r), str(i % 2)]
 
-    mnli_header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-                   "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]  # fmt: skip
+    mnli_header = [
+        "index",
+        "promptID",
+        "pairID",
+        "genre",
+        "sentence1_binary_parse",
+        "sentence2_binary_parse",
+        "sentence1_parse",
+        "sentence2_parse",
+        "sentence1",
+        "sentence2",
+        "label1",
+        "gold_label",
+    ]
     return {
         "cola": (None, cola),
         "sst2": (["sentence", "label"], sst2),
@@ -94,7 +118,7 @@ def _layouts():
                 "score",
             ],
             stsb,
-        ),  # fmt: skip
+        ),
         "mnli": (mnli_header, mnli),
         "qnli": (["index", "question", "sentence", "label"], qnli),
         "rte": (["index", "sentence1", "sentence2", "label"], rte),

@@ -157,8 +157,11 @@ def _distributed_knowledge(path: Path) -> list[tuple[int, str]]:
 
 def test_deepspeed_and_fsdp_are_known_in_adapter_distributed_only():
     outside = [path for path in PACKAGE.rglob("*.py") if DISTRIBUTED not in path.parents]
-    found = [f"{path.relative_to(PACKAGE)}:{line}: {text[:60]!r}"
-             for path in outside for line, text in _distributed_knowledge(path)]  # fmt: skip
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}: {text[:60]!r}"
+        for path in outside
+        for line, text in _distributed_knowledge(path)
+    ]
     assert not found, "move this to adalora_scores/adapter/distributed/ (the backend):\n" + "\n".join(found)
 
 

@@ -37,8 +37,9 @@ def accelerate_state(monkeypatch):
         monkeypatch.setitem(AcceleratorState._shared_state, "fsdp_plugin", plugin)
         deepspeed = None
         if zero_stage is not None:
-            deepspeed = SimpleNamespace(deepspeed_config={"zero_optimization": {"stage": zero_stage}},
-                                        zero_stage=zero_stage)  # fmt: skip
+            deepspeed = SimpleNamespace(
+                deepspeed_config={"zero_optimization": {"stage": zero_stage}}, zero_stage=zero_stage
+            )
         monkeypatch.setitem(AcceleratorState._shared_state, "deepspeed_plugins", deepspeed)
 
     return set_state
@@ -123,15 +124,28 @@ class TwoMatrices(torch.nn.Module):
     def __init__(self, values: dict[int, torch.Tensor]) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(0)
-        shapes = {"a_right": (2, 4), "a_value": (2, 1), "a_left": (3, 2),
-                  "b_right": (2, 4), "b_value": (2, 1), "b_left": (5, 2)}  # fmt: skip
+        shapes = {
+            "a_right": (2, 4),
+            "a_value": (2, 1),
+            "a_left": (3, 2),
+            "b_right": (2, 4),
+            "b_value": (2, 1),
+            "b_left": (5, 2),
+        }
         for ds_id, (name, shape) in enumerate(shapes.items()):
             values[ds_id] = torch.randn(shape, generator=generator)
             self.register_parameter(name, partitioned(values[ds_id], ds_id))
 
     def matrices(self) -> list[AdaptedMatrix]:
-        return [AdaptedMatrix(key, right=getattr(self, f"{key}_right"), value=getattr(self, f"{key}_value"),
-                              left=getattr(self, f"{key}_left")) for key in ("a", "b")]  # fmt: skip
+        return [
+            AdaptedMatrix(
+                key,
+                right=getattr(self, f"{key}_right"),
+                value=getattr(self, f"{key}_value"),
+                left=getattr(self, f"{key}_left"),
+            )
+            for key in ("a", "b")
+        ]
 
 
 def test_zero3_layout_sizes_come_from_the_full_shapes(stand_in_deepspeed):
@@ -189,8 +203,11 @@ def test_the_single_process_backend_refuses_a_model_partitioned_behind_its_back(
 
 def _plain_matrices() -> list[AdaptedMatrix]:
     parameter = torch.nn.Parameter
-    return [AdaptedMatrix("a", right=parameter(torch.ones(2, 4)), value=parameter(torch.ones(2, 1)),
-                          left=parameter(torch.ones(3, 2)))]  # fmt: skip
+    return [
+        AdaptedMatrix(
+            "a", right=parameter(torch.ones(2, 4)), value=parameter(torch.ones(2, 1)), left=parameter(torch.ones(3, 2))
+        )
+    ]
 
 
 def test_only_the_single_process_backend_refuses_partitioned_parameters(stand_in_deepspeed):

@@ -25,11 +25,17 @@ def _regulariser(model) -> torch.Tensor:
 @pytest.mark.parametrize("method", ["adalora", "svd_lora"])
 @pytest.mark.parametrize("head", ["sequence-classification", "question-answering"])
 def test_the_training_loss_includes_the_orthogonal_regulariser(head, method):
-    base = tiny_model(tiny_config("bert", vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-                      head=head)  # fmt: skip
+    base = tiny_model(
+        tiny_config("bert", vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), head=head
+    )
     heads = ("classifier", "pooler") if head == "sequence-classification" else ("qa_outputs",)
-    config = TrainConfig(task="rte" if head == "sequence-classification" else "squad", init_r=4, target_r=2,
-                         orth_reg_weight=0.5, method=method)  # fmt: skip
+    config = TrainConfig(
+        task="rte" if head == "sequence-classification" else "squad",
+        init_r=4,
+        target_r=2,
+        orth_reg_weight=0.5,
+        method=method,
+    )
     adapted = build_adapted_model(base, config, total_steps=20, modules_to_save=heads)
     ranks = {parameter.shape[0] for name, parameter in adapted.model.named_parameters() if "lora_E" in name}
     assert ranks == {4 if method == "adalora" else 2}  # SVD-LoRA: every matrix at target_r, never allocated
@@ -44,8 +50,10 @@ def test_the_training_loss_includes_the_orthogonal_regulariser(head, method):
     else:
         labels = {"start_positions": torch.tensor([1, 2, 3, 4]), "end_positions": torch.tensor([2, 3, 5, 6])}
         outputs = model(**inputs)
-        task_loss = (torch.nn.functional.cross_entropy(outputs.start_logits, labels["start_positions"])
-                     + torch.nn.functional.cross_entropy(outputs.end_logits, labels["end_positions"])) / 2  # fmt: skip
+        task_loss = (
+            torch.nn.functional.cross_entropy(outputs.start_logits, labels["start_positions"])
+            + torch.nn.functional.cross_entropy(outputs.end_logits, labels["end_positions"])
+        ) / 2
     loss = model(**inputs, **labels).loss
     regulariser = _regulariser(model)
     assert regulariser > 0.1  # P and Q start far from orthogonal: a missing term would show

@@ -29,8 +29,18 @@ from adalora_scores.tasks.causal_lm import (
 )
 from adalora_scores.tiny_models import decoder_tokenizer, save_tiny_decoder
 
-TINY = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=48", "learning_rate=5e-3", "batch_size=8",
-        "eval_batch_size=8", "budget_warmup=0.1", "budget_final=0.2", "num_epochs=1"]  # fmt: skip
+TINY = [
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=48",
+    "learning_rate=5e-3",
+    "batch_size=8",
+    "eval_batch_size=8",
+    "budget_warmup=0.1",
+    "budget_final=0.2",
+    "num_epochs=1",
+]
 
 
 def _records(count: int, seed: int) -> list[dict[str, str]]:
@@ -38,14 +48,20 @@ def _records(count: int, seed: int) -> list[dict[str, str]]:
     out = []
     for _ in range(count):
         a, b = rng.randint(1, 9), rng.randint(1, 9)
-        out.append({"prompt": f"what is {a} plus {b} ?", "completion": f"{a} plus {b} is {a + b} . the answer is "
-                                                                       f"{a + b}"})  # fmt: skip
+        out.append(
+            {"prompt": f"what is {a} plus {b} ?", "completion": f"{a} plus {b} is {a + b} . the answer is {a + b}"}
+        )
     return out
 
 
 def _chat(record: dict[str, str]) -> dict:
-    return {"messages": [{"role": "system", "content": "add"}, {"role": "user", "content": record["prompt"]},
-                         {"role": "assistant", "content": record["completion"]}]}  # fmt: skip
+    return {
+        "messages": [
+            {"role": "system", "content": "add"},
+            {"role": "user", "content": record["prompt"]},
+            {"role": "assistant", "content": record["completion"]},
+        ]
+    }
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -87,12 +103,22 @@ def test_prompt_tokens_carry_minus_100_and_completion_tokens_their_ids():
 def test_chat_messages_mask_everything_but_the_last_assistant_turn():
     tokenizer = decoder_tokenizer(TEXTS)
     vocab = tokenizer.get_vocab()
-    example = LMExample("x.jsonl, line 1", messages=(("system", "add"), ("user", "what is 2 plus 3 ?"),
-                                                     ("assistant", "the answer is 5")))  # fmt: skip
+    example = LMExample(
+        "x.jsonl, line 1",
+        messages=(("system", "add"), ("user", "what is 2 plus 3 ?"), ("assistant", "the answer is 5")),
+    )
     (feature,) = CausalLMDataset([example], tokenizer, 64).features
     end, ids = vocab["<|endoftext|>"], lambda text: [vocab[w] for w in text.split()]  # noqa: E731
-    prompt = [end, vocab["<|system|>"], *ids("add"), end, vocab["<|user|>"], *ids("what is 2 plus 3 ?"), end,
-              vocab["<|assistant|>"]]  # fmt: skip
+    prompt = [
+        end,
+        vocab["<|system|>"],
+        *ids("add"),
+        end,
+        vocab["<|user|>"],
+        *ids("what is 2 plus 3 ?"),
+        end,
+        vocab["<|assistant|>"],
+    ]
     completion = [*ids("the answer is 5"), end]  # the template's own end of turn, no extra EOS
     assert feature["input_ids"] == prompt + completion
     assert feature["labels"] == [IGNORE_INDEX] * len(prompt) + completion
@@ -108,8 +134,11 @@ def test_padding_is_masked_and_truncation_is_counted():
     assert batch["input_ids"][0, -1] == tokenizer.pad_token_id and batch["labels"][0, -1] == IGNORE_INDEX
     assert batch["attention_mask"][0].tolist() == [1] * 9 + [0]
     hopeless = LMExample("data/train.jsonl, line 7", prompt="what is 2 plus 3 ? " * 3, completion="5")
-    with pytest.raises(ValueError, match=r"data/train.jsonl, line 7: the prompt alone has 19 tokens.*"
-                                         r"truncated_completion=drop"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"data/train.jsonl, line 7: the prompt alone has 19 tokens.*"
+        r"truncated_completion=drop",
+    ):
         CausalLMDataset([short, hopeless], tokenizer, 10)
     with pytest.warns(UserWarning, match="dropped 1 of 2 examples"):
         dropped = CausalLMDataset([short, hopeless], tokenizer, 10, on_truncated="drop")
@@ -158,8 +187,9 @@ def test_the_completion_loss_is_transformers_loss_per_example(decoders):
         AutoModelForCausalLM.from_pretrained(models["llama"]),
         AutoTokenizer.from_pretrained(models["llama"]),
     )
-    examples = [LMExample(f"l{i}", prompt=r["prompt"], completion=r["completion"]) for i, r in
-                enumerate(_records(3, 5))]  # fmt: skip
+    examples = [
+        LMExample(f"l{i}", prompt=r["prompt"], completion=r["completion"]) for i, r in enumerate(_records(3, 5))
+    ]
     examples[1] = LMExample("l1", prompt="what is 2 ?", completion="2")  # shorter: padded in the batch
     dataset = CausalLMDataset(examples, tokenizer, 48)
     batch = dataset.collate(dataset.features)
@@ -177,13 +207,19 @@ def test_the_completion_loss_is_transformers_loss_per_example(decoders):
 # ------------------------------------------------------------------------------------------ bad data
 BAD = [
     ('{"prompt": "what is 2 ?"}\n', "line 1: no field 'completion'.*task_options.completion_field"),
-    ('{"prompt": "a", "completion": "5"}\n{"prompt": "what", "completion": "  "}\n',
-     "line 2, field 'completion': empty completion; fill it in or remove the record"),
-    (b'{"prompt": "a", "completion": "5"}\n{"prompt": "caf\xe9", "completion": "5"}\n',
-     r"line 2: byte 0xe9.*not UTF-8.*iconv"),
-    ('{"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "5"}]}\n',
-     "line 1, message 2: unknown role 'robot'; use one of system, user, assistant, tool"),
-]  # fmt: skip
+    (
+        '{"prompt": "a", "completion": "5"}\n{"prompt": "what", "completion": "  "}\n',
+        "line 2, field 'completion': empty completion; fill it in or remove the record",
+    ),
+    (
+        b'{"prompt": "a", "completion": "5"}\n{"prompt": "caf\xe9", "completion": "5"}\n',
+        r"line 2: byte 0xe9.*not UTF-8.*iconv",
+    ),
+    (
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "5"}]}\n',
+        "line 1, message 2: unknown role 'robot'; use one of system, user, assistant, tool",
+    ),
+]
 
 
 @pytest.mark.parametrize(("content", "message"), BAD)
@@ -194,8 +230,20 @@ def test_bad_data_names_the_file_line_and_fix_and_writes_nothing(content, messag
     (data / "train.jsonl").write_bytes(content if isinstance(content, bytes) else content.encode())
     (data / "dev.jsonl").write_text((root / "data" / "dev.jsonl").read_text())
     out = tmp_path / "run"
-    code = main(["train", "--task", "causal_lm", "--model", str(models["llama"]), "--data", str(data), "--output",
-                 str(out), *TINY])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            "causal_lm",
+            "--model",
+            str(models["llama"]),
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            *TINY,
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "train.jsonl" in error
@@ -212,9 +260,13 @@ def test_every_score_and_lora_sweep_then_report(decoders, tmp_path):
 
     root, models = decoders
     tiny = {key: yaml.safe_load(value) for key, value in (item.split("=") for item in TINY)}
-    spec = {"kind": "sweep", "grid": {"task": ["causal_lm"], "score": list_scores(), "seed": [1]},
-            "baselines": {"lora_r2": {"method": "lora", "target_r": 2}},
-            "set": {"model": str(models["llama"]), **tiny}, "data": {"causal_lm": str(root / "data")}}  # fmt: skip
+    spec = {
+        "kind": "sweep",
+        "grid": {"task": ["causal_lm"], "score": list_scores(), "seed": [1]},
+        "baselines": {"lora_r2": {"method": "lora", "target_r": 2}},
+        "set": {"model": str(models["llama"]), **tiny},
+        "data": {"causal_lm": str(root / "data")},
+    }
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
     assert main(["sweep", str(tmp_path / "grid.yaml"), "--output", str(results)]) == 0
@@ -232,8 +284,13 @@ def test_every_score_and_lora_sweep_then_report(decoders, tmp_path):
         assert metrics["main_metric"] == "perplexity" and math.isfinite(metrics["eval"]["dev"]["perplexity"])
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(models["llama"]), folder / "adapter")
         with torch.no_grad():
-            sums = completion_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                   batch["labels"]).double().sum(0)  # fmt: skip
+            sums = (
+                completion_loss(
+                    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+                )
+                .double()
+                .sum(0)
+            )
         assert (sums[0] / sums[1]).item() == pytest.approx(metrics["eval"]["dev"]["loss"], rel=1e-5)
 
 
@@ -241,27 +298,50 @@ def test_every_score_and_lora_sweep_then_report(decoders, tmp_path):
 def test_decoders_train_on_chat_and_prompt_records_with_generation(kind, data, decoders, tmp_path):
     root, models = decoders
     out = tmp_path / "run"
-    assert main(["train", "--task", "causal_lm", "--model", str(models[kind]), "--data", str(root / data),
-                 "--output", str(out), "score=fisher_per_example", "task_options.generate=true",
-                 "task_options.max_new_tokens=6", "task_options.main_metric=exact_match", *TINY]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "causal_lm",
+                "--model",
+                str(models[kind]),
+                "--data",
+                str(root / data),
+                "--output",
+                str(out),
+                "score=fisher_per_example",
+                "task_options.generate=true",
+                "task_options.max_new_tokens=6",
+                "task_options.main_metric=exact_match",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 8 and metrics["main_metric"] == "exact_match"
     assert metrics["eval"]["dev"]["exact_match"] == 100.0 * sum(p["correct"] for p in predictions) / 8
-    assert all(p["reference"] is not None and p["where"].endswith(f"line {i}") for i, p in
-               enumerate(predictions, 1))  # fmt: skip
-    assert json.loads((out / "train_data.json").read_text()) == {"examples": 32, "kept": 32, "truncated": 0,
-                                                                  "dropped": 0}  # fmt: skip
+    assert all(p["reference"] is not None and p["where"].endswith(f"line {i}") for i, p in enumerate(predictions, 1))
+    assert json.loads((out / "train_data.json").read_text()) == {
+        "examples": 32,
+        "kept": 32,
+        "truncated": 0,
+        "dropped": 0,
+    }
 
 
 def test_resume_after_a_kill_is_exact(decoders, tmp_path, monkeypatch):
     from test_reliability import SimulatedKill, _assert_same_run, _kill_at
 
     root, models = decoders
-    config = resolve_config(None, "causal_lm", {"task": "causal_lm", "model": str(models["llama"]),
-                                                "data": str(root / "data")},
-                            [*TINY, "num_epochs=2", "batch_size=4", "checkpoint_every=4", "score=gsnr_per_example",
-                             "lora_dropout=0.1"])  # fmt: skip
+    config = resolve_config(
+        None,
+        "causal_lm",
+        {"task": "causal_lm", "model": str(models["llama"]), "data": str(root / "data")},
+        [*TINY, "num_epochs=2", "batch_size=4", "checkpoint_every=4", "score=gsnr_per_example", "lora_dropout=0.1"],
+    )
     train(config, tmp_path / "whole")
     _kill_at(monkeypatch, 6)
     with pytest.raises(SimulatedKill):
@@ -284,16 +364,28 @@ def test_hub_training_and_evaluation_sets_from_two_datasets(monkeypatch):
             )
         }
     )
-    test = datasets.DatasetDict({"test": datasets.Dataset.from_list(
-        [{"question": "what is 1 plus 1 ?", "answer": "1 plus 1 is 2\n#### 2"}])})  # fmt: skip
+    test = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list([{"question": "what is 1 plus 1 ?", "answer": "1 plus 1 is 2\n#### 2"}])}
+    )
     requested = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda *args: requested.append(args) or
-                        {"meta-math/MetaMathQA": train, "openai/gsm8k": test}[args[0]])  # fmt: skip
-    task = configure_task("causal_lm", {"hub_dataset": "meta-math/MetaMathQA", "query_template": "Question: {query}",
-                                        "completion_field": "response", "dev_hub_dataset": "openai/gsm8k",
-                                        "dev_hub_config": "main", "dev_split": "test",
-                                        "dev_query_template": "Question: {question}",
-                                        "dev_completion_field": "answer"})  # fmt: skip
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda *args: requested.append(args) or {"meta-math/MetaMathQA": train, "openai/gsm8k": test}[args[0]],
+    )
+    task = configure_task(
+        "causal_lm",
+        {
+            "hub_dataset": "meta-math/MetaMathQA",
+            "query_template": "Question: {query}",
+            "completion_field": "response",
+            "dev_hub_dataset": "openai/gsm8k",
+            "dev_hub_config": "main",
+            "dev_split": "test",
+            "dev_query_template": "Question: {question}",
+            "dev_completion_field": "answer",
+        },
+    )
     data = task.load(None)
     assert requested == [("meta-math/MetaMathQA",), ("openai/gsm8k", "main")]
     assert data.train[0].prompt == "Question: what is 2 plus 3 ?" and extract_answer(data.train[0].reference) == "5"
@@ -304,12 +396,14 @@ def test_hub_training_and_evaluation_sets_from_two_datasets(monkeypatch):
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"main_metric": "exact_match"}, "needs generated answers; add task_options.generate=true"),
-     ({"query_template": "Question: {query"}, "is not a format string"),
-     ({"prompt_feild": "q"}, "Did you mean 'prompt_field'"),
-     ({"max_new_tokens": 0}, "whole number >= 1"),
-     ({"truncated_completion": "cut"}, "must be error or drop")],
-)  # fmt: skip
+    [
+        ({"main_metric": "exact_match"}, "needs generated answers; add task_options.generate=true"),
+        ({"query_template": "Question: {query"}, "is not a format string"),
+        ({"prompt_feild": "q"}, "Did you mean 'prompt_field'"),
+        ({"max_new_tokens": 0}, "whole number >= 1"),
+        ({"truncated_completion": "cut"}, "must be error or drop"),
+    ],
+)
 def test_options_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         configure_task("causal_lm", options)
@@ -319,8 +413,14 @@ def _metamath_rows(count: int, seed: int) -> list[dict[str, str]]:
     """MetaMathQA's layout (query, response ending "The answer is: N", type, original_question)."""
     rows = []
     for i, record in enumerate(_records(count, seed)):
-        rows.append({"query": record["prompt"], "response": record["completion"].replace("the answer is",
-                     "The answer is:"), "type": "GSM_Rephrased", "original_question": f"q{i // 2}"})  # fmt: skip
+        rows.append(
+            {
+                "query": record["prompt"],
+                "response": record["completion"].replace("the answer is", "The answer is:"),
+                "type": "GSM_Rephrased",
+                "original_question": f"q{i // 2}",
+            }
+        )
     return rows
 
 
@@ -332,22 +432,55 @@ def test_the_metamath_preset_trains_with_the_hub_layouts(decoders, tmp_path, mon
 
     _, models = decoders
     metamath = datasets.DatasetDict({"train": datasets.Dataset.from_list(_metamath_rows(40, 3))})
-    gsm8k = datasets.DatasetDict({"test": datasets.Dataset.from_list(
-        [{"question": r["prompt"], "answer": r["completion"].replace("the answer is", "####")}
-         for r in _records(6, 4)])})  # fmt: skip
-    monkeypatch.setattr(datasets, "load_dataset", lambda *args: {"meta-math/MetaMathQA": metamath,
-                                                                 "openai/gsm8k": gsm8k}[args[0]])  # fmt: skip
+    gsm8k = datasets.DatasetDict(
+        {
+            "test": datasets.Dataset.from_list(
+                [
+                    {"question": r["prompt"], "answer": r["completion"].replace("the answer is", "####")}
+                    for r in _records(6, 4)
+                ]
+            )
+        }
+    )
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *args: {"meta-math/MetaMathQA": metamath, "openai/gsm8k": gsm8k}[args[0]]
+    )
     out = tmp_path / "run"
-    assert main(["train", "--config", "metamath-llama", "--task", "causal_lm", "--model", str(models["llama"]),
-                 "--output", str(out), "max_seq_length=48", "batch_size=4", "max_train_samples=24",
-                 "selection_fraction=0.2", "lr_warmup_steps=2", "budget_warmup=1", "budget_final=2",
-                 "task_options.max_new_tokens=4", "init_r=4", "target_r=2", "learning_rate=1e-2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "metamath-llama",
+                "--task",
+                "causal_lm",
+                "--model",
+                str(models["llama"]),
+                "--output",
+                str(out),
+                "max_seq_length=48",
+                "batch_size=4",
+                "max_train_samples=24",
+                "selection_fraction=0.2",
+                "lr_warmup_steps=2",
+                "budget_warmup=1",
+                "budget_final=2",
+                "task_options.max_new_tokens=4",
+                "init_r=4",
+                "target_r=2",
+                "learning_rate=1e-2",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["main_metric"] == "exact_match" and set(metrics["eval"]) == {"dev", "selection"}
     assert metrics["train_examples"] == 24
     held = [json.loads(line)["where"] for line in (out / "selection_predictions.jsonl").read_text().splitlines()]
-    rows = {f"Hub dataset meta-math/MetaMathQA, split 'train', row {i}": row for i, row in
-            enumerate(_metamath_rows(40, 3), 1)}  # fmt: skip
+    rows = {
+        f"Hub dataset meta-math/MetaMathQA, split 'train', row {i}": row
+        for i, row in enumerate(_metamath_rows(40, 3), 1)
+    }
     held_questions = {rows[where]["original_question"] for where in held}
     assert len(held) == 2 * len(held_questions) == 8  # ceil(0.2 × 20 questions) = 4, two rewrites each
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -371,6 +504,8 @@ def test_left_padded_batched_generation_equals_one_prompt_at_a_time(kind, decode
     prompts = [tokenizer(text)["input_ids"] for text in ("what is 2 ?", "what is 2 plus 3 ? 2 plus", "5")]
     accelerator = Accelerator(cpu=True)
     batched = generate_texts(model, prompts, tokenizer, accelerator, batch_size=3, max_new_tokens=6)
-    alone = [generate_texts(model, [prompt], tokenizer, accelerator, batch_size=1, max_new_tokens=6)[0]
-             for prompt in prompts]  # fmt: skip
+    alone = [
+        generate_texts(model, [prompt], tokenizer, accelerator, batch_size=1, max_new_tokens=6)[0]
+        for prompt in prompts
+    ]
     assert batched == alone and any(batched)

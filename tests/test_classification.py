@@ -26,8 +26,16 @@ from adalora_scores.tasks import check_run_config, configure_task, get_task, loa
 from adalora_scores.tasks.classification import base_model_for_run, read_labels
 from adalora_scores.tasks.files import read_table
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
-        "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
+TINY = [
+    "num_epochs=2",
+    "batch_size=4",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "eval_batch_size=4",
+]
 SENTIMENTS = ("positive", "negative", "neutral")
 
 
@@ -101,15 +109,19 @@ def test_regression_metrics_by_hand():
 @pytest.mark.parametrize(
     "options,error,message",
     [
-        ({"text_colum": "review"}, ValueError, r"unknown task option 'text_colum' .*Did you mean 'text_column'\? "
-                                               r"Known options: text_column, text_pair_column, label_column"),
+        (
+            {"text_colum": "review"},
+            ValueError,
+            r"unknown task option 'text_colum' .*Did you mean 'text_column'\? "
+            r"Known options: text_column, text_pair_column, label_column",
+        ),
         ({"label_column": "y"}, ValueError, r"needs task_options.text_column.*task_options.text_column=review"),
         (_options(regression="yes"), ValueError, "task_options.regression must be true or false"),
         (_options(train_file="x.csv"), ValueError, "train_file and task_options.dev_file go together"),
         (_options(main_metric="mse"), ValueError, "main_metric=mse is not a classification metric"),
         (_options(train_file="no.csv", dev_file="no.csv"), FileNotFoundError, "task_options.train_file: no such file"),
     ],
-)  # fmt: skip
+)
 def test_options_are_checked_by_the_task(options, error, message):
     with pytest.raises(error, match=message):
         configure_task("classification", options)
@@ -120,11 +132,18 @@ def test_options_reach_the_task_from_presets_and_overrides(tmp_path):
     preset.write_text(
         yaml.safe_dump({"kind": "train", "defaults": {"task_options": _options(main_metric="macro_f1")}})
     )
-    config = resolve_config(str(preset), "classification", {"task": "classification"},
-                            ["task_options.label_column=stars", "task_options.regression=true",
-                             "task_options.main_metric=mse"])  # fmt: skip
-    assert config.task_options == {"text_column": "review", "label_column": "stars", "regression": True,
-                                   "main_metric": "mse"}  # fmt: skip
+    config = resolve_config(
+        str(preset),
+        "classification",
+        {"task": "classification"},
+        ["task_options.label_column=stars", "task_options.regression=true", "task_options.main_metric=mse"],
+    )
+    assert config.task_options == {
+        "text_column": "review",
+        "label_column": "stars",
+        "regression": True,
+        "main_metric": "mse",
+    }
     assert configure_task(config.task, config.task_options).main_metric == "mse"
     with pytest.raises(ValueError, match="task rte takes no task_options"):
         check_run_config(resolve_config(None, "rte", {"task": "rte"}, ["task_options.text_column=x"]))
@@ -181,8 +200,9 @@ def test_the_hub_path_with_a_local_dataset_dict(monkeypatch):
     import datasets
 
     rows = _rows(6, seed=1)
-    local = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
-                                  "test": datasets.Dataset.from_list(rows[:2])})  # fmt: skip
+    local = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:2])}
+    )
     requested = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *args: requested.append(args) or local)
     task = configure_task("classification", _options(hub_dataset="someone/reviews", hub_config="en", dev_split="test"))
@@ -196,28 +216,64 @@ def test_the_hub_path_with_a_local_dataset_dict(monkeypatch):
 # ---------------------------------------------------------------------------------------------- bad data
 _GOOD = "review,sentiment\nthe cat,positive\nthe dog,negative\n"
 BAD = [  # (train.csv, dev.csv, options, expected message)
-    ("text,sentiment\nthe cat,positive\n", _GOOD, {},
-     r"train.csv, line 1 \(the header\): no column 'review' \(columns: text, sentiment\); set "
-     r"task_options.text_column to one of them"),
-    ("review,sentiment\nthe cat,positive\n  ,negative\n", _GOOD, {},
-     r"train.csv, line 3, column 'review': empty text; fill it in or remove the row"),
-    ("review,sentiment\nthe cat,positive\nthe dog,\n", _GOOD, {},
-     r"train.csv, line 3, column 'sentiment': empty label"),
-    ("review,sentiment\nthe cat,positive\nthe dog,positive\n", _GOOD, {},
-     r"train.csv: every example has the label 'positive' in column 'sentiment' \(from line 2 on\).*"
-     r"task_options.label_column, or add examples of the other classes"),
-    (_GOOD, "review,sentiment\nthe cat,positive\nthe dog,negative\ncaf\xe9 noir,positive\n", {},
-     r"dev.csv, line 4, column 'review': byte 0xe9 \(byte 4 of the line\) is not UTF-8.*iconv -f latin1 -t utf-8"),
-    (_GOOD, "review,sentiment\nthe cat,mixed\n", {},
-     r"dev.csv, line 2, column 'sentiment': label 'mixed' is not one of the labels of the training data "
-     r"\(negative, positive\); fix the label"),
-    ("review,sentiment\nthe cat,1\nthe dog,0.5\n", _GOOD, {},
-     r"train.csv, line 3, column 'sentiment': label '0.5' is a number with a fraction; .*regression=true"),
-    ("review,sentiment\nthe cat,positive\nthe dog, the mat,negative\n", _GOOD, {},
-     r"train.csv, line 3: 3 fields but the header \(line 1\) has 2; quote a text that holds a comma"),
-    ("review,sentiment\nthe cat,0.5\nthe dog,high\n", _GOOD, {"regression": True},
-     r"train.csv, line 3, column 'sentiment': 'high' is not a number; a regression target"),
-]  # fmt: skip
+    (
+        "text,sentiment\nthe cat,positive\n",
+        _GOOD,
+        {},
+        r"train.csv, line 1 \(the header\): no column 'review' \(columns: text, sentiment\); set "
+        r"task_options.text_column to one of them",
+    ),
+    (
+        "review,sentiment\nthe cat,positive\n  ,negative\n",
+        _GOOD,
+        {},
+        r"train.csv, line 3, column 'review': empty text; fill it in or remove the row",
+    ),
+    (
+        "review,sentiment\nthe cat,positive\nthe dog,\n",
+        _GOOD,
+        {},
+        r"train.csv, line 3, column 'sentiment': empty label",
+    ),
+    (
+        "review,sentiment\nthe cat,positive\nthe dog,positive\n",
+        _GOOD,
+        {},
+        r"train.csv: every example has the label 'positive' in column 'sentiment' \(from line 2 on\).*"
+        r"task_options.label_column, or add examples of the other classes",
+    ),
+    (
+        _GOOD,
+        "review,sentiment\nthe cat,positive\nthe dog,negative\ncaf\xe9 noir,positive\n",
+        {},
+        r"dev.csv, line 4, column 'review': byte 0xe9 \(byte 4 of the line\) is not UTF-8.*iconv -f latin1 -t utf-8",
+    ),
+    (
+        _GOOD,
+        "review,sentiment\nthe cat,mixed\n",
+        {},
+        r"dev.csv, line 2, column 'sentiment': label 'mixed' is not one of the labels of the training data "
+        r"\(negative, positive\); fix the label",
+    ),
+    (
+        "review,sentiment\nthe cat,1\nthe dog,0.5\n",
+        _GOOD,
+        {},
+        r"train.csv, line 3, column 'sentiment': label '0.5' is a number with a fraction; .*regression=true",
+    ),
+    (
+        "review,sentiment\nthe cat,positive\nthe dog, the mat,negative\n",
+        _GOOD,
+        {},
+        r"train.csv, line 3: 3 fields but the header \(line 1\) has 2; quote a text that holds a comma",
+    ),
+    (
+        "review,sentiment\nthe cat,0.5\nthe dog,high\n",
+        _GOOD,
+        {"regression": True},
+        r"train.csv, line 3, column 'sentiment': 'high' is not a number; a regression target",
+    ),
+]
 
 
 @pytest.mark.parametrize("train,dev,options,message", BAD)
@@ -228,9 +284,22 @@ def test_bad_data_is_one_line_naming_file_line_column_and_fix(train, dev, option
     (data / "dev.csv").write_bytes(dev.encode("latin-1"))
     out = tmp_path / "run"
     extra = [f"task_options.{k}={str(v).lower()}" for k, v in options.items()]
-    code = main(["train", "--task", "classification", "--data", str(data), "--output", str(out), "--model",
-                 "unused-model-name", "task_options.text_column=review", "task_options.label_column=sentiment",
-                 *extra])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            "classification",
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--model",
+            "unused-model-name",
+            "task_options.text_column=review",
+            "task_options.label_column=sentiment",
+            *extra,
+        ]
+    )
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1, error
     assert error.startswith("adalora-scores train: error: ") and str(data) in error
@@ -260,9 +329,26 @@ def test_sentence_pairs_from_tsv_train_and_reload(tmp_path, tiny_model_dir):
     _write(data / "train.tsv", _rows(24, seed=2, pair=True, labels=labels))
     _write(data / "dev.tsv", _rows(8, seed=3, pair=True, labels=labels))
     out = tmp_path / "run"
-    assert main(["train", "--task", "classification", "--model", str(tiny_model_dir), "--data", str(data),
-                 "--output", str(out), *TINY, "task_options.text_column=review",
-                 "task_options.text_pair_column=answer", "task_options.label_column=sentiment"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "classification",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(data),
+                "--output",
+                str(out),
+                *TINY,
+                "task_options.text_column=review",
+                "task_options.text_pair_column=answer",
+                "task_options.label_column=sentiment",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "classification" and metrics["main_metric"] == "accuracy"
     assert set(metrics["eval"]["dev"]) == {"accuracy", "macro_f1", "matthews_correlation"}
@@ -281,12 +367,27 @@ def test_a_sweep_over_scores_and_learning_rates_tunes_on_a_lower_is_better_metri
     _write(tmp_path / "train.parquet", rows[:24])
     _write(tmp_path / "dev.parquet", rows[24:])
     tiny = {key: yaml.safe_load(value) for key, value in (item.split("=") for item in TINY[:-2])}  # not the LR
-    spec = {"kind": "sweep", "grid": {"task": ["classification"], "score": ["sensitivity", "fisher"],
-                                      "learning_rate": [1e-3, 2e-2], "seed": [1]},
-            "set": {"model": str(tiny_model_dir), **tiny,
-                    "task_options": {"text_column": "review", "text_pair_column": "answer", "label_column": "score",
-                                     "regression": True, "main_metric": "mse"}},
-            "data": {"classification": str(tmp_path)}}  # fmt: skip
+    spec = {
+        "kind": "sweep",
+        "grid": {
+            "task": ["classification"],
+            "score": ["sensitivity", "fisher"],
+            "learning_rate": [1e-3, 2e-2],
+            "seed": [1],
+        },
+        "set": {
+            "model": str(tiny_model_dir),
+            **tiny,
+            "task_options": {
+                "text_column": "review",
+                "text_pair_column": "answer",
+                "label_column": "score",
+                "regression": True,
+                "main_metric": "mse",
+            },
+        },
+        "data": {"classification": str(tmp_path)},
+    }
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
     assert main(["sweep", str(tmp_path / "grid.yaml"), "--output", str(results)]) == 0
@@ -310,14 +411,37 @@ def test_a_regression_target_from_jsonl(tmp_path, tiny_model_dir):
     _write(data / "train.jsonl", _rows(24, seed=4, regression=True))
     _write(data / "dev.jsonl", _rows(8, seed=5, regression=True))
     out = tmp_path / "run"
-    assert main(["train", "--task", "classification", "--model", str(tiny_model_dir), "--data", str(data),
-                 "--output", str(out), *TINY, "task_options.text_column=review", "task_options.label_column=score",
-                 "task_options.regression=true", "task_options.main_metric=mse"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "classification",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(data),
+                "--output",
+                str(out),
+                *TINY,
+                "task_options.text_column=review",
+                "task_options.label_column=score",
+                "task_options.regression=true",
+                "task_options.main_metric=mse",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["main_metric"] == "mse" and set(metrics["eval"]["dev"]) == {"pearson", "spearman", "mse"}
     assert math.isfinite(metrics["eval"]["dev"]["mse"])
-    assert read_labels(out) | {"labels": None} == {"regression": True, "label_column": "score", "labels": None,
-                                                   "id2label": {}, "label2id": {}}  # fmt: skip
+    assert read_labels(out) | {"labels": None} == {
+        "regression": True,
+        "label_column": "score",
+        "labels": None,
+        "id2label": {},
+        "label2id": {},
+    }
     base = base_model_for_run(out, str(tiny_model_dir))
     assert base.config.num_labels == 1 and base.config.problem_type == "regression"
     PeftModel.from_pretrained(base, out / "adapter")
@@ -328,10 +452,25 @@ def test_parquet_files_named_by_option(tmp_path, tiny_model_dir):
     _write(tmp_path / "mine-train.parquet", rows[:24])
     _write(tmp_path / "mine-dev.parquet", rows[24:])
     out = tmp_path / "run"
-    assert main(["train", "--task", "classification", "--model", str(tiny_model_dir), "--output", str(out), *TINY,
-                 "task_options.text_column=text", f"task_options.train_file={tmp_path / 'mine-train.parquet'}",
-                 f"task_options.dev_file={tmp_path / 'mine-dev.parquet'}",
-                 "task_options.main_metric=matthews_correlation"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "classification",
+                "--model",
+                str(tiny_model_dir),
+                "--output",
+                str(out),
+                *TINY,
+                "task_options.text_column=text",
+                f"task_options.train_file={tmp_path / 'mine-train.parquet'}",
+                f"task_options.dev_file={tmp_path / 'mine-dev.parquet'}",
+                "task_options.main_metric=matthews_correlation",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["main_metric"] == "matthews_correlation" and metrics["train_examples"] == 24
     assert read_labels(out)["label2id"] == {"0": 0, "1": 1}
@@ -354,9 +493,25 @@ def test_label_mapping_round_trips_through_a_reloaded_adapter(tmp_path, tiny_mod
     _write(data / "train.csv", _rows(24, seed=7))
     _write(data / "dev.csv", dev)
     out = tmp_path / "run"
-    assert main(["train", "--task", "classification", "--model", str(tiny_model_dir), "--data", str(data),
-                 "--output", str(out), *TINY, "task_options.text_column=review",
-                 "task_options.label_column=sentiment"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "classification",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(data),
+                "--output",
+                str(out),
+                *TINY,
+                "task_options.text_column=review",
+                "task_options.label_column=sentiment",
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((out / "metrics.json").read_text())["eval"]["dev"]["accuracy"]
     model = PeftModel.from_pretrained(base_model_for_run(out, str(tiny_model_dir)), out / "adapter").eval()
     tokenizer = AutoTokenizer.from_pretrained(out / "adapter")

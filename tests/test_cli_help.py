@@ -31,8 +31,17 @@ def _examples(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def test_the_commands_are_the_known_ones():
-    assert set(COMMANDS) == {"scores", "train", "evaluate", "export", "predict", "evaluate-squad", "sweep", "report",
-                             "demo"}  # fmt: skip
+    assert set(COMMANDS) == {
+        "scores",
+        "train",
+        "evaluate",
+        "export",
+        "predict",
+        "evaluate-squad",
+        "sweep",
+        "report",
+        "demo",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -113,5 +122,7 @@ def test_scores_aligns_names_and_prints_whole_first_sentences(capsys, monkeypatc
         assert doc.replace("``", "").startswith(text) and text.endswith("."), (name, text)
     # hand-read: the first sentence ends after "eq. 3)" and after "(... engine)", never inside brackets
     assert entries["movement"] == 'Signed movement score (Sanh, Wolf & Rush, "Movement Pruning", NeurIPS 2020, eq. 3).'
-    assert entries["random"] == ("Control: a fixed uniform random priority per triplet, drawn once per run from seed "
-                                 "(the run's seed when None is given to the engine).")  # fmt: skip
+    assert entries["random"] == (
+        "Control: a fixed uniform random priority per triplet, drawn once per run from seed "
+        "(the run's seed when None is given to the engine)."
+    )

@@ -30,12 +30,18 @@ NOISE = ["FutureWarning: `is_gradient_checkpointing`", "LOAD REPORT", "Loading w
 
 
 KERNEL_LOOKUP = (  # what bitsandbytes 0.50 and kernels 0.19 log, offline, on such a CPU
-    ("kernels._internals.hf_hub", "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' "
-     "because Hugging Face Hub is in offline mode."),
-    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community: Version 1 of "
-     "'kernels-community/quantization-bitsandbytes' is not available in the local cache and Hugging Face Hub is in "
-     "offline mode.. Please make sure you already `pip install kernels` and the kernels >= 0.11.1"),
-)  # fmt: skip
+    (
+        "kernels._internals.hf_hub",
+        "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' "
+        "because Hugging Face Hub is in offline mode.",
+    ),
+    (
+        "bitsandbytes.backends.cpu.ops",
+        "Failed to load CPU gemm_4bit_forward from kernels-community: Version 1 of "
+        "'kernels-community/quantization-bitsandbytes' is not available in the local cache and Hugging Face Hub is in "
+        "offline mode.. Please make sure you already `pip install kernels` and the kernels >= 0.11.1",
+    ),
+)
 INJECTED = f"""
 import importlib.abc, logging, sys
 class KernelLookup(importlib.abc.MetaPathFinder):
@@ -61,9 +67,22 @@ def _command(*arguments: str) -> subprocess.CompletedProcess:
 
 
 def _train(tiny_model_dir, glue_root, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _command("train", "--task", "stsb", "--model", str(tiny_model_dir), "--data", str(glue_root / "stsb"),
-                    "--output", str(out), "gradient_checkpointing=true", "init_r=4", "target_r=2",
-                    "max_seq_length=32", *extra)  # fmt: skip
+    return _command(
+        "train",
+        "--task",
+        "stsb",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(glue_root / "stsb"),
+        "--output",
+        str(out),
+        "gradient_checkpointing=true",
+        "init_r=4",
+        "target_r=2",
+        "max_seq_length=32",
+        *extra,
+    )
 
 
 def test_default_train_prints_one_line_and_verbose_shows_the_library_output(tiny_model_dir, glue_root, tmp_path):

@@ -15,26 +15,33 @@ from adalora_scores.config import TrainConfig
 from adalora_scores.module_types import matrix_position
 from adalora_scores.tiny_models import DECODER_TYPES, tiny_config, tiny_model
 
-LLAMA_ALL = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-             "mlp.up_proj", "mlp.down_proj"]  # fmt: skip
+LLAMA_ALL = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+]
 LLAMA_QV = ["self_attn.q_proj", "self_attn.v_proj"]
 # model_type → (prefix of layer i, "all" modules per layer, "qv" modules per layer); every tiny model has 2 layers
 EXPECTED = {
     **{
         kind: ("model.layers.{i}.", LLAMA_ALL, LLAMA_QV)
         for kind in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
-    },  # fmt: skip
+    },
     "phi3": (
         "model.layers.{i}.",
         ["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"],
         ["self_attn.qkv_proj"],
-    ),  # fmt: skip
+    ),
     "gpt2": ("transformer.h.{i}.", ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"], ["attn.c_attn"]),
     "opt": (
         "model.decoder.layers.{i}.",
         ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"],
         ["self_attn.q_proj", "self_attn.v_proj"],
-    ),  # fmt: skip
+    ),
 }
 PRESET_COLUMN = {"all": 1, "qv": 2}  # where EXPECTED holds each preset
 
@@ -46,12 +53,22 @@ def decoder(request):
 
 def adapted_modules(model_type: str, config, preset: str) -> list[str]:
     model = tiny_model(config, head="causal-lm")
-    adalora = AdaLoraConfig(init_r=2, target_r=1, total_step=10, tinit=1, tfinal=2, task_type="CAUSAL_LM",
-                            target_modules=target_modules_for(model_type, preset),
-                            fan_in_fan_out=model_type == "gpt2")  # fmt: skip
+    adalora = AdaLoraConfig(
+        init_r=2,
+        target_r=1,
+        total_step=10,
+        tinit=1,
+        tfinal=2,
+        task_type="CAUSAL_LM",
+        target_modules=target_modules_for(model_type, preset),
+        fan_in_fan_out=model_type == "gpt2",
+    )
     peft_model = get_peft_model(model, adalora)
-    names = [name.removeprefix("base_model.model.") for name, module in peft_model.named_modules()
-             if hasattr(module, "lora_E")]  # fmt: skip
+    names = [
+        name.removeprefix("base_model.model.")
+        for name, module in peft_model.named_modules()
+        if hasattr(module, "lora_E")
+    ]
     return names
 
 

@@ -44,8 +44,17 @@ def data():
 @pytest.mark.parametrize("score", adalora_scores.list_scores())
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "gpt2"])
 def test_every_score_trains_a_decoder_to_budget_and_reloads_in_peft(model_type, score, data, tmp_path):
-    config = TrainConfig(task="causal", score=score, init_r=3, target_r=1, budget_warmup=2, budget_final=3,
-                         mask_interval=2, lora_alpha=6, orth_reg_weight=0.1)  # fmt: skip
+    config = TrainConfig(
+        task="causal",
+        score=score,
+        init_r=3,
+        target_r=1,
+        budget_warmup=2,
+        budget_final=3,
+        mask_interval=2,
+        lora_alpha=6,
+        orth_reg_weight=0.1,
+    )
     torch.manual_seed(1)
     model, allocator = build_adalora(decoder(model_type), config, STEPS, modules_to_save=())
     assert model.peft_config["default"].task_type == "CAUSAL_LM"
@@ -61,8 +70,9 @@ def test_every_score_trains_a_decoder_to_budget_and_reloads_in_peft(model_type, 
     target = config.target_r * len(allocator.layout.matrices)
     kept = sum(allocator.ranks().values())
     assert allocator.frozen
-    assert kept == target or (kept < target and int((allocator.triplet_scores() == allocator.last_event.threshold)
-                                                     .sum()) > 1), f"kept {kept} of {target} without ties"  # fmt: skip
+    assert kept == target or (
+        kept < target and int((allocator.triplet_scores() == allocator.last_event.threshold).sum()) > 1
+    ), f"kept {kept} of {target} without ties"
     assert sum(sum(mask) for mask in model.peft_config["default"].rank_pattern.values()) == kept
 
     model.save_pretrained(tmp_path)
@@ -83,9 +93,18 @@ def test_every_score_trains_a_decoder_to_budget_and_reloads_in_peft(model_type, 
 
 def llama_adalora():
     """A tiny LLaMA with random O(1) adapter entries (PEFT starts at λ = 0, where P and Q get no gradient)."""
-    config = AdaLoraConfig(init_r=3, target_r=2, total_step=20, tinit=2, tfinal=4, deltaT=2, lora_alpha=6,
-                           orth_reg_weight=0.0, target_modules=target_modules_for("llama"),
-                           task_type="CAUSAL_LM")  # fmt: skip
+    config = AdaLoraConfig(
+        init_r=3,
+        target_r=2,
+        total_step=20,
+        tinit=2,
+        tfinal=4,
+        deltaT=2,
+        lora_alpha=6,
+        orth_reg_weight=0.0,
+        target_modules=target_modules_for("llama"),
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(decoder("llama"), config).train()
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():

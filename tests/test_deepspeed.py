@@ -33,10 +33,24 @@ import _deepspeed_worker as worker  # noqa: E402
 def runs(tmp_path_factory):
     """``(single, rank 0, rank 1)``: the 2-process ZeRO-3 run (torchrun) and the 1-process reference."""
     out = tmp_path_factory.mktemp("zero3")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
-                   "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path])}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29587",
-               str(WORKER), str(out)]  # fmt: skip
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "DS_ACCELERATOR": "cpu",
+        "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29587",
+        str(WORKER),
+        str(out),
+    ]
     done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return worker.single_run(), *(torch.load(out / f"zero3-{rank}.pt") for rank in (0, 1))
@@ -53,8 +67,12 @@ def test_two_zero3_processes_allocate_like_one_process(runs):
     # the same float32 sums in two orders (ZeRO-3's partitioned reduce vs one process) over the run's steps, carried
     # by the EMAs; 1e-4 (840 eps) as for the other two-process comparisons, whose measured spread is below 1e-6
     torch.testing.assert_close(first["scores"], single["scores"], rtol=1e-4, atol=1e-9)
-    torch.testing.assert_close(torch.tensor(first["losses"]) + torch.tensor(second["losses"]),
-                               2 * torch.tensor(single["losses"]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor(first["losses"]) + torch.tensor(second["losses"]),
+        2 * torch.tensor(single["losses"]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_pruned_values_are_zero_in_the_forward_weights_and_the_master_copy(runs):

@@ -50,14 +50,18 @@ def test_jaccard_and_its_chance_level():
 
 
 def test_churn_and_rank_trajectory_by_hand():
-    allocations = [{"step": 2, "budget": 5, "kept": "111110"},  # K₂ = {q0 q1 q2 f0 f1}
-                   {"step": 4, "budget": 4, "kept": "110101"},  # K₄ = {q0 q1 f0 f2}: f2 is new → 1/4
-                   {"step": 6, "budget": 3, "kept": "100101"}]  # K₆ = {q0 f0 f2} ⊂ K₄ → 0  # fmt: skip
+    allocations = [
+        {"step": 2, "budget": 5, "kept": "111110"},  # K₂ = {q0 q1 q2 f0 f1}
+        {"step": 4, "budget": 4, "kept": "110101"},  # K₄ = {q0 q1 f0 f2}: f2 is new → 1/4
+        {"step": 6, "budget": 3, "kept": "100101"},
+    ]  # K₆ = {q0 f0 f2} ⊂ K₄ → 0
     assert churn_curve(MATRICES, allocations) == [(4, 0.25), (6, 0.0)]
     assert churn(frozenset("ab"), frozenset()) is None
     # mean kept rank per matrix of each type, step 0 = the initial ranks
-    assert rank_trajectory(MATRICES, allocations) == {"q": [(0, 3), (2, 3), (4, 2), (6, 1)],
-                                                      "f2": [(0, 3), (2, 2), (4, 2), (6, 2)]}  # fmt: skip
+    assert rank_trajectory(MATRICES, allocations) == {
+        "q": [(0, 3), (2, 3), (4, 2), (6, 1)],
+        "f2": [(0, 3), (2, 2), (4, 2), (6, 2)],
+    }
     assert mean_curve([[(4, 0.25), (6, 0.0)], [(4, 0.75)]]) == [(4, 0.5), (6, 0.0)]
     with pytest.raises(ValueError, match="header's matrices have 6 triplets"):
         split_kept(MATRICES, "11110")
@@ -98,8 +102,13 @@ def _write(root: Path, score: str, seed: int, method: str = "adalora", kept: str
     """A run folder; ``kept`` (a mask string) replaces the run's final kept set from :data:`KEPT`."""
     folder = root / f"rte__{score}__seed{seed}"
     folder.mkdir(parents=True)
-    config = {"task": "rte", "seed": seed, "method": method, "score": "sensitivity" if method == "lora" else score,
-              "target_r": 2}  # fmt: skip
+    config = {
+        "task": "rte",
+        "seed": seed,
+        "method": method,
+        "score": "sensitivity" if method == "lora" else score,
+        "target_r": 2,
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "metrics.json").write_text(json.dumps({"main_metric": "accuracy", "eval": {"dev": {"accuracy": 70.0}}}))
     kept = "111111" if method == "lora" else kept or KEPT[(score, seed)]
@@ -108,8 +117,11 @@ def _write(root: Path, score: str, seed: int, method: str = "adalora", kept: str
     (folder / "rank_pattern.json").write_text(json.dumps(pattern))
     if method == "lora":
         return folder
-    records = [{"matrices": MATRICES}, {"step": 10, "budget": 4, "kept": BEFORE}, {"step": 20, "budget": 3,
-               "kept": kept}]  # fmt: skip
+    records = [
+        {"matrices": MATRICES},
+        {"step": 10, "budget": 4, "kept": BEFORE},
+        {"step": 20, "budget": 3, "kept": kept},
+    ]
     (folder / "allocations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     scores = SCORES.get((score, seed), [1, 2, 3, 4, 5, 6])
     (folder / "triplet_scores.json").write_text(json.dumps({"step": 20, "scores": {Q: scores[:3], F2: scores[3:]}}))
@@ -239,8 +251,14 @@ def _reliability_study(root: Path, kept: dict[tuple[str, int], str]) -> Path:
 
 def test_report_says_above_chance_only_where_the_test_does(tmp_path):
     # taylor keeps the same triplets on every seed (p = 1/400); movement's seeds share little (J below chance)
-    kept = {("taylor", 1): "110100", ("taylor", 2): "110100", ("taylor", 3): "110100",
-            ("movement", 1): "111000", ("movement", 2): "000111", ("movement", 3): "100110"}  # fmt: skip
+    kept = {
+        ("taylor", 1): "110100",
+        ("taylor", 2): "110100",
+        ("taylor", 3): "110100",
+        ("movement", 1): "111000",
+        ("movement", 2): "000111",
+        ("movement", 3): "100110",
+    }
     root = _reliability_study(tmp_path, kept)
     section = (root / "report.md").read_text().split("## Score diagnostics")[1]
     above = next(line for line in section.splitlines() if line.startswith("Above chance"))
@@ -248,8 +266,9 @@ def test_report_says_above_chance_only_where_the_test_does(tmp_path):
     not_shown = next(line for line in section.splitlines() if line.startswith("Not shown to be above chance"))
     assert "`movement` (p " in not_shown and "taylor" not in not_shown
     assert "across seeds than chance" not in section  # no unconditional verdict
-    reliability = {r["score"]: r for r in json.loads((root / "report.json").read_text())["diagnostics"]["rte"][
-        "reliability"]}  # fmt: skip
+    reliability = {
+        r["score"]: r for r in json.loads((root / "report.json").read_text())["diagnostics"]["rte"]["reliability"]
+    }
     assert reliability["taylor"]["above_chance"] and reliability["taylor"]["p_value"] < 0.01
     assert not reliability["movement"]["above_chance"] and reliability["movement"]["p_value"] > 0.5
     assert reliability["movement"]["test"] == f"permutation test, {PERMUTATIONS} draws"

@@ -85,8 +85,9 @@ def _own_data_sweep(run: DocRun, outcome: Outcome) -> None:
     results = run.folder / "results" / "reviews"
     runs = yaml.safe_load((results / "sweep.yaml").read_text())["runs"]
     assert len(runs) == 6  # 3 scores × 2 seeds
-    accuracy = {name: json.loads((results / name / "metrics.json").read_text())["eval"]["dev"]["accuracy"]
-                for name in runs}  # fmt: skip
+    accuracy = {
+        name: json.loads((results / name / "metrics.json").read_text())["eval"]["dev"]["accuracy"] for name in runs
+    }
     report = (results / "report.md").read_text()
     assert "classification" in report and "have no result" not in report
     fisher = [value for name, value in accuracy.items() if "__fisher__" in name]
@@ -129,8 +130,10 @@ def _squad(run: DocRun, outcome: Outcome) -> None:
 def _export_for_servers(run: DocRun, outcome: Outcome) -> None:
     """The decoder's default export is exact in vLLM at the printed --max-lora-rank, which the guide's 16 holds; the
     --llama-cpp export is exact in llama.cpp."""
-    lora, folded = (json.loads((run.folder / "exported" / name / "export.json").read_text())
-                    for name in ("math-lora", "math-llama-cpp"))  # fmt: skip
+    lora, folded = (
+        json.loads((run.folder / "exported" / name / "export.json").read_text())
+        for name in ("math-lora", "math-llama-cpp")
+    )
     assert lora["servers"]["vLLM"]["exact"] and folded["servers"]["llama.cpp"]["exact"]
     assert folded["scales_folded_into_lora_B"] and lora["vllm_max_lora_rank"] <= 16
     assert f"vLLM: exact: vllm serve BASE_MODEL --enable-lora --max-lora-rank {lora['vllm_max_lora_rank']} " in (
@@ -175,8 +178,11 @@ CHECKS = {
 
 
 def _checks(block: Block) -> list:
-    return [check for (file, language, text), check in CHECKS.items()
-            if (file, language) == (block.file, block.language) and text in block.text]  # fmt: skip
+    return [
+        check
+        for (file, language, text), check in CHECKS.items()
+        if (file, language) == (block.file, block.language) and text in block.text
+    ]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])

@@ -149,8 +149,11 @@ def _script_problems(words: tuple[str, ...]) -> list[str]:
         return [f"{words[1]}: no such file"] if words[1].startswith(("scripts/", "benchmarks/")) else []
     text = script.read_text(encoding="utf-8")
     text += "".join((ROOT / ran).read_text(encoding="utf-8") for ran in re.findall(r"benchmarks/\w+\.py", text))
-    return [f"{words[1]} {flag}: the script takes no such flag" for flag in _flags(list(words[2:]))
-            if f'"{flag}"' not in text]  # fmt: skip
+    return [
+        f"{words[1]} {flag}: the script takes no such flag"
+        for flag in _flags(list(words[2:]))
+        if f'"{flag}"' not in text
+    ]
 
 
 OTHER_PROGRAMS = {
@@ -193,8 +196,10 @@ def problems_of(named: list[Named], text: str, parser: argparse.ArgumentParser) 
         if item.inline and item.words and item.words[0].startswith("--"):
             flag = item.words[0].split("=")[0]
             if flag not in ours | others:
-                problems.append(f"{item.where}: {flag}: no adalora-scores command takes it, and no example gives "
-                                "it to another program")  # fmt: skip
+                problems.append(
+                    f"{item.where}: {flag}: no adalora-scores command takes it, and no example gives "
+                    "it to another program"
+                )
     for path in _PRESET_PATH.findall(text):
         if not (ROOT / path).is_file():
             problems.append(f"{path}: no such preset file")
@@ -232,10 +237,17 @@ def test_the_check_finds_what_does_not_exist():
         "```console\n$ adalora-scores report results --tune learning_rate\nreport: results/report.md\n```\n"
     )
     problems = "\n".join(_check(stale))
-    for expected in ("adalora-scores trian: no such command", "train --no-such-flag: no such flag",
-                     "--also-missing: no adalora-scores command", "train preset 'paper-gleu'", "gone.yaml",
-                     "export --uniform-ranks: no such flag", "sweep preset 'no-such-sweep'",
-                     "scripts/test.sh --newest", "report --tune: no such flag"):  # fmt: skip
+    for expected in (
+        "adalora-scores trian: no such command",
+        "train --no-such-flag: no such flag",
+        "--also-missing: no adalora-scores command",
+        "train preset 'paper-gleu'",
+        "gone.yaml",
+        "export --uniform-ranks: no such flag",
+        "sweep preset 'no-such-sweep'",
+        "scripts/test.sh --newest",
+        "report --tune: no such flag",
+    ):
         assert expected in problems, expected
     assert len(problems.splitlines()) == 9, problems
 

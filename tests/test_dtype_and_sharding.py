@@ -18,8 +18,16 @@ from adalora_scores.cli import main
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine import train as train_module
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
-        "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
+TINY = [
+    "num_epochs=2",
+    "batch_size=4",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "eval_batch_size=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,21 @@ def test_bfloat16_base_model_trains_an_adapter_via_cli(sst2, tiny_model_dir, tmp
 
     monkeypatch.setattr(train_module, "build_adapted_model", keep)
     out = tmp_path / "run"
-    args = ["train", "--task", "sst2", "--score", "fisher_per_example", "--model", str(tiny_model_dir), "--data",
-            str(sst2), "--output", str(out), "torch_dtype=bfloat16", *TINY]  # fmt: skip
+    args = [
+        "train",
+        "--task",
+        "sst2",
+        "--score",
+        "fisher_per_example",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(sst2),
+        "--output",
+        str(out),
+        "torch_dtype=bfloat16",
+        *TINY,
+    ]
     assert main(args) == 0
 
     model = built[0].model

@@ -42,7 +42,7 @@ CASES = {
         "SEQ_CLS",
         ["query", "key", "value", "dense"],
         ["classifier"],
-    ),  # fmt: skip
+    ),
     "question answering": ("bert", "question-answering", "QUESTION_ANS", ["query", "value", "dense"], ["qa_outputs"]),
     "llama": (
         "llama",
@@ -50,7 +50,7 @@ CASES = {
         "CAUSAL_LM",
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"],
         None,
-    ),  # fmt: skip
+    ),
     "gpt2": ("gpt2", "causal-lm", "CAUSAL_LM", ["c_attn", "c_proj", "c_fc"], None),
 }
 
@@ -84,9 +84,18 @@ def trained_looking(model: PeftModel, seed: int = 0) -> dict[str, list[bool]]:
 
 def adalora_folder(case: str, folder: Path) -> Path:
     model_type, _, task_type, targets, heads = CASES[case]
-    config = AdaLoraConfig(init_r=4, target_r=2, total_step=10, tinit=1, tfinal=1, lora_alpha=8,
-                           target_modules=targets, modules_to_save=heads, task_type=task_type,
-                           fan_in_fan_out=model_type == "gpt2")  # fmt: skip
+    config = AdaLoraConfig(
+        init_r=4,
+        target_r=2,
+        total_step=10,
+        tinit=1,
+        tfinal=1,
+        lora_alpha=8,
+        target_modules=targets,
+        modules_to_save=heads,
+        task_type=task_type,
+        fan_in_fan_out=model_type == "gpt2",
+    )
     model = get_peft_model(base_model(case), config)
     trained_looking(model)
     save_adapter(model, folder)
@@ -118,9 +127,11 @@ def test_the_exported_lora_adapter_computes_the_adalora_adapters_logits(case, tm
         assert saved["peft_type"] == "LORA" and saved["lora_alpha"] == pytest.approx(saved["r"] * 8 / 4.00001)
         loaded = PeftModel.from_pretrained(base_model(case), tmp_path / folder)
         torch.testing.assert_close(logits(loaded, case), expected, rtol=RTOL, atol=ATOL)
-        kept = {name: module.lora_A["default"].weight.shape[0]
-                for name, module in loaded.base_model.model.named_modules()
-                if hasattr(module, "lora_A") and "default" in module.lora_A}  # fmt: skip
+        kept = {
+            name: module.lora_A["default"].weight.shape[0]
+            for name, module in loaded.base_model.model.named_modules()
+            if hasattr(module, "lora_A") and "default" in module.lora_A
+        }
         wanted = {n: r for n, r in exact.ranks.items() if r} if folder == "exact" else dict.fromkeys(kept, 8)
         assert kept == wanted
     uniform = json.loads((tmp_path / "uniform" / "adapter_config.json").read_text())
@@ -168,8 +179,16 @@ def test_a_4_bit_base_exports_exactly_and_refuses_to_merge(tmp_path):
     def four_bit():
         return load_model_and_tokenizer(config, CausalTokens())[0]
 
-    adalora = AdaLoraConfig(init_r=4, target_r=2, total_step=10, tinit=1, tfinal=1, lora_alpha=8,
-                            target_modules=CASES["llama"][3], task_type="CAUSAL_LM")  # fmt: skip
+    adalora = AdaLoraConfig(
+        init_r=4,
+        target_r=2,
+        total_step=10,
+        tinit=1,
+        tfinal=1,
+        lora_alpha=8,
+        target_modules=CASES["llama"][3],
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(four_bit(), adalora)
     trained_looking(model)
     save_adapter(model, tmp_path / "adalora")
@@ -194,8 +213,11 @@ def _pattern_value(patterns: dict, name: str):
 
 def _lora_pairs(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Module name (relative to the transformers model) → (``lora_A``, ``lora_B``) of PEFT's saved keys."""
-    names = {key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
-             for key in tensors if key.endswith(".lora_A.weight")}  # fmt: skip
+    names = {
+        key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+        for key in tensors
+        if key.endswith(".lora_A.weight")
+    }
     key = "base_model.model.{}.lora_{}.weight".format
     return {name: (tensors[key(name, "A")], tensors[key(name, "B")]) for name in names}
 
@@ -314,15 +336,19 @@ def test_each_server_reads_the_route_the_export_names_for_it_exactly(tmp_path):
         vllm_updates(config, tensors, 1)
     misread = logits(served("llama", llama_cpp_updates(config, tensors)), "llama")
     assert not torch.allclose(misread, expected, **close)
-    assert not routes["llama.cpp"].exact and all(fix in routes["llama.cpp"].how for fix in
-                                                 ("--llama-cpp", "--uniform-rank", "--merge"))  # fmt: skip
+    assert not routes["llama.cpp"].exact and all(
+        fix in routes["llama.cpp"].how for fix in ("--llama-cpp", "--uniform-rank", "--merge")
+    )
     assert routes["PEFT"].exact and routes["vLLM"].exact
 
     # scales folded into lora_B: PEFT and llama.cpp exact; vLLM's one scale would misread it
     config, tensors, routes = _written(lora_export(reference, fold_scales=True), tmp_path / "folded")
     assert not config["alpha_pattern"] and config["rank_pattern"]
-    for read in (peft_updates(config, tensors), llama_cpp_updates(config, tensors),
-                 vllm_updates(config, tensors, stated, patterns=True)):  # fmt: skip
+    for read in (
+        peft_updates(config, tensors),
+        llama_cpp_updates(config, tensors),
+        vllm_updates(config, tensors, stated, patterns=True),
+    ):
         torch.testing.assert_close(logits(served("llama", read), "llama"), expected, **close)
     misread = logits(served("llama", vllm_updates(config, tensors, stated)), "llama")
     assert not torch.allclose(misread, expected, **close)
@@ -332,8 +358,11 @@ def test_each_server_reads_the_route_the_export_names_for_it_exactly(tmp_path):
     for fold in (False, True):
         config, tensors, routes = _written(lora_export(reference, uniform_rank=8, fold_scales=fold), tmp_path / "u")
         assert all(route.exact for route in routes.values()) and "--max-lora-rank 8 " in routes["vLLM"].how
-        for read in (peft_updates(config, tensors), vllm_updates(config, tensors, 8),
-                     llama_cpp_updates(config, tensors)):  # fmt: skip
+        for read in (
+            peft_updates(config, tensors),
+            vllm_updates(config, tensors, 8),
+            llama_cpp_updates(config, tensors),
+        ):
             torch.testing.assert_close(logits(served("llama", read), "llama"), expected, **close)
 
 
@@ -343,8 +372,9 @@ def test_a_classifier_export_reads_right_in_peft_and_is_refused_by_vllm_and_llam
     config, tensors, routes = _written(lora_export(reference), tmp_path / "lora")
     read = peft_updates(config, tensors)
     assert set(read[1]) == {"classifier.weight", "classifier.bias"}
-    torch.testing.assert_close(logits(served("sequence classifier", read), "sequence classifier"), expected,
-                               rtol=RTOL, atol=ATOL)  # fmt: skip
+    torch.testing.assert_close(
+        logits(served("sequence classifier", read), "sequence classifier"), expected, rtol=RTOL, atol=ATOL
+    )
     with pytest.raises(ValueError, match="modules_to_save"):
         vllm_updates(config, tensors, 64)
     with pytest.raises(ValueError, match="Unexpected name 'base_model.model.classifier"):
@@ -367,8 +397,17 @@ def test_the_stated_max_lora_rank_is_the_smallest_value_vllm_accepts_that_holds_
 
 
 # -- the command on a trained run -------------------------------------------------------------------------------------
-SMALL = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32", "learning_rate=5e-3", "num_epochs=1",
-         "batch_size=4", "budget_warmup=0.1", "budget_final=0.2"]  # fmt: skip
+SMALL = [
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "num_epochs=1",
+    "batch_size=4",
+    "budget_warmup=0.1",
+    "budget_final=0.2",
+]
 
 STOCK = """
 import json, sys
@@ -391,13 +430,29 @@ def finished_run(glue_root, tiny_model_dir, tmp_path_factory):
     from adalora_scores.cli import main
 
     run = tmp_path_factory.mktemp("export") / "run"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(run), *SMALL]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(run),
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     return run
 
 
-def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(finished_run, tiny_model_dir,
-                                                                               tmp_path, capsys):  # fmt: skip
+def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(
+    finished_run, tiny_model_dir, tmp_path, capsys
+):
     from adalora_scores.cli import main
     from adalora_scores.engine.evaluate import load_run_model, open_run
 
@@ -414,8 +469,20 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
     assert f'PEFT: exact: PeftModel.from_pretrained(base_model, "{lora}")' in report
     assert "warning: vLLM: not this folder: it carries trained heads (modules_to_save: classifier, pooler" in report
     assert "vLLM serves LoRA adapters of generative models only" in report and "warning: llama.cpp:" in report
-    assert main(["export", str(finished_run), "--output", str(uniform), "--uniform-rank", "--rank-choices",
-                 f"{largest + 1},16"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                str(finished_run),
+                "--output",
+                str(uniform),
+                "--uniform-rank",
+                "--rank-choices",
+                f"{largest + 1},16",
+            ]
+        )
+        == 0
+    )
     assert json.loads((uniform / "adapter_config.json").read_text())["r"] == largest + 1  # rounded up to a choice
     assert main(["export", str(finished_run), "--output", str(merged), "--merge"]) == 0
     assert sum(entry["rank"] for entry in pattern.values()) < 4 * len(pattern)  # ranks were pruned ...
@@ -431,9 +498,21 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
     (tmp_path / "inputs.json").write_text(json.dumps(input_ids.tolist()))
     script = tmp_path / "stock.py"
     script.write_text(STOCK)
-    done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(lora), str(merged),
-                           str(tmp_path / "inputs.json"), str(tmp_path / "out.json")], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(tiny_model_dir),
+            str(lora),
+            str(merged),
+            str(tmp_path / "inputs.json"),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["imported"] == []  # stock PEFT and transformers alone
@@ -441,8 +520,9 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(f
         torch.testing.assert_close(torch.tensor(result[name]), expected, rtol=RTOL, atol=ATOL, msg=name)
 
 
-def test_the_command_refuses_to_overwrite_and_to_export_a_lora_run(finished_run, glue_root, tiny_model_dir,
-                                                                   tmp_path, capsys):  # fmt: skip
+def test_the_command_refuses_to_overwrite_and_to_export_a_lora_run(
+    finished_run, glue_root, tiny_model_dir, tmp_path, capsys
+):
     from adalora_scores.cli import main
 
     out = tmp_path / "lora"
@@ -460,8 +540,24 @@ def test_the_command_refuses_to_overwrite_and_to_export_a_lora_run(finished_run,
     assert main(["export", str(finished_run), "--output", str(out), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and not list(tmp_path.glob(".lora.export-*"))
     lora_run = tmp_path / "lora-run"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(lora_run), "method=lora", *SMALL]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(lora_run),
+                "method=lora",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["export", str(lora_run), "--output", str(tmp_path / "x")]) == 2
     assert "already a standard PEFT LoRA adapter" in capsys.readouterr().err

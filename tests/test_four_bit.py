@@ -62,8 +62,18 @@ def token_batches(count: int, rows: int = 4, length: int = 8, seed: int = 0) -> 
 
 def train_run(folder, score: str, load_in_4bit: bool):
     """The engine's loading and wrapping, then the documented PEFT loop with the allocation after each step."""
-    config = TrainConfig(task="causal", model=str(folder), score=score, load_in_4bit=load_in_4bit, init_r=3,
-                         target_r=1, budget_warmup=2, budget_final=2, mask_interval=1, lora_alpha=6)  # fmt: skip
+    config = TrainConfig(
+        task="causal",
+        model=str(folder),
+        score=score,
+        load_in_4bit=load_in_4bit,
+        init_r=3,
+        target_r=1,
+        budget_warmup=2,
+        budget_final=2,
+        mask_interval=1,
+        lora_alpha=6,
+    )
     model, _ = load_model_and_tokenizer(config, CausalTokens())
     torch.manual_seed(1)
     adapted = build_adapted_model(model, config, STEPS, CausalTokens.modules_to_save)
@@ -118,9 +128,19 @@ def test_per_example_moments_on_a_four_bit_model_match_batch_one_backward_passes
     """The hooks see the dropped-out input and the output gradient of ``SVDLinear4bit``: the moments equal those of
     one backward pass per sequence through the same 4-bit model, and m1 equals ``p.grad`` (rows of equal length,
     so the token mean is the row mean; ``orth_reg_weight=0``, so ``p.grad`` holds no regulariser gradient)."""
-    config = TrainConfig(task="causal", model=str(llama_dir), load_in_4bit=True, init_r=3, target_r=2,
-                         budget_warmup=2, budget_final=4, mask_interval=2, lora_alpha=6, orth_reg_weight=0.0,
-                         score="fisher_per_example")  # fmt: skip
+    config = TrainConfig(
+        task="causal",
+        model=str(llama_dir),
+        load_in_4bit=True,
+        init_r=3,
+        target_r=2,
+        budget_warmup=2,
+        budget_final=4,
+        mask_interval=2,
+        lora_alpha=6,
+        orth_reg_weight=0.0,
+        score="fisher_per_example",
+    )
     model, _ = load_model_and_tokenizer(config, CausalTokens())
     adapted = build_adapted_model(model, config, 20, ())
     model, layout = adapted.model.train(), adapted.allocator.layout
@@ -166,10 +186,29 @@ def test_glue_cli_run_in_four_bits_keeps_the_head_unquantized(tmp_path, monkeypa
     write_glue_folder(tmp_path / "sst2", "sst2")
     model_dir = save_tiny_model(tmp_path / "bert", WORDS)
     out = tmp_path / "run"
-    args = ["train", "--task", "sst2", "--score", "gsnr_per_example", "--model", str(model_dir), "--data",
-            str(tmp_path / "sst2"), "--output", str(out), "load_in_4bit=true", "torch_dtype=bfloat16",
-            "num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
-            "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
+    args = [
+        "train",
+        "--task",
+        "sst2",
+        "--score",
+        "gsnr_per_example",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(tmp_path / "sst2"),
+        "--output",
+        str(out),
+        "load_in_4bit=true",
+        "torch_dtype=bfloat16",
+        "num_epochs=2",
+        "batch_size=4",
+        "init_r=4",
+        "target_r=2",
+        "mask_interval=1",
+        "max_seq_length=32",
+        "learning_rate=5e-3",
+        "eval_batch_size=4",
+    ]
     assert main(args) == 0
     base = built[0].model.get_base_model()
     assert isinstance(base.bert.encoder.layer[0].attention.self.query.base_layer, bnb.nn.Linear4bit)
@@ -190,8 +229,11 @@ def test_load_in_4bit_without_bitsandbytes_names_the_install_command(monkeypatch
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", missing)
-    with pytest.raises(ValueError, match=r"needs bitsandbytes, which is not installed: pip install -e "
-                                         r"'\.\[quantization\]' in the adalora-scores checkout"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"needs bitsandbytes, which is not installed: pip install -e "
+        r"'\.\[quantization\]' in the adalora-scores checkout",
+    ):
         TrainConfig(task="sst2", load_in_4bit=True)
     TrainConfig(task="sst2")  # the default needs nothing
 

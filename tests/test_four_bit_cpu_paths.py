@@ -105,8 +105,17 @@ def choose_path(model, path: str) -> None:
 
 def train_and_evaluate(folder, path: str, evaluate: bool = True):
     """Engine loading, AdaLoRA, the documented PEFT loop; the model evaluated halfway and at the end."""
-    config = TrainConfig(task="causal", model=str(folder), load_in_4bit=True, init_r=3, target_r=1,
-                         budget_warmup=1, budget_final=2, mask_interval=1, lora_alpha=6)  # fmt: skip
+    config = TrainConfig(
+        task="causal",
+        model=str(folder),
+        load_in_4bit=True,
+        init_r=3,
+        target_r=1,
+        budget_warmup=1,
+        budget_final=2,
+        mask_interval=1,
+        lora_alpha=6,
+    )
     model, _ = load_model_and_tokenizer(config, CausalTokens())
     choose_path(model, path)
     torch.manual_seed(1)
@@ -152,8 +161,9 @@ def test_train_evaluate_train_evaluate_gives_the_same_results_on_both_cpu_paths(
     assert torch.equal(losses, train_and_evaluate(llama_dir, "repacked", evaluate=False)[0])
     for repacked_output, plain_output in zip(logits, plain_logits, strict=True):
         scale = float(plain_output.abs().max())
-        torch.testing.assert_close(repacked_output, plain_output, rtol=4 * BFLOAT16_ROUNDING,
-                                   atol=4 * BFLOAT16_ROUNDING * scale)  # fmt: skip
+        torch.testing.assert_close(
+            repacked_output, plain_output, rtol=4 * BFLOAT16_ROUNDING, atol=4 * BFLOAT16_ROUNDING * scale
+        )
 
 
 def test_training_after_evaluation_restores_the_weight_exactly(llama_dir, repacked_kernel):

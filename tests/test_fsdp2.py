@@ -36,10 +36,23 @@ import _fsdp2_worker as worker  # noqa: E402
 def runs(tmp_path_factory):
     """``{case: (single, rank 0, rank 1)}``: the 2-process FSDP2 run (torchrun) and the 1-process reference."""
     out = tmp_path_factory.mktemp("fsdp2")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path])}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29573",
-               str(WORKER), str(out)]  # fmt: skip
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(WORKER.parent), *sys.path]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29573",
+        str(WORKER),
+        str(out),
+    ]
     done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = {}
@@ -190,8 +203,12 @@ def test_attach_accepts_fsdp2_state_and_refuses_fsdp1(accelerate_state):
 # -- the layout's rebind -------------------------------------------------------------------------------------------
 def matrix(name: str, rank: int = 2, out: int = 3, inp: int = 4) -> AdaptedMatrix:
     parameter = torch.nn.Parameter
-    return AdaptedMatrix(name, right=parameter(torch.randn(rank, inp)), value=parameter(torch.randn(rank, 1)),
-                         left=parameter(torch.randn(out, rank)))  # fmt: skip
+    return AdaptedMatrix(
+        name,
+        right=parameter(torch.randn(rank, inp)),
+        value=parameter(torch.randn(rank, 1)),
+        left=parameter(torch.randn(out, rank)),
+    )
 
 
 def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices():
@@ -199,8 +216,16 @@ def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices()
     new = [matrix("b", rank=3), matrix("a")]  # any order: matched by name
     layout.rebind(new)
     assert [m.name for m in layout.matrices] == ["a", "b"] and layout.matrices[0] is new[1]
-    expected = torch.cat([new[1].right.view(-1), new[1].left.view(-1), new[1].value.view(-1),
-                          new[0].right.view(-1), new[0].left.view(-1), new[0].value.view(-1)])  # fmt: skip
+    expected = torch.cat(
+        [
+            new[1].right.view(-1),
+            new[1].left.view(-1),
+            new[1].value.view(-1),
+            new[0].right.view(-1),
+            new[0].left.view(-1),
+            new[0].value.view(-1),
+        ]
+    )
     assert torch.equal(layout.gather_parameters(), expected.detach())
     layout.apply_keep_mask(torch.tensor([True, False, False, True, True]))
     assert new[1].value[1].item() == 0 and new[0].value[0].item() == 0

@@ -16,8 +16,16 @@ from adalora_scores.cli import main
 from adalora_scores.metrics.glue import glue_metrics
 from adalora_scores.tasks import get_task, load_glue
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
-        "learning_rate=5e-3", "eval_batch_size=4"]  # fmt: skip
+TINY = [
+    "num_epochs=2",
+    "batch_size=4",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "eval_batch_size=4",
+]
 
 
 def test_metrics_by_hand():
@@ -84,8 +92,22 @@ def test_bad_data_names_file_and_fix(tmp_path, mutate, message):
 @pytest.mark.parametrize("task", sorted(LAYOUTS))
 def test_every_task_trains_and_evaluates_via_cli(task, glue_root, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--task", task, "--score", "fisher", "--model", str(tiny_model_dir), "--data",
-            str(glue_root / task), "--output", str(out), "--seed", "3", *TINY]  # fmt: skip
+    args = [
+        "train",
+        "--task",
+        task,
+        "--score",
+        "fisher",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(glue_root / task),
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        *TINY,
+    ]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     spec = get_task(task)
@@ -110,8 +132,18 @@ def test_existing_output_is_never_overwritten(glue_root, tiny_model_dir, tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    args = ["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-            "--output", str(out), *TINY]  # fmt: skip
+    args = [
+        "train",
+        "--task",
+        "rte",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(glue_root / "rte"),
+        "--output",
+        str(out),
+        *TINY,
+    ]
     assert main(args) == 2
     assert "already holds files" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
@@ -157,8 +189,21 @@ def test_same_seed_same_run_on_cpu(glue_root, tiny_model_dir, tmp_path):
     for name in ("a", "b"):
         out = tmp_path / name
         data = str(glue_root / "rte")
-        args = ["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", data, "--output", str(out),
-                "--seed", "5", *TINY, "group_by_length=true"]  # fmt: skip
+        args = [
+            "train",
+            "--task",
+            "rte",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            data,
+            "--output",
+            str(out),
+            "--seed",
+            "5",
+            *TINY,
+            "group_by_length=true",
+        ]
         assert main(args) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         runs.append(((out / "rank_pattern.json").read_text(), metrics["eval"], metrics["train_loss"]))

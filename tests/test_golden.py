@@ -93,12 +93,29 @@ PROJECTIONS = 2
 """±1 projections per summary, drawn from Python's Mersenne Twister (stable across versions and platforms)."""
 
 SETUP: dict[str, Any] = {
-    "task": "sst2", "seed": 4, "num_epochs": 3.0, "batch_size": 8, "learning_rate": 3e-2, "weight_decay": 0.01,
-    "lr_warmup_ratio": 0.1, "lr_schedule": "linear", "max_grad_norm": 1.0, "init_r": 4, "target_r": 2,
-    "lora_alpha": 32.0, "lora_dropout": 0.0, "orth_reg_weight": 0.1, "budget_warmup": 10.0, "budget_final": 10.0,
-    "mask_interval": 5, "beta1": 0.85, "beta2": 0.85, "max_seq_length": 24, "eval_batch_size": 16,
+    "task": "sst2",
+    "seed": 4,
+    "num_epochs": 3.0,
+    "batch_size": 8,
+    "learning_rate": 3e-2,
+    "weight_decay": 0.01,
+    "lr_warmup_ratio": 0.1,
+    "lr_schedule": "linear",
+    "max_grad_norm": 1.0,
+    "init_r": 4,
+    "target_r": 2,
+    "lora_alpha": 32.0,
+    "lora_dropout": 0.0,
+    "orth_reg_weight": 0.1,
+    "budget_warmup": 10.0,
+    "budget_final": 10.0,
+    "mask_interval": 5,
+    "beta1": 0.85,
+    "beta2": 0.85,
+    "max_seq_length": 24,
+    "eval_batch_size": 16,
     "checkpoint_every": 0,
-}  # fmt: skip
+}
 """Every config value the numbers depend on, pinned here so that a changed default does not move them; stored with
 the values, so that a changed setup asks for a bless instead of reporting every row as drifted."""
 
@@ -192,18 +209,26 @@ def differences(expected: dict[str, Any], measured: dict[str, Any]) -> list[str]
 def _loss_differences(expected: list[float], measured: list[float]) -> list[str]:
     if len(expected) != len(measured):
         return [f"losses: {len(expected)} logged steps -> {len(measured)}"]
-    moved = [(step, a, b) for step, (a, b) in enumerate(zip(expected, measured, strict=True), start=1)
-             if not abs(a - b) <= LOSS_TOLERANCE]  # fmt: skip
-    lines = [f"losses[step {step}]: {a:.7f} -> {b:.7f} (|Δ| {abs(a - b):.1e} > {LOSS_TOLERANCE:.0e})"
-             for step, a, b in moved[:3]]  # fmt: skip
+    moved = [
+        (step, a, b)
+        for step, (a, b) in enumerate(zip(expected, measured, strict=True), start=1)
+        if not abs(a - b) <= LOSS_TOLERANCE
+    ]
+    lines = [
+        f"losses[step {step}]: {a:.7f} -> {b:.7f} (|Δ| {abs(a - b):.1e} > {LOSS_TOLERANCE:.0e})"
+        for step, a, b in moved[:3]
+    ]
     if len(moved) > 3:
         lines.append(f"losses: {len(moved) - 3} more steps moved (steps {moved[3][0]}..{moved[-1][0]})")
     return lines
 
 
 def _summary_differences(field: str, expected: dict[str, Any], measured: dict[str, Any]) -> list[str]:
-    lines = [f"{field}.{key}: {expected.get(key)} -> {measured.get(key)}" for key in ("parameters", "step")
-             if expected.get(key) != measured.get(key)]  # fmt: skip
+    lines = [
+        f"{field}.{key}: {expected.get(key)} -> {measured.get(key)}"
+        for key in ("parameters", "step")
+        if expected.get(key) != measured.get(key)
+    ]
     if lines:
         return lines  # another shape: the floats do not compare
     bound = RELATIVE_TOLERANCE * expected["norm"]
@@ -255,8 +280,9 @@ def golden_model(tmp_path_factory) -> Path:
     """The tiny BERT (hidden 16, 2 layers, dropout off: no random masks) with a word tokenizer over the data."""
     lines = (DATA_FOLDER / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
     sentences = [line.split("\t")[0] for line in lines]
-    return save_tiny_model(tmp_path_factory.mktemp("golden-model"), sentences, hidden_dropout_prob=0.0,
-                           attention_probs_dropout_prob=0.0)  # fmt: skip
+    return save_tiny_model(
+        tmp_path_factory.mktemp("golden-model"), sentences, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -267,17 +293,28 @@ def test_golden_values(row: str, golden_model: Path, tmp_path: Path, request: py
         return
     values = read_values()
     if values.get("setup") != SETUP:
-        pytest.fail(f"the golden setup changed (SETUP in {Path(__file__).name} differs from {VALUES_FILE.name}); "
-                    f"re-bless every row: {BLESS_COMMAND}", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"the golden setup changed (SETUP in {Path(__file__).name} differs from {VALUES_FILE.name}); "
+            f"re-bless every row: {BLESS_COMMAND}",
+            pytrace=False,
+        )
     if row not in values["rows"]:
-        pytest.fail(f"no golden values for {row!r} in {VALUES_FILE}: a newly registered score needs its row. Check "
-                    f"that it trains as intended, then bless it: {BLESS_COMMAND}", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"no golden values for {row!r} in {VALUES_FILE}: a newly registered score needs its row. Check "
+            f"that it trains as intended, then bless it: {BLESS_COMMAND}",
+            pytrace=False,
+        )
     moved = differences(values["rows"][row], measured)
     if moved:
         blessed = values.get("versions")
         changed = "" if blessed == versions() else f"\nblessed with {blessed}, now {versions()}."
-        pytest.fail(f"golden values of {row!r} moved:\n  " + "\n  ".join(moved) + changed
-                    + f"\nIf the change is meant to move them, re-bless: {BLESS_COMMAND}", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"golden values of {row!r} moved:\n  "
+            + "\n  ".join(moved)
+            + changed
+            + f"\nIf the change is meant to move them, re-bless: {BLESS_COMMAND}",
+            pytrace=False,
+        )
 
 
 def test_no_stale_rows(request: pytest.FixtureRequest) -> None:

@@ -66,9 +66,15 @@ def _spec(ladder: dict, **grid) -> SweepSpec:
 
 
 def test_a_ladder_sweep_resolves_its_rows_in_order_and_checks_each_step():
-    spec = _spec({"lora_r8": {"method": "lora"}, "svd_lora_r8": {"method": "svd_lora"},
-                  "random": {"score": "random"}, "paper_alpha": {"score": "random", "lora_alpha": 8}},
-                 learning_rate=[1e-3, 3e-3])  # fmt: skip
+    spec = _spec(
+        {
+            "lora_r8": {"method": "lora"},
+            "svd_lora_r8": {"method": "svd_lora"},
+            "random": {"score": "random"},
+            "paper_alpha": {"score": "random", "lora_alpha": 8},
+        },
+        learning_rate=[1e-3, 3e-3],
+    )
     runs = spec.runs()
     assert [run.grid_values["score"] for run in runs[::4]] == ["lora_r8", "svd_lora_r8", "random", "paper_alpha"]
     assert runs[0].name == "rte__lora_r8__learning_rate=0.001__seed1"
@@ -98,21 +104,31 @@ def test_the_bundled_ladder_file_steps_one_thing_at_a_time():
     runs = spec.runs()
     assert len(runs) == 8 * 2 * 5
     assert [step.row for step in spec.steps][0] == "lora_r8"
-    assert chain(spec.steps) == ["lora_r8", "svd_lora_r8_gamma0", "svd_lora_r8", "random", "sensitivity",
-                                 "sensitivity_paper_alpha"]  # fmt: skip
+    assert chain(spec.steps) == [
+        "lora_r8",
+        "svd_lora_r8_gamma0",
+        "svd_lora_r8",
+        "random",
+        "sensitivity",
+        "sensitivity_paper_alpha",
+    ]
     assert spec.step_changes["sensitivity_paper_alpha"] == "c (update scale) 2 → 1"
 
 
 def test_the_scale_is_one_setting_in_rows_grids_and_overrides(tmp_path, capsys):
     # a row's α replaces the grid's list of c: one run per seed, named without the grid's c
-    spec = SweepSpec({"task": ["rte"], "score": ["sensitivity"], "seed": [1], "update_scale": [1.0, 2.0]},
-                     baselines={"lora_r8": {"method": "lora", "target_r": 8, "lora_alpha": 64}})  # fmt: skip
+    spec = SweepSpec(
+        {"task": ["rte"], "score": ["sensitivity"], "seed": [1], "update_scale": [1.0, 2.0]},
+        baselines={"lora_r8": {"method": "lora", "target_r": 8, "lora_alpha": 64}},
+    )
     names = {run.name: run.config.lora_alpha for run in spec.runs()}
     expected = {"rte__sensitivity__update_scale=1.0__seed1": 16.0, "rte__sensitivity__update_scale=2.0__seed1": 32.0}
     assert names == {**expected, "rte__lora_r8__seed1": 64}
     # a tuned scale is no step's change (here the first grid value differs in c between SVD-LoRA and AdaLoRA)
-    ladder = SweepSpec({"task": ["rte"], "seed": [1], "lora_alpha": [16.0, 32.0]},
-                       ladder={"svd_lora_r8": {"method": "svd_lora"}, "random": {"score": "random"}})  # fmt: skip
+    ladder = SweepSpec(
+        {"task": ["rte"], "seed": [1], "lora_alpha": [16.0, 32.0]},
+        ladder={"svd_lora_r8": {"method": "svd_lora"}, "random": {"score": "random"}},
+    )
     ladder.runs()
     assert ladder.step_changes["random"].startswith("method svd_lora → adalora")
     # on the command line, α replaces the file's c (in set: and in the grid)
@@ -120,8 +136,10 @@ def test_the_scale_is_one_setting_in_rows_grids_and_overrides(tmp_path, capsys):
     assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "lora_alpha=32", "--seeds", "1"]) == 2
     # one α for every row is another c for AdaLoRA (α / init_r 16) than for SVD-LoRA (α / target_r 8): refused
     assert "ladder row random changes method svd_lora → adalora; c (update scale) 4 → 2" in capsys.readouterr().err
-    assert main(["sweep", "paper-tuned", "--output", str(out), "--dry-run", "lora_alpha=16", "task=rte",
-                 "--seeds", "1"]) == 0  # fmt: skip
+    assert (
+        main(["sweep", "paper-tuned", "--output", str(out), "--dry-run", "lora_alpha=16", "task=rte", "--seeds", "1"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert (
         "update_scale" not in printed and "rte__lora_r8__learning_rate=0.0002__orth_reg_weight=0.0__seed1" in printed
@@ -130,8 +148,12 @@ def test_the_scale_is_one_setting_in_rows_grids_and_overrides(tmp_path, capsys):
 
 def test_sweep_overrides_replace_grid_lists(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "task=rte", "learning_rate=[1e-3]",
-                 "--seeds", "7"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["sweep", "ladder", "--output", str(out), "--dry-run", "task=rte", "learning_rate=[1e-3]", "--seeds", "7"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "pending    rte__lora_r8__learning_rate=0.001__seed7" in printed and "8 of 8 runs" in printed
     assert main(["sweep", "ladder", "--output", str(out), "--dry-run", "learning_rate=[]"]) == 2
@@ -161,8 +183,10 @@ def _ladder_folder(root) -> None:
             metrics = {"main_metric": "accuracy", "eval": {"dev": {"accuracy": dev}, "selection": {"accuracy": dev}}}
             (folder / "metrics.json").write_text(json.dumps(metrics))
     changes = {"a": None, "b": "method lora → adalora", "c": "score x → y", "d": "γ 0 → 1"}
-    entries = [{"row": row, "from": {"b": "a", "c": "b", "d": "a"}.get(row), "change": change}
-               for row, change in changes.items()]  # fmt: skip
+    entries = [
+        {"row": row, "from": {"b": "a", "c": "b", "d": "a"}.get(row), "change": change}
+        for row, change in changes.items()
+    ]
     manifest = {"specs": [{"source": "ladder.yaml", "grid": {}, "ladder": entries}], "runs": runs}
     (root / "sweep.yaml").write_text(yaml.safe_dump(manifest))
 
@@ -201,8 +225,9 @@ def test_the_report_has_the_gap_table_waterfall_and_sentence(tmp_path):
     assert entry["chain"] == ["a", "d"] and [s["row"] for s in entry["steps"]] == ["b", "c", "d"]
     # the chain's steps add up to the last row's mean minus the first's
     steps = {s["row"]: s for s in entry["steps"]}
-    assert steps["d"]["mean_difference"] == pytest.approx(statistics.fmean(VALUES["d"].values())
-                                                          - statistics.fmean(VALUES["a"].values()))  # fmt: skip
+    assert steps["d"]["mean_difference"] == pytest.approx(
+        statistics.fmean(VALUES["d"].values()) - statistics.fmean(VALUES["a"].values())
+    )
 
 
 def test_one_ladder_run_again_with_more_seeds_is_one_ladder(tmp_path):
@@ -231,15 +256,27 @@ def test_the_bundled_ladder_runs_on_the_demo_task_and_reports_where_the_gap_goes
 
     model = _tiny_model(tmp_path / "tiny", [sentence for sentence, _ in make_examples(TRAIN_SIZE, 0)])
     out = tmp_path / "ladder"
-    settings = ["task=contrast_sentiment", "learning_rate=[5e-3,2e-2]", f"model={model}", "num_epochs=2",
-                "max_seq_length=32", "batch_size=16", "init_r=4", "target_r=2", "mask_interval=2"]  # fmt: skip
+    settings = [
+        "task=contrast_sentiment",
+        "learning_rate=[5e-3,2e-2]",
+        f"model={model}",
+        "num_epochs=2",
+        "max_seq_length=32",
+        "batch_size=16",
+        "init_r=4",
+        "target_r=2",
+        "mask_interval=2",
+    ]
     assert main(["sweep", "ladder", "--output", str(out), "--seeds", "1,2", *settings]) == 0
     assert main(["report", str(out), "--tuned", "learning_rate"]) == 0
     report = (out / "report.md").read_text()
     section = report[report.index("## Where the gap goes") : report.index("## Appendix")]
-    for row, change in (("svd_lora_r8_gamma0", "method lora → svd_lora"), ("svd_lora_r8", "orth_reg_weight 0 → 0.1"),
-                        ("random", "method svd_lora → adalora (score random, init_r 4 → target_r 2)"),
-                        ("sensitivity_paper_alpha", "c (update scale) 2 → 4")):  # fmt: skip
+    for row, change in (
+        ("svd_lora_r8_gamma0", "method lora → svd_lora"),
+        ("svd_lora_r8", "orth_reg_weight 0 → 0.1"),
+        ("random", "method svd_lora → adalora (score random, init_r 4 → target_r 2)"),
+        ("sensitivity_paper_alpha", "c (update scale) 2 → 4"),
+    ):
         assert f"| `{row}` |" in section and change in section
     assert "On contrast_sentiment accuracy," in section
     assert (out / "plots" / "waterfall_contrast_sentiment.png").is_file()

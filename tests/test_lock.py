@@ -62,8 +62,9 @@ def test_the_lock_names_its_python_and_pins_no_gpu_build():
 
 
 def test_setup_refuses_an_unknown_argument():
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--newest"], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh"), "--newest"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "unknown argument '--newest' (the only one is --latest)" in done.stderr
 
 
@@ -87,8 +88,13 @@ def _install_torch(venv: Path, index: str, timeout: str = "2") -> tuple[subproce
     """Run install-torch.sh against ``index``: its result, its seconds, and the arguments pip got."""
     env = {**os.environ, "TORCH_INDEX_URL": index, "TORCH_INDEX_TIMEOUT": timeout}
     start = time.monotonic()
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "install-torch.sh"), str(venv)], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-torch.sh"), str(venv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done, time.monotonic() - start, (venv / "bin" / "pip-args").read_text().splitlines()
 
 

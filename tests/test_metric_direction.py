@@ -32,8 +32,11 @@ def _folder(root, metric: str, runs=RUNS) -> None:
                 folder.mkdir(parents=True)
                 config = {"task": "classification", "score": score, "seed": seed, "learning_rate": lr}
                 (folder / "config.yaml").write_text(yaml.safe_dump(config))
-                metrics = {"main_metric": metric, "adapter_parameters": 1000,
-                           "eval": {"dev": {metric: dev}, "selection": {metric: selection}}}  # fmt: skip
+                metrics = {
+                    "main_metric": metric,
+                    "adapter_parameters": 1000,
+                    "eval": {"dev": {metric: dev}, "selection": {metric: selection}},
+                }
                 (folder / "metrics.json").write_text(json.dumps(metrics))
     (root / "sweep.yaml").write_text(yaml.safe_dump({"runs": manifest}))
 
@@ -55,9 +58,11 @@ def test_the_registry_has_a_clear_default():
 
 @pytest.mark.parametrize(
     "metric,lower,fisher,sensitivity",
-    [("mse", True, 1e-3, 3e-3),  # selection means: fisher 0.25 vs 0.85, sensitivity 0.60 vs 0.40 → the minimum
-     ("pearson", False, 3e-3, 1e-3)],  # the same numbers as a higher-is-better metric → the maximum
-)  # fmt: skip
+    [
+        ("mse", True, 1e-3, 3e-3),  # selection means: fisher 0.25 vs 0.85, sensitivity 0.60 vs 0.40 → the minimum
+        ("pearson", False, 3e-3, 1e-3),
+    ],  # the same numbers as a higher-is-better metric → the maximum
+)
 def test_tuned_selection_follows_the_metric_direction(metric, lower, fisher, sensitivity, tmp_path):
     _folder(tmp_path, metric)
     study, choices = tune(collect(tmp_path), "learning_rate", "selection")
@@ -80,8 +85,11 @@ def test_runs_ranked_on_different_metrics_are_not_compared(tmp_path):
     metrics["main_metric"] = "pearson"
     metrics["eval"] = {split: {"pearson": value["mse"]} for split, value in metrics["eval"].items()}
     odd.write_text(json.dumps(metrics))
-    with pytest.raises(ValueError, match=r"fisher on classification: the runs rank on different main metrics "
-                                         r"\(mse, pearson\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"fisher on classification: the runs rank on different main metrics "
+        r"\(mse, pearson\)",
+    ):
         tune(collect(tmp_path), "learning_rate", "selection")
 
 

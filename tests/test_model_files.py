@@ -27,8 +27,9 @@ def test_train_names_the_folder_and_what_is_missing(case, tmp_path, tiny_model_d
         (model / name).unlink()
     out = tmp_path / "out"
     capsys.readouterr()
-    code = main(["train", "--task", "rte", "--model", str(model), "--data", str(glue_root / "rte"),
-                 "--output", str(out)])  # fmt: skip
+    code = main(
+        ["train", "--task", "rte", "--model", str(model), "--data", str(glue_root / "rte"), "--output", str(out)]
+    )
     captured = capsys.readouterr()
     error = captured.err
     assert code == 2 and error.count("error:") == 1 and len(error.strip().splitlines()) == 1, error

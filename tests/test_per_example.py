@@ -205,10 +205,25 @@ def test_lora_dropout_uses_the_forward_pass_sample():
 def test_two_gloo_processes_all_reduce_to_the_moments_of_the_whole_batch(tmp_path):
     # unequal shares (4 and 2 rows): the global mean weighs examples, not processes
     script = Path(__file__).with_name("_per_example_models.py")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join([str(script.parent), *sys.path])}  # fmt: skip
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
-               str(script), str(tmp_path / "moments.pt"), ",".join(map(str, LENGTHS)), "4"]  # fmt: skip
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(script.parent), *sys.path]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29571",
+        str(script),
+        str(tmp_path / "moments.pt"),
+        ",".join(map(str, LENGTHS)),
+        "4",
+    ]
     done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     distributed = torch.load(tmp_path / "moments.pt")
@@ -238,8 +253,12 @@ def test_discard_and_consume_without_examples():
 # -- scores from known moments (β = 0.5, so the numbers are exact in binary) -----------------------------------------
 def one_matrix_layout() -> TripletLayout:
     zeros = torch.nn.Parameter
-    matrix = AdaptedMatrix(name="layer.lora_E.default", right=zeros(torch.zeros(2, 2)),
-                           value=zeros(torch.zeros(2, 1)), left=zeros(torch.zeros(3, 2)))  # fmt: skip
+    matrix = AdaptedMatrix(
+        name="layer.lora_E.default",
+        right=zeros(torch.zeros(2, 2)),
+        value=zeros(torch.zeros(2, 1)),
+        left=zeros(torch.zeros(3, 2)),
+    )
     return TripletLayout([matrix])
 
 

@@ -52,11 +52,21 @@ def _trainer_first_moments(tmp_path, accumulation: int, batch_size: int):
     consume = allocator.per_example.consume
     allocator.per_example.consume = lambda: seen.append(consume()) or seen[-1]
     rows = [{k: v[i] for k, v in b.items()} for b in batches(6, batch_size=8) for i in range(8)]
-    args = TrainingArguments(output_dir=str(tmp_path / str(accumulation)), per_device_train_batch_size=batch_size,
-                             gradient_accumulation_steps=accumulation, max_steps=6, learning_rate=1e-2,
-                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=3)  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(rows),
-                      callbacks=[adalora_scores.AllocationCallback(model)])  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path / str(accumulation)),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=6,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=3,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=ListDataset(rows), callbacks=[adalora_scores.AllocationCallback(model)]
+    )
     trainer.train()
     assert len(seen) == 4  # steps 1 … T − t_f
     return seen[0]

@@ -23,8 +23,17 @@ from adalora_scores.plugins import PluginChangedWarning, PluginError, load_entry
 from adalora_scores.scores import base as score_base
 from adalora_scores.tasks import base as task_base
 
-SMALL = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32", "learning_rate=5e-3", "num_epochs=1",
-         "batch_size=4", "budget_warmup=0.1", "budget_final=0.2"]  # fmt: skip
+SMALL = [
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "num_epochs=1",
+    "batch_size=4",
+    "budget_warmup=0.1",
+    "budget_final=0.2",
+]
 
 SCORE_FILE = '''
 from adalora_scores import Score, register_score
@@ -72,8 +81,19 @@ def _score_file(folder: Path, name: str = "last_abs_grad", filename: str = "my_s
 
 
 def _train(glue_root, tiny_model_dir, output: Path, *extra: str) -> list[str]:
-    return ["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"), "--output",
-            str(output), *SMALL, *extra]  # fmt: skip
+    return [
+        "train",
+        "--task",
+        "rte",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(glue_root / "rte"),
+        "--output",
+        str(output),
+        *SMALL,
+        *extra,
+    ]
 
 
 # ---------------------------------------------------------------- load_plugins on its own
@@ -110,8 +130,11 @@ def test_a_module_plugin_and_the_errors_that_name_the_plugin(tmp_path, monkeypat
     assert load_plugins([broken])[0].scores == ("half_registered",)  # fixed, it imports
 
     clash = _score_file(tmp_path / "other", "module_score", "clash.py")  # the name user_scores_module registered
-    with pytest.raises(PluginError, match=r"clash\.py failed.*already registered.*plugin user_scores_module "
-                                          r"registers that name too: rename it"):  # fmt: skip
+    with pytest.raises(
+        PluginError,
+        match=r"clash\.py failed.*already registered.*plugin user_scores_module "
+        r"registers that name too: rename it",
+    ):
         load_plugins([clash])
     with pytest.raises(PluginError, match=r"'fisher' is already registered"):  # a built-in name
         load_plugins([_score_file(tmp_path / "third", "fisher")])
@@ -143,8 +166,17 @@ class SimulatedKill(Exception):
     pass
 
 
-@pytest.mark.parametrize("command", [["scores"], ["train", "--task", "rte", "--output", "o"], ["evaluate", "run"],
-                                     ["sweep", "paper", "--output", "o"], ["report", "o"], ["demo"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["scores"],
+        ["train", "--task", "rte", "--output", "o"],
+        ["evaluate", "run"],
+        ["sweep", "paper", "--output", "o"],
+        ["report", "o"],
+        ["demo"],
+    ],
+)
 def test_every_command_takes_repeated_plugins(command):
     assert build_parser().parse_args([*command, "--plugin", "a.py", "--plugin", "b.module"]).plugin == [
         "a.py",
@@ -179,9 +211,14 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
     run = tmp_path / "run"
     assert main(_train(glue_root, tiny_model_dir, run, "--plugin", str(path), "--score", "last_abs_grad")) == 0
     [record] = json.loads((run / "plugins.json").read_text())
-    assert record == {"kind": "file", "spec": str(path.resolve()), "module": record["module"],
-                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "scores": ["last_abs_grad"],
-                      "tasks": []}  # fmt: skip
+    assert record == {
+        "kind": "file",
+        "spec": str(path.resolve()),
+        "module": record["module"],
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "scores": ["last_abs_grad"],
+        "tasks": [],
+    }
     assert json.loads((run / "metrics.json").read_text())["score"] == "last_abs_grad"
 
     _forget_plugins()  # as in a new process: evaluate imports the plugin from the run folder
@@ -208,23 +245,37 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
     killed = tmp_path / "killed"
     _kill_at(monkeypatch, 3)
     with pytest.raises(SimulatedKill):
-        main(_train(glue_root, tiny_model_dir, killed, "--plugin", str(moved), "score=last_abs_grad",
-                    "checkpoint_every=2"))  # fmt: skip
+        main(
+            _train(
+                glue_root, tiny_model_dir, killed, "--plugin", str(moved), "score=last_abs_grad", "checkpoint_every=2"
+            )
+        )
     monkeypatch.undo()
     _forget_plugins()
-    assert main([*_train(glue_root, tiny_model_dir, killed, "score=last_abs_grad", "checkpoint_every=2"),
-                 "--resume"]) == 0  # fmt: skip
+    assert (
+        main([*_train(glue_root, tiny_model_dir, killed, "score=last_abs_grad", "checkpoint_every=2"), "--resume"])
+        == 0
+    )
     assert json.loads((killed / "metrics.json").read_text())["resumed_from_step"] == 2
     assert json.loads((killed / "plugins.json").read_text())[0]["spec"] == str(moved.resolve())
 
 
 def test_a_sweep_file_lists_a_plugin_and_every_run_records_it(glue_root, tiny_model_dir, tmp_path):
     _score_file(tmp_path / "study" / "plugins")
-    spec = {"plugins": ["plugins/my_score.py"],  # relative to the sweep file, not to the current folder
-            "grid": {"task": ["rte"], "score": ["last_abs_grad", "sensitivity"], "seed": [1]},
-            "set": {"model": str(tiny_model_dir), "init_r": 4, "target_r": 2, "mask_interval": 1,
-                    "max_seq_length": 32, "num_epochs": 1, "batch_size": 8},
-            "data": str(glue_root)}  # fmt: skip
+    spec = {
+        "plugins": ["plugins/my_score.py"],  # relative to the sweep file, not to the current folder
+        "grid": {"task": ["rte"], "score": ["last_abs_grad", "sensitivity"], "seed": [1]},
+        "set": {
+            "model": str(tiny_model_dir),
+            "init_r": 4,
+            "target_r": 2,
+            "mask_interval": 1,
+            "max_seq_length": 32,
+            "num_epochs": 1,
+            "batch_size": 8,
+        },
+        "data": str(glue_root),
+    }
     sweep_file = tmp_path / "study" / "grid.yaml"
     sweep_file.write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
@@ -263,8 +314,9 @@ def test_an_installed_entry_point_loads_by_itself(tmp_path):
     _distribution(site, "fake_scores", "fake_scores_plugin", SCORE_FILE.format(name="entry_point_score"))
     source = str(Path(adalora_scores.__file__).parents[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([source, str(site)])}
-    done = subprocess.run([sys.executable, "-m", "adalora_scores.cli", "scores"], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "adalora_scores.cli", "scores"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "entry_point_score" in done.stdout.split(), done.stdout
 

@@ -198,8 +198,11 @@ def test_report_shows_the_settings_each_row_ran_with(tmp_path):
     build_report(tmp_path, plot=False)
     report = (tmp_path / "report.md").read_text()
     section = report.split("### Settings each row ran with")[1].split("###")[0]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in section.splitlines() if line.startswith("| `")}  # fmt: skip
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
     assert rows["`fisher`"] == ["0.1", "32", "2", "0.001"]  # c = α / init_r = 32 / 16
     assert rows["`taylor`"] == ["0.1", "32", "2", "0.001 (mrpc seeds 1, 2) · 0.002 (mrpc seed 3)"]  # seeds disagree
     assert rows["`lora_r8`"] == ["–", "32", "4", "0.001"]  # LoRA has no regulariser; c = α / r = 32 / 8

@@ -46,8 +46,10 @@ def _keyword_rows(count: int, seed: int) -> list[dict]:
     """Reviews whose label a keyword gives away, so that the tiny model learns to tell some of them apart."""
     rng, keyword = random.Random(seed), {"positive": "good", "negative": "bad", "neutral": "house"}
     labels = ("positive", "negative", "neutral")
-    return [{"review": f"{keyword[labels[i % 3]]} {keyword[labels[i % 3]]} {sentence(rng, 3)}",
-             "sentiment": labels[i % 3]} for i in range(count)]  # fmt: skip
+    return [
+        {"review": f"{keyword[labels[i % 3]]} {keyword[labels[i % 3]]} {sentence(rng, 3)}", "sentiment": labels[i % 3]}
+        for i in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,14 @@ def reviews_run(tmp_path_factory, tiny_model_dir):
     _write(data / "train.csv", _keyword_rows(48, seed=7))
     _write(data / "dev.csv", _keyword_rows(12, seed=8))
     run = root / "run"
-    learned = [*(item for item in TINY if item.split("=")[0] not in ("num_epochs", "learning_rate")), "num_epochs=6",
-               "learning_rate=2e-2"]  # fmt: skip
-    recorded = _train(run, "--task", "classification", "--model", str(tiny_model_dir), "--data", str(data), *learned,
-                      *SENTIMENT)  # fmt: skip
+    learned = [
+        *(item for item in TINY if item.split("=")[0] not in ("num_epochs", "learning_rate")),
+        "num_epochs=6",
+        "learning_rate=2e-2",
+    ]
+    recorded = _train(
+        run, "--task", "classification", "--model", str(tiny_model_dir), "--data", str(data), *learned, *SENTIMENT
+    )
     return run, data, recorded["dev"]
 
 
@@ -73,8 +79,14 @@ def test_classification_predictions_reproduce_the_recorded_dev_metrics(reviews_r
     assert main(["predict", str(run), "--input", str(data / "dev.csv"), "--output", str(output)]) == 0
     rows, dev = _read_csv(output), _read_csv(data / "dev.csv")
     assert [row["review"] for row in rows] == [row["review"] for row in dev]  # one record per row, in input order
-    assert list(rows[0]) == ["review", "sentiment", "prediction", "probability_negative", "probability_neutral",
-                             "probability_positive"]  # fmt: skip
+    assert list(rows[0]) == [
+        "review",
+        "sentiment",
+        "prediction",
+        "probability_negative",
+        "probability_neutral",
+        "probability_positive",
+    ]
     for row in rows:
         probabilities = {label: float(row[f"probability_{label}"]) for label in ("negative", "neutral", "positive")}
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
@@ -96,8 +108,10 @@ def test_unlabelled_input_in_any_format_gets_the_same_labels(reviews_run, tmp_pa
     assert written == predictions.records and [row["id"] for row in written] == list(range(len(texts)))
     assert [row["prediction"] for row in written] == [row["prediction"] for row in labelled.records]
     assert json.loads((tmp_path / "labelled.json").read_text()) == labelled.records  # .json: an array of records
-    assert all(row["probability_neutral"] == pytest.approx(old["probability_neutral"], abs=1e-6)
-               for row, old in zip(written, labelled.records, strict=True))  # fmt: skip
+    assert all(
+        row["probability_neutral"] == pytest.approx(old["probability_neutral"], abs=1e-6)
+        for row, old in zip(written, labelled.records, strict=True)
+    )
 
 
 def test_a_regression_run_predicts_values_that_give_its_recorded_metrics(tmp_path, tiny_model_dir):
@@ -105,9 +119,19 @@ def test_a_regression_run_predicts_values_that_give_its_recorded_metrics(tmp_pat
     data.mkdir()
     _write(data / "train.jsonl", _rows(24, seed=4, regression=True))
     _write(data / "dev.jsonl", _rows(8, seed=5, regression=True))
-    recorded = _train(tmp_path / "run", "--task", "classification", "--model", str(tiny_model_dir), "--data",
-                      str(data), *TINY, "task_options.text_column=review", "task_options.label_column=score",
-                      "task_options.regression=true")["dev"]  # fmt: skip
+    recorded = _train(
+        tmp_path / "run",
+        "--task",
+        "classification",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        *TINY,
+        "task_options.text_column=review",
+        "task_options.label_column=score",
+        "task_options.regression=true",
+    )["dev"]
     output = tmp_path / "values.jsonl"
     assert main(["predict", str(tmp_path / "run"), "--input", str(data / "dev.jsonl"), "--output", str(output)]) == 0
     rows = _read_jsonl(output)
@@ -120,8 +144,9 @@ def test_a_regression_run_predicts_values_that_give_its_recorded_metrics(tmp_pat
 def test_a_glue_run_reproduces_its_dev_metric_from_the_original_tsv(task, names, glue_root, tiny_model_dir, tmp_path):
     """GLUE label names where GLUE has them (RTE), class indices for the 0/1 tasks (MRPC)."""
     run = tmp_path / "run"
-    recorded = _train(run, "--task", task, "--model", str(tiny_model_dir), "--data", str(glue_root / task),
-                      *TINY)["dev"]  # fmt: skip
+    recorded = _train(run, "--task", task, "--model", str(tiny_model_dir), "--data", str(glue_root / task), *TINY)[
+        "dev"
+    ]
     output = tmp_path / "dev.jsonl"
     assert main(["predict", str(run), "--input", str(glue_root / task / "dev.tsv"), "--output", str(output)]) == 0
     rows = _read_jsonl(output)
@@ -143,26 +168,55 @@ def test_glue_test_files_with_the_hubs_column_names_need_no_label(glue_root, tin
     on_test = predict_file(run, test, tmp_path / "test.csv").records
     assert [r["prediction"] for r in on_test] == [r["prediction"] for r in on_dev]
     assert [r["index"] for r in on_test] == [str(i) for i in range(len(dev))]
-    assert list(_read_csv(tmp_path / "test.csv")[0]) == ["index", "sentence", "prediction", "probability_0",
-                                                         "probability_1"]  # fmt: skip
+    assert list(_read_csv(tmp_path / "test.csv")[0]) == [
+        "index",
+        "sentence",
+        "prediction",
+        "probability_0",
+        "probability_1",
+    ]
 
 
 @pytest.mark.parametrize("data", ["data", "chat"])
 def test_causal_lm_generations_reproduce_the_recorded_exact_match(data, decoders, tmp_path):  # noqa: F811
     root, models = decoders
     run = tmp_path / "run"
-    recorded = _train(run, "--task", "causal_lm", "--model", str(models["llama"]), "--data", str(root / data),
-                      *CAUSAL_TINY, "task_options.generate=true", "task_options.max_new_tokens=6",
-                      "task_options.main_metric=exact_match")["dev"]  # fmt: skip
+    recorded = _train(
+        run,
+        "--task",
+        "causal_lm",
+        "--model",
+        str(models["llama"]),
+        "--data",
+        str(root / data),
+        *CAUSAL_TINY,
+        "task_options.generate=true",
+        "task_options.max_new_tokens=6",
+        "task_options.main_metric=exact_match",
+    )["dev"]
     output = tmp_path / "generations.jsonl"
-    assert main(["predict", str(run), "--input", str(root / data / "dev.jsonl"), "--output", str(output),
-                 "eval_batch_size=3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--input",
+                str(root / data / "dev.jsonl"),
+                "--output",
+                str(output),
+                "eval_batch_size=3",
+            ]
+        )
+        == 0
+    )
     rows, evaluated = _read_jsonl(output), _read_jsonl(run / "predictions.jsonl")
     assert [row["generation"] for row in rows] == [row["generation"] for row in evaluated]
     dev = _read_jsonl(root / data / "dev.jsonl")
     references = [row["completion"] if data == "data" else row["messages"][-1]["content"] for row in dev]
-    hits = [same_answer(extract_answer(row["generation"]), extract_answer(reference))
-            for row, reference in zip(rows, references, strict=True)]  # fmt: skip
+    hits = [
+        same_answer(extract_answer(row["generation"]), extract_answer(reference))
+        for row, reference in zip(rows, references, strict=True)
+    ]
     assert 100.0 * sum(hits) / len(hits) == recorded["exact_match"]
     if data == "data":
         assert rows[0]["prompt"] == dev[0]["prompt"] and set(rows[0]) == {"prompt", "completion", "generation"}
@@ -220,23 +274,33 @@ def test_nothing_is_overwritten_without_overwrite(reviews_run, tmp_path, capsys)
 
 
 BAD_INPUT = [
-    ("new.csv", "review\n\"Good film.\"\n\"A\",\"B\"\n",
-     r"new.csv, line 3: 2 fields but the header \(line 1\) has 1; quote a text that holds a comma"),
+    (
+        "new.csv",
+        'review\n"Good film."\n"A","B"\n',
+        r"new.csv, line 3: 2 fields but the header \(line 1\) has 1; quote a text that holds a comma",
+    ),
     ("new.csv", "review\nGood film.\n\n", None),  # a blank line is skipped, as in training data
     ("new.csv", "review\nGood film.\n \n", r"new.csv, line 3, column 'review': empty text"),
-    ("new.jsonl", '{"review": "Good film."}\n{"review": ""}\n',
-     r"new.jsonl, line 2, column 'review': empty text; fill it in or remove the row"),
+    (
+        "new.jsonl",
+        '{"review": "Good film."}\n{"review": ""}\n',
+        r"new.jsonl, line 2, column 'review': empty text; fill it in or remove the row",
+    ),
     ("new.jsonl", '{"review": "Good film."}\n{"review": "x"\n', r"new.jsonl, line 2: not valid JSON"),
     ("new.csv", b"review\nGood film.\ncaf\xe9\n", r"new.csv, line 3, column 'review': byte 0xe9 .*not UTF-8.*iconv"),
-    ("new.csv", "text\nGood film.\n",
-     r"new.csv, line 1 \(the header\): no column 'review' \(columns: text\); set task_options.text_column to one of "
-     r"them"),
-]  # fmt: skip
+    (
+        "new.csv",
+        "text\nGood film.\n",
+        r"new.csv, line 1 \(the header\): no column 'review' \(columns: text\); set task_options.text_column to "
+        r"one of them",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "content", "message"), BAD_INPUT)
-def test_bad_input_names_the_file_line_and_fix_and_writes_nothing(name, content, message, reviews_run, tmp_path,
-                                                                  capsys):  # fmt: skip
+def test_bad_input_names_the_file_line_and_fix_and_writes_nothing(
+    name, content, message, reviews_run, tmp_path, capsys
+):
     run, _, _ = reviews_run
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -253,8 +317,20 @@ def test_bad_input_names_the_file_line_and_fix_and_writes_nothing(name, content,
 def test_a_column_named_otherwise_is_named_by_the_task_option(reviews_run, tmp_path, capsys):
     run, _, _ = reviews_run
     (tmp_path / "new.csv").write_text("text\nGood film.\nA sad movie.\n", encoding="utf-8")
-    assert main(["predict", str(run), "--input", str(tmp_path / "new.csv"), "--output", str(tmp_path / "out.csv"),
-                 "task_options.text_column=text"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--input",
+                str(tmp_path / "new.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+                "task_options.text_column=text",
+            ]
+        )
+        == 0
+    )
     assert [row["text"] for row in _read_csv(tmp_path / "out.csv")] == ["Good film.", "A sad movie."]
 
 
@@ -262,13 +338,16 @@ def test_a_column_named_otherwise_is_named_by_the_task_option(reviews_run, tmp_p
     ("arguments", "message"),
     [
         (["--output", "{tmp}/out.txt"], r"the format follows the suffix, which must be one of .jsonl, .csv, .json"),
-        (["--output", "{tmp}/out.csv", "learning_rate=1"], r"predict cannot change learning_rate\. It may change "
-                                                             "eval_batch_size, torch_dtype, mixed_precision, "
-                                                             "task_options"),
+        (
+            ["--output", "{tmp}/out.csv", "learning_rate=1"],
+            r"predict cannot change learning_rate\. It may change "
+            "eval_batch_size, torch_dtype, mixed_precision, "
+            "task_options",
+        ),
         (["--output", "{tmp}/out.csv", "data=somewhere"], r"predict cannot change data"),
         (["--input", "{tmp}/missing.csv", "--output", "{tmp}/out.csv"], r"--input .*missing.csv: no such file"),
     ],
-)  # fmt: skip
+)
 def test_refusals_before_any_work(arguments, message, reviews_run, tmp_path, capsys):
     run, data, _ = reviews_run
     arguments = [item.format(tmp=tmp_path) for item in arguments]
@@ -282,8 +361,19 @@ def test_refusals_before_any_work(arguments, message, reviews_run, tmp_path, cap
 
 def test_an_unfinished_run_is_refused(tmp_path, capsys):
     (tmp_path / "new.csv").write_text("review\nGood film.\n")
-    assert main(["predict", str(tmp_path / "nothing"), "--input", str(tmp_path / "new.csv"), "--output",
-                 str(tmp_path / "out.csv")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "nothing"),
+                "--input",
+                str(tmp_path / "new.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
+        == 2
+    )
     assert "not a finished run (no metrics.json); predict needs its adapter" in capsys.readouterr().err
 
 
@@ -330,8 +420,9 @@ def test_a_plain_protocol_task_predicts_through_its_own_hooks():
     wrapped = ProtocolTask(PlainPredicting())
     assert isinstance(wrapped.for_prediction(None), ProtocolTask)
     dataset = wrapped.prediction_dataset("in.csv", None, None)
-    assert wrapped.prediction_records({"logits": torch.ones(1)}, dataset).records == [{"path": "in.csv",
-                                                                                        "logits": [1.0]}]  # fmt: skip
+    assert wrapped.prediction_records({"logits": torch.ones(1)}, dataset).records == [
+        {"path": "in.csv", "logits": [1.0]}
+    ]
     plain = ProtocolTask(PlainParity())
     assert plain.for_prediction(None) is plain
     with pytest.raises(NotImplementedError, match="task test_plain_parity does not support predict"):

@@ -10,8 +10,9 @@ from adalora_scores.cli import main
 def test_the_demo_emits_no_warning(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code = main(["demo", "--tiny", "--output", str(tmp_path / "demo"), "--seeds", "1", "num_epochs=1",
-                     "batch_size=32"])  # fmt: skip
+        code = main(
+            ["demo", "--tiny", "--output", str(tmp_path / "demo"), "--seeds", "1", "num_epochs=1", "batch_size=32"]
+        )
     assert code == 0
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
     printed = capsys.readouterr()

@@ -43,13 +43,19 @@ def test_the_excerpt_holds_the_runs_results(demo: Path):
     rows = _rows(text[text.index("| score |") : text.index("\n\n![")])
     assert list(rows) == list(readme_demo.ROWS)
     for name, cells in rows.items():
-        accuracy = [json.loads((demo / f"contrast_sentiment__{name}__seed{seed}" / "metrics.json").read_text())
-                    ["eval"]["dev"]["accuracy"] for seed in (1, 2)]  # fmt: skip
+        accuracy = [
+            json.loads((demo / f"contrast_sentiment__{name}__seed{seed}" / "metrics.json").read_text())["eval"]["dev"][
+                "accuracy"
+            ]
+            for seed in (1, 2)
+        ]
         assert cells[1].startswith(f"{statistics.fmean(accuracy):.2f} ± {statistics.stdev(accuracy):.2f}"), cells
     assert rows["sensitivity"][2] == "–"  # the reference of the paired tests
     assert rows["fisher"][2].startswith(("+", "-", "−")) and "[" in rows["fisher"][2]
-    reliability = {r["score"]: r for r in json.loads((demo / "report.json").read_text())["diagnostics"]
-                   ["contrast_sentiment"]["reliability"]}  # fmt: skip
+    reliability = {
+        r["score"]: r
+        for r in json.loads((demo / "report.json").read_text())["diagnostics"]["contrast_sentiment"]["reliability"]
+    }
     assert rows["random"][4].startswith(f"{reliability['random']['jaccard']:.2f}"), rows["random"]
 
 

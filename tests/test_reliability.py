@@ -22,8 +22,16 @@ from adalora_scores.engine import train as train_module
 from adalora_scores.engine.checkpoint import load_checkpoint, save_checkpoint
 from adalora_scores.engine.train import train
 
-SMALL = ["init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32", "learning_rate=5e-3", "eval_batch_size=8",
-         "budget_warmup=0.1", "budget_final=0.2"]  # fmt: skip
+SMALL = [
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "eval_batch_size=8",
+    "budget_warmup=0.1",
+    "budget_final=0.2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,15 @@ def parity(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     data = write_contrast_task(root / "data", train=256, dev=32)
     sentences = [line.split("\t")[0] for line in (data / "train.tsv").read_text().splitlines()[1:]]
-    model = save_tiny_model(root / "model", sentences, hidden_size=64, num_attention_heads=4, intermediate_size=128,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    model = save_tiny_model(
+        root / "model",
+        sentences,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return model, data
 
 
@@ -88,11 +103,21 @@ def _kill_at(monkeypatch, step: int) -> None:
     ("group_by_length", "accumulation", "every", "kill_at", "score"),
     [(False, 1, 5, 13, "sensitivity"), (True, 2, 4, 7, "sensitivity"), (True, 2, 4, 7, "gsnr_per_example")],
 )
-def test_resume_after_a_kill_is_bit_exact(group_by_length, accumulation, every, kill_at, score, glue_root,
-                                          tiny_model_dir, tmp_path, monkeypatch):  # fmt: skip
-    config = _config("rte", tiny_model_dir, glue_root / "rte", "num_epochs=2", "batch_size=2", "lora_dropout=0.1",
-                     f"gradient_accumulation_steps={accumulation}", f"group_by_length={group_by_length}",
-                     f"checkpoint_every={every}", f"score={score}")  # fmt: skip
+def test_resume_after_a_kill_is_bit_exact(
+    group_by_length, accumulation, every, kill_at, score, glue_root, tiny_model_dir, tmp_path, monkeypatch
+):
+    config = _config(
+        "rte",
+        tiny_model_dir,
+        glue_root / "rte",
+        "num_epochs=2",
+        "batch_size=2",
+        "lora_dropout=0.1",
+        f"gradient_accumulation_steps={accumulation}",
+        f"group_by_length={group_by_length}",
+        f"checkpoint_every={every}",
+        f"score={score}",
+    )
     train(config, tmp_path / "whole")
     _kill_at(monkeypatch, kill_at)
     with pytest.raises(SimulatedKill):
@@ -128,10 +153,25 @@ def _two_and_one_process(common: list[str], out: Path, batch_size: int, port: in
     """Run ``adalora-scores train`` as 2 gloo processes with ``batch_size`` each into ``out/two``, and as 1 process
     with the same global batch into ``out/one``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-              "-m", "adalora_scores.cli", "train"]  # fmt: skip
-    done = subprocess.run([*launch, *common, "--output", str(out / "two"), f"batch_size={batch_size}"], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "adalora_scores.cli",
+        "train",
+    ]
+    done = subprocess.run(
+        [*launch, *common, "--output", str(out / "two"), f"batch_size={batch_size}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert main(["train", *common, "--output", str(out / "one"), f"batch_size={2 * batch_size}"]) == 0
 
@@ -146,8 +186,10 @@ def test_two_gloo_processes_match_one_process(score, port, parity, tmp_path):
     assert one["total_steps"] == two["total_steps"] == 32  # 256 examples / (4 per process × 2 processes)
     assert one["eval"] == two["eval"]
     _assert_same_run(tmp_path / "one", tmp_path / "two", atol=SAME_SUMS_ATOL)
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "log.jsonl").read_text().splitlines()]
-              for n in ("one", "two")]  # fmt: skip
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / n / "log.jsonl").read_text().splitlines()]
+        for n in ("one", "two")
+    ]
     # the log holds the global batch's loss: one mean of 8 values in two orders, O(1): a few eps (measured 1 eps)
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
 
@@ -156,8 +198,12 @@ def test_two_gloo_processes_match_one_process(score, port, parity, tmp_path):
 def test_accumulation_matches_one_large_batch(score, parity, tmp_path):
     model, data = parity
     train(_config("sst2", model, data, "num_epochs=2", "batch_size=32", f"score={score}"), tmp_path / "large")
-    train(_config("sst2", model, data, "num_epochs=2", "batch_size=8", "gradient_accumulation_steps=4",
-                  f"score={score}"), tmp_path / "accumulated")  # fmt: skip
+    train(
+        _config(
+            "sst2", model, data, "num_epochs=2", "batch_size=8", "gradient_accumulation_steps=4", f"score={score}"
+        ),
+        tmp_path / "accumulated",
+    )
     large = json.loads((tmp_path / "large" / "metrics.json").read_text())
     accumulated = json.loads((tmp_path / "accumulated" / "metrics.json").read_text())
     assert large["total_steps"] == accumulated["total_steps"] == 16  # T in optimizer steps, not micro-batches
@@ -168,15 +214,18 @@ def test_accumulation_matches_one_large_batch(score, parity, tmp_path):
 def test_gradient_checkpointing_changes_nothing(score, parity, tmp_path):
     model, data = parity
     train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", f"score={score}"), tmp_path / "plain")
-    train(_config("sst2", model, data, "num_epochs=1", "batch_size=16", "gradient_checkpointing=true",
-                  f"score={score}"), tmp_path / "checkpointed")  # fmt: skip
+    train(
+        _config("sst2", model, data, "num_epochs=1", "batch_size=16", "gradient_checkpointing=true", f"score={score}"),
+        tmp_path / "checkpointed",
+    )
     _assert_same_run(tmp_path / "plain", tmp_path / "checkpointed", atol=SAME_SUMS_ATOL)
 
 
 def test_bf16_trains(parity, tmp_path):
     model, data = parity
-    metrics = train(_config("sst2", model, data, "num_epochs=1", "batch_size=32", "mixed_precision=bf16"),
-                    tmp_path / "bf16")  # fmt: skip
+    metrics = train(
+        _config("sst2", model, data, "num_epochs=1", "batch_size=32", "mixed_precision=bf16"), tmp_path / "bf16"
+    )
     assert metrics["steps"] == 8 and metrics["skipped_steps"] == 0
     assert all(torch.isfinite(t).all() for t in _adapter(tmp_path / "bf16").values())
 
@@ -218,8 +267,9 @@ def _with_grad_scaler(monkeypatch, init_scale: float) -> None:
 @pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])
 def test_scores_never_see_loss_scaled_gradients(parity, tmp_path, monkeypatch, max_grad_norm, score):
     model, data = parity
-    config = _config("sst2", model, data, "num_epochs=1", "batch_size=32", f"score={score}",
-                     f"max_grad_norm={max_grad_norm}")  # fmt: skip
+    config = _config(
+        "sst2", model, data, "num_epochs=1", "batch_size=32", f"score={score}", f"max_grad_norm={max_grad_norm}"
+    )
     plain = _record_statistics(monkeypatch)
     train(config, tmp_path / "plain")
     monkeypatch.undo()
@@ -263,8 +313,21 @@ def test_fp16_overflow_skips_the_step_and_keeps_statistics_finite(parity, tmp_pa
 def test_nonfinite_gradient_stops_with_step_and_parameter(glue_root, tiny_model_dir, tmp_path, monkeypatch, capsys):
     _inject(monkeypatch, float("nan"), at_backward=3)
     out = tmp_path / "run"
-    code = main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), *SMALL, "batch_size=4"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            "rte",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(glue_root / "rte"),
+            "--output",
+            str(out),
+            *SMALL,
+            "batch_size=4",
+        ]
+    )
     error = capsys.readouterr().err
     assert code == 2 and "step 3: non-finite gradient of" in error and "lora_A" in error and "nonfinite=skip" in error
     assert not (out / "metrics.json").exists()
@@ -288,8 +351,17 @@ def _finished_run(tmp_path, glue_root, tiny_model_dir) -> list[str]:
 
 
 def _interrupted_run(tmp_path, glue_root, tiny_model_dir, monkeypatch) -> list[str]:
-    args = ["--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"), *SMALL,
-            "batch_size=4", "checkpoint_every=2"]  # fmt: skip
+    args = [
+        "--task",
+        "rte",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(glue_root / "rte"),
+        *SMALL,
+        "batch_size=4",
+        "checkpoint_every=2",
+    ]
     _kill_at(monkeypatch, 3)
     with pytest.raises(SimulatedKill):
         main(["train", *args, "--output", str(tmp_path / "out")])
@@ -320,24 +392,24 @@ CASES = {
     "model path": (
         lambda t, g, m, mp: ["--task", "rte", "--model", str(t / "nope"), "--data", str(g / "rte")],
         "no such folder",
-    ),  # fmt: skip
+    ),
     "no budgeting phase": (
         lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "budget_warmup=5", "budget_final=5"],
         "no budgeting phase",
-    ),  # fmt: skip
+    ),
     "target above init": (lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "target_r=8"], "target_r (8)"),
     "folder holds another run": (lambda t, g, m, mp: _finished_run(t, g, m), "already holds files"),
     "resume a finished run": (lambda t, g, m, mp: [*_finished_run(t, g, m), "--resume"], "already finished"),
     "resume with a changed config": (
         lambda t, g, m, mp: [*_interrupted_run(t, g, m, mp), "--resume", "learning_rate=1e-2"],
         "changed config",
-    ),  # fmt: skip
+    ),
     "corrupt checkpoint": (lambda t, g, m, mp: [*_interrupted_run(t, g, m, mp), "--resume"], "is corrupt"),
     "corrupt config": (lambda t, g, m, mp: [*_interrupted_run(t, g, m, mp), "--resume"], "config.yaml is corrupt"),
     "resume and overwrite": (
         lambda t, g, m, mp: [*_finished_run(t, g, m), "--resume", "--overwrite"],
         "exclude each other",
-    ),  # fmt: skip
+    ),
     "bad key": (lambda t, g, m, mp: ["--task", "rte", *_base(m, g), "learning_rat=1"], "Did you mean"),
     "disk full": (lambda t, g, m, mp: ["--task", "rte", *_base(m, g)], "No space left on device"),
 }
@@ -419,9 +491,22 @@ def test_two_gloo_processes_extract_the_same_squad_answers(parity, tmp_path):
 
     model, _ = parity
     write_squad_folder(tmp_path / "squad", version_2=True)
-    common = ["--task", "squad_v2", "--model", str(model), "--data", str(tmp_path / "squad"), "num_epochs=1",
-              "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=48", "doc_stride=16", "eval_batch_size=3",
-              "max_answer_length=8"]  # fmt: skip
+    common = [
+        "--task",
+        "squad_v2",
+        "--model",
+        str(model),
+        "--data",
+        str(tmp_path / "squad"),
+        "num_epochs=1",
+        "init_r=4",
+        "target_r=2",
+        "mask_interval=1",
+        "max_seq_length=48",
+        "doc_stride=16",
+        "eval_batch_size=3",
+        "max_answer_length=8",
+    ]
     _two_and_one_process(common, tmp_path, batch_size=2, port=29562)
     one, two = (json.loads((tmp_path / n / "metrics.json").read_text())["eval"]["dev"] for n in ("one", "two"))
     odds = [json.loads((tmp_path / n / "null_odds.json").read_text()) for n in ("one", "two")]

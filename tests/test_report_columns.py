@@ -36,8 +36,11 @@ def test_a_partial_glue_sweep_shows_only_its_columns(tmp_path):
     fisher = next(line for line in table.splitlines() if line.startswith("| `fisher_per_example`"))
     # 81.5 ± std of (81, 82) over 2 seeds, Δ against the paper's RTE value for its Fisher column
     assert f"81.50 ± 0.71 (2) · Δ paper {81.5 - PAPER[('fisher_per_example', 'RTE Acc')]:+.2f}" in fisher
-    reference = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-                 for line in table.splitlines() if line.startswith("| `") and "(2)" not in line}  # fmt: skip
+    reference = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in table.splitlines()
+        if line.startswith("| `") and "(2)" not in line
+    }
     gsnr = [f"{PAPER[('gsnr_per_example', 'MRPC Acc')]:.2f}", f"{PAPER[('gsnr_per_example', 'RTE Acc')]:.2f}"]
     assert reference["`gsnr_per_example`"] == gsnr
     assert "4 of 12 runs of the sweep have no result" in report and "`sst2__fisher_per_example__seed2`" in report

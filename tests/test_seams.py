@@ -57,8 +57,9 @@ def test_scores_do_not_import_allocation():
 def test_peft_schedule_names_are_aliases_everywhere():
     base = {"task": "rte"}
     by_alias = resolve_config(None, "rte", base, ["tinit=3", "tfinal=0.25", "deltaT=7", "warmup_ratio=0.05"])
-    by_name = resolve_config(None, "rte", base, ["budget_warmup=3", "budget_final=0.25", "mask_interval=7",
-                                                 "lr_warmup_ratio=0.05"])  # fmt: skip
+    by_name = resolve_config(
+        None, "rte", base, ["budget_warmup=3", "budget_final=0.25", "mask_interval=7", "lr_warmup_ratio=0.05"]
+    )
     assert by_alias == by_name
     assert (by_name.budget_warmup, by_name.budget_final, by_name.mask_interval) == (3, 0.25, 7)
     assert by_name.lr_warmup_ratio == 0.05
@@ -133,11 +134,27 @@ def test_a_task_defined_in_one_file_registers_and_trains(tmp_path, tiny_model_di
             return TaskData(examples[:16], {"dev": examples[16:]})
 
     if "test_parity" not in list_tasks():
-        register_task(Parity("test_parity", ("sentence",), ("sentence",), "label", ("0", "1"), "accuracy",
-                             "accuracy"))  # fmt: skip
+        register_task(Parity("test_parity", ("sentence",), ("sentence",), "label", ("0", "1"), "accuracy", "accuracy"))
     out = tmp_path / "run"
-    assert main(["train", "--task", "test_parity", "--model", str(tiny_model_dir), "--output", str(out),
-                 "num_epochs=2", "batch_size=4", "init_r=2", "target_r=1", "mask_interval=1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "test_parity",
+                "--model",
+                str(tiny_model_dir),
+                "--output",
+                str(out),
+                "num_epochs=2",
+                "batch_size=4",
+                "init_r=2",
+                "target_r=1",
+                "mask_interval=1",
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load((out / "config.yaml").read_text())["task"] == "test_parity"
 
 
@@ -199,10 +216,24 @@ def _frozen_setup(tmp_path: Path, monkeypatch) -> TrainConfig:
     for name in ("finished", "interrupted"):
         shutil.copytree(FROZEN / name, tmp_path / "runs" / name)
     given = {"task": "sst2", "model": "model", "data": "data/sst2", "score": "gsnr"}
-    return resolve_config(None, "sst2", given, ["num_epochs=2", "batch_size=8", "max_seq_length=32", "init_r=4",
-                                                "target_r=2", "budget_warmup=0.1", "budget_final=0.2",
-                                                "mask_interval=2", "learning_rate=3e-3", "lr_warmup_ratio=0.1",
-                                                "checkpoint_every=4"])  # fmt: skip
+    return resolve_config(
+        None,
+        "sst2",
+        given,
+        [
+            "num_epochs=2",
+            "batch_size=8",
+            "max_seq_length=32",
+            "init_r=4",
+            "target_r=2",
+            "budget_warmup=0.1",
+            "budget_final=0.2",
+            "mask_interval=2",
+            "learning_rate=3e-3",
+            "lr_warmup_ratio=0.1",
+            "checkpoint_every=4",
+        ],
+    )
 
 
 def test_a_folder_of_the_old_format_still_counts_as_finished(tmp_path, monkeypatch):
@@ -218,8 +249,10 @@ def test_a_folder_of_the_old_format_still_counts_as_finished(tmp_path, monkeypat
     changed = Run("finished", TrainConfig(**{**config.to_dict(), "mask_interval": 3}), run.grid_values)
     assert run_status(tmp_path / "runs", changed) == "changed"
     new_field_changed = TrainConfig(**{**config.to_dict(), "gradient_checkpointing": True})
-    assert [c[0] for c in config_changes({k: v for k, v in saved.items() if k != "gradient_checkpointing"},
-                                         new_field_changed)] == ["gradient_checkpointing"]  # fmt: skip
+    assert [
+        c[0]
+        for c in config_changes({k: v for k, v in saved.items() if k != "gradient_checkpointing"}, new_field_changed)
+    ] == ["gradient_checkpointing"]
     del saved["gradient_checkpointing"]  # a field the old version did not have, at its default today: no change
     assert config_changes(saved, config) == []
 

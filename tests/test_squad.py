@@ -23,8 +23,18 @@ from adalora_scores.tasks.squad import QAExample, QAFeatures, extract_answers, r
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from _qa_reference import reference_answers  # noqa: E402
 
-TINY = ["num_epochs=2", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=48",
-        "doc_stride=16", "learning_rate=5e-3", "eval_batch_size=4", "max_answer_length=8"]  # fmt: skip
+TINY = [
+    "num_epochs=2",
+    "batch_size=4",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=48",
+    "doc_stride=16",
+    "learning_rate=5e-3",
+    "eval_batch_size=4",
+    "max_answer_length=8",
+]
 
 
 # ---------------------------------------------------------------- official rules, by hand
@@ -57,11 +67,24 @@ def test_empty_answer_rules_differ_between_versions():
 
 def test_v2_breakdown_threshold_and_best_threshold():
     # q1, q3 answerable and predicted right; q2, q4 unanswerable but predicted with text.
-    dataset = {"version": "v2.0", "data": [{"paragraphs": [{"context": "c", "qas": [
-        {"id": "q1", "answers": [{"text": "cat", "answer_start": 0}], "is_impossible": False},
-        {"id": "q2", "answers": [], "is_impossible": True},
-        {"id": "q3", "answers": [{"text": "red mat", "answer_start": 0}], "is_impossible": False},
-        {"id": "q4", "answers": [], "is_impossible": True}]}]}]}  # fmt: skip
+    dataset = {
+        "version": "v2.0",
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "c",
+                        "qas": [
+                            {"id": "q1", "answers": [{"text": "cat", "answer_start": 0}], "is_impossible": False},
+                            {"id": "q2", "answers": [], "is_impossible": True},
+                            {"id": "q3", "answers": [{"text": "red mat", "answer_start": 0}], "is_impossible": False},
+                            {"id": "q4", "answers": [], "is_impossible": True},
+                        ],
+                    }
+                ]
+            }
+        ],
+    }
     predictions = {"q1": "a cat", "q2": "dog", "q3": "red mat", "q4": "mat"}
     na_probs = {"q1": 0.2, "q2": 0.4, "q3": 0.6, "q4": 0.8}
     result = evaluate(dataset, predictions, na_probs, na_prob_thresh=0.5)
@@ -102,29 +125,62 @@ def test_best_threshold_breaks_ties_in_the_na_probs_file_order(tmp_path, capsys)
     # a and b tie at na 0.3. Start: 1 (b counted right). Walk c (0.1) first, then the tie.
     # Dataset order a, b:  EM 1, 2 (best, 0.3), 1 → 200/3;     F1 5/3 (0.1), 8/3 (best, 0.3), 5/3 → 800/9.
     # File order   b, a:  EM 1, 0, 1 → best stays 1 (0.0) → 100/3;  F1 5/3 (best, 0.1), 2/3, 5/3 → 500/9.
-    dataset = {"version": "v2.0", "data": [{"paragraphs": [{"context": "c", "qas": [
-        {"id": "a", "answers": [{"text": "red car", "answer_start": 0}], "is_impossible": False},
-        {"id": "b", "answers": [], "is_impossible": True},
-        {"id": "c", "answers": [{"text": "the red car", "answer_start": 0}], "is_impossible": False}]}]}]}  # fmt: skip
+    dataset = {
+        "version": "v2.0",
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "c",
+                        "qas": [
+                            {"id": "a", "answers": [{"text": "red car", "answer_start": 0}], "is_impossible": False},
+                            {"id": "b", "answers": [], "is_impossible": True},
+                            {
+                                "id": "c",
+                                "answers": [{"text": "the red car", "answer_start": 0}],
+                                "is_impossible": False,
+                            },
+                        ],
+                    }
+                ]
+            }
+        ],
+    }
     predictions = {"a": "red car", "b": "dog", "c": "car"}
     expected = {"dataset order": (200 / 3, 0.3, 800 / 9, 0.3), "file order": (100 / 3, 0.0, 500 / 9, 0.1)}
-    for order, na_probs in (("dataset order", {"a": 0.3, "b": 0.3, "c": 0.1}),
-                            ("file order", {"b": 0.3, "c": 0.1, "a": 0.3})):  # fmt: skip
+    for order, na_probs in (
+        ("dataset order", {"a": 0.3, "b": 0.3, "c": 0.1}),
+        ("file order", {"b": 0.3, "c": 0.1, "a": 0.3}),
+    ):
         result = evaluate(dataset, predictions, na_probs)
         got = (result["best_exact"], result["best_exact_thresh"], result["best_f1"], result["best_f1_thresh"])
         assert got == pytest.approx(expected[order]), order
         has_answer = {"a": True, "b": False, "c": True}
         exact, f1 = {"a": 1, "b": 0, "c": 0}, {"a": 1.0, "b": 0.0, "c": 2 / 3}
-        official = (*_official_best_thresh(predictions, exact, na_probs, has_answer),
-                    *_official_best_thresh(predictions, f1, na_probs, has_answer))  # fmt: skip
+        official = (
+            *_official_best_thresh(predictions, exact, na_probs, has_answer),
+            *_official_best_thresh(predictions, f1, na_probs, has_answer),
+        )
         assert got == pytest.approx(official), order
     # through the CLI: the na_probs file's key order (b before a) is the one that counts
     (tmp_path / "dev.json").write_text(json.dumps(dataset))
     (tmp_path / "pred.json").write_text(json.dumps(predictions))
     (tmp_path / "na.json").write_text('{"b": 0.3, "c": 0.1, "a": 0.3}')
     capsys.readouterr()
-    assert main(["evaluate-squad", "--data", str(tmp_path / "dev.json"), "--predictions", str(tmp_path / "pred.json"),
-                 "--na-probs", str(tmp_path / "na.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-squad",
+                "--data",
+                str(tmp_path / "dev.json"),
+                "--predictions",
+                str(tmp_path / "pred.json"),
+                "--na-probs",
+                str(tmp_path / "na.json"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     got = (result["best_exact"], result["best_exact_thresh"], result["best_f1"], result["best_f1_thresh"])
     assert got == pytest.approx(expected["file order"])
@@ -133,8 +189,11 @@ def test_best_threshold_breaks_ties_in_the_na_probs_file_order(tmp_path, capsys)
 def test_version_detection_and_files(tmp_path):
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(squad_json(False, "dev")))
-    golds = {qa["id"]: qa["answers"][0]["text"] for p in squad_json(False, "dev")["data"][0]["paragraphs"]
-             for qa in p["qas"]}  # fmt: skip
+    golds = {
+        qa["id"]: qa["answers"][0]["text"]
+        for p in squad_json(False, "dev")["data"][0]["paragraphs"]
+        for qa in p["qas"]
+    }
     result = evaluate(path, golds)
     # v1.1: an answer that normalises to "" (e.g. "a") matches exactly but shares no token, so its F1 is 0
     empty = sum(1 for text in golds.values() if not normalize_answer(text))
@@ -171,19 +230,46 @@ def test_extraction_across_windows_and_null_answers():
     start[2, 3], end[2, 3], start[2, 0], end[2, 0] = 2.0, 2.0, 4.5, 4.5
     start[3, 5], end[3, 7], start[3, 0], end[3, 0] = 1.0, 1.0, -5.0, -5.0
     end[3, 5] = 0.5  # the best one-token span, w02 (1.5), loses to w02..w04 (2.0) unless spans are capped at 2
-    result = extract_answers(start, end, context_mask=mask, offsets=offsets,
-                             feature_example=torch.tensor([0, 0, 1, 2]), example_ids=["a", "b", "c"],
-                             contexts=[context] * 3, n_best=3, max_answer_length=3, version_2=True)  # fmt: skip
+    result = extract_answers(
+        start,
+        end,
+        context_mask=mask,
+        offsets=offsets,
+        feature_example=torch.tensor([0, 0, 1, 2]),
+        example_ids=["a", "b", "c"],
+        contexts=[context] * 3,
+        n_best=3,
+        max_answer_length=3,
+        version_2=True,
+    )
     assert result.best_spans == {"a": "w05 w06", "b": "w00", "c": "w02 w03 w04"}
     assert result.answers == {"a": "", "b": "", "c": "w02 w03 w04"}  # a: null 6 − 5 = 1 > 0 → no answer
     assert result.null_odds == pytest.approx({"a": 6.0 - 5.0, "b": 9.0 - 4.0, "c": -10.0 - 2.0})
-    loose = extract_answers(start, end, context_mask=mask, offsets=offsets, feature_example=torch.tensor([0, 0, 1, 2]),
-                            example_ids=["a", "b", "c"], contexts=[context] * 3, n_best=3, max_answer_length=3,
-                            version_2=True, null_threshold=2.0)  # fmt: skip
+    loose = extract_answers(
+        start,
+        end,
+        context_mask=mask,
+        offsets=offsets,
+        feature_example=torch.tensor([0, 0, 1, 2]),
+        example_ids=["a", "b", "c"],
+        contexts=[context] * 3,
+        n_best=3,
+        max_answer_length=3,
+        version_2=True,
+        null_threshold=2.0,
+    )
     assert loose.answers["a"] == "w05 w06" and loose.answers["b"] == ""
-    v1 = extract_answers(start, end, context_mask=mask, offsets=offsets, feature_example=torch.tensor([0, 0, 1, 2]),
-                         example_ids=["a", "b", "c"], contexts=[context] * 3, n_best=3,
-                         max_answer_length=2)  # fmt: skip
+    v1 = extract_answers(
+        start,
+        end,
+        context_mask=mask,
+        offsets=offsets,
+        feature_example=torch.tensor([0, 0, 1, 2]),
+        example_ids=["a", "b", "c"],
+        contexts=[context] * 3,
+        n_best=3,
+        max_answer_length=2,
+    )
     assert v1.answers["c"] == "w02" and v1.null_odds is None  # a 3-token span is now too long
 
 
@@ -204,12 +290,21 @@ def test_extraction_equals_loop_reference_on_random_logits(version_2):
         for o, k in zip(offsets, mask, strict=True)
     ]
     ids, contexts = [f"q{i}" for i in range(examples)], ["".join(f"{t:02d} " for t in range(16))] * examples
-    ours = extract_answers(torch.from_numpy(start), torch.from_numpy(end), context_mask=torch.from_numpy(mask),
-                           offsets=torch.from_numpy(offsets), feature_example=torch.from_numpy(feature_example),
-                           example_ids=ids, contexts=contexts, n_best=5, max_answer_length=4,
-                           version_2=version_2)  # fmt: skip
-    answers, odds = reference_answers(start, end, feature_example.tolist(), spans, ids, contexts, n_best=5,
-                                      max_answer_length=4, version_2=version_2)  # fmt: skip
+    ours = extract_answers(
+        torch.from_numpy(start),
+        torch.from_numpy(end),
+        context_mask=torch.from_numpy(mask),
+        offsets=torch.from_numpy(offsets),
+        feature_example=torch.from_numpy(feature_example),
+        example_ids=ids,
+        contexts=contexts,
+        n_best=5,
+        max_answer_length=4,
+        version_2=version_2,
+    )
+    answers, odds = reference_answers(
+        start, end, feature_example.tolist(), spans, ids, contexts, n_best=5, max_answer_length=4, version_2=version_2
+    )
     valid = [q for q in ids if answers[q] != "empty"]  # the reference's placeholder when no span is valid
     assert len(valid) > 30
     assert {q: ours.answers[q] for q in valid} == {q: answers[q] for q in valid}
@@ -224,8 +319,10 @@ def test_windows_and_labels(tiny_model_dir):
     words = ("the cat sat on a mat " * 12).split()
     context = " ".join(words)
     start = context.index("mat", 200)  # late in the context
-    examples = [QAExample("long", "who sat?", context, ("mat",), (start,)),
-                QAExample("none", "who ran?", "the dog ran", (), ())]  # fmt: skip
+    examples = [
+        QAExample("long", "who sat?", context, ("mat",), (start,)),
+        QAExample("none", "who ran?", "the dog ran", (), ()),
+    ]
     features = QAFeatures(examples, tokenizer, max_length=32, stride=8, with_labels=True)
     long_windows = [i for i, e in enumerate(features.feature_example) if e == 0]
     assert len(long_windows) >= 3 and features.feature_example[-1] == 1
@@ -252,8 +349,22 @@ def test_train_and_evaluate_via_cli(task, tmp_path, tiny_model_dir, capsys):
     write_squad_folder(data, version_2)
     out = tmp_path / "run"
     score = "gsnr_per_example" if version_2 else "fisher"  # one example per window for the per-example estimator
-    code = main(["train", "--task", task, "--score", score, "--model", str(tiny_model_dir), "--data", str(data),
-                 "--output", str(out), *TINY])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            task,
+            "--score",
+            score,
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            *TINY,
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     dev = data / f"dev-{'v2.0' if version_2 else 'v1.1'}.json"
@@ -286,8 +397,24 @@ def test_train_and_evaluate_via_cli(task, tmp_path, tiny_model_dir, capsys):
     plain = json.loads(capsys.readouterr().out)
     assert (plain["exact"], plain["f1"]) == (features["exact"], features["f1"])
     report = tmp_path / "eval.json"
-    assert main(["evaluate-squad", "--data", str(dev), "--predictions", str(out / "best_spans.json"), "--na-probs",
-                 str(out / "null_odds.json"), "--na-prob-thresh", "0", "--output", str(report)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate-squad",
+                "--data",
+                str(dev),
+                "--predictions",
+                str(out / "best_spans.json"),
+                "--na-probs",
+                str(out / "null_odds.json"),
+                "--na-prob-thresh",
+                "0",
+                "--output",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert json.loads(report.read_text()) == features
 
 
@@ -314,11 +441,13 @@ def _article(qas: list) -> dict:
         ("{not json", "not valid JSON"),
         (json.dumps({"version": "1.1"}), "missing 'data'"),
         (json.dumps(_article([{"id": "x", "question": "q"}])), r"qas\[0\]: missing 'answers'"),
-        (json.dumps(_article([{"id": "x", "question": "q", "answers": [{"text": "dog", "answer_start": 4}]}])),
-         "not at answer_start"),
+        (
+            json.dumps(_article([{"id": "x", "question": "q", "answers": [{"text": "dog", "answer_start": 4}]}])),
+            "not at answer_start",
+        ),
         (json.dumps(_article([{"id": "x", "question": "q", "answers": []}] * 2)), "duplicate question id 'x'"),
     ],
-)  # fmt: skip
+)
 def test_malformed_files_name_the_entry(tmp_path, content, message):
     path = tmp_path / "train-v1.1.json"
     path.write_text(content)
@@ -341,8 +470,20 @@ def test_cli_errors(tmp_path, tiny_model_dir, capsys):
     assert main(["evaluate-squad", "--data", str(tmp_path / "missing.json"), "--predictions", str(predictions)]) == 2
     assert "does not exist" in capsys.readouterr().err
     out = tmp_path / "run"
-    code = main(["train", "--task", "squad", "--model", str(tiny_model_dir), "--data", str(tmp_path / "nodata"),
-                 "--output", str(out), *TINY])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--task",
+            "squad",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tmp_path / "nodata"),
+            "--output",
+            str(out),
+            *TINY,
+        ]
+    )
     assert code == 2 and "train-v1.1.json and dev-v1.1.json" in capsys.readouterr().err
     assert not out.exists()
 
@@ -351,11 +492,16 @@ def test_hub_layout_converts(monkeypatch):
     """The Hub code path, fed a local DatasetDict in the rajpurkar/squad_v2 column layout."""
     import datasets
 
-    rows = {"id": ["a", "b"], "title": ["t", "t"], "context": ["the cat sat", "the dog ran"],
-            "question": ["who sat?", "who flew?"],
-            "answers": [{"text": ["cat"], "answer_start": [4]}, {"text": [], "answer_start": []}]}  # fmt: skip
-    local = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
-                                  "validation": datasets.Dataset.from_dict(rows)})  # fmt: skip
+    rows = {
+        "id": ["a", "b"],
+        "title": ["t", "t"],
+        "context": ["the cat sat", "the dog ran"],
+        "question": ["who sat?", "who flew?"],
+        "answers": [{"text": ["cat"], "answer_start": [4]}, {"text": [], "answer_start": []}],
+    }
+    local = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(rows), "validation": datasets.Dataset.from_dict(rows)}
+    )
     requested = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name: requested.append(name) or local)
     data = get_task("squad_v2").load(None)

@@ -32,11 +32,21 @@ def test_the_aliases_have_the_defaults_of_the_options():
 
 def test_an_old_name_is_the_task_option():
     by_old_name = _squad(["doc_stride=64", "max_answer_length=8", "n_best_size=5", "null_score_diff_threshold=-1.5"])
-    by_option = _squad(["task_options.doc_stride=64", "task_options.max_answer_length=8", "task_options.n_best_size=5",
-                        "task_options.null_score_diff_threshold=-1.5"])  # fmt: skip
+    by_option = _squad(
+        [
+            "task_options.doc_stride=64",
+            "task_options.max_answer_length=8",
+            "task_options.n_best_size=5",
+            "task_options.null_score_diff_threshold=-1.5",
+        ]
+    )
     assert by_old_name == by_option
-    assert by_old_name.task_options == {"doc_stride": 64, "max_answer_length": 8, "n_best_size": 5,
-                                        "null_score_diff_threshold": -1.5}  # fmt: skip
+    assert by_old_name.task_options == {
+        "doc_stride": 64,
+        "max_answer_length": 8,
+        "n_best_size": 5,
+        "null_score_diff_threshold": -1.5,
+    }
     assert configure_run(by_old_name).options == SquadOptions(64, 8, 5, -1.5)
     flags = resolve_config(None, "squad", {"task": "squad", "doc_stride": 32}, [])
     assert flags.task_options == {"doc_stride": 32}
@@ -63,9 +73,12 @@ def test_old_names_in_a_preset_keep_their_order(tmp_path):
     assert _squad(["doc_stride=128"], str(preset)).task_options == {}  # back to the default
     new_form = _squad(["doc_stride=64", "null_score_diff_threshold=0.5"], "paper-squad", "squad_v2")
     assert configure_run(new_form).options == SquadOptions(doc_stride=64, null_score_diff_threshold=0.5)
-    with pytest.raises(ValueError, match="the key=value overrides sets doc_stride .the old name of "
-                                         "task_options.doc_stride. to 64 and task_options.doc_stride to 32; keep "
-                                         "task_options.doc_stride"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match="the key=value overrides sets doc_stride .the old name of "
+        "task_options.doc_stride. to 64 and task_options.doc_stride to 32; keep "
+        "task_options.doc_stride",
+    ):
         _squad(["doc_stride=64", "task_options.doc_stride=32"])
 
 
@@ -87,7 +100,7 @@ def test_the_bundled_presets_use_the_new_form(preset):
         (["task_options.null_score_diff_threshold=high"], "null_score_diff_threshold must be a number"),
         (["task_options.n_best=3"], "unknown task option 'n_best' for task squad. Did you mean 'n_best_size'"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_fail_before_any_work(overrides, message, tmp_path, capsys):
     with pytest.raises(ValueError, match=message):
         check_run_config(_squad(overrides))

@@ -120,12 +120,24 @@ def test_sweep_recovers_after_a_run_is_killed(tmp_path, tiny_model_dir):
 
     data = write_contrast_task(tmp_path / "data", train=400, dev=40)
     spec = tmp_path / "sweep.yaml"
-    spec.write_text(yaml.safe_dump({
-        "grid": {"task": ["sst2"], "score": ["fisher", "gsnr", "movement"], "seed": [1]},
-        "set": {"model": str(tiny_model_dir), "num_epochs": 1, "batch_size": 2, "max_seq_length": 24, "init_r": 4,
-                "target_r": 2, "mask_interval": 1, "checkpoint_every": 20},
-        "data": {"sst2": str(data)},
-    }))  # fmt: skip
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "grid": {"task": ["sst2"], "score": ["fisher", "gsnr", "movement"], "seed": [1]},
+                "set": {
+                    "model": str(tiny_model_dir),
+                    "num_epochs": 1,
+                    "batch_size": 2,
+                    "max_seq_length": 24,
+                    "init_r": 4,
+                    "target_r": 2,
+                    "mask_interval": 1,
+                    "checkpoint_every": 20,
+                },
+                "data": {"sst2": str(data)},
+            }
+        )
+    )
     out = tmp_path / "out"
     command = [sys.executable, "-m", "adalora_scores.cli", "sweep", str(spec), "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -177,8 +189,15 @@ def _glue_study(root: Path, skip: tuple[str, str] | None = None) -> None:
             for task in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb"):
                 if skip == (score, task):
                     continue
-                evals = {"dev": {"accuracy": v, "f1": v - 2, "matthews_correlation": v - 10, "pearson": v + 5,
-                                 "spearman": v + 3}}  # fmt: skip
+                evals = {
+                    "dev": {
+                        "accuracy": v,
+                        "f1": v - 2,
+                        "matthews_correlation": v - 10,
+                        "pearson": v + 5,
+                        "spearman": v + 3,
+                    }
+                }
                 if task == "mnli":
                     evals = {"dev_matched": {"accuracy": v}, "dev_mismatched": {"accuracy": v + 1}}
                 _write_run(root, task, score, seed, evals)
@@ -215,8 +234,14 @@ def test_report_numbers_averages_and_significance(tmp_path):
 
 def test_missing_task_is_shown_missing_not_averaged(tmp_path):
     _glue_study(tmp_path, skip=("fisher_per_example", "rte"))
-    manifest = {"runs": {f"{t}__{s}__seed{k}": {"task": t, "score": s, "seed": k} for s in VALUES for k in (1, 2, 3)
-                         for t in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb")}}  # fmt: skip
+    manifest = {
+        "runs": {
+            f"{t}__{s}__seed{k}": {"task": t, "score": s, "seed": k}
+            for s in VALUES
+            for k in (1, 2, 3)
+            for t in ("mrpc", "sst2", "cola", "qqp", "qnli", "rte", "mnli", "stsb")
+        }
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(manifest))
     build_report(tmp_path, plot=False)
     report = (tmp_path / "report.md").read_text()
@@ -301,8 +326,11 @@ def test_sweep_overrides_merge_into_the_files_options(tmp_path, monkeypatch):
     import adalora_scores.study.sweep as sweep_module
 
     spec = tmp_path / "grid.yaml"
-    spec.write_text(yaml.safe_dump({"grid": {"task": ["rte"], "score": ["gsnr"], "seed": [1]},
-                                    "set": {"score_options": {"beta": 0.8}}}))  # fmt: skip
+    spec.write_text(
+        yaml.safe_dump(
+            {"grid": {"task": ["rte"], "score": ["gsnr"], "seed": [1]}, "set": {"score_options": {"beta": 0.8}}}
+        )
+    )
     seen = []
     monkeypatch.setattr(sweep_module, "run_status", lambda output, run: seen.append(run.config) or "pending")
     assert main(["sweep", str(spec), "--output", str(tmp_path / "out"), "--dry-run", "score_options.eps=1e-5"]) == 0

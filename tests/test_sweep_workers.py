@@ -37,8 +37,11 @@ def _fake_train():
         folder = Path(folder)
         calls.append((folder.name, "resume" if resume else "fresh"))
         (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
-        metrics = {"main_metric": "accuracy", "eval": {"dev": {"accuracy": _accuracy(config)}},
-                   "resumed_from_step": 40 if resume else None}  # fmt: skip
+        metrics = {
+            "main_metric": "accuracy",
+            "eval": {"dev": {"accuracy": _accuracy(config)}},
+            "resumed_from_step": 40 if resume else None,
+        }
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
     return train, calls
@@ -65,8 +68,12 @@ def test_two_sweeps_with_different_grids_keep_every_run(tmp_path):
     write_manifest(tmp_path, first, first.runs())  # the same sweep again: no second entry
     assert len(read_manifest(tmp_path)["specs"]) == 2
     grid = json.loads((tmp_path / "rte__fisher__init_r=20__seed2" / "grid.json").read_text())
-    assert grid == {"row": "fisher", "grid_values": {"task": "rte", "score": "fisher", "seed": 2, "init_r": 20},
-                    "source": "first.yaml", "name": "rte__fisher__init_r=20__seed2"}  # fmt: skip
+    assert grid == {
+        "row": "fisher",
+        "grid_values": {"task": "rte", "score": "fisher", "seed": 2, "init_r": 20},
+        "source": "first.yaml",
+        "name": "rte__fisher__init_r=20__seed2",
+    }
 
     build_report(tmp_path, plot=False)
     cells = {
@@ -98,11 +105,13 @@ def test_grid_json_outranks_the_manifest(tmp_path):
 def _hand_run(root: Path, name: str, grid_values: dict, accuracy: float) -> None:
     folder = root / name
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump({"task": grid_values["task"], "score": "fisher",
-                                                        "seed": grid_values["seed"]}))  # fmt: skip
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"task": grid_values["task"], "score": "fisher", "seed": grid_values["seed"]})
+    )
     (folder / "grid.json").write_text(json.dumps({"row": grid_values["score"], "grid_values": grid_values}))
-    (folder / "metrics.json").write_text(json.dumps({"main_metric": "accuracy",
-                                                     "eval": {"dev": {"accuracy": accuracy}}}))  # fmt: skip
+    (folder / "metrics.json").write_text(
+        json.dumps({"main_metric": "accuracy", "eval": {"dev": {"accuracy": accuracy}}})
+    )
 
 
 def test_two_runs_in_one_cell_are_an_error_not_one_of_them(tmp_path):
@@ -124,17 +133,23 @@ def test_two_runs_in_one_cell_are_an_error_not_one_of_them(tmp_path):
     conflicts = json.loads((tmp_path / "report.json").read_text())["conflicts"]
     assert conflicts == [["a/rte__fisher__init_r=20__seed1", "b/rte__fisher__init_r=20__seed1"]]
     # a Study built by hand with two records of one seed refuses to pick one
-    twins = [RunRecord(n, tmp_path, "rte", "fisher", 1, "", {"eval": {"dev": {"accuracy": v}}})
-             for n, v in (("x", 60.0), ("y", 70.0))]  # fmt: skip
+    twins = [
+        RunRecord(n, tmp_path, "rte", "fisher", 1, "", {"eval": {"dev": {"accuracy": v}}})
+        for n, v in (("x", 60.0), ("y", 70.0))
+    ]
     with pytest.raises(ValueError, match="runs x and y are both seed 1 of fisher"):
         Study(twins, None, [], []).values(("fisher", ""), "rte", "dev", "accuracy")
 
 
 # ---------------------------------------------------------------- run names
 def test_a_baselines_fixed_setting_of_a_grid_key_is_in_its_run_names():
-    spec = SweepSpec({"task": ["rte"], "score": ["sensitivity"], "seed": [1], "lora_alpha": [16, 32]},
-                     baselines={"lora_r8": {"method": "lora", "target_r": 8, "lora_alpha": 64},
-                                "lora_r4": {"method": "lora", "target_r": 4, "lora_alpha": [8, 16]}})  # fmt: skip
+    spec = SweepSpec(
+        {"task": ["rte"], "score": ["sensitivity"], "seed": [1], "lora_alpha": [16, 32]},
+        baselines={
+            "lora_r8": {"method": "lora", "target_r": 8, "lora_alpha": 64},
+            "lora_r4": {"method": "lora", "target_r": 4, "lora_alpha": [8, 16]},
+        },
+    )
     named = {run.name: run.config.lora_alpha for run in spec.runs()}
     assert named == {
         "rte__sensitivity__lora_alpha=16__seed1": 16,
@@ -151,8 +166,14 @@ def test_a_baselines_fixed_setting_of_a_grid_key_is_in_its_run_names():
 def _claim_of(folder: Path, host: str, pid: int, age: float, machine: str | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    claim = {"host": host, "pid": pid, "machine": machine, "started": now - age, "heartbeat": now - age,
-             "token": f"t{pid}"}  # fmt: skip
+    claim = {
+        "host": host,
+        "pid": pid,
+        "machine": machine,
+        "started": now - age,
+        "heartbeat": now - age,
+        "token": f"t{pid}",
+    }
     (folder / "claim.json").write_text(json.dumps(claim))
 
 
@@ -254,17 +275,30 @@ def test_two_sweep_processes_on_one_folder_train_each_run_once(tmp_path, tiny_mo
     data = write_contrast_task(tmp_path / "data", train=24, dev=8)
     spec = tmp_path / "sweep.yaml"
     scores = ["fisher", "gsnr", "movement", "sensitivity"]
-    spec.write_text(yaml.safe_dump({
-        "grid": {"task": ["sst2"], "score": scores, "seed": [1]},
-        "set": {"model": str(tiny_model_dir), "num_epochs": 1, "batch_size": 4, "max_seq_length": 24, "init_r": 4,
-                "target_r": 2, "mask_interval": 1},
-        "data": {"sst2": str(data)},
-    }))  # fmt: skip
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "grid": {"task": ["sst2"], "score": scores, "seed": [1]},
+                "set": {
+                    "model": str(tiny_model_dir),
+                    "num_epochs": 1,
+                    "batch_size": 4,
+                    "max_seq_length": 24,
+                    "init_r": 4,
+                    "target_r": 2,
+                    "mask_interval": 1,
+                },
+                "data": {"sst2": str(data)},
+            }
+        )
+    )
     out = tmp_path / "out"
     command = [sys.executable, "-m", "adalora_scores.cli", "sweep", str(spec), "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]  # fmt: skip
+    workers = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     printed = [worker.communicate(timeout=300)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], printed
     names = [f"sst2__{score}__seed1" for score in scores]

@@ -30,8 +30,22 @@ from adalora_scores.tasks import (
 from adalora_scores.tasks import base as task_base
 
 PACKAGE = Path(adalora_scores.__file__).parent
-BUILT_INS = ("causal_lm", "classification", "contrast_sentiment", "squad", "squad_v2", "cola", "sst2", "mrpc", "qqp",
-             "stsb", "mnli", "qnli", "rte", "wnli")  # fmt: skip
+BUILT_INS = (
+    "causal_lm",
+    "classification",
+    "contrast_sentiment",
+    "squad",
+    "squad_v2",
+    "cola",
+    "sst2",
+    "mrpc",
+    "qqp",
+    "stsb",
+    "mnli",
+    "qnli",
+    "rte",
+    "wnli",
+)
 
 
 def _tree(path: Path) -> ast.Module:
@@ -62,8 +76,12 @@ def test_no_hook_is_looked_up_by_name():
         tree = _tree(path)
         scopes = _enclosing(tree)
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("getattr", "hasattr") and len(node.args) >= 2):  # fmt: skip
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+            ):
                 continue
             target, name = ast.unparse(node.args[0]), node.args[1]
             assert not (isinstance(name, ast.Constant) and name.value in names), f"{path}: {ast.unparse(node)}"
@@ -123,8 +141,12 @@ def test_task_base_defaults():
         seen.update(inputs)
         return {"logits": torch.zeros(1)}
 
-    batch = {"input_ids": torch.ones(1, 3), "labels": torch.ones(1), "start_positions": torch.ones(1),
-             "end_positions": torch.ones(1)}  # fmt: skip
+    batch = {
+        "input_ids": torch.ones(1, 3),
+        "labels": torch.ones(1),
+        "start_positions": torch.ones(1),
+        "end_positions": torch.ones(1),
+    }
     assert task.batch_outputs(model, batch) == {"logits": torch.zeros(1)}
     assert set(seen) == {"input_ids"}  # the labels stay out of the model's inputs, as predict() leaves them out
 
@@ -198,8 +220,25 @@ def test_a_plain_protocol_task_is_wrapped_with_the_default_hooks(plain_task):
 
 def test_a_plain_protocol_task_trains(plain_task, tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    assert main(["train", "--task", plain_task.name, "--model", str(tiny_model_dir), "--output", str(out),
-                 "num_epochs=1", "batch_size=4", "init_r=2", "target_r=1", "mask_interval=1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                plain_task.name,
+                "--model",
+                str(tiny_model_dir),
+                "--output",
+                str(out),
+                "num_epochs=1",
+                "batch_size=4",
+                "init_r=2",
+                "target_r=1",
+                "mask_interval=1",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == plain_task.name and 0 <= metrics["eval"]["dev"]["accuracy"] <= 1
     assert json.loads((out / "plain.json").read_text()) == {"written_by": plain_task.name}
@@ -244,8 +283,9 @@ def test_a_task_package_borrows_nothing_from_another(package):
 
 def test_no_task_module_defines_a_module_getattr():
     for path in (PACKAGE / "tasks").rglob("*.py"):
-        assert not [node for node in _tree(path).body if isinstance(node, ast.FunctionDef)
-                    and node.name == "__getattr__"], path  # fmt: skip
+        assert not [
+            node for node in _tree(path).body if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+        ], path
 
 
 def test_the_registry_lists_the_built_ins():

@@ -16,8 +16,24 @@ def test_tensorboard_event_file_reads_back_offline(glue_root, tiny_model_dir, tm
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), "report_to=tensorboard", *SMALL]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(out),
+                "report_to=tensorboard",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     files = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert files
     events = EventAccumulator(str(files[0].parent))
@@ -43,6 +59,22 @@ def test_a_missing_tracker_package_is_a_clear_error(glue_root, tiny_model_dir, t
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     out = tmp_path / "run"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), "report_to=wandb", *SMALL]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(out),
+                "report_to=wandb",
+                *SMALL,
+            ]
+        )
+        == 2
+    )
     assert "pip install wandb" in capsys.readouterr().err and not out.exists()

@@ -44,7 +44,7 @@ def test_one_yaml_file_is_a_whole_run_and_flags_override_it(glue_root, tiny_mode
                     "learning_rate": 5e-3,
                 },
             }
-        )  # fmt: skip
+        )
     )
     printed = _printed(capsys, ["--config", "run.yaml", "--score", "movement", "learning_rate=1e-2"])
     assert printed["output"] == "runs/rte-fisher"

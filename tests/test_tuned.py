@@ -16,8 +16,16 @@ from adalora_scores.engine.split import hold_out
 from adalora_scores.study.grid import SweepSpec
 from adalora_scores.study.report import build_report
 
-TINY = ["num_epochs=1", "batch_size=4", "init_r=4", "target_r=2", "mask_interval=1", "max_seq_length=32",
-        "learning_rate=5e-3", "eval_batch_size=8"]  # fmt: skip
+TINY = [
+    "num_epochs=1",
+    "batch_size=4",
+    "init_r=4",
+    "target_r=2",
+    "mask_interval=1",
+    "max_seq_length=32",
+    "learning_rate=5e-3",
+    "eval_batch_size=8",
+]
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,25 @@ def test_selection_split_is_disjoint_from_the_examples_trained_on(glue_root, tin
 
     monkeypatch.setattr(train_module, "hold_out", spy)
     out = tmp_path / "run"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), *TINY, "selection_fraction=0.25", "selection_seed=3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(out),
+                *TINY,
+                "selection_fraction=0.25",
+                "selection_seed=3",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_examples"] == 18 and len(seen["held"]) == 6  # 24 rows, 25% held out
     assert not {(e.text_a, e.text_b) for e in seen["held"]} & {(e.text_a, e.text_b) for e in seen["kept"]}
@@ -64,8 +89,25 @@ def test_selection_split_is_disjoint_from_the_examples_trained_on(glue_root, tin
 
 def test_lora_baseline_runs_through_the_same_pipeline(glue_root, tiny_model_dir, tmp_path):
     out = tmp_path / "lora"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(out), *TINY, "method=lora", "target_r=2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(out),
+                *TINY,
+                "method=lora",
+                "target_r=2",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     # tiny BERT: 2 layers × (q, k, v, o: 16→16; f1: 16→32; f2: 32→16); LoRA r=2 holds r·(d_in + d_out) each
     per_layer = 4 * (16 + 16) + (16 + 32) + (32 + 16)
@@ -76,8 +118,24 @@ def test_lora_baseline_runs_through_the_same_pipeline(glue_root, tiny_model_dir,
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     assert PeftModel.from_pretrained(base, out / "adapter").peft_config["default"].r == 2
     svd = tmp_path / "svd"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(svd), *TINY, "method=svd_lora"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(svd),
+                *TINY,
+                "method=svd_lora",
+            ]
+        )
+        == 0
+    )
     svd_metrics = json.loads((svd / "metrics.json").read_text())
     # SVD-LoRA: AdaLoRA's P Λ Q at rank target_r = 2 on all 12 matrices, λ counted; never allocated
     assert svd_metrics["method"] == "svd_lora"
@@ -87,8 +145,23 @@ def test_lora_baseline_runs_through_the_same_pipeline(glue_root, tiny_model_dir,
     reloaded = PeftModel.from_pretrained(base, svd / "adapter")
     assert {p.shape[0] for n, p in reloaded.named_parameters() if "lora_E" in n} == {2}
     ada = tmp_path / "ada"
-    assert main(["train", "--task", "rte", "--model", str(tiny_model_dir), "--data", str(glue_root / "rte"),
-                 "--output", str(ada), *TINY]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "rte",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(glue_root / "rte"),
+                "--output",
+                str(ada),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     ada_metrics = json.loads((ada / "metrics.json").read_text())
     assert ada_metrics["adapter_parameters_initial"] == 4 * 2 * per_layer + 4 * 12  # init rank 4, λ counted
     kept = sum(v["rank"] for v in json.loads((ada / "rank_pattern.json").read_text()).values())
@@ -100,11 +173,15 @@ def test_lora_baseline_runs_through_the_same_pipeline(glue_root, tiny_model_dir,
 
 def test_sweep_expands_baselines_and_per_task_grids():
     spec = SweepSpec(
-        {"task": ["rte", "squad"], "score": ["fisher"], "seed": [1, 2],
-         "learning_rate": {"default": [1e-3, 3e-3], "squad": [5e-4]}},
+        {
+            "task": ["rte", "squad"],
+            "score": ["fisher"],
+            "seed": [1, 2],
+            "learning_rate": {"default": [1e-3, 3e-3], "squad": [5e-4]},
+        },
         presets={"default": "paper-glue", "squad": "paper-squad"},
         baselines={"lora_r8": {"method": "lora", "target_r": 8}, "lora_r2": {"method": "lora", "target_r": 2}},
-    )  # fmt: skip
+    )
     runs = spec.runs()
     assert len(runs) == 3 * 2 * 2 + 3 * 1 * 2  # (fisher + 2 baselines) × seeds × task LRs
     lora = [r for r in runs if r.grid_values["score"] == "lora_r2"]
@@ -116,9 +193,11 @@ def test_sweep_expands_baselines_and_per_task_grids():
 
 def test_a_baseline_list_is_that_rows_own_grid():
     """Learning-rate grids per method: the scores use the grid's list, the LoRA row its own."""
-    spec = SweepSpec({"task": ["rte"], "score": ["fisher"], "seed": [1, 2], "learning_rate": [1e-3, 3e-3]},
-                     presets={"default": "paper-glue"},
-                     baselines={"lora_r8": {"method": "lora", "target_r": 8, "learning_rate": ["5e-4"]}})  # fmt: skip
+    spec = SweepSpec(
+        {"task": ["rte"], "score": ["fisher"], "seed": [1, 2], "learning_rate": [1e-3, 3e-3]},
+        presets={"default": "paper-glue"},
+        baselines={"lora_r8": {"method": "lora", "target_r": 8, "learning_rate": ["5e-4"]}},
+    )
     runs = spec.runs()
     assert len(runs) == 2 * 2 + 1 * 2
     lora = [r for r in runs if r.grid_values["score"] == "lora_r8"]
@@ -153,8 +232,11 @@ def _tuning_folder(root):
             folder = root / name
             folder.mkdir(parents=True)
             (folder / "config.yaml").write_text(yaml.safe_dump({"task": "rte", "score": score, "seed": seed}))
-            metrics = {"main_metric": "accuracy", "adapter_parameters": 1000,
-                       "eval": {"dev": {"accuracy": dev}, "selection": {"accuracy": selection}}}  # fmt: skip
+            metrics = {
+                "main_metric": "accuracy",
+                "adapter_parameters": 1000,
+                "eval": {"dev": {"accuracy": dev}, "selection": {"accuracy": selection}},
+            }
             (folder / "metrics.json").write_text(json.dumps(metrics))
     (root / "sweep.yaml").write_text(yaml.safe_dump({"runs": runs}))
 
@@ -175,8 +257,11 @@ def test_tuned_report_selects_on_the_held_out_split(tmp_path):
 def test_tuned_report_on_dev_is_labelled(tmp_path):
     _tuning_folder(tmp_path)
     build_report(tmp_path, plot=False, tune_key="learning_rate", select_on="dev")
-    cells = {c["score"]: c for c in json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
-             if c["column"] == "RTE Acc"}  # fmt: skip
+    cells = {
+        c["score"]: c
+        for c in json.loads((tmp_path / "report.json").read_text())["table1"]["cells"]
+        if c["column"] == "RTE Acc"
+    }
     assert cells["fisher"]["chosen"] == 3e-3 and cells["fisher"]["mean"] == 80.0
     assert "selected on dev" in (tmp_path / "report.md").read_text()
 
@@ -192,8 +277,10 @@ def test_tuned_report_without_selection_split_says_how_to_fix(tmp_path, capsys):
 
 
 def test_report_names_lora_rows_and_their_parameters(tmp_path):
-    runs = [("a", {"score": "sensitivity", "method": "adalora"}, 1_270_000),
-            ("b", {"score": "sensitivity", "method": "lora", "target_r": 2}, 330_000)]  # fmt: skip
+    runs = [
+        ("a", {"score": "sensitivity", "method": "adalora"}, 1_270_000),
+        ("b", {"score": "sensitivity", "method": "lora", "target_r": 2}, 330_000),
+    ]
     for name, config, params in runs:
         folder = tmp_path / name
         folder.mkdir()

@@ -34,16 +34,24 @@ def _results(score: str, combination: tuple, seed: int) -> tuple[float, float]:
 def _combination_folder(root) -> dict[str, dict]:
     runs = {}
     for score, combination, seed in itertools.product(BEST, itertools.product(*GRID.values()), (1, 2)):
-        values = {"task": "rte", "score": score, **dict(zip(KEYS, combination, strict=True)), "target_r": 4,
-                  "seed": seed}  # fmt: skip
+        values = {
+            "task": "rte",
+            "score": score,
+            **dict(zip(KEYS, combination, strict=True)),
+            "target_r": 4,
+            "seed": seed,
+        }
         name = run_name(values)
         runs[name] = values
         folder = root / name
         folder.mkdir(parents=True)
         (folder / "config.yaml").write_text(yaml.safe_dump({**values, "method": "adalora"}))
         selection, dev = _results(score, combination, seed)
-        metrics = {"main_metric": "accuracy", "adapter_parameters": 1000,
-                   "eval": {"dev": {"accuracy": dev}, "selection": {"accuracy": selection}}}  # fmt: skip
+        metrics = {
+            "main_metric": "accuracy",
+            "adapter_parameters": 1000,
+            "eval": {"dev": {"accuracy": dev}, "selection": {"accuracy": selection}},
+        }
         (folder / "metrics.json").write_text(json.dumps(metrics))
     (root / "sweep.yaml").write_text(yaml.safe_dump({"runs": runs}))
     return runs
@@ -92,8 +100,11 @@ def test_tuned_report_over_three_keys(tmp_path):
     fisher = next(line for line in settings.splitlines() if line.startswith("| `fisher`"))
     assert [c.strip() for c in fisher.split("|")[2:-1]] == ["0", "16", "1", "0.003"]  # c = α / init_r = 16 / 16
     choices = {c["score"]: c for c in document["choices"]}
-    assert choices["sensitivity"]["chosen_values"] == {"learning_rate": 1e-3, "orth_reg_weight": 0.1,
-                                                       "lora_alpha": 32.0}  # fmt: skip
+    assert choices["sensitivity"]["chosen_values"] == {
+        "learning_rate": 1e-3,
+        "orth_reg_weight": 0.1,
+        "lora_alpha": 32.0,
+    }
 
 
 def test_an_unknown_tuned_key_is_named(tmp_path, capsys):

@@ -53,8 +53,10 @@ def test_the_version_is_the_top_changelog_heading_and_only_that_may_be_unrelease
     assert _module_constant(PACKAGE / "__init__.py", "__version__")[0] == version
     top_version, top_when = headings[0]
     expected = rf"{re.escape(top_version)}\.dev\d+" if top_when == "unreleased" else re.escape(top_version)
-    assert re.fullmatch(expected, version), (f"pyproject.toml's version {version!r} does not match CHANGELOG.md's top "
-                                             f"heading '## {top_version} ({top_when})'")  # fmt: skip
+    assert re.fullmatch(expected, version), (
+        f"pyproject.toml's version {version!r} does not match CHANGELOG.md's top "
+        f"heading '## {top_version} ({top_when})'"
+    )
     assert [when for _, when in headings[1:]].count("unreleased") == 0, "only the top heading may be unreleased"
     versions = [tuple(int(part) for part in number.split(".")) for number, _ in headings]
     assert versions == sorted(versions, reverse=True) and len(set(versions)) == len(versions), versions

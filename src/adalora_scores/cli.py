@@ -89,13 +89,21 @@ def _export(args: argparse.Namespace) -> int:
     from adalora_scores.engine.export import export_run
 
     if args.merge and (args.uniform_rank is not None or args.rank_choices or args.llama_cpp):
-        raise ValueError("--merge writes a whole model: --uniform-rank, --rank-choices and --llama-cpp apply to the "
-                         "LoRA adapter.")  # fmt: skip
+        raise ValueError(
+            "--merge writes a whole model: --uniform-rank, --rank-choices and --llama-cpp apply to the LoRA adapter."
+        )
     if args.uniform_rank not in (None, "auto") and not args.uniform_rank.isdigit():
         raise ValueError(f"--uniform-rank {args.uniform_rank!r}: give a positive rank, e.g. 16, or no value.")
-    summary = export_run(args.run_folder, args.output, uniform_rank=args.uniform_rank,
-                         rank_choices=_rank_choices(args.rank_choices), merge=args.merge, overwrite=args.overwrite,
-                         overrides=args.overrides, fold_scales=args.llama_cpp)  # fmt: skip
+    summary = export_run(
+        args.run_folder,
+        args.output,
+        uniform_rank=args.uniform_rank,
+        rank_choices=_rank_choices(args.rank_choices),
+        merge=args.merge,
+        overwrite=args.overwrite,
+        overrides=args.overrides,
+        fold_scales=args.llama_cpp,
+    )
     print("\n".join(summary.lines()))
     return 0
 
@@ -213,8 +221,9 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from adalora_scores.study.report import build_report
 
-    path = build_report(args.folder, plot=not args.no_plots, tune_key=args.tuned, select_on=args.select_on,
-                        reference=args.reference)  # fmt: skip
+    path = build_report(
+        args.folder, plot=not args.no_plots, tune_key=args.tuned, select_on=args.select_on, reference=args.reference
+    )
     print(f"report: {path}")
     return 0
 
@@ -249,16 +258,18 @@ class _HelpFormatter(argparse.HelpFormatter):
             if all(line.startswith(" ") or line.endswith(":") for line in block.splitlines()):
                 blocks.append("\n".join(indent + line for line in block.splitlines()))
             else:
-                blocks.append(textwrap.fill(" ".join(block.split()), width, initial_indent=indent,
-                                            subsequent_indent=indent))  # fmt: skip
+                blocks.append(
+                    textwrap.fill(" ".join(block.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
         return "\n\n".join(blocks)
 
 
 def _command(commands, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
     """A subcommand with its one-line ``help`` (in the command list), its ``description`` and an epilog of
     ``examples`` (one command per line, ``# comment`` allowed)."""
-    return commands.add_parser(name, help=help, description=description, epilog=f"examples:\n{examples}",
-                               formatter_class=_HelpFormatter)  # fmt: skip
+    return commands.add_parser(
+        name, help=help, description=description, epilog=f"examples:\n{examples}", formatter_class=_HelpFormatter
+    )
 
 
 def _add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
@@ -278,10 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
   adalora-scores train --help""",
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=adalora_scores.__version__,
-                        help="print the version of adalora-scores and exit")  # fmt: skip
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     help="what to do; `adalora-scores COMMAND --help` explains one")  # fmt: skip
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=adalora_scores.__version__,
+        help="print the version of adalora-scores and exit",
+    )
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to do; `adalora-scores COMMAND --help` explains one",
+    )
     scores = _command(
         commands,
         "scores",
@@ -325,22 +344,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="local data folder (GLUE TSVs or CSV/JSON; SQuAD train-/dev-v*.json; classification: train.* and dev.*, "
         "each csv/tsv/json/jsonl/parquet); default: the Hub",
     )
-    train.add_argument("--output", metavar="RUN",
-                       help="run folder to create; required unless the --config file sets output: or with "
-                       "--print-config")  # fmt: skip
-    train.add_argument("--seed", type=int, help="seed of the data order, the head's initialisation and dropout "
-                       "(default 1)")  # fmt: skip
-    train.add_argument("--config", metavar="YAML",
-                       help="train YAML path or bundled preset name, e.g. presets/train/paper-glue.yaml or paper-glue "
-                       "(sections: defaults, tasks, output, plugins; docs/config.md)")  # fmt: skip
-    train.add_argument("--print-config", action="store_true",
-                       help="print the resolved configuration as a train YAML (which --config reads back) and exit "
-                       "without training")  # fmt: skip
+    train.add_argument(
+        "--output",
+        metavar="RUN",
+        help="run folder to create; required unless the --config file sets output: or with --print-config",
+    )
+    train.add_argument(
+        "--seed", type=int, help="seed of the data order, the head's initialisation and dropout (default 1)"
+    )
+    train.add_argument(
+        "--config",
+        metavar="YAML",
+        help="train YAML path or bundled preset name, e.g. presets/train/paper-glue.yaml or paper-glue "
+        "(sections: defaults, tasks, output, plugins; docs/config.md)",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as a train YAML (which --config reads back) and exit without training",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    _add_overrides(train, "any TrainConfig key (docs/config.md), e.g. learning_rate=1e-3; score and task options as "
-                   "score_options.beta=0.9, task_options.text_column=review")  # fmt: skip
+    _add_overrides(
+        train,
+        "any TrainConfig key (docs/config.md), e.g. learning_rate=1e-3; score and task options as "
+        "score_options.beta=0.9, task_options.text_column=review",
+    )
     _add_plugin_option(train)
     train.set_defaults(run=_train)
     evaluate = _command(
@@ -409,11 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
   adalora-scores predict runs/math --input prompts.jsonl --output answers.jsonl task_options.max_new_tokens=64""",
     )
     predict.add_argument("run_folder", metavar="RUN", help="a finished run folder")
-    predict.add_argument("--input", required=True, metavar="FILE",
-                         help="rows to predict, read as the task reads its data (csv, tsv, json, jsonl, parquet; "
-                         "SQuAD: the official JSON); labels not needed")  # fmt: skip
-    predict.add_argument("--output", required=True, metavar="FILE",
-                         help="the predictions, in the format of the suffix: .jsonl, .csv or .json")  # fmt: skip
+    predict.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="rows to predict, read as the task reads its data (csv, tsv, json, jsonl, parquet; "
+        "SQuAD: the official JSON); labels not needed",
+    )
+    predict.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the predictions, in the format of the suffix: .jsonl, .csv or .json",
+    )
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     _add_overrides(predict, "a change of the run's config, of the keys above, e.g. eval_batch_size=16")
@@ -446,22 +484,27 @@ def build_parser() -> argparse.ArgumentParser:
   adalora-scores sweep my-sweep.yaml --output results/mine --seeds 1,2,3
   adalora-scores sweep paper --output results/paper --shard 2/8   # the second of 8 workers""",
     )
-    sweep.add_argument("spec", metavar="SWEEP",
-                       help="sweep YAML (e.g. presets/sweep/paper.yaml) or bundled name (paper)")  # fmt: skip
+    sweep.add_argument(
+        "spec", metavar="SWEEP", help="sweep YAML (e.g. presets/sweep/paper.yaml) or bundled name (paper)"
+    )
     sweep.add_argument("--output", required=True, help="folder holding one run folder per run")
     sweep.add_argument("--seeds", help="comma-separated seeds replacing the grid's, e.g. 1,2,3")
     sweep.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     sweep.add_argument("--force", action="store_true", help="re-run finished runs whose config changed")
     sweep.add_argument(
-        "--claim-timeout", type=float, default=600.0, metavar="SECONDS",
+        "--claim-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
         help="workers sharing --output claim each run before training it and skip runs claimed by others; a claim "
         "whose heartbeat is older than this (default 600 = 10 minutes), or whose process on this host is gone, is "
         "taken over and the run resumes from its checkpoint",
-    )  # fmt: skip
+    )
     sweep.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    _add_overrides(sweep, "any TrainConfig key, set for every run over the sweep file's set: values, e.g. "
-                   "max_train_samples=1000")  # fmt: skip
+    _add_overrides(
+        sweep, "any TrainConfig key, set for every run over the sweep file's set: values, e.g. max_train_samples=1000"
+    )
     _add_plugin_option(sweep)
     sweep.set_defaults(run=_sweep)
     report = _command(
@@ -476,8 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
   adalora-scores report results/mine --reference random --no-plots""",
     )
     report.add_argument("folder", help="the --output folder of a sweep")
-    report.add_argument("--no-plots", action="store_true",
-                        help="write the tables, tests and diagnostics without the figures (plots/*.png)")  # fmt: skip
+    report.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="write the tables, tests and diagnostics without the figures (plots/*.png)",
+    )
     report.add_argument(
         "--tuned",
         metavar="KEY[,KEY...]",

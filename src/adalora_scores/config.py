@@ -214,8 +214,14 @@ class TrainConfig:
         if self.max_seq_length is None:
             self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length", "mask_interval",
-                    "log_every")  # fmt: skip
+        positive = (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "eval_batch_size",
+            "max_seq_length",
+            "mask_interval",
+            "log_every",
+        )
         for name in positive:
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -337,8 +343,9 @@ def _four_bit_support() -> tuple[bool, str]:
     except PackageNotFoundError:
         return False, f"load_in_4bit=true needs bitsandbytes, which is not installed: {FOUR_BIT_INSTALL}."
     numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
-    return numbers >= (0, 47), (f"load_in_4bit=true needs bitsandbytes >= 0.47, found {installed}: "
-                                f"{FOUR_BIT_INSTALL}.")  # fmt: skip
+    return numbers >= (0, 47), (
+        f"load_in_4bit=true needs bitsandbytes >= 0.47, found {installed}: {FOUR_BIT_INSTALL}."
+    )
 
 
 def budget_steps(config: TrainConfig, total_steps: int) -> tuple[int, int]:
@@ -388,8 +395,10 @@ def canonical_values(values: dict[str, Any], where: str = "the config") -> dict[
         name = ALIASES.get(key, key)
         value = _yaml_number(name, value)
         if name in result and result[name] != value:
-            raise ValueError(f"{where} sets {name} twice with different values ({result[name]!r} and {value!r}, "
-                             f"one under the name {key!r}); keep one.")  # fmt: skip
+            raise ValueError(
+                f"{where} sets {name} twice with different values ({result[name]!r} and {value!r}, "
+                f"one under the name {key!r}); keep one."
+            )
         result[name] = value
     return result
 
@@ -422,8 +431,10 @@ def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merg
         options = dict(result.get("task_options") or {})
         for name, value in aliases.items():
             if name in explicit and explicit[name] != value:
-                raise ValueError(f"{where} sets {name} (the old name of task_options.{name}) to {value!r} and "
-                                 f"task_options.{name} to {explicit[name]!r}; keep task_options.{name}.")  # fmt: skip
+                raise ValueError(
+                    f"{where} sets {name} (the old name of task_options.{name}) to {value!r} and "
+                    f"task_options.{name} to {explicit[name]!r}; keep task_options.{name}."
+                )
             if value == TASK_OPTION_ALIASES[name]:
                 options.pop(name, None)
             else:
@@ -457,11 +468,15 @@ def find_preset(path_or_name: str | Path, kind: str) -> Path:
 
 def _wrong_kind(name: str, kind: str) -> str:
     if kind == "train":
-        return (f"{name} is a sweep file (a grid of runs), not a train preset; run it with "
-                f"`adalora-scores sweep {name} --output DIR`, or pass a train preset such as paper-glue.")  # fmt: skip
-    return (f"{name} is a train preset (settings for one run), not a sweep file; use it with "
-            f"`adalora-scores train --config {name} --task TASK --output DIR`, or name it in a sweep file's "
-            "`presets:` section.")  # fmt: skip
+        return (
+            f"{name} is a sweep file (a grid of runs), not a train preset; run it with "
+            f"`adalora-scores sweep {name} --output DIR`, or pass a train preset such as paper-glue."
+        )
+    return (
+        f"{name} is a train preset (settings for one run), not a sweep file; use it with "
+        f"`adalora-scores train --config {name} --task TASK --output DIR`, or name it in a sweep file's "
+        "`presets:` section."
+    )
 
 
 def read_preset(path: Path, kind: str) -> dict[str, Any]:
@@ -491,8 +506,10 @@ def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
     listed = document.get("plugins") or []
     listed = [listed] if isinstance(listed, str) else listed
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise ValueError(f"{path}: plugins must be a list of .py file paths (relative to this file) or module names, "
-                         f"e.g. plugins: [./my_score.py], got {document.get('plugins')!r}.")  # fmt: skip
+        raise ValueError(
+            f"{path}: plugins must be a list of .py file paths (relative to this file) or module names, "
+            f"e.g. plugins: [./my_score.py], got {document.get('plugins')!r}."
+        )
     if listed:
         from adalora_scores.plugins import load_plugins
 
@@ -516,11 +533,14 @@ def _preset_levels(path_or_name: str, task: str | None) -> list[tuple[str, dict[
         where = f"{path} tasks.{task}"
         levels.append((where, canonical_values(dict(tasks[task] or {}), where)))
         if "task" in levels[-1][1]:
-            raise ValueError(f"{where} sets task; leave it out (the entry applies to task {task}), or set task: in "
-                             "defaults:.")  # fmt: skip
+            raise ValueError(
+                f"{where} sets task; leave it out (the entry applies to task {task}), or set task: in defaults:."
+            )
     if any("plugins" in values for _, values in levels):
-        raise ValueError(f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
-                         "it to the top level of the preset.")  # fmt: skip
+        raise ValueError(
+            f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
+            "it to the top level of the preset."
+        )
     return levels
 
 

@@ -57,8 +57,10 @@ def field_sources(config_class: type = TrainConfig) -> dict[str, FieldSource]:
         name = statement.target.id
         documented = isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
         if not documented or not isinstance(following.value.value, str):
-            raise ValueError(f"{config_class.__name__}.{name} has no docstring: write one below the field (what "
-                             f"it means, its unit, what None means), then run `{REGENERATE}`.")  # fmt: skip
+            raise ValueError(
+                f"{config_class.__name__}.{name} has no docstring: write one below the field (what "
+                f"it means, its unit, what None means), then run `{REGENERATE}`."
+            )
         sources[name] = FieldSource(ast.unparse(statement.annotation), inspect.cleandoc(following.value.value))
     return sources
 
@@ -192,9 +194,11 @@ def _commands_section() -> str:
         ("`export`", keys(EXPORT_FIELDS)),
     ]
     table = "\n".join(f"| {command} | {what} |" for command, what in rows)
-    return ("## Keys each command takes\n\nEach command takes `key=value` after its flags; `evaluate`, `predict` and "
-            "`export` change only these keys of the run's saved config:\n\n| command | `key=value` |\n| --- | --- |\n"
-            f"{table}\n")  # fmt: skip
+    return (
+        "## Keys each command takes\n\nEach command takes `key=value` after its flags; `evaluate`, `predict` and "
+        "`export` change only these keys of the run's saved config:\n\n| command | `key=value` |\n| --- | --- |\n"
+        f"{table}\n"
+    )
 
 
 def _keys_section() -> str:
@@ -205,24 +209,32 @@ def _keys_section() -> str:
         rule = _registered(item.name) or valid_values(item.name)
         default = _default(item)
         default = "none: required" if default == "" else f"`{_cell(_yaml(default))}`"
-        rows.append(f"| [`{item.name}`](#{item.name}) | `{_cell(source.annotation)}` | {default} | "
-                    f"{_cell(rule or 'any')} |")  # fmt: skip
+        rows.append(
+            f"| [`{item.name}`](#{item.name}) | `{_cell(source.annotation)}` | {default} | {_cell(rule or 'any')} |"
+        )
         names = [alias for alias, target in ALIASES.items() if target == item.name]
         also = f" Also accepted as {', '.join(f'`{alias}`' for alias in names)}." if names else ""
         sections.append(f"### `{item.name}`\n\n{_markdown(source.docstring)}{also}\n")
     table = "\n".join(rows)
-    return ("## Keys\n\n\"valid values\" are what a run checks before any work; \"any\" means no check beyond the "
-            "type.\n\n| key | type | default | valid values |\n| --- | --- | --- | --- |\n"
-            f"{table}\n\n" + "\n".join(sections))  # fmt: skip
+    return (
+        '## Keys\n\n"valid values" are what a run checks before any work; "any" means no check beyond the '
+        "type.\n\n| key | type | default | valid values |\n| --- | --- | --- | --- |\n"
+        f"{table}\n\n" + "\n".join(sections)
+    )
 
 
 def _old_names_section() -> str:
     rows = [f"| `{alias}` | [`{target}`](#{target}) |" for alias, target in ALIASES.items()]
-    rows += [f"| `{name}` | `task_options.{name}` (SQuAD's option; `{_yaml(default)}` leaves it out) |"
-             for name, default in TASK_OPTION_ALIASES.items()]  # fmt: skip
-    return ("## Other names\n\nAccepted wherever a value is given (a train YAML, a sweep file, a flag, `key=value`), "
-            "for PEFT's and the AdaLoRA code's names and for older run folders:\n\n| name | is |\n| --- | --- |\n"
-            + "\n".join(rows) + "\n")  # fmt: skip
+    rows += [
+        f"| `{name}` | `task_options.{name}` (SQuAD's option; `{_yaml(default)}` leaves it out) |"
+        for name, default in TASK_OPTION_ALIASES.items()
+    ]
+    return (
+        "## Other names\n\nAccepted wherever a value is given (a train YAML, a sweep file, a flag, `key=value`), "
+        "for PEFT's and the AdaLoRA code's names and for older run folders:\n\n| name | is |\n| --- | --- |\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def reference_text() -> str:

@@ -89,9 +89,15 @@ class PluginRecord:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PluginRecord:
-        return cls(str(values["kind"]), str(values["spec"]), str(values.get("module", "")), values.get("sha256"),
-                   values.get("distribution"), tuple(values.get("scores") or ()),
-                   tuple(values.get("tasks") or ()))  # fmt: skip
+        return cls(
+            str(values["kind"]),
+            str(values["spec"]),
+            str(values.get("module", "")),
+            values.get("sha256"),
+            values.get("distribution"),
+            tuple(values.get("scores") or ()),
+            tuple(values.get("tasks") or ()),
+        )
 
 
 _loaded: dict[tuple[str, str], PluginRecord] = {}  # (kind, spec) → record, in import order
@@ -153,8 +159,10 @@ def _registering(
 def _load_file(path: Path, where: str) -> PluginRecord:
     if not path.is_file():
         hint = " (a folder; give the .py file inside it)" if path.is_dir() else ""
-        raise FileNotFoundError(f"{where} {path}: no such file{hint}. Give the path of a .py file that registers a "
-                                "score (@register_score), or an importable module name.")  # fmt: skip
+        raise FileNotFoundError(
+            f"{where} {path}: no such file{hint}. Give the path of a .py file that registers a "
+            "score (@register_score), or an importable module name."
+        )
     module_name = _module_name(path)
     key = (FILE, str(path))
     if key in _loaded:
@@ -188,9 +196,11 @@ def _load_module(name: str, where: str) -> PluginRecord:
     except PluginError as error:
         cause = error.__cause__
         if isinstance(cause, ModuleNotFoundError) and cause.name and (name + ".").startswith(cause.name + "."):
-            raise PluginError(f"{where} {name}: no module named {cause.name!r}. Give the path of a .py file (e.g. "
-                              f"./{name.split('.')[-1]}.py), or install the package that holds the module "
-                              "(or add its folder to PYTHONPATH).") from None  # fmt: skip
+            raise PluginError(
+                f"{where} {name}: no module named {cause.name!r}. Give the path of a .py file (e.g. "
+                f"./{name.split('.')[-1]}.py), or install the package that holds the module "
+                "(or add its folder to PYTHONPATH)."
+            ) from None
         raise
     record = PluginRecord(MODULE, name, name, scores=added[0], tasks=added[1])
     _loaded[key] = record
@@ -212,8 +222,9 @@ def resolve_spec(spec: str | Path, base: str | Path | None = None) -> tuple[str,
     return MODULE, text
 
 
-def load_plugins(specs: Sequence[str | Path], base: str | Path | None = None,
-                 where: str = "plugin") -> list[PluginRecord]:  # fmt: skip
+def load_plugins(
+    specs: Sequence[str | Path], base: str | Path | None = None, where: str = "plugin"
+) -> list[PluginRecord]:
     """Import every plugin of ``specs`` (a ``.py`` file path or a dotted module name each), once per process.
 
     Args:
@@ -270,8 +281,9 @@ def load_entry_points() -> list[PluginRecord]:
             with _registering(name, "entry point", others, fix) as added:
                 entry_point.load()
             module = entry_point.value.split(":")[0].strip()
-            _loaded[key] = PluginRecord(ENTRY_POINT, spec, module, distribution=distribution, scores=added[0],
-                                        tasks=added[1])  # fmt: skip
+            _loaded[key] = PluginRecord(
+                ENTRY_POINT, spec, module, distribution=distribution, scores=added[0], tasks=added[1]
+            )
         records.append(_loaded[key])
     _entry_points_loaded = True
     return records
@@ -296,8 +308,9 @@ def read_plugin_record(folder: str | Path) -> list[PluginRecord]:
     try:
         return [PluginRecord.from_dict(item) for item in read_json(path)]
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is corrupt ({type(error).__name__}: {error}); remove it and pass the run's "
-                         "plugins with --plugin.") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is corrupt ({type(error).__name__}: {error}); remove it and pass the run's plugins with --plugin."
+        ) from None
 
 
 def _missing(record: PluginRecord, folder: Path, needed: bool, reason: str, fix: str) -> None:
@@ -305,8 +318,11 @@ def _missing(record: PluginRecord, folder: Path, needed: bool, reason: str, fix:
     what = f"{record.kind.replace('_', ' ')} {record.spec}" + (f" (registering {names})" if names else "")
     if needed:
         raise PluginError(f"run {folder} was trained with plugin {what}, which {reason}; {fix}.")
-    warnings.warn(f"run {folder} recorded plugin {what}, which {reason}; this run does not use it, so it is left out.",
-                  PluginChangedWarning, stacklevel=3)  # fmt: skip
+    warnings.warn(
+        f"run {folder} recorded plugin {what}, which {reason}; this run does not use it, so it is left out.",
+        PluginChangedWarning,
+        stacklevel=3,
+    )
 
 
 def restore_plugins(folder: str | Path, score: str | None = None, task: str | None = None) -> list[PluginRecord]:
@@ -334,15 +350,18 @@ def restore_plugins(folder: str | Path, score: str | None = None, task: str | No
         needed = (not provided) or score in record.scores or task in record.tasks
         if record.kind == ENTRY_POINT:
             if key not in _loaded:
-                _missing(record, folder, needed, f"distribution {record.distribution} no longer declares",
-                         f"install {record.distribution} again, or pass --plugin with a file that registers the "
-                         "same names")  # fmt: skip
+                _missing(
+                    record,
+                    folder,
+                    needed,
+                    f"distribution {record.distribution} no longer declares",
+                    f"install {record.distribution} again, or pass --plugin with a file that registers the same names",
+                )
                 continue
             restored.append(_loaded[key])
             continue
         if record.kind == FILE and not Path(record.spec).is_file():
-            _missing(record, folder, needed, "no longer exists",
-                     "pass --plugin NEW_PATH with the file's new location")  # fmt: skip
+            _missing(record, folder, needed, "no longer exists", "pass --plugin NEW_PATH with the file's new location")
             continue
         try:
             loaded = load_plugins([Path(record.spec)] if record.kind == FILE else [record.spec], where="plugin")
@@ -355,12 +374,15 @@ def restore_plugins(folder: str | Path, score: str | None = None, task: str | No
                     "cannot be imported (no such module)",
                     "install it again, or pass --plugin NEW_PATH_OR_MODULE that registers the same names",
                 )
-                continue  # fmt: skip
+                continue
             raise
         now = _sha256(Path(record.spec)) if record.kind == FILE else None
         if record.sha256 is not None and now is not None and now != record.sha256:
-            warnings.warn(f"plugin file {record.spec} changed since run {folder} started (sha256 {record.sha256[:12]}"
-                          f"… then, {now[:12]}… now); results may differ from the run's.",
-                          PluginChangedWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"plugin file {record.spec} changed since run {folder} started (sha256 {record.sha256[:12]}"
+                f"… then, {now[:12]}… now); results may differ from the run's.",
+                PluginChangedWarning,
+                stacklevel=2,
+            )
         restored.append(loaded[0])
     return restored

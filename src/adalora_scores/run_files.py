@@ -106,8 +106,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is corrupt (not a mapping); re-run the run with --overwrite.")
     version = saved.get("format_version", 1)
     if not isinstance(version, int) or version > CONFIG_FORMAT:
-        raise ValueError(f"{path} has format version {version!r}, newer than this adalora-scores reads "
-                         f"({CONFIG_FORMAT}); upgrade adalora-scores.")  # fmt: skip
+        raise ValueError(
+            f"{path} has format version {version!r}, newer than this adalora-scores reads "
+            f"({CONFIG_FORMAT}); upgrade adalora-scores."
+        )
     return saved
 
 
@@ -137,8 +139,10 @@ def split_kept(matrices: list[tuple[str, int]], kept: str) -> dict[str, list[boo
     takes its initial rank's worth of characters); a clear error when the lengths disagree."""
     total = sum(rank for _, rank in matrices)
     if len(kept) != total or set(kept) - {"0", "1"}:
-        raise ValueError(f"an allocation's kept string has {len(kept)} characters (of 0/1), but the header's "
-                         f"matrices have {total} triplets; the {ALLOCATIONS_FILE} is corrupt.")  # fmt: skip
+        raise ValueError(
+            f"an allocation's kept string has {len(kept)} characters (of 0/1), but the header's "
+            f"matrices have {total} triplets; the {ALLOCATIONS_FILE} is corrupt."
+        )
     masks, start = {}, 0
     for name, rank in matrices:
         masks[name] = [c == "1" for c in kept[start : start + rank]]
@@ -189,8 +193,11 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     options = values.get("task_options")
     if not isinstance(options, dict):
         return values
-    kept = {name: value for name, value in options.items()
-            if name not in TASK_OPTION_ALIASES or value != TASK_OPTION_ALIASES[name]}  # fmt: skip
+    kept = {
+        name: value
+        for name, value in options.items()
+        if name not in TASK_OPTION_ALIASES or value != TASK_OPTION_ALIASES[name]
+    }
     return {**values, "task_options": kept}
 
 

@@ -27,8 +27,13 @@ __all__ = [
 ]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_SIZES = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
-          "max_position_embeddings": 64}  # fmt: skip
+_SIZES = {
+    "hidden_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 64,
+}
 
 
 def word_tokenizer(texts: Iterable[str]):
@@ -46,8 +51,14 @@ def word_tokenizer(texts: Iterable[str]):
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 DECODER_SPECIAL_TOKENS = ("<pad>", "<|endoftext|>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>")
@@ -79,9 +90,14 @@ def decoder_tokenizer(texts: Iterable[str], chat_template: str | None = CHAT_TEM
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<|endoftext|> $A", pair="<|endoftext|> $A $B:1", special_tokens=[("<|endoftext|>", bos)]
     )
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>",
-                                      bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                      additional_special_tokens=list(DECODER_SPECIAL_TOKENS[3:]))  # fmt: skip
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        additional_special_tokens=list(DECODER_SPECIAL_TOKENS[3:]),
+    )
     if chat_template is not None:
         wrapped.chat_template = chat_template
     return wrapped
@@ -115,25 +131,49 @@ def tiny_config(model_type: str = "bert", vocab_size: int = 64, **overrides: Any
     if model_type == "bert":
         return BertConfig(**sizes)
     if model_type == "deberta-v2":
-        extra = {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
-                 "position_biased_input": False, "share_att_key": True, "norm_rel_ebd": "layer_norm",
-                 "pooler_hidden_size": sizes["hidden_size"]}  # fmt: skip
+        extra = {
+            "relative_attention": True,
+            "position_buckets": 16,
+            "pos_att_type": ["p2c", "c2p"],
+            "position_biased_input": False,
+            "share_att_key": True,
+            "norm_rel_ebd": "layer_norm",
+            "pooler_hidden_size": sizes["hidden_size"],
+        }
         return DebertaV2Config(**{**extra, **sizes})
     tokens = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 1}
     if model_type == "gpt2":
-        gpt = {"vocab_size": vocab_size, "n_embd": _SIZES["hidden_size"], "n_layer": _SIZES["num_hidden_layers"],
-               "n_head": _SIZES["num_attention_heads"], "n_positions": _SIZES["max_position_embeddings"],
-               **tokens}  # fmt: skip
+        gpt = {
+            "vocab_size": vocab_size,
+            "n_embd": _SIZES["hidden_size"],
+            "n_layer": _SIZES["num_hidden_layers"],
+            "n_head": _SIZES["num_attention_heads"],
+            "n_positions": _SIZES["max_position_embeddings"],
+            **tokens,
+        }
         return GPT2Config(**{**gpt, **overrides})
     if model_type == "opt":
-        opt = {"vocab_size": vocab_size, "hidden_size": _SIZES["hidden_size"], "word_embed_proj_dim":
-               _SIZES["hidden_size"], "num_hidden_layers": _SIZES["num_hidden_layers"], "num_attention_heads":
-               _SIZES["num_attention_heads"], "ffn_dim": _SIZES["intermediate_size"], "max_position_embeddings":
-               _SIZES["max_position_embeddings"], "eos_token_id": 1, "bos_token_id": 1, "pad_token_id": 0}  # fmt: skip
+        opt = {
+            "vocab_size": vocab_size,
+            "hidden_size": _SIZES["hidden_size"],
+            "word_embed_proj_dim": _SIZES["hidden_size"],
+            "num_hidden_layers": _SIZES["num_hidden_layers"],
+            "num_attention_heads": _SIZES["num_attention_heads"],
+            "ffn_dim": _SIZES["intermediate_size"],
+            "max_position_embeddings": _SIZES["max_position_embeddings"],
+            "eos_token_id": 1,
+            "bos_token_id": 1,
+            "pad_token_id": 0,
+        }
         return OPTConfig(**{**opt, **overrides})
     if model_type in _DECODERS:
-        decoder = {**_SIZES, "vocab_size": vocab_size, "num_key_value_heads": 1,
-                   "head_dim": _SIZES["hidden_size"] // _SIZES["num_attention_heads"], **tokens}  # fmt: skip
+        decoder = {
+            **_SIZES,
+            "vocab_size": vocab_size,
+            "num_key_value_heads": 1,
+            "head_dim": _SIZES["hidden_size"] // _SIZES["num_attention_heads"],
+            **tokens,
+        }
         return getattr(transformers, _DECODERS[model_type])(**{**decoder, **overrides})
     raise ValueError(
         f"no tiny config for model_type {model_type!r}; use bert, deberta-v2 or a decoder "
@@ -146,8 +186,11 @@ def tiny_model(config, head: str = "sequence-classification", seed: int = 0) -> 
     head, drawn with ``seed`` without touching the caller's RNG."""
     from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
-    auto = {"sequence-classification": AutoModelForSequenceClassification,
-            "question-answering": AutoModelForQuestionAnswering, "causal-lm": AutoModelForCausalLM}  # fmt: skip
+    auto = {
+        "sequence-classification": AutoModelForSequenceClassification,
+        "question-answering": AutoModelForQuestionAnswering,
+        "causal-lm": AutoModelForCausalLM,
+    }
     if head not in auto:
         raise ValueError(f"head must be one of {sorted(auto)}, got {head!r}.")
     with torch.random.fork_rng():
@@ -155,8 +198,9 @@ def tiny_model(config, head: str = "sequence-classification", seed: int = 0) -> 
         return auto[head].from_config(config)
 
 
-def save_tiny_model(folder: str | Path, texts: Iterable[str], model_type: str = "bert", seed: int = 0,
-                    **sizes: Any) -> Path:  # fmt: skip
+def save_tiny_model(
+    folder: str | Path, texts: Iterable[str], model_type: str = "bert", seed: int = 0, **sizes: Any
+) -> Path:
     """A Hub-like model folder: :func:`word_tokenizer` over ``texts`` and a random ``model_type`` model with a
     sequence-classification head (sizes: :func:`tiny_config` keyword arguments). Returns ``folder``."""
     folder = Path(folder)
@@ -167,8 +211,14 @@ def save_tiny_model(folder: str | Path, texts: Iterable[str], model_type: str = 
     return folder
 
 
-def save_tiny_decoder(folder: str | Path, texts: Iterable[str], model_type: str = "llama", seed: int = 0,
-                      chat_template: str | None = CHAT_TEMPLATE, **sizes: Any) -> Path:  # fmt: skip
+def save_tiny_decoder(
+    folder: str | Path,
+    texts: Iterable[str],
+    model_type: str = "llama",
+    seed: int = 0,
+    chat_template: str | None = CHAT_TEMPLATE,
+    **sizes: Any,
+) -> Path:
     """A Hub-like causal-LM folder: :func:`decoder_tokenizer` over ``texts`` (with ``chat_template``) and a random
     ``model_type`` decoder (:data:`DECODER_TYPES`) with its LM head. Returns ``folder``."""
     folder = Path(folder)

@@ -154,8 +154,9 @@ class TripletLayout:
         for group in self.groups:
             group.matrices = [by_name[m.name] for m in group.matrices]
         self.matrices = new
-        self.parameters = [getattr(m, role) for g in self.groups for role in ("right", "left", "value")
-                           for m in g.matrices]  # fmt: skip
+        self.parameters = [
+            getattr(m, role) for g in self.groups for role in ("right", "left", "value") for m in g.matrices
+        ]
         self._values = [m.value for m in self.matrices]
 
     # -- gathering ---------------------------------------------------------------------------------------------------

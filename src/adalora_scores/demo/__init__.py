@@ -24,9 +24,21 @@ __all__ = ["run_demo"]
 # 480 training sentences, 2 epochs at batch 16: 60 optimizer steps; rank 8 -> 4 on every q/k/v/o/f1/f2 matrix.
 # The learning rate is one at which the rows learn the task within 60 steps with the regulariser in the loss, below
 # the rates where every row reaches 100% and none could differ from another (benchmarks/README.md, "The demo").
-DEMO_SETTINGS = {"num_epochs": 2, "batch_size": 16, "eval_batch_size": 64, "max_seq_length": 32,
-                 "learning_rate": 7e-3, "init_r": 8, "target_r": 4, "budget_warmup": 0.1, "budget_final": 0.2,
-                 "mask_interval": 2, "lora_alpha": 16, "lr_warmup_ratio": 0.1, "log_every": 5}  # fmt: skip
+DEMO_SETTINGS = {
+    "num_epochs": 2,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "max_seq_length": 32,
+    "learning_rate": 7e-3,
+    "init_r": 8,
+    "target_r": 4,
+    "budget_warmup": 0.1,
+    "budget_final": 0.2,
+    "mask_interval": 2,
+    "lora_alpha": 16,
+    "lr_warmup_ratio": 0.1,
+    "log_every": 5,
+}
 
 
 def _tiny_model(folder: Path, sentences: list[str]) -> Path:
@@ -50,8 +62,15 @@ def _choose_model(output: Path, tiny: bool, sentences: list[str]) -> tuple[str, 
     return str(folder), f"a tiny random BERT (2 layers, hidden 64; {reason})"
 
 
-def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1, 2), tiny: bool = False,
-             scores: list[str] | None = None, echo=print, **settings) -> Path:  # fmt: skip
+def run_demo(
+    output: str | Path = "demo-results",
+    *,
+    seeds: tuple[int, ...] = (1, 2),
+    tiny: bool = False,
+    scores: list[str] | None = None,
+    echo=print,
+    **settings,
+) -> Path:
     """Sweep ``scores`` (default: every registered score) × ``seeds`` on the bundled task, then report.
 
     Returns the path of ``report.md``. Finished runs in ``output`` are reused, so an interrupted demo resumes.
@@ -92,8 +111,10 @@ def run_demo(output: str | Path = "demo-results", *, seeds: tuple[int, ...] = (1
     )
     report = build_report(output, title="adalora-scores demo", notes=notes)
     minutes = (time.perf_counter() - start) / 60
-    echo(f"demo: {len(result.ran)} run(s) trained, {len(result.skipped)} reused, {len(result.failed)} failed, "
-         f"{minutes:.1f} min. Report: {report}")  # fmt: skip
+    echo(
+        f"demo: {len(result.ran)} run(s) trained, {len(result.skipped)} reused, {len(result.failed)} failed, "
+        f"{minutes:.1f} min. Report: {report}"
+    )
     if result.failed:
         raise RuntimeError(f"{len(result.failed)} demo run(s) failed: {', '.join(result.failed)} (see error.txt).")
     return report

@@ -72,18 +72,24 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
     """The checkpoint of a run folder, with a clear error when it is missing or unreadable."""
     path = folder / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run stopped before its first checkpoint. Re-run it "
-                                "with --overwrite (and checkpoint_every=N to checkpoint sooner).")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path} does not exist: the run stopped before its first checkpoint. Re-run it "
+            "with --overwrite (and checkpoint_every=N to checkpoint sooner)."
+        )
     with torch.serialization.safe_globals(_numpy_rng_globals()):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             _refuse_if_unsafe(path)
-            raise ValueError(f"{path} is corrupt or not a checkpoint (it could not be unpickled). Delete it and "
-                             "re-run with --overwrite.") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is corrupt or not a checkpoint (it could not be unpickled). Delete it and "
+                "re-run with --overwrite."
+            ) from None
         except Exception as error:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"{path} is corrupt or not a checkpoint ({type(error).__name__}: {error}). Delete it "
-                             "and re-run with --overwrite.") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is corrupt or not a checkpoint ({type(error).__name__}: {error}). Delete it "
+                "and re-run with --overwrite."
+            ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an adalora-scores checkpoint (format {FORMAT}); re-run with --overwrite.")
     return state

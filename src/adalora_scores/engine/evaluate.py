@@ -71,17 +71,21 @@ def predict(
     return result
 
 
-def encode_splits(task: Any, evals: dict[str, list[Any]], selection: list[Any], tokenizer: Any,
-                  config: TrainConfig) -> dict[str, Any]:  # fmt: skip
+def encode_splits(
+    task: Any, evals: dict[str, list[Any]], selection: list[Any], tokenizer: Any, config: TrainConfig
+) -> dict[str, Any]:
     """The run's evaluation splits, encoded: the task's ``evals`` (dev) and the held-out ``selection`` split when
     there is one, each cut to ``max_eval_samples``."""
     splits = {**evals, **({"selection": selection} if selection else {})}
-    return {name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
-            for name, examples in splits.items()}  # fmt: skip
+    return {
+        name: task.encode(examples[: config.max_eval_samples], tokenizer, config, train=False)
+        for name, examples in splits.items()
+    }
 
 
-def split_loaders(eval_sets: dict[str, Any], tokenizer: Any, config: TrainConfig,
-                  accelerator: Accelerator) -> dict[str, Any]:  # fmt: skip
+def split_loaders(
+    eval_sets: dict[str, Any], tokenizer: Any, config: TrainConfig, accelerator: Accelerator
+) -> dict[str, Any]:
     """One prepared, unshuffled loader of ``eval_batch_size`` per encoded split."""
     from adalora_scores.engine.data import make_loader
 
@@ -92,17 +96,31 @@ def split_loaders(eval_sets: dict[str, Any], tokenizer: Any, config: TrainConfig
     return loaders
 
 
-def dataset_outputs(task: Any, model: Any, dataset: Any, loader: Any, tokenizer: Any, accelerator: Accelerator,
-                    config: TrainConfig, progress: str | None = None) -> dict[str, Any]:  # fmt: skip
+def dataset_outputs(
+    task: Any,
+    model: Any,
+    dataset: Any,
+    loader: Any,
+    tokenizer: Any,
+    accelerator: Accelerator,
+    config: TrainConfig,
+    progress: str | None = None,
+) -> dict[str, Any]:
     """The task's outputs for every batch of ``loader`` (``predict`` with ``task.batch_outputs``), and
     ``generations``, greedy continuations, where ``task.generation_request(dataset)`` asks for them."""
     outputs: dict[str, Any] = predict(model, loader, task.output_names, accelerator, task.batch_outputs, progress)
     request = task.generation_request(dataset)
     if request is not None:
         unwrapped = accelerator.unwrap_model(model)
-        outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator,
-                                                config.eval_batch_size, request.max_new_tokens,
-                                                progress and f"{progress}: generate")  # fmt: skip
+        outputs["generations"] = generate_texts(
+            unwrapped,
+            request.prompts,
+            tokenizer,
+            accelerator,
+            config.eval_batch_size,
+            request.max_new_tokens,
+            progress and f"{progress}: generate",
+        )
     return outputs
 
 
@@ -125,21 +143,25 @@ def evaluate_splits(
     return evals, files
 
 
-def _evaluation_config(run: Path, overrides: list[str], command: str = "evaluate",
-                       fields: tuple[str, ...] = EVALUATION_FIELDS) -> TrainConfig:  # fmt: skip
+def _evaluation_config(
+    run: Path, overrides: list[str], command: str = "evaluate", fields: tuple[str, ...] = EVALUATION_FIELDS
+) -> TrainConfig:
     saved = saved_train_values(read_config(run))
     changes = parse_overrides(overrides)
     refused = sorted(set(changes) - set(fields))
     if refused:
-        raise ValueError(f"{command} cannot change {', '.join(refused)}. It may change {', '.join(fields)}; train a "
-                         "new run for the settings that shaped the trained adapter.")  # fmt: skip
+        raise ValueError(
+            f"{command} cannot change {', '.join(refused)}. It may change {', '.join(fields)}; train a "
+            "new run for the settings that shaped the trained adapter."
+        )
     if "task_options" in changes:
         changes["task_options"] = {**(saved.get("task_options") or {}), **changes["task_options"]}
     return dataclasses.replace(TrainConfig(**saved), **changes)
 
 
-def open_run(run: Path, overrides: list[str], command: str,
-             fields: tuple[str, ...] = EVALUATION_FIELDS) -> tuple[TrainConfig, TaskBase]:  # fmt: skip
+def open_run(
+    run: Path, overrides: list[str], command: str, fields: tuple[str, ...] = EVALUATION_FIELDS
+) -> tuple[TrainConfig, TaskBase]:
     """The config of the finished run ``run`` with ``overrides`` (only of ``fields``), and its task, after its
     plugins (``plugins.json``) are imported again. ``command`` names the caller in errors."""
     from adalora_scores.plugins import restore_plugins
@@ -171,8 +193,9 @@ def load_run_model(run: Path, config: TrainConfig, task: TaskBase) -> tuple[Acce
     return accelerator, accelerator.prepare(load_adapter(model, run / ADAPTER_FOLDER))
 
 
-def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
-                 overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+def evaluate_run(
+    run: str | Path, output: str | Path | None = None, overrides: list[str] | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Evaluate the finished run ``run`` again; write ``metrics.json`` and the task's files into ``output`` (default
     ``RUN/evaluation``). Returns the metrics.
 
@@ -195,9 +218,16 @@ def evaluate_run(run: str | Path, output: str | Path | None = None, overrides: l
     eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
     results, files = evaluate_splits(task, model, eval_sets, loaders, tokenizer, accelerator, config)
-    metrics = {"run": str(run), "task": task.name, "score": config.score, "method": config.method,
-               "seed": config.seed, "main_metric": task.main_metric, "eval": results,
-               "changed": {name: getattr(config, name) for name in parse_overrides(overrides or [])}}  # fmt: skip
+    metrics = {
+        "run": str(run),
+        "task": task.name,
+        "score": config.score,
+        "method": config.method,
+        "seed": config.seed,
+        "main_metric": task.main_metric,
+        "eval": results,
+        "changed": {name: getattr(config, name) for name in parse_overrides(overrides or [])},
+    }
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():

@@ -72,8 +72,10 @@ class ExportSummary:
         to load the folder exactly, or a warning that it would misread it and what to export instead."""
         ratio = self.bytes_written / self.bytes_adalora if self.bytes_adalora else float("nan")
         what = "merged model" if self.kind == "merged" else f"LoRA adapter ({WEIGHTS_FILE})"
-        lines = [f"{self.output}: {what} {_size(self.bytes_written)}, the AdaLoRA adapter "
-                 f"{_size(self.bytes_adalora)} ({ratio:.0%})"]  # fmt: skip
+        lines = [
+            f"{self.output}: {what} {_size(self.bytes_written)}, the AdaLoRA adapter "
+            f"{_size(self.bytes_adalora)} ({ratio:.0%})"
+        ]
         if self.uniform_rank is not None:
             lines.append(f"uniform rank {self.uniform_rank} (zero-padded; the update is unchanged)")
         if self.scales_folded:
@@ -83,8 +85,10 @@ class ExportSummary:
             by_type.setdefault(module_type(name) or "other", []).append(rank)
         for kind in ordered_types(set(by_type)):
             values = by_type[kind]
-            lines.append(f"  {kind:6s} kept rank {min(values)}-{max(values)}, mean {mean(values):.2f} over "
-                         f"{len(values)} modules ({sum(v == 0 for v in values)} left out at rank 0)")  # fmt: skip
+            lines.append(
+                f"  {kind:6s} kept rank {min(values)}-{max(values)}, mean {mean(values):.2f} over "
+                f"{len(values)} modules ({sum(v == 0 for v in values)} left out at rank 0)"
+            )
         for server in self.servers:
             lines.append(f"{'' if server.exact else 'warning: '}{server.server}: {server.how}")
         return lines
@@ -126,25 +130,37 @@ def serving(config: dict, largest_rank: int, folder: str | Path = "OUT") -> list
     extra = f"trained heads (modules_to_save: {', '.join(heads)})" if heads else f"adapter biases (bias={bias})"
     max_lora_rank = vllm_max_lora_rank(largest_rank)
     if heads or bias != "none":
-        vllm = (f"not this folder: it carries {extra}, which vLLM's LoRA loader refuses; vLLM serves LoRA adapters of "
-                "generative models only. Serve it with PEFT, or merge it into the base: --merge.")  # fmt: skip
+        vllm = (
+            f"not this folder: it carries {extra}, which vLLM's LoRA loader refuses; vLLM serves LoRA adapters of "
+            "generative models only. Serve it with PEFT, or merge it into the base: --merge."
+        )
     elif other_scale:
-        vllm = (f"not this folder: vLLM applies one lora_alpha/r = {alpha / rank:.6g} to every module, and "
-                f"{len(other_scale)} module(s) here need another (--llama-cpp folded each module's scale into "
-                "lora_B). Export without --llama-cpp for vLLM.")  # fmt: skip
+        vllm = (
+            f"not this folder: vLLM applies one lora_alpha/r = {alpha / rank:.6g} to every module, and "
+            f"{len(other_scale)} module(s) here need another (--llama-cpp folded each module's scale into "
+            "lora_B). Export without --llama-cpp for vLLM."
+        )
     elif max_lora_rank is None:
-        vllm = (f"not this folder: its largest rank {largest_rank} is above vLLM's largest --max-lora-rank "
-                f"({VLLM_MAX_LORA_RANKS[-1]}); merge it: --merge.")  # fmt: skip
+        vllm = (
+            f"not this folder: its largest rank {largest_rank} is above vLLM's largest --max-lora-rank "
+            f"({VLLM_MAX_LORA_RANKS[-1]}); merge it: --merge."
+        )
     else:
-        vllm = (f"exact: vllm serve BASE_MODEL --enable-lora --max-lora-rank {max_lora_rank} --lora-modules "
-                f"NAME={folder} (the largest rank here is {largest_rank}; --max-lora-rank must hold it)")  # fmt: skip
+        vllm = (
+            f"exact: vllm serve BASE_MODEL --enable-lora --max-lora-rank {max_lora_rank} --lora-modules "
+            f"NAME={folder} (the largest rank here is {largest_rank}; --max-lora-rank must hold it)"
+        )
     if heads or bias != "none":
-        llama = (f"not this folder: it carries {extra}, and convert_lora_to_gguf.py stops at any tensor but "
-                 "lora_A/lora_B. Merge it instead: --merge.")  # fmt: skip
+        llama = (
+            f"not this folder: it carries {extra}, and convert_lora_to_gguf.py stops at any tensor but "
+            "lora_A/lora_B. Merge it instead: --merge."
+        )
     elif other_alpha:
-        llama = ("not this folder: convert_lora_to_gguf.py keeps lora_alpha alone and llama.cpp scales each tensor by "
-                 f"lora_alpha / its rank, so {len(other_alpha)} module(s) here would get another scale. Export with "
-                 "--llama-cpp (each module's scale folded into lora_B), --uniform-rank or --merge.")  # fmt: skip
+        llama = (
+            "not this folder: convert_lora_to_gguf.py keeps lora_alpha alone and llama.cpp scales each tensor by "
+            f"lora_alpha / its rank, so {len(other_alpha)} module(s) here would get another scale. Export with "
+            "--llama-cpp (each module's scale folded into lora_B), --uniform-rank or --merge."
+        )
     else:
         llama = f"exact: convert_lora_to_gguf.py --base BASE_MODEL_FOLDER {folder}"
     routes = [Serving("PEFT", True, f'exact: PeftModel.from_pretrained(base_model, "{folder}")')]
@@ -198,15 +214,19 @@ def export_run(
             ``fold_scales`` with ``merge``.
     """
     if merge and fold_scales:
-        raise ValueError("--merge writes a whole model: --llama-cpp applies to the LoRA adapter (a merged model "
-                         "reads right in llama.cpp as it is).")  # fmt: skip
+        raise ValueError(
+            "--merge writes a whole model: --llama-cpp applies to the LoRA adapter (a merged model "
+            "reads right in llama.cpp as it is)."
+        )
     run, output = Path(run), Path(output)
     config, task = open_run(run, overrides or [], "export", EXPORT_FIELDS)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise FileExistsError(f"{output} already exists; pass --overwrite to replace it, or another --output.")
     if config.method == "lora" and not merge:
-        raise ValueError(f"{run} trained plain LoRA: {run / ADAPTER_FOLDER} is already a standard PEFT LoRA adapter. "
-                         "Use it as it is, or pass --merge to merge it into the base model.")  # fmt: skip
+        raise ValueError(
+            f"{run} trained plain LoRA: {run / ADAPTER_FOLDER} is already a standard PEFT LoRA adapter. "
+            "Use it as it is, or pass --merge to merge it into the base model."
+        )
     accelerator, prepared = load_run_model(run, config, task)
     model, tokenizer = accelerator.unwrap_model(prepared), run_tokenizer(run)
     staging = output.with_name(f".{output.name}.export-{os.getpid()}")
@@ -226,8 +246,9 @@ def export_run(
     return summary
 
 
-def _write(model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], merge: bool, fold_scales: bool,
-           output: Path) -> ExportSummary:  # fmt: skip
+def _write(
+    model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], merge: bool, fold_scales: bool, output: Path
+) -> ExportSummary:
     if merge:
         merged = merged_model(model)
         merged.save_pretrained(folder, safe_serialization=True)
@@ -242,13 +263,16 @@ def _write(model, folder: Path, uniform_rank, rank_choices: tuple[int, ...], mer
     kind = "lora" if rank is None else "lora-uniform"
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     servers = serving(config, export.largest_rank, output)
-    _record(folder, {
-        "form": kind,
-        "scales_folded_into_lora_B": export.scales_folded,
-        "largest_rank": export.largest_rank,
-        "vllm_max_lora_rank": vllm_max_lora_rank(export.largest_rank),
-        "servers": {server.server: {"exact": server.exact, "how": server.how} for server in servers},
-    })  # fmt: skip
+    _record(
+        folder,
+        {
+            "form": kind,
+            "scales_folded_into_lora_B": export.scales_folded,
+            "largest_rank": export.largest_rank,
+            "vllm_max_lora_rank": vllm_max_lora_rank(export.largest_rank),
+            "servers": {server.server: {"exact": server.exact, "how": server.how} for server in servers},
+        },
+    )
     return ExportSummary(folder, kind, weights.stat().st_size, 0, export.ranks, rank, servers, export.scales_folded)
 
 

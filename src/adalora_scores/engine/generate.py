@@ -15,8 +15,15 @@ __all__ = ["generate_texts"]
 
 
 @torch.no_grad()
-def generate_texts(model: Any, prompts: list[list[int]], tokenizer: Any, accelerator: Accelerator, batch_size: int,
-                   max_new_tokens: int, progress: str | None = None) -> list[str]:  # fmt: skip
+def generate_texts(
+    model: Any,
+    prompts: list[list[int]],
+    tokenizer: Any,
+    accelerator: Accelerator,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: str | None = None,
+) -> list[str]:
     """The greedy continuation of every prompt (token ids), decoded without special tokens.
 
     Prompts are padded on the left (a decoder continues from the last position) in batches of ``batch_size``;
@@ -33,9 +40,14 @@ def generate_texts(model: Any, prompts: list[list[int]], tokenizer: Any, acceler
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in chunk])
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk])
             device = accelerator.device
-            generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                       max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                       eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+            generated = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
             texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
             mine.extend(zip(chunk, (text.strip() for text in texts), strict=True))
     model.train()

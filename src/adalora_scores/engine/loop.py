@@ -156,8 +156,9 @@ def _optimizer_step(session: Session, progress: Progress, allocator, accumulatio
             where = f"gradient of {bad}" if bad else "loss"
             message = f"step {progress.step + 1}: non-finite {where} (loss {window})"
             if config.nonfinite == "stop":
-                raise NonFiniteError(f"{message}. Lower the learning rate or check the data; nonfinite=skip skips "
-                                     "such steps instead.")  # fmt: skip
+                raise NonFiniteError(
+                    f"{message}. Lower the learning rate or check the data; nonfinite=skip skips such steps instead."
+                )
             warnings.warn(f"{message}: step skipped (no optimizer, scheduler or allocator update).", stacklevel=2)
             progress.skipped_steps += 1
             session.adapted.discard_step()

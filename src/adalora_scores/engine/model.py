@@ -63,9 +63,11 @@ def _accepted(task: Task, options: dict[str, Any]) -> dict[str, Any]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters) or not options:
         return options
     if "quantization_config" in options:
-        raise TypeError(f"task {task.name}: load_model(name) takes no model options, so load_in_4bit cannot reach "
-                        "from_pretrained. Give it **model_options and pass them on to from_pretrained (see "
-                        "adalora_scores.tasks.Task.load_model), or set load_in_4bit=false.")  # fmt: skip
+        raise TypeError(
+            f"task {task.name}: load_model(name) takes no model options, so load_in_4bit cannot reach "
+            "from_pretrained. Give it **model_options and pass them on to from_pretrained (see "
+            "adalora_scores.tasks.Task.load_model), or set load_in_4bit=false."
+        )
     return {}
 
 

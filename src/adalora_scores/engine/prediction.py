@@ -54,8 +54,9 @@ def predictions_text(predictions: Predictions, suffix: str) -> str:
     return stream.getvalue()
 
 
-def predict_file(run: str | Path, input: str | Path, output: str | Path, overrides: list[str] | None = None,
-                 overwrite: bool = False) -> Predictions:  # fmt: skip
+def predict_file(
+    run: str | Path, input: str | Path, output: str | Path, overrides: list[str] | None = None, overwrite: bool = False
+) -> Predictions:
     """Predict every row of ``input`` with the finished run ``run`` and write ``output`` (its format by its suffix);
     returns the predictions. ``overrides`` are ``key=value`` changes of :data:`PREDICTION_FIELDS`.
 
@@ -69,11 +70,14 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, overrid
 
     run, input, output = Path(run), Path(input), Path(output)
     if output.suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"--output {output}: the format follows the suffix, which must be one of "
-                         f"{', '.join(OUTPUT_SUFFIXES)} (got {output.suffix or 'none'!r}).")  # fmt: skip
+        raise ValueError(
+            f"--output {output}: the format follows the suffix, which must be one of "
+            f"{', '.join(OUTPUT_SUFFIXES)} (got {output.suffix or 'none'!r})."
+        )
     if output.exists() and not overwrite:
-        raise FileExistsError(f"--output {output} already exists; pass --overwrite to replace it, or give another "
-                              "--output.")  # fmt: skip
+        raise FileExistsError(
+            f"--output {output} already exists; pass --overwrite to replace it, or give another --output."
+        )
     if not input.is_file():
         raise FileNotFoundError(f"--input {input}: no such file.")
     config, task = open_run(run, overrides or [], "predict", PREDICTION_FIELDS)
@@ -82,8 +86,16 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, overrid
     dataset = task.prediction_dataset(input, tokenizer, config)  # bad input stops here, before the model loads
     accelerator, model = load_run_model(run, config, task)
     loader = make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=config.seed)
-    outputs = dataset_outputs(task, model, dataset, accelerator.prepare(loader), tokenizer, accelerator, config,
-                              progress=f"predict {input.name}")  # fmt: skip
+    outputs = dataset_outputs(
+        task,
+        model,
+        dataset,
+        accelerator.prepare(loader),
+        tokenizer,
+        accelerator,
+        config,
+        progress=f"predict {input.name}",
+    )
     predictions = task.prediction_records(outputs, dataset)
     if accelerator.is_main_process:
         atomic_write(output, predictions_text(predictions, output.suffix))

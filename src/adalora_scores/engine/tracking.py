@@ -29,8 +29,9 @@ def check_tracker(report_to: str) -> str | None:
         return None
     package = _PACKAGES[report_to]
     if importlib.util.find_spec(package) is None:
-        raise ModuleNotFoundError(f"report_to={report_to} needs the {package} package: pip install {package} "
-                                  "(or report_to=none).")  # fmt: skip
+        raise ModuleNotFoundError(
+            f"report_to={report_to} needs the {package} package: pip install {package} (or report_to=none)."
+        )
     return report_to
 
 

@@ -104,9 +104,19 @@ def prepare(config: TrainConfig, output: Path, overwrite: bool, resume: bool) ->
     folder = _open_run_folder(config, output, overwrite, start_step, accelerator, adapted, total_steps, len(selection))
     session = _session(config, accelerator, adapted, folder, train_set, tokenizer, total_steps)
     progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
-    return Prepared(config, task, session, progress, tokenizer, eval_sets,
-                    split_loaders(eval_sets, tokenizer, config, accelerator), len(train_examples), len(train_set),
-                    start_step, None if checkpoint is None else checkpoint["rng"])  # fmt: skip
+    return Prepared(
+        config,
+        task,
+        session,
+        progress,
+        tokenizer,
+        eval_sets,
+        split_loaders(eval_sets, tokenizer, config, accelerator),
+        len(train_examples),
+        len(train_set),
+        start_step,
+        None if checkpoint is None else checkpoint["rng"],
+    )
 
 
 def train_steps(prepared: Prepared) -> tuple[Progress, float]:
@@ -128,8 +138,9 @@ def finish(prepared: Prepared, progress: Progress, wall_seconds: float) -> dict[
     it exists), and return the metrics."""
     session, task, config = prepared.session, prepared.task, prepared.config
     accelerator = session.accelerator
-    evals, files = evaluate_splits(task, session.model, prepared.eval_sets, prepared.eval_loaders,
-                                   prepared.tokenizer, accelerator, config)  # fmt: skip
+    evals, files = evaluate_splits(
+        task, session.model, prepared.eval_sets, prepared.eval_loaders, prepared.tokenizer, accelerator, config
+    )
     files |= task.run_files()  # e.g. classification's labels.json
     metrics = _metrics(prepared, progress, wall_seconds, evals)
     _write_results(prepared, metrics, files)
@@ -175,8 +186,10 @@ def _check_resumable(folder: Path, config: TrainConfig) -> None:
     changed = config_changes(saved, config)
     if changed:
         details = ", ".join(f"{name}: {before!r} -> {after!r}" for name, before, after in changed[:5])
-        raise ValueError(f"--resume with a changed config ({details}); resume with the original values, or start "
-                         "a new run (another --output, or --overwrite).")  # fmt: skip
+        raise ValueError(
+            f"--resume with a changed config ({details}); resume with the original values, or start "
+            "a new run (another --output, or --overwrite)."
+        )
 
 
 def _accelerator(config: TrainConfig, output: Path, tracker: Any) -> Accelerator:
@@ -193,9 +206,16 @@ def _accelerator(config: TrainConfig, output: Path, tracker: Any) -> Accelerator
     )
 
 
-def _open_run_folder(config: TrainConfig, output: Path, overwrite: bool, start_step: int | None,
-                     accelerator: Accelerator, adapted: AdaptedModel, total_steps: int,
-                     selection_examples: int) -> RunFolder:  # fmt: skip
+def _open_run_folder(
+    config: TrainConfig,
+    output: Path,
+    overwrite: bool,
+    start_step: int | None,
+    accelerator: Accelerator,
+    adapted: AdaptedModel,
+    total_steps: int,
+    selection_examples: int,
+) -> RunFolder:
     """The run folder, checked by every process before any of them writes; a new run's resolved config and
     allocation header are written."""
     RunFolder.validate(output, overwrite, start_step is not None)
@@ -214,8 +234,15 @@ def _open_run_folder(config: TrainConfig, output: Path, overwrite: bool, start_s
     return folder
 
 
-def _session(config: TrainConfig, accelerator: Accelerator, adapted: AdaptedModel, folder: RunFolder,
-             train_set: Any, tokenizer: Any, total_steps: int) -> Session:  # fmt: skip
+def _session(
+    config: TrainConfig,
+    accelerator: Accelerator,
+    adapted: AdaptedModel,
+    folder: RunFolder,
+    train_set: Any,
+    tokenizer: Any,
+    total_steps: int,
+) -> Session:
     """AdamW, the learning-rate schedule and the shuffled train loader, prepared by accelerate with the model."""
     optimizer = torch.optim.AdamW(
         [p for p in adapted.model.parameters() if p.requires_grad],
@@ -225,8 +252,9 @@ def _session(config: TrainConfig, accelerator: Accelerator, adapted: AdaptedMode
     warmup = config.lr_warmup_steps or int(config.lr_warmup_ratio * total_steps)
     schedule = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
     scheduler = schedule[config.lr_schedule](optimizer, warmup, total_steps)
-    train_loader = make_loader(train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed,
-                               group_by_length=config.group_by_length)  # fmt: skip
+    train_loader = make_loader(
+        train_set, tokenizer, config.batch_size, shuffle=True, seed=config.seed, group_by_length=config.group_by_length
+    )
     model, optimizer, train_loader, scheduler = accelerator.prepare(adapted.model, optimizer, train_loader, scheduler)
     return Session(config, accelerator, model, optimizer, scheduler, train_loader, adapted, folder, total_steps)
 
@@ -241,14 +269,18 @@ def _banner(prepared: Prepared) -> str:
     config, session = prepared.config, prepared.session
     allocator = session.adapted.allocator
     if allocator is not None:
-        method = (f"score={config.score}, {len(allocator.layout.matrices)} adapted matrices, budget "
-                  f"{allocator.initial_budget} -> {allocator.target_budget}, ")  # fmt: skip
+        method = (
+            f"score={config.score}, {len(allocator.layout.matrices)} adapted matrices, budget "
+            f"{allocator.initial_budget} -> {allocator.target_budget}, "
+        )
     else:
         method = f"{'SVD-LoRA' if config.method == 'svd_lora' else 'LoRA'} r={config.target_r}, "
     resuming = f"; resuming at step {prepared.progress.step}" if prepared.resumed_from_step is not None else ""
-    return (f"{prepared.task.name}: {prepared.train_examples} train examples ({prepared.train_features} features), "
-            f"{session.total_steps} optimizer steps, {method}{_trainable_parameters(session):,} trainable "
-            f"parameters{resuming}")  # fmt: skip
+    return (
+        f"{prepared.task.name}: {prepared.train_examples} train examples ({prepared.train_features} features), "
+        f"{session.total_steps} optimizer steps, {method}{_trainable_parameters(session):,} trainable "
+        f"parameters{resuming}"
+    )
 
 
 def _metrics(prepared: Prepared, progress: Progress, wall_seconds: float, evals: dict[str, Any]) -> dict[str, Any]:

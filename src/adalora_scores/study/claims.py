@@ -80,8 +80,14 @@ class ClaimInfo:
     """Tells one claim from another: its random token, or inode and modification time when unparsable."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "machine": self.machine, "started": self.started,
-                "heartbeat": self.heartbeat, "token": self.token}  # fmt: skip
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "machine": self.machine,
+            "started": self.started,
+            "heartbeat": self.heartbeat,
+            "token": self.token,
+        }
 
     def holder(self) -> str:
         return f"{self.host or '?'}:{self.pid if self.pid is not None else '?'}"
@@ -109,8 +115,15 @@ def read_claim(folder: Path) -> ClaimInfo | None:
     try:
         data = json.loads(raw.decode("utf-8"))
         token = str(data["token"])
-        return ClaimInfo(data.get("host"), data.get("pid"), data.get("started"), float(data["heartbeat"]), token,
-                         data.get("machine"), token)  # fmt: skip
+        return ClaimInfo(
+            data.get("host"),
+            data.get("pid"),
+            data.get("started"),
+            float(data["heartbeat"]),
+            token,
+            data.get("machine"),
+            token,
+        )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):  # created but not yet written, or cut
         return ClaimInfo(None, None, None, status.st_mtime, None, None, f"ino{status.st_ino}-{status.st_mtime_ns}")
 
@@ -148,8 +161,9 @@ class Claim:
         """Set when the heartbeat finds ``claim.json`` is no longer this claim (another worker took it over)."""
         self._write()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(heartbeat_every,), daemon=True,
-                                        name=f"claim heartbeat {folder.name}")  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._beat, args=(heartbeat_every,), daemon=True, name=f"claim heartbeat {folder.name}"
+        )
         self._thread.start()
 
     def _write(self) -> None:

@@ -358,17 +358,19 @@ def diagnose(study: Study, task: str) -> Diagnostics:
         tested = None
         if len(finals) >= 2 and len({triplets for triplets, _ in finals}) == 1:
             tested = chance_p_value(finals[0][0], [kept for _, kept in finals])
-        reliability.append(Reliability(
-            row,
-            statistics.fmean(j for j, _ in pairs) if pairs else None,
-            statistics.fmean(c for _, c in pairs) if pairs else None,
-            len(pairs),
-            statistics.fmean(rhos) if rhos else None,
-            len(rhos),
-            statistics.fmean(per_seed_churn) if per_seed_churn else None,
-            None if tested is None else tested[0],
-            None if tested is None else tested[1],
-        ))  # fmt: skip
+        reliability.append(
+            Reliability(
+                row,
+                statistics.fmean(j for j, _ in pairs) if pairs else None,
+                statistics.fmean(c for _, c in pairs) if pairs else None,
+                len(pairs),
+                statistics.fmean(rhos) if rhos else None,
+                len(rhos),
+                statistics.fmean(per_seed_churn) if per_seed_churn else None,
+                None if tested is None else tested[0],
+                None if tested is None else tested[1],
+            )
+        )
         if any(curves):
             churns[row] = mean_curve(curves)
         if per_type:

@@ -109,17 +109,22 @@ class SweepSpec:
             raise ValueError(f"{self.source}: baseline name(s) {clash} are also scores; rename them (e.g. lora_r8).")
         self.grid = canonical_values(self.grid, f"{self.source} grid")
         self.fixed = canonical_values(self.fixed, f"{self.source} set")
-        self.baselines = {name: canonical_values(values, f"{self.source} baselines.{name}")
-                          for name, values in self.baselines.items()}  # fmt: skip
-        self.ladder = {name: canonical_values(values, f"{self.source} ladder.{name}")
-                       for name, values in self.ladder.items()}  # fmt: skip
+        self.baselines = {
+            name: canonical_values(values, f"{self.source} baselines.{name}")
+            for name, values in self.baselines.items()
+        }
+        self.ladder = {
+            name: canonical_values(values, f"{self.source} ladder.{name}") for name, values in self.ladder.items()
+        }
         for name, settings in self.rows_settings().items():
             section = "ladder" if name in self.ladder else "baselines"
             for key, value in settings.items():
                 if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
-                    raise ValueError(f"{self.source}: {section}.{name}.{key} is a list, which replaces a grid "
-                                     f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
-                                     "value.")  # fmt: skip
+                    raise ValueError(
+                        f"{self.source}: {section}.{name}.{key} is a list, which replaces a grid "
+                        f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
+                        "value."
+                    )
         # old top-level names of task options stay as given (run names keep them); resolve_config moves them
         known = {f.name for f in dataclasses.fields(TrainConfig)} | set(TASK_OPTION_ALIASES)
         settings = {key for values in self.rows_settings().values() for key in values}
@@ -161,9 +166,13 @@ class SweepSpec:
                 # a baseline's setting for a grid key replaces the key's list: its own list, or its one fixed value;
                 # the update scale is one setting given two ways, so a row's α replaces the grid's c and back
                 given = [key for key in SCALE_KEYS if key in settings]
-                lists = {key: (settings[key] if isinstance(settings[key], list) else [settings[key]])
-                         if key in settings else values for key, values in shared.items()
-                         if not (given and key in SCALE_KEYS and key not in given)}  # fmt: skip
+                lists = {
+                    key: (settings[key] if isinstance(settings[key], list) else [settings[key]])
+                    if key in settings
+                    else values
+                    for key, values in shared.items()
+                    if not (given and key in SCALE_KEYS and key not in given)
+                }
                 fixed = {key: value for key, value in settings.items() if not isinstance(value, list)}
                 for combination in itertools.product(*lists.values()):
                     yield {"task": task, "score": score, **dict(zip(lists, combination, strict=True))}, fixed
@@ -192,9 +201,11 @@ class SweepSpec:
         names: dict[str, Run] = {}
         for run in runs:
             if run.name in names:
-                raise ValueError(f"{self.source}: two runs would share the name {run.name} (grid values "
-                                 f"{names[run.name].grid_values} and {run.grid_values}); make the grid values "
-                                 "differ in letters or digits, not only in punctuation or spaces.")  # fmt: skip
+                raise ValueError(
+                    f"{self.source}: two runs would share the name {run.name} (grid values "
+                    f"{names[run.name].grid_values} and {run.grid_values}); make the grid values "
+                    "differ in letters or digits, not only in punctuation or spaces."
+                )
             names[run.name] = run
         self._check_steps(runs)
         return runs
@@ -216,9 +227,11 @@ class SweepSpec:
                 changes = step_changes(parent.config.to_dict(), after, skip)
                 self.step_changes.setdefault(step.row, step_text(changes, after))
                 if len(changes) != 1:
-                    raise ValueError(f"{self.source}: ladder row {step.row} changes {step_text(changes)} from "
-                                     f"{step.parent} on {task}; a step changes exactly one thing, so add a row "
-                                     "between them or set the other values alike.")  # fmt: skip
+                    raise ValueError(
+                        f"{self.source}: ladder row {step.row} changes {step_text(changes)} from "
+                        f"{step.parent} on {task}; a step changes exactly one thing, so add a row "
+                        "between them or set the other values alike."
+                    )
 
 
 def _format(value: Any) -> str:
@@ -242,10 +255,19 @@ def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
         grid["seed"] = list(seeds)
     ladder = document.get("ladder") or {}
     if not isinstance(ladder, dict):
-        raise ValueError(f"{file}: ladder must be a mapping of row name → settings, in order (e.g. lora_r8: "
-                         "{method: lora, target_r: 8}).")  # fmt: skip
-    return SweepSpec(grid, dict(document.get("presets") or {}), dict(document.get("set") or {}),
-                     document.get("data"), str(file), dict(document.get("baselines") or {}), dict(ladder))  # fmt: skip
+        raise ValueError(
+            f"{file}: ladder must be a mapping of row name → settings, in order (e.g. lora_r8: "
+            "{method: lora, target_r: 8})."
+        )
+    return SweepSpec(
+        grid,
+        dict(document.get("presets") or {}),
+        dict(document.get("set") or {}),
+        document.get("data"),
+        str(file),
+        dict(document.get("baselines") or {}),
+        dict(ladder),
+    )
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -45,8 +45,9 @@ def plot_ranks(study: Study, task: str, path: Path) -> bool:
     if not grids:
         return False
     top = max(max(max(line) for line in grid) for _, (_, grid) in grids) or 1
-    figure, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids) + 1, 0.3 * len(grids[0][1][1]) + 2),
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(
+        1, len(grids), figsize=(2.2 * len(grids) + 1, 0.3 * len(grids[0][1][1]) + 2), squeeze=False
+    )
     for axis, (row, (kinds, grid)) in zip(axes[0], grids, strict=True):
         image = axis.imshow(grid, vmin=0, vmax=top, cmap="viridis", aspect="auto")
         axis.set_title(_label(row), fontsize=9)
@@ -95,8 +96,9 @@ def plot_churn(diagnostics: Diagnostics, path: Path) -> bool:
     axis.set_xlabel("optimizer step (allocation)")
     axis.set_ylabel("churn |K_t \\ K_t-1| / |K_t|")
     axis.set_ylim(bottom=0)
-    axis.set_title(f"{diagnostics.task}: share of the kept set that is new at each allocation (mean over seeds)",
-                   fontsize=9)  # fmt: skip
+    axis.set_title(
+        f"{diagnostics.task}: share of the kept set that is new at each allocation (mean over seeds)", fontsize=9
+    )
     axis.legend(fontsize=7, ncol=2)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -110,8 +112,9 @@ def plot_trajectories(diagnostics: Diagnostics, path: Path) -> bool:
         return False
     columns = min(5, len(panels))
     lines = -(-len(panels) // columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(2.6 * columns + 1, 2.2 * lines + 0.8), squeeze=False,
-                                sharex=True, sharey=True)  # fmt: skip
+    figure, axes = plt.subplots(
+        lines, columns, figsize=(2.6 * columns + 1, 2.2 * lines + 0.8), squeeze=False, sharex=True, sharey=True
+    )
     top = max(v for _, kinds in panels for curve in kinds.values() for _, v in curve)
     for axis, (row, kinds) in zip(axes.flat, panels, strict=False):
         for kind, curve in kinds.items():
@@ -139,8 +142,14 @@ def plot_metrics(study: Study, columns, path: Path) -> bool:
     for k, row in enumerate(rows):
         cells = [study.cell(row, c) for c in shown]
         positions = [i + (k - (len(rows) - 1) / 2) * width for i in range(len(shown))]
-        axis.bar(positions, [c.mean or 0 for c in cells], width, yerr=[c.std or 0 for c in cells], capsize=3,
-                 label=_label(row))  # fmt: skip
+        axis.bar(
+            positions,
+            [c.mean or 0 for c in cells],
+            width,
+            yerr=[c.std or 0 for c in cells],
+            capsize=3,
+            label=_label(row),
+        )
     axis.set_xticks(range(len(shown)), [c.label for c in shown], rotation=30, ha="right")
     axis.set_ylabel("dev metric (%), mean ± std over seeds")
     means = [study.cell(row, c).mean for row in rows for c in shown if study.cell(row, c).mean is not None]
@@ -151,8 +160,13 @@ def plot_metrics(study: Study, columns, path: Path) -> bool:
     return True
 
 
-def plot_waterfall(start: tuple[str, float], steps: list[tuple[str, float, float, float, bool]],
-                   end: tuple[str, float], title: str, path: Path) -> None:  # fmt: skip
+def plot_waterfall(
+    start: tuple[str, float],
+    steps: list[tuple[str, float, float, float, bool]],
+    end: tuple[str, float],
+    title: str,
+    path: Path,
+) -> None:
     """A waterfall: the first row's mean, each step's Δ (label, Δ, 95% low, 95% high, detected) as a bar floating
     from the running total with its interval, then the last row's mean. Detected steps are coloured (green a gain,
     red a cost), the others grey; the axis is zoomed to the bars' range."""

@@ -104,9 +104,11 @@ def _paper_table(columns: Sequence[Column], averages: bool) -> str | None:
         values = [PAPER.get((score, label)) for label in labels]
         lines.append(f"| `{score}` | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
     estimators = "; ".join(f"`{score}` = {PAPER_ROWS[score]}" for score in scores if score in PAPER_ROWS)
-    lines.append(f"\nThe paper's rows, by its definitions, and the estimator each column used: {estimators}. The "
-                 "mini-batch `fisher` and `gsnr` estimate the same formulas from one mini-batch gradient per step: "
-                 "ablation rows, without a paper value.")  # fmt: skip
+    lines.append(
+        f"\nThe paper's rows, by its definitions, and the estimator each column used: {estimators}. The "
+        "mini-batch `fisher` and `gsnr` estimate the same formulas from one mini-batch gradient per step: "
+        "ablation rows, without a paper value."
+    )
     return "\n".join(lines)
 
 
@@ -121,13 +123,20 @@ def _label(row: tuple[str, str]) -> str:
 
 def _parameters(study: Study, row: tuple[str, str], tasks: set[str]) -> str:
     """Mean final adapter parameters (head excluded) over the row's runs on ``tasks``."""
-    counts = [r.metrics["adapter_parameters"] for r in study.records
-              if r.row == row and r.task in tasks and "adapter_parameters" in r.metrics]  # fmt: skip
+    counts = [
+        r.metrics["adapter_parameters"]
+        for r in study.records
+        if r.row == row and r.task in tasks and "adapter_parameters" in r.metrics
+    ]
     return f"{statistics.fmean(counts) / 1e6:.3g}M" if counts else "–"
 
 
-SETTINGS = (("orth_reg_weight", "γ (orth_reg_weight)"), ("lora_alpha", "α (lora_alpha)"),
-            ("update_scale", "c = α / r (update scale)"), ("learning_rate", "learning_rate"))  # fmt: skip
+SETTINGS = (
+    ("orth_reg_weight", "γ (orth_reg_weight)"),
+    ("lora_alpha", "α (lora_alpha)"),
+    ("update_scale", "c = α / r (update scale)"),
+    ("learning_rate", "learning_rate"),
+)
 """The settings the report shows per row: the regulariser's weight, α, the update scale c it gives with the method's
 rank (``adalora_scores.config.effective_update_scale``) and the learning rate."""
 
@@ -170,22 +179,33 @@ def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]
                     value = values[key]
                 runs = used.setdefault(repr(value), (value, {}))[1]
                 runs.setdefault(record.task, []).append(record.seed)
-            found[key] = [{"value": value, "runs": [[task, seed] for task, seeds in runs.items() for seed in seeds]}
-                          for value, runs in used.values()]  # fmt: skip
+            found[key] = [
+                {"value": value, "runs": [[task, seed] for task, seeds in runs.items() for seed in seeds]}
+                for value, runs in used.values()
+            ]
             if not used:
                 texts.append("–")
             elif len(used) == 1:
                 texts.append(_setting_text(next(iter(used.values()))[0]))
             else:
-                texts.append(" · ".join(
-                    _setting_text(value) + " (" + "; ".join(
-                        f"{task} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-                        for task, seeds in runs.items()) + ")"
-                    for value, runs in used.values()))  # fmt: skip
+                texts.append(
+                    " · ".join(
+                        _setting_text(value)
+                        + " ("
+                        + "; ".join(
+                            f"{task} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                            for task, seeds in runs.items()
+                        )
+                        + ")"
+                        for value, runs in used.values()
+                    )
+                )
         lines.append(f"| {_label(row)} | " + " | ".join(texts) + " |")
         rows.append({"score": row[0], "variant": row[1], **found})
-    note = ("From each run's `config.yaml`. Where the runs of a row differ, every value is listed with the runs "
-            "(task, seeds) that used it. γ is not shown for LoRA rows, which have no regulariser.")  # fmt: skip
+    note = (
+        "From each run's `config.yaml`. Where the runs of a row differ, every value is listed with the runs "
+        "(task, seeds) that used it. γ is not shown for LoRA rows, which have no regulariser."
+    )
     return "\n".join(lines) + "\n\n" + note, rows
 
 
@@ -213,12 +233,25 @@ def _table(
                 text += " · " + _chosen_text(chosen[(row, column.task)])
             texts.append(text)
             paper = PAPER.get((row[0], column.label))
-            cells.append({"score": row[0], "variant": row[1], "column": column.label, "task": column.task,
-                          "split": column.split, "metric": column.metric, "mean": cell.mean, "std": cell.std,
-                          "n": cell.n, "paper": paper, "difference": None if paper is None or cell.mean is None
-                          else cell.mean - paper, "values": cell.values,
-                          "chosen": None if chosen is None or (row, column.task) not in chosen
-                          else chosen[(row, column.task)].chosen})  # fmt: skip
+            cells.append(
+                {
+                    "score": row[0],
+                    "variant": row[1],
+                    "column": column.label,
+                    "task": column.task,
+                    "split": column.split,
+                    "metric": column.metric,
+                    "mean": cell.mean,
+                    "std": cell.std,
+                    "n": cell.n,
+                    "paper": paper,
+                    "difference": None if paper is None or cell.mean is None else cell.mean - paper,
+                    "values": cell.values,
+                    "chosen": None
+                    if chosen is None or (row, column.task) not in chosen
+                    else chosen[(row, column.task)].chosen,
+                }
+            )
         if averages:
             paper_average = study.paper_average(row, columns)
             texts.append(
@@ -272,20 +305,42 @@ def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[di
     for c, result in claims:
         star = " *" if c.p_holm is not None and c.p_holm < 0.05 else ""
         interval = "n/a" if result.low is None else f"[{result.low:+.2f}, {result.high:+.2f}]"
-        needed = "n/a" if result.std_difference in (None, 0.0) else (
-            f"> {SEEDS_CAP}" if result.seeds_for_target is None else str(result.seeds_for_target))  # fmt: skip
-        lines.append(f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | {interval} | "
-                     f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} | "
-                     f"{number(result.detectable, '.2f')} | {needed} |")  # fmt: skip
+        needed = (
+            "n/a"
+            if result.std_difference in (None, 0.0)
+            else (f"> {SEEDS_CAP}" if result.seeds_for_target is None else str(result.seeds_for_target))
+        )
+        lines.append(
+            f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | {interval} | "
+            f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} | "
+            f"{number(result.detectable, '.2f')} | {needed} |"
+        )
         sentence = claim_sentence(_label(c.row), study.reference, c.column, result, c.p_holm, c.higher_is_better)
         sentences.append(f"- {sentence}")
-        rows.append({"score": c.row[0], "variant": c.row[1], "column": c.column, "n": c.n,
-                     "mean_difference": c.mean_difference, "low": result.low, "high": result.high,
-                     "std_difference": result.std_difference, "t": c.t, "p": c.p, "p_holm": c.p_holm,
-                     "detected": c.p_holm is not None and c.p_holm < 0.05, "detectable_difference": result.detectable,
-                     "target_difference": TARGET_DIFFERENCE, "seeds_for_target": result.seeds_for_target,
-                     "seeds_cap": SEEDS_CAP, "power": POWER, "alpha": ALPHA, "power_not_available": result.why_not,
-                     "sentence": sentence})  # fmt: skip
+        rows.append(
+            {
+                "score": c.row[0],
+                "variant": c.row[1],
+                "column": c.column,
+                "n": c.n,
+                "mean_difference": c.mean_difference,
+                "low": result.low,
+                "high": result.high,
+                "std_difference": result.std_difference,
+                "t": c.t,
+                "p": c.p,
+                "p_holm": c.p_holm,
+                "detected": c.p_holm is not None and c.p_holm < 0.05,
+                "detectable_difference": result.detectable,
+                "target_difference": TARGET_DIFFERENCE,
+                "seeds_for_target": result.seeds_for_target,
+                "seeds_cap": SEEDS_CAP,
+                "power": POWER,
+                "alpha": ALPHA,
+                "power_not_available": result.why_not,
+                "sentence": sentence,
+            }
+        )
     note = "\n\n`*`: p_Holm < 0.05. n/a: fewer than 2 paired seeds, or identical differences on every seed."
     text = "\n".join(lines) + note + "\n\n" + _power_note(study.reference) + "\n\n" + "\n".join(sentences)
     return text, rows
@@ -306,8 +361,9 @@ def _tuned_names(keys: Sequence[str]) -> str:
 
 def _tuning_note(keys: Sequence[str], select_on: str) -> str:
     if len(keys) > 1:
-        what = (f"the combination of {_tuned_names(keys)} is the one, among the combinations that ran, with the best "
-                "mean")  # fmt: skip
+        what = (
+            f"the combination of {_tuned_names(keys)} is the one, among the combinations that ran, with the best mean"
+        )
         text = _tuning_note_text(what, select_on)
         return text.replace("that value's", "that combination's").replace("chosen value", "chosen combination")
     return _tuning_note_text(f"`{keys[0]}` is the grid value with the best mean", select_on)
@@ -315,14 +371,18 @@ def _tuning_note(keys: Sequence[str], select_on: str) -> str:
 
 def _tuning_note_text(what: str, select_on: str) -> str:
     if select_on == "dev":
-        return (f"**Tuned mode, selected on dev.** Per score and task, {what} "
-                "over seeds of the task's main metric on the dev set, and the cells report that value's dev results: "
-                "the numbers are selected on the data they are reported on (the usual GLUE practice), so they are "
-                "optimistic.")  # fmt: skip
-    return (f"**Tuned mode, selected on a held-out split.** Per score and task, {what} over seeds of the task's "
-            "main metric on the `selection` split, held out from the training data (`selection_fraction`, seeded by "
-            "`selection_seed`, never trained on); the cells report that value's dev results, which played no part in "
-            "the choice. The chosen value follows each cell; the appendix lists the whole grid.")  # fmt: skip
+        return (
+            f"**Tuned mode, selected on dev.** Per score and task, {what} "
+            "over seeds of the task's main metric on the dev set, and the cells report that value's dev results: "
+            "the numbers are selected on the data they are reported on (the usual GLUE practice), so they are "
+            "optimistic."
+        )
+    return (
+        f"**Tuned mode, selected on a held-out split.** Per score and task, {what} over seeds of the task's "
+        "main metric on the `selection` split, held out from the training data (`selection_fraction`, seeded by "
+        "`selection_seed`, never trained on); the cells report that value's dev results, which played no part in "
+        "the choice. The chosen value follows each cell; the appendix lists the whole grid."
+    )
 
 
 def _appendix(choices: list[Choice], keys: Sequence[str], select_on: str) -> str:
@@ -337,8 +397,10 @@ def _appendix(choices: list[Choice], keys: Sequence[str], select_on: str) -> str
             if mark and choice.lower_is_better:
                 mark += f" (lowest {choice.metric}: lower is better)"
             values = " | ".join(str(candidate.values.get(key)) for key in keys)
-            lines.append(f"| {_label(choice.row)} | {choice.task} | {values} | "
-                         f"{format_cell(candidate.selection)} | {format_cell(candidate.dev)} | {mark} |")  # fmt: skip
+            lines.append(
+                f"| {_label(choice.row)} | {choice.task} | {values} | "
+                f"{format_cell(candidate.selection)} | {format_cell(candidate.dev)} | {mark} |"
+            )
     return "\n".join(lines)
 
 
@@ -352,48 +414,69 @@ def _number(value: float | None, form: str = ".2f") -> str:
 
 def _diagnostics_text(diagnostics: Diagnostics) -> str:
     """The per-score table (reliability and churn), what it says about noise, and the Spearman matrix."""
-    headers = ["score", "Jaccard across seeds", "chance", "p (vs chance)", "seed pairs", "Spearman across seeds",
-               "seed pairs", "mean churn"]  # fmt: skip
+    headers = [
+        "score",
+        "Jaccard across seeds",
+        "chance",
+        "p (vs chance)",
+        "seed pairs",
+        "Spearman across seeds",
+        "seed pairs",
+        "mean churn",
+    ]
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for r in diagnostics.reliability:
-        lines.append(f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | "
-                     f"{_number(r.p_value, '.3g')} | {r.pairs} | {_number(r.spearman)} | {r.spearman_pairs} | "
-                     f"{_number(r.churn, '.3f')} |")  # fmt: skip
+        lines.append(
+            f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | "
+            f"{_number(r.p_value, '.3g')} | {r.pairs} | {_number(r.spearman)} | {r.spearman_pairs} | "
+            f"{_number(r.churn, '.3f')} |"
+        )
     verdict = "\n\n".join(_reliability_verdicts(diagnostics.reliability))
     rows, matrix, _ = diagnostics.spearman
     labels = [_label(row) for row in rows]
     spearman = ["| Spearman ρ | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(rows)]
-    spearman += [f"| {label} | " + " | ".join("" if v is None else f"{v:+.2f}" for v in line) + " |"
-                 for label, line in zip(labels, matrix, strict=True)]  # fmt: skip
-    return "\n\n".join([
-        "\n".join(lines),
-        verdict,
-        "**Spearman ρ of the final triplet scores** (off the diagonal: two scores on the same seed, mean over seeds; "
-        "diagonal: one score across seeds; blank: no pair):",
-        "\n".join(spearman),
-    ])  # fmt: skip
+    spearman += [
+        f"| {label} | " + " | ".join("" if v is None else f"{v:+.2f}" for v in line) + " |"
+        for label, line in zip(labels, matrix, strict=True)
+    ]
+    return "\n\n".join(
+        [
+            "\n".join(lines),
+            verdict,
+            "**Spearman ρ of the final triplet scores** (off the diagonal: two scores on the same seed, mean over "
+            "seeds; diagonal: one score across seeds; blank: no pair):",
+            "\n".join(spearman),
+        ]
+    )
 
 
 def _reliability_verdicts(reliability: Sequence[Any]) -> list[str]:
     """What the test against chance says, score by score: "above chance" only where p < 0.05."""
     tested = [r for r in reliability if r.p_value is not None]
     if not tested:
-        return ["The test against chance needs at least 2 seeds of a score over the same triplets; no score has them "
-                "here."]  # fmt: skip
+        return [
+            "The test against chance needs at least 2 seeds of a score over the same triplets; no score has them here."
+        ]
     above = [r for r in tested if r.above_chance]
     others = [r for r in tested if not r.above_chance]
     verdicts = []
     if above:
-        verdicts.append("Above chance across seeds (p < 0.05: its seeds keep more of the same triplets than random "
-                        "kept sets of the same sizes would): "
-                        + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in above) + ".")  # fmt: skip
+        verdicts.append(
+            "Above chance across seeds (p < 0.05: its seeds keep more of the same triplets than random "
+            "kept sets of the same sizes would): "
+            + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in above)
+            + "."
+        )
     if others:
         fewest = min(r.pairs for r in others)
         caveat = f" (from as few as {fewest} seed pair(s); more seeds make the test firmer)" if fewest < 3 else ""
-        verdicts.append("Not shown to be above chance (p ≥ 0.05), so possibly measuring noise on this task: "
-                        + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in others) + f"{caveat}. What they "
-                        "keep cannot be told apart from what the seed alone would give, and neither can how much "
-                        "other scores agree with them.")  # fmt: skip
+        verdicts.append(
+            "Not shown to be above chance (p ≥ 0.05), so possibly measuring noise on this task: "
+            + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in others)
+            + f"{caveat}. What they "
+            "keep cannot be told apart from what the seed alone would give, and neither can how much "
+            "other scores agree with them."
+        )
     return verdicts
 
 
@@ -403,16 +486,29 @@ def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
         return {"rows": [list(row) for row in rows], "mean": means, "n": counts}
 
     return {
-        "reliability": [{"score": r.row[0], "variant": r.row[1], "jaccard": r.jaccard, "chance": r.chance,
-                         "pairs": r.pairs, "spearman": r.spearman, "spearman_pairs": r.spearman_pairs,
-                         "churn": r.churn, "p_value": r.p_value, "test": r.test, "above_chance": r.above_chance}
-                        for r in diagnostics.reliability],
+        "reliability": [
+            {
+                "score": r.row[0],
+                "variant": r.row[1],
+                "jaccard": r.jaccard,
+                "chance": r.chance,
+                "pairs": r.pairs,
+                "spearman": r.spearman,
+                "spearman_pairs": r.spearman_pairs,
+                "churn": r.churn,
+                "p_value": r.p_value,
+                "test": r.test,
+                "above_chance": r.above_chance,
+            }
+            for r in diagnostics.reliability
+        ],
         "agreement": matrix(diagnostics.agreement),
         "spearman": matrix(diagnostics.spearman),
         "churn": [{"score": row[0], "variant": row[1], "curve": curve} for row, curve in diagnostics.churn.items()],
-        "trajectories": [{"score": row[0], "variant": row[1], "types": kinds}
-                         for row, kinds in diagnostics.trajectories.items()],
-    }  # fmt: skip
+        "trajectories": [
+            {"score": row[0], "variant": row[1], "types": kinds} for row, kinds in diagnostics.trajectories.items()
+        ],
+    }
 
 
 def build_report(
@@ -447,9 +543,14 @@ def build_report(
     note = _stats_note(study.reference)
     sections = [f"# {title}", notes.strip(), note] if notes.strip() else [f"# {title}", note]
     tuned = None if not keys else {"key": ",".join(keys), "keys": list(keys), "select_on": select_on}
-    document: dict[str, Any] = {"runs": len(study.records), "failed": study.failed, "unreadable": study.unreadable,
-                                "tuned": tuned, "conflicts": [[r.name for r in group] for group in study.conflicts],
-                                "takeovers": study.takeovers}  # fmt: skip
+    document: dict[str, Any] = {
+        "runs": len(study.records),
+        "failed": study.failed,
+        "unreadable": study.unreadable,
+        "tuned": tuned,
+        "conflicts": [[r.name for r in group] for group in study.conflicts],
+        "takeovers": study.takeovers,
+    }
     other = generic_columns(study, tasks - {c.task for c in (*TABLE1, *TABLE2)})
     for key, heading, columns, averages in (
         ("table1", "Table 1: GLUE dev", TABLE1, True),
@@ -484,21 +585,36 @@ def build_report(
     missing = sorted(set(study.expected or {}) - {r.name for r in study.records})
     if missing or study.failed or study.unreadable:
         sections.append("## Missing runs")
-        sections.append(f"{len(missing)} of {len(study.expected or {})} runs of the sweep have no result; they are "
-                        "left out of every mean above, never filled in.")  # fmt: skip
+        sections.append(
+            f"{len(missing)} of {len(study.expected or {})} runs of the sweep have no result; they are "
+            "left out of every mean above, never filled in."
+        )
         sections += [f"- `{name}`" + (" (failed: see error.txt)" if name in study.failed else "") for name in missing]
         sections += [f"- `{name}`: unreadable metrics.json or config.yaml" for name in study.unreadable]
     document["missing"] = missing
     if choices:
         sections += [f"## Appendix: the whole {_tuned_names(keys)} grid", _appendix(choices, keys, select_on)]
         document["choices"] = [
-            {"score": c.row[0], "variant": c.row[1], "task": c.task, "chosen": c.chosen,
-             "chosen_values": c.chosen_values,
-             "candidates": [{"value": k.value, "values": k.values, "selection": k.selection.mean,
-                             "selection_n": k.selection.n, "dev": k.dev.mean, "dev_n": k.dev.n}
-                            for k in c.candidates]}
+            {
+                "score": c.row[0],
+                "variant": c.row[1],
+                "task": c.task,
+                "chosen": c.chosen,
+                "chosen_values": c.chosen_values,
+                "candidates": [
+                    {
+                        "value": k.value,
+                        "values": k.values,
+                        "selection": k.selection.mean,
+                        "selection_n": k.selection.n,
+                        "dev": k.dev.mean,
+                        "dev_n": k.dev.n,
+                    }
+                    for k in c.candidates
+                ],
+            }
             for c in choices
-        ]  # fmt: skip
+        ]
     if plot:
         written = plots.plot_all(study, [*TABLE1, *TABLE2, *other], root / "plots")
         document["plots"] = written

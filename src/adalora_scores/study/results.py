@@ -186,8 +186,10 @@ class Study:
         for record in self.records:
             if record.row == row and record.task == task and (value := record.value(split, metric)) is not None:
                 if record.seed in found:
-                    raise ValueError(f"runs {names[record.seed]} and {record.name} are both seed {record.seed} of "
-                                     f"{row[0]} [{row[1]}] on {task}; keep one of them in the folder.")  # fmt: skip
+                    raise ValueError(
+                        f"runs {names[record.seed]} and {record.name} are both seed {record.seed} of "
+                        f"{row[0]} [{row[1]}] on {task}; keep one of them in the folder."
+                    )
                 found[record.seed], names[record.seed] = value, record.name
         return found
 
@@ -306,9 +308,11 @@ def collect(root: str | Path) -> Study:
         name = str(folder.relative_to(root))
         try:
             metrics, config = read_json(path), read_config(folder)
-            grid_values = _recorded_grid(folder) or dict((expected or {}).get(name) or {}) or {
-                "task": config["task"], "score": _row_label(config), "seed": config["seed"]
-            }  # fmt: skip
+            grid_values = (
+                _recorded_grid(folder)
+                or dict((expected or {}).get(name) or {})
+                or {"task": config["task"], "score": _row_label(config), "seed": config["seed"]}
+            )
             row_score, seed = str(grid_values["score"]), int(config["seed"])
             variant = _variant(grid_values)
             method = str(config.get("method", "adalora"))
@@ -346,10 +350,12 @@ def run_problems(study: Study) -> str:
     none."""
     sections = []
     if study.conflicts:
-        lines = ["## ⚠ Error: runs that claim the same cell",
-                 "Each group below is several finished runs with one row, grid values, task and seed. None of them "
-                 "is counted in any table or test (which one is right cannot be told from the folder); move all but "
-                 "one out of the folder and report again."]  # fmt: skip
+        lines = [
+            "## ⚠ Error: runs that claim the same cell",
+            "Each group below is several finished runs with one row, grid values, task and seed. None of them "
+            "is counted in any table or test (which one is right cannot be told from the folder); move all but "
+            "one out of the folder and report again.",
+        ]
         for group in study.conflicts:
             first = group[0]
             label = f"`{first.score}`" + (f" [{first.variant}]" if first.variant else "")
@@ -357,9 +363,11 @@ def run_problems(study: Study) -> str:
         sections.append("\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]))
     if study.takeovers:
         finished = {r.name: r for group in [study.records, *study.conflicts] for r in group}
-        lines = ["## Runs taken over from a stopped worker",
-                 "A sweep worker's claim on these runs went stale (its process ended, or its heartbeat stopped for "
-                 "longer than the claim timeout) and another worker took the run over:"]  # fmt: skip
+        lines = [
+            "## Runs taken over from a stopped worker",
+            "A sweep worker's claim on these runs went stale (its process ended, or its heartbeat stopped for "
+            "longer than the claim timeout) and another worker took the run over:",
+        ]
         for name, takeovers in study.takeovers.items():
             reasons = "; ".join(
                 f"claim of {(t.get('previous') or {}).get('host', '?')}:{(t.get('previous') or {}).get('pid', '?')} "

@@ -90,11 +90,18 @@ class SweepResult:
 
 
 def _spec_entry(spec: SweepSpec) -> dict[str, Any]:
-    entry = {"source": spec.source, "grid": spec.grid, "presets": spec.presets, "set": spec.fixed, "data": spec.data,
-             "baselines": spec.baselines}  # fmt: skip
+    entry = {
+        "source": spec.source,
+        "grid": spec.grid,
+        "presets": spec.presets,
+        "set": spec.fixed,
+        "data": spec.data,
+        "baselines": spec.baselines,
+    }
     if spec.steps:  # the ladder's order and steps, for the report
-        entry["ladder"] = [{"row": step.row, "from": step.parent, "change": spec.step_changes.get(step.row)}
-                           for step in spec.steps]  # fmt: skip
+        entry["ladder"] = [
+            {"row": step.row, "from": step.parent, "change": spec.step_changes.get(step.row)} for step in spec.steps
+        ]
     return entry
 
 
@@ -107,8 +114,10 @@ def read_manifest(output: Path) -> dict[str, Any]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is corrupt ({type(error).__name__}); move it away (the runs' grid.json files "
-                         "still say which row each run belongs to) and run the sweep again.") from None  # fmt: skip
+        raise ValueError(
+            f"{path} is corrupt ({type(error).__name__}); move it away (the runs' grid.json files "
+            "still say which row each run belongs to) and run the sweep again."
+        ) from None
     if not isinstance(document, dict):
         raise ValueError(f"{path} is corrupt (not a mapping); move it away and run the sweep again.")
     specs = list(document.get("specs") or [])
@@ -149,15 +158,21 @@ def write_manifest(output: Path, spec: SweepSpec, runs: list[Run]) -> None:
 
 def _record_grid(folder: Path, run: Run) -> None:
     """``grid.json``: the row and grid values this run trains for, written before it trains."""
-    write_json(folder / GRID_FILE, {"row": run.grid_values["score"], "grid_values": run.grid_values,
-                                    "source": run.source, "name": run.name})  # fmt: skip
+    write_json(
+        folder / GRID_FILE,
+        {"row": run.grid_values["score"], "grid_values": run.grid_values, "source": run.source, "name": run.name},
+    )
 
 
 def _record_takeover(folder: Path, attempt: ClaimAttempt, resumes: bool) -> None:
     """One line of ``takeovers.jsonl``: who held the stale claim, why it was stale, who took it and how."""
-    record = {"time": time.time(), "taken_by": {"host": socket.gethostname(), "pid": os.getpid()},
-              "previous": attempt.taken_over.to_json(), "reason": attempt.reason,
-              "resumed_from_checkpoint": resumes}  # fmt: skip
+    record = {
+        "time": time.time(),
+        "taken_by": {"host": socket.gethostname(), "pid": os.getpid()},
+        "previous": attempt.taken_over.to_json(),
+        "reason": attempt.reason,
+        "resumed_from_checkpoint": resumes,
+    }
     with (folder / TAKEOVERS_FILE).open("a", encoding="utf-8") as stream:
         stream.write(json.dumps(record) + "\n")
 
@@ -222,8 +237,10 @@ def run_sweep(
             else:
                 result.failed.append(run.name)
         if attempt is not None and attempt.claim.lost:
-            echo(f"    warning: another worker took over {run.name} while this one trained it (this worker's "
-                 "heartbeat stopped for longer than the claim timeout); check the run or re-run it.")  # fmt: skip
+            echo(
+                f"    warning: another worker took over {run.name} while this one trained it (this worker's "
+                "heartbeat stopped for longer than the claim timeout); check the run or re-run it."
+            )
     return result
 
 

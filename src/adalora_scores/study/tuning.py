@@ -75,8 +75,10 @@ def _main_metric(row: tuple[str, str], task: str, records: list[RunRecord]) -> s
     """The one main metric of a group of runs; runs that rank on different metrics cannot be compared."""
     metrics = sorted({str(m) for r in records if (m := r.metrics.get("main_metric")) is not None})
     if len(metrics) > 1:
-        raise ValueError(f"{row[0]} on {task}: the runs rank on different main metrics ({', '.join(metrics)}); "
-                         "give every run of a task the same task_options.main_metric.")  # fmt: skip
+        raise ValueError(
+            f"{row[0]} on {task}: the runs rank on different main metrics ({', '.join(metrics)}); "
+            "give every run of a task the same task_options.main_metric."
+        )
     return metrics[0] if metrics else None
 
 

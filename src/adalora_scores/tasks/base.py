@@ -174,8 +174,10 @@ class TaskBase(ABC):
         Default: a task without options; it refuses any option and returns itself.
         """
         if options:
-            raise ValueError(f"task {self.name} takes no task_options (got {', '.join(map(str, options))}); remove "
-                             "them, or use --task classification for your own data.")  # fmt: skip
+            raise ValueError(
+                f"task {self.name} takes no task_options (got {', '.join(map(str, options))}); remove "
+                "them, or use --task classification for your own data."
+            )
         return self
 
     def check_config(self, config: TrainConfig) -> None:
@@ -229,9 +231,11 @@ class TaskBase(ABC):
 
         Default: the task cannot predict (``NotImplementedError``).
         """
-        raise NotImplementedError(f"task {self.name} does not support predict: it has no prediction_dataset and "
-                                  "prediction_records (adalora_scores.tasks.TaskBase); `adalora-scores evaluate RUN` "
-                                  "evaluates it on its splits.")  # fmt: skip
+        raise NotImplementedError(
+            f"task {self.name} does not support predict: it has no prediction_dataset and "
+            "prediction_records (adalora_scores.tasks.TaskBase); `adalora-scores evaluate RUN` "
+            "evaluates it on its splits."
+        )
 
     def prediction_records(self, outputs: dict[str, Any], dataset: Any) -> Predictions:
         """The predictions for the dataset of :meth:`prediction_dataset`, from the gathered ``outputs`` of its batches
@@ -360,8 +364,7 @@ def check_option_names(options: Any, known: list[str], task: str, example: str) 
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: "
-                             f"{', '.join(known)}.")  # fmt: skip
+            raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: {', '.join(known)}.")
 
 
 def _key(name: str) -> str:
@@ -377,14 +380,26 @@ def register_task(task: Task) -> Task:
         TypeError: ``task`` lacks part of the :class:`Task` interface.
     """
     if not isinstance(task, Task):
-        interface = ("name", "main_metric", "eval_splits", "modules_to_save", "output_names", "group_key", "load",
-                     "load_model", "encode", "evaluate", "expected_data")  # fmt: skip
+        interface = (
+            "name",
+            "main_metric",
+            "eval_splits",
+            "modules_to_save",
+            "output_names",
+            "group_key",
+            "load",
+            "load_model",
+            "encode",
+            "evaluate",
+            "expected_data",
+        )
         missing = [name for name in interface if not hasattr(task, name)]
         raise TypeError(f"{task!r} is not a task: it lacks {missing} (see adalora_scores.tasks.Task).")
     clash = [name for name in _REGISTRY if _key(name) == _key(task.name)]
     if clash:
-        raise ValueError(f"a task named {clash[0]!r} is already registered ({_REGISTRY[clash[0]]!r}); choose another "
-                         "name.")  # fmt: skip
+        raise ValueError(
+            f"a task named {clash[0]!r} is already registered ({_REGISTRY[clash[0]]!r}); choose another name."
+        )
     _REGISTRY[task.name] = task
     return task
 

@@ -30,8 +30,18 @@ TRAIN_SIZE, DEV_SIZE = 480, 240
 
 POSITIVE = ("good", "great", "brilliant", "pleasant", "charming", "clever", "moving", "funny", "beautiful", "exciting")
 NEGATIVE = ("bad", "awful", "dull", "boring", "clumsy", "silly", "tedious", "ugly", "weak", "predictable")
-SUBJECTS = ("the film", "the plot", "the acting", "the music", "the ending", "the script", "the cast", "the story",
-            "the dialogue", "the camera work")  # fmt: skip
+SUBJECTS = (
+    "the film",
+    "the plot",
+    "the acting",
+    "the music",
+    "the ending",
+    "the script",
+    "the cast",
+    "the story",
+    "the dialogue",
+    "the camera work",
+)
 TEMPLATES = (  # {a}: the asserted adjective (decides the label), {b}: the one negated or contrasted away
     "{s} was {a} , not {b} .",
     "{s} was not {b} but {a} .",

@@ -64,8 +64,13 @@ class TextsToLabel(EncodedDataset):
     :class:`EncodedDataset` with a placeholder label 0, which evaluation leaves out of the model's inputs;
     ``fields`` is each input row's columns, copied into its output record."""
 
-    def __init__(self, texts: list[tuple[str, str | None]], fields: list[dict[str, Any]],
-                 tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        texts: list[tuple[str, str | None]],
+        fields: list[dict[str, Any]],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+    ) -> None:
         super().__init__([Example(a, b, 0) for a, b in texts], tokenizer, max_length)
         self.fields = fields
 
@@ -85,5 +90,7 @@ def label_records(fields: list[dict[str, Any]], logits: torch.Tensor, labels: tu
     probabilities = logits.float().softmax(-1)
     chosen = logits.argmax(-1).tolist()  # as evaluation chooses
     names = [f"probability_{label}" for label in labels]
-    return [row | {"prediction": _label_value(labels[best])} | dict(zip(names, values, strict=True))
-            for row, best, values in zip(fields, chosen, probabilities.tolist(), strict=True)]  # fmt: skip
+    return [
+        row | {"prediction": _label_value(labels[best])} | dict(zip(names, values, strict=True))
+        for row, best, values in zip(fields, chosen, probabilities.tolist(), strict=True)
+    ]

@@ -26,8 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUFFIXES", "Record", "Table", "check_data_options", "local_data_files", "read_hub_tables", "read_table",
-           "read_utf8"]  # fmt: skip
+__all__ = [
+    "SUFFIXES",
+    "Record",
+    "Table",
+    "check_data_options",
+    "local_data_files",
+    "read_hub_tables",
+    "read_table",
+    "read_utf8",
+]
 
 csv.field_size_limit(2**30)
 
@@ -103,8 +111,10 @@ def _read_delimited(path: Path, text: str) -> Table:
                 continue
             if len(row) != len(header):
                 quote = "a tab" if tsv else 'a comma ("like, this")'
-                raise ValueError(f"{path}, line {start}: {len(row)} fields but the header (line 1) has "
-                                 f"{len(header)}; quote a text that holds {quote}.")  # fmt: skip
+                raise ValueError(
+                    f"{path}, line {start}: {len(row)} fields but the header (line 1) has "
+                    f"{len(header)}; quote a text that holds {quote}."
+                )
             records.append(Record(f"{path}, line {start}", dict(zip(header, row, strict=True))))
     except csv.Error as error:
         raise ValueError(f"{path}, line {reader.line_num}: not valid {'TSV' if tsv else 'CSV'} ({error}).") from None
@@ -123,8 +133,10 @@ def _json_array_start(text: str, document: Any, path: Path) -> int:
     if isinstance(document, list):
         return start
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-        raise ValueError(f"{path}: expected a JSON array of objects (or an object whose 'data' key holds one); "
-                         "for one object per line, name the file .jsonl.")  # fmt: skip
+        raise ValueError(
+            f"{path}: expected a JSON array of objects (or an object whose 'data' key holds one); "
+            "for one object per line, name the file .jsonl."
+        )
     decoder, position, found = json.JSONDecoder(), start + 1, None
     while True:  # walk the top-level keys; json.loads keeps the last of repeated keys, so do we
         key, position = decoder.raw_decode(text, _skip_space(text, position))
@@ -163,8 +175,9 @@ def _read_jsonl(path: Path, text: str) -> Table:
         try:
             records.append(Record(f"{path}, line {number}", json.loads(line)))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}); a .jsonl file holds one JSON "
-                             "object per line.") from None  # fmt: skip
+            raise ValueError(
+                f"{path}, line {number}: not valid JSON ({error.msg}); a .jsonl file holds one JSON object per line."
+            ) from None
     return Table(path, None, records)
 
 
@@ -210,8 +223,9 @@ def read_hub_tables(name: str, config: str | None, splits: dict[str, str]) -> li
     tables = []
     for option, split in splits.items():
         if split not in dataset:
-            raise ValueError(f"Hub dataset {name} has no split {split!r} (it has {', '.join(dataset)}); set "
-                             f"task_options.{option}.")  # fmt: skip
+            raise ValueError(
+                f"Hub dataset {name} has no split {split!r} (it has {', '.join(dataset)}); set task_options.{option}."
+            )
         rows = dataset[split]
         where = f"Hub dataset {name}" + (f" ({config})" if config else "") + f", split {split!r}"
         records = [Record(f"{where}, row {i}", row) for i, row in enumerate(rows, 1)]
@@ -229,15 +243,17 @@ def check_data_options(train_file: str | None, dev_file: str | None, hub_dataset
             f"task_options.train_file={train} task_options.dev_file={dev}) or a --data folder."
         )
     if train_file is not None and hub_dataset is not None:
-        raise ValueError("task_options.hub_dataset and task_options.train_file/dev_file exclude each other; "
-                         "keep one data source.")  # fmt: skip
+        raise ValueError(
+            "task_options.hub_dataset and task_options.train_file/dev_file exclude each other; keep one data source."
+        )
     for name, path in (("train_file", train_file), ("dev_file", dev_file)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"task_options.{name}: no such file {path}.")
 
 
-def local_data_files(data: str | Path | None, train_file: str | None, dev_file: str | None, task: str,
-                     expected: str) -> tuple[Path, Path]:  # fmt: skip
+def local_data_files(
+    data: str | Path | None, train_file: str | None, dev_file: str | None, task: str, expected: str
+) -> tuple[Path, Path]:
     """The train and dev files of a run: ``task_options.train_file``/``dev_file``, or the ``train.*`` and ``dev.*``
     (or ``validation.*``) of the ``--data`` folder (one of each, any of :data:`SUFFIXES`). ``expected`` describes the
     data for error messages."""
@@ -252,15 +268,23 @@ def local_data_files(data: str | Path | None, train_file: str | None, dev_file: 
         raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {expected}.")
 
     def find(stems: tuple[str, ...]) -> Path:
-        found = [folder / f"{stem}{suffix}" for stem in stems for suffix in SUFFIXES
-                 if (folder / f"{stem}{suffix}").is_file()]  # fmt: skip
+        found = [
+            folder / f"{stem}{suffix}"
+            for stem in stems
+            for suffix in SUFFIXES
+            if (folder / f"{stem}{suffix}").is_file()
+        ]
         if not found:
             looked = ", ".join(f"{stem}.{{{','.join(x[1:] for x in SUFFIXES)}}}" for stem in stems)
-            raise FileNotFoundError(f"{folder}: no {stems[0]} file (looked for {looked}); or name the files with "
-                                    "task_options.train_file/dev_file.")  # fmt: skip
+            raise FileNotFoundError(
+                f"{folder}: no {stems[0]} file (looked for {looked}); or name the files with "
+                "task_options.train_file/dev_file."
+            )
         if len(found) > 1:
-            raise ValueError(f"{folder}: several {stems[0]} files ({', '.join(p.name for p in found)}); keep one, "
-                             "or name them with task_options.train_file/dev_file.")  # fmt: skip
+            raise ValueError(
+                f"{folder}: several {stems[0]} files ({', '.join(p.name for p in found)}); keep one, "
+                "or name them with task_options.train_file/dev_file."
+            )
         return found[0]
 
     return find(("train",)), find(("dev", "validation"))

@@ -143,8 +143,11 @@ class FullyShardedBackend(Backend):
     def nonfinite_parameter(self, model: nn.Module) -> str | None:
         """Each process checks its own rows of every gradient; a MAX all-reduce of the verdict makes every process
         stop or skip together (a shard's NaN is on one process only)."""
-        named = [(n, p.grad.to_local() if fsdp.is_sharded(p.grad) else p.grad)
-                 for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]  # fmt: skip
+        named = [
+            (n, p.grad.to_local() if fsdp.is_sharded(p.grad) else p.grad)
+            for n, p in model.named_parameters()
+            if p.requires_grad and p.grad is not None
+        ]
         bad = _first_nonfinite(named)
         if not torch.distributed.is_available() or not torch.distributed.is_initialized():
             return bad
@@ -238,8 +241,10 @@ def resolve_backend(backend: Backend | str | None) -> Backend:
     if backend is None:
         return choose_backend()
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: unknown; choose one of {sorted(BACKENDS)}, or leave it None to "
-                         "take accelerate's set-up.")  # fmt: skip
+        raise ValueError(
+            f"backend={backend!r}: unknown; choose one of {sorted(BACKENDS)}, or leave it None to "
+            "take accelerate's set-up."
+        )
     return BACKENDS[backend]()
 
 

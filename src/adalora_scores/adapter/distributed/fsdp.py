@@ -141,8 +141,12 @@ def refresh_layout(layout: TripletLayout, model: nn.Module) -> bool:
         changed |= right is not matrix.right or value is not matrix.value or left is not matrix.left
         current.append((right, value, left))
     if changed:
-        layout.rebind([AdaptedMatrix(m.name, right=r, value=v, left=lf)
-                       for m, (r, v, lf) in zip(layout.matrices, current, strict=True)])  # fmt: skip
+        layout.rebind(
+            [
+                AdaptedMatrix(m.name, right=r, value=v, left=lf)
+                for m, (r, v, lf) in zip(layout.matrices, current, strict=True)
+            ]
+        )
     if changed or layout not in _CHECKED:  # parameters only become DTensors by being replaced
         if not isinstance(layout.access, ShardedAccess) and any(is_sharded(p) for p in layout.parameters):
             layout.access = ShardedAccess()

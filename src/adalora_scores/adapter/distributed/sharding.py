@@ -24,8 +24,10 @@ from accelerate.utils import DistributedType
 
 __all__ = ["check_full_gradients", "current_distributed_type", "current_fsdp_version", "current_zero_stage"]
 
-_SUPPORTED = ("Supported: a single process, DDP (accelerate launch --multi_gpu), DeepSpeed ZeRO stage 3, or FSDP2 "
-              "(fsdp_version: 2)")  # fmt: skip
+_SUPPORTED = (
+    "Supported: a single process, DDP (accelerate launch --multi_gpu), DeepSpeed ZeRO stage 3, or FSDP2 "
+    "(fsdp_version: 2)"
+)
 
 _UNSUPPORTED = {
     DistributedType.DEEPSPEED: (

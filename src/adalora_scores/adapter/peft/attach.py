@@ -157,9 +157,16 @@ def attach(
         if loss_reduction is None:
             loss_reduction = "token_mean" if config.task_type == "CAUSAL_LM" else "mean"
         per_example = PerExampleGradients(model, layout, loss_reduction=loss_reduction)
-    allocator = PeftRankAllocator(layout, element_score, config, adapter_name, reactivation=reactivation,
-                                  task_gradient_only=task_gradient_only, per_example=per_example,
-                                  backend=backend)  # fmt: skip
+    allocator = PeftRankAllocator(
+        layout,
+        element_score,
+        config,
+        adapter_name,
+        reactivation=reactivation,
+        task_gradient_only=task_gradient_only,
+        per_example=per_example,
+        backend=backend,
+    )
     inner.rankallocator = allocator
     backend.prepare_adalora(inner)  # FSDP2: PEFT's regulariser would multiply parameter shards
     return allocator

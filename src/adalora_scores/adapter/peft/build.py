@@ -217,8 +217,9 @@ def build_adalora(
     options = dict(config.score_options)
     if get_score_class(config.score).seeded_by_run:  # the random controls draw from the run's seed
         options.setdefault("seed", config.seed)
-    allocator = attach(peft_model, score=config.score, task_gradient_only=config.task_gradient_only,
-                       backend=backend, **options)  # fmt: skip
+    allocator = attach(
+        peft_model, score=config.score, task_gradient_only=config.task_gradient_only, backend=backend, **options
+    )
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
         allocator.per_example.set_loss_divisor(config.gradient_accumulation_steps)
     return peft_model, allocator

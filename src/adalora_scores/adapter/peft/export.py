@@ -81,8 +81,11 @@ def _kept_factors(layer: AdaLoraLayer, adapter: str) -> tuple[torch.Tensor, torc
 def kept_ranks(model: PeftModel, adapter: str = "default") -> dict[str, int]:
     """Every AdaLoRA module of ``model`` by name (relative to the transformers model), with its number of triplets
     with λ ≠ 0: the ranks :func:`lora_export` keeps, read without forming the factors."""
-    return {name: int((module.lora_E[adapter] != 0).sum()) for name, module in model.base_model.model.named_modules()
-            if isinstance(module, AdaLoraLayer) and adapter in module.lora_E}  # fmt: skip
+    return {
+        name: int((module.lora_E[adapter] != 0).sum())
+        for name, module in model.base_model.model.named_modules()
+        if isinstance(module, AdaLoraLayer) and adapter in module.lora_E
+    }
 
 
 def lora_export(
@@ -116,13 +119,16 @@ def lora_export(
             if right.shape[0] > 0:
                 factors[name] = (right, left)
     if not factors:
-        raise ValueError("every adapted matrix was pruned to rank 0: the adapter adds nothing, so there is no LoRA "
-                         "adapter to export. Use the base model as it is.")  # fmt: skip
+        raise ValueError(
+            "every adapted matrix was pruned to rank 0: the adapter adds nothing, so there is no LoRA "
+            "adapter to export. Use the base model as it is."
+        )
     largest = max(right.shape[0] for right, _ in factors.values())
     if uniform_rank is not None:
         if uniform_rank < largest:
-            raise ValueError(f"--uniform-rank {uniform_rank} is below the largest kept rank ({largest}); give at "
-                             f"least {largest}.")  # fmt: skip
+            raise ValueError(
+                f"--uniform-rank {uniform_rank} is below the largest kept rank ({largest}); give at least {largest}."
+            )
         factors = {name: _padded(right, left, uniform_rank) for name, (right, left) in factors.items()}
     own = {name: right.shape[0] for name, (right, _) in factors.items()}
     default = uniform_rank or Counter(own.values()).most_common(1)[0][0]

@@ -70,8 +70,10 @@ class PeftRankAllocator(ScoreRankAllocator):
         schedule = schedule_from_peft_config(peft_config, layout)
         super().__init__(layout, score, schedule, reactivation, task_gradient_only)
         if self.needs_moments and per_example is None:
-            raise ValueError(f"score {score.name!r} needs per-example gradients: pass a PerExampleGradients "
-                             "collector (adalora_scores.attach builds one).")  # fmt: skip
+            raise ValueError(
+                f"score {score.name!r} needs per-example gradients: pass a PerExampleGradients "
+                "collector (adalora_scores.attach builds one)."
+            )
         self.peft_config = peft_config
         self.adapter_name = adapter_name
         self.per_example = per_example

@@ -32,8 +32,10 @@ def _zero_first_values(state_dict: dict[str, torch.Tensor], names: list[str]) ->
     for name in names:
         key = f"base_model.model.{name}"  # rank-pattern keys are relative to the PEFT model's transformers model
         if key not in out:
-            raise KeyError(f"the state dict to save has no {key!r} (λ of a matrix pruned to rank 0); pass the full "
-                           "trainable state of this PEFT model, keyed like model.state_dict().")  # fmt: skip
+            raise KeyError(
+                f"the state dict to save has no {key!r} (λ of a matrix pruned to rank 0); pass the full "
+                "trainable state of this PEFT model, keyed like model.state_dict()."
+            )
         value = out[key].clone()
         value[0] = 0
         out[key] = value

@@ -35,8 +35,10 @@ IGNORE_INDEX = -100
 def _chat_messages(example: LMExample, tokenizer: Any) -> list[dict[str, str]]:
     """The example's messages for ``apply_chat_template``; the tokenizer must have a chat template."""
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"{example.where}: chat messages need a chat template, and the tokenizer has none; pass "
-                         "task_options.chat_template=FILE.jinja, or use prompt/completion records.")  # fmt: skip
+        raise ValueError(
+            f"{example.where}: chat messages need a chat template, and the tokenizer has none; pass "
+            "task_options.chat_template=FILE.jinja, or use prompt/completion records."
+        )
     return [{"role": role, "content": content} for role, content in example.messages or ()]
 
 
@@ -44,8 +46,10 @@ def _pad_id(tokenizer: Any) -> int:
     """The tokenizer's padding token; one without pads with EOS (LLaMA-style tokenizers; masked anyway)."""
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
-            raise ValueError("the tokenizer has neither a padding nor an end-of-sequence token; give it a pad "
-                             "token (tokenizer.pad_token = ...) and save it with the model.")  # fmt: skip
+            raise ValueError(
+                "the tokenizer has neither a padding nor an end-of-sequence token; give it a pad "
+                "token (tokenizer.pad_token = ...) and save it with the model."
+            )
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer.pad_token_id
 
@@ -56,9 +60,11 @@ def render_chat(example: LMExample, tokenizer: Any) -> tuple[str, str]:
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
-        raise ValueError(f"{example.where}: the chat template does not render the conversation as the prompt "
-                         "followed by the answer (the rendering with add_generation_prompt=True is not a prefix of "
-                         "the full one); use a template that appends each message.")  # fmt: skip
+        raise ValueError(
+            f"{example.where}: the chat template does not render the conversation as the prompt "
+            "followed by the answer (the rendering with add_generation_prompt=True is not a prefix of "
+            "the full one); use a template that appends each message."
+        )
     return prompt, full[len(prompt) :]
 
 
@@ -72,8 +78,14 @@ class CausalLMDataset(Dataset):
         truncated: how many examples lost part of their completion; dropped: how many lost all of it.
     """
 
-    def __init__(self, examples: list[LMExample], tokenizer: Any, max_length: int, on_truncated: str = "error",
-                 split: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self,
+        examples: list[LMExample],
+        tokenizer: Any,
+        max_length: int,
+        on_truncated: str = "error",
+        split: str = "train",
+    ) -> None:
         self.pad_id = _pad_id(tokenizer)
         self.examples, self.prompts, self.features = [], [], []
         self.truncated = self.dropped = 0
@@ -106,11 +118,16 @@ class CausalLMDataset(Dataset):
             self.prompts.append(prompt_ids)
             self.features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
         if self.dropped:
-            warnings.warn(f"causal_lm {split}: dropped {self.dropped} of {len(examples)} examples whose completion "
-                          f"max_seq_length={max_length} cut away entirely.", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"causal_lm {split}: dropped {self.dropped} of {len(examples)} examples whose completion "
+                f"max_seq_length={max_length} cut away entirely.",
+                stacklevel=2,
+            )
         if not self.features:
-            raise ValueError(f"causal_lm {split}: no example is left after truncation to max_seq_length={max_length}; "
-                             "raise max_seq_length.")  # fmt: skip
+            raise ValueError(
+                f"causal_lm {split}: no example is left after truncation to max_seq_length={max_length}; "
+                "raise max_seq_length."
+            )
         self.lengths = [len(feature["input_ids"]) for feature in self.features]
 
     def __len__(self) -> int:
@@ -123,8 +140,10 @@ class CausalLMDataset(Dataset):
         """Pad on the right to the longest item: ids with the pad token, the mask with 0, labels with -100."""
         width = max(len(feature["input_ids"]) for feature in features)
         fill = {"input_ids": self.pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
-        return {key: torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
-                for key, value in fill.items()}  # fmt: skip
+        return {
+            key: torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
+            for key, value in fill.items()
+        }
 
 
 class PromptDataset(Dataset):
@@ -137,19 +156,27 @@ class PromptDataset(Dataset):
         features: the prompt ids cut to ``max_length``, every label -100 (no loss to take), padded by :meth:`collate`.
     """
 
-    def __init__(self, examples: list[LMExample], tokenizer: Any, max_length: int,
-                 fields: list[dict[str, Any]]) -> None:  # fmt: skip
+    def __init__(
+        self, examples: list[LMExample], tokenizer: Any, max_length: int, fields: list[dict[str, Any]]
+    ) -> None:
         self.pad_id = _pad_id(tokenizer)
         self.examples, self.fields, self.prompts = examples, fields, []
         for example in examples:
             if example.messages is not None:
-                text = tokenizer.apply_chat_template(_chat_messages(example, tokenizer), tokenize=False,
-                                                     add_generation_prompt=True)  # fmt: skip
+                text = tokenizer.apply_chat_template(
+                    _chat_messages(example, tokenizer), tokenize=False, add_generation_prompt=True
+                )
                 self.prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
             else:
                 self.prompts.append(tokenizer(example.prompt)["input_ids"])
-        self.features = [{"input_ids": ids[:max_length], "attention_mask": [1] * len(ids[:max_length]),
-                          "labels": [IGNORE_INDEX] * len(ids[:max_length])} for ids in self.prompts]  # fmt: skip
+        self.features = [
+            {
+                "input_ids": ids[:max_length],
+                "attention_mask": [1] * len(ids[:max_length]),
+                "labels": [IGNORE_INDEX] * len(ids[:max_length]),
+            }
+            for ids in self.prompts
+        ]
         self.lengths = [len(feature["input_ids"]) for feature in self.features]
 
     def __len__(self) -> int:

@@ -24,15 +24,23 @@ class CausalLMOptions:
     """Every option has a default: records with ``prompt`` and ``completion`` (or ``messages``) in a ``--data``
     folder need none."""
 
-    format: str = field(default="auto", metadata={
-        "help": "prompt_completion, messages (chat, rendered with the tokenizer's chat template) or auto: messages "
-                "when the first record has messages_field, else prompt_completion"})  # fmt: skip
+    format: str = field(
+        default="auto",
+        metadata={
+            "help": "prompt_completion, messages (chat, rendered with the tokenizer's chat template) or auto: "
+            "messages when the first record has messages_field, else prompt_completion"
+        },
+    )
     prompt_field: str = field(default="prompt", metadata={"help": "the field holding the prompt"})
     completion_field: str = field(default="completion", metadata={"help": "the field holding the completion"})
     messages_field: str = field(default="messages", metadata={"help": "the field holding the chat messages"})
-    query_template: str | None = field(default=None, metadata={
-        "help": "a Python format string over the record's fields that builds the prompt instead of prompt_field, "
-                "e.g. 'Question: {query} Answer:'"})  # fmt: skip
+    query_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "a Python format string over the record's fields that builds the prompt instead of prompt_field, "
+            "e.g. 'Question: {query} Answer:'"
+        },
+    )
     answer_field: str | None = field(
         default=None,
         metadata={
@@ -41,15 +49,21 @@ class CausalLMOptions:
     )
     group_field: str | None = field(
         default=None,
-        metadata={"help": "a training field whose equal values stay on one side of the held-out selection split "
-                          "(e.g. MetaMathQA's original_question)"},
-    )  # fmt: skip
+        metadata={
+            "help": "a training field whose equal values stay on one side of the held-out selection split "
+            "(e.g. MetaMathQA's original_question)"
+        },
+    )
     chat_template: str | None = field(
         default=None, metadata={"help": "a file holding a Jinja chat template, replacing the tokenizer's own"}
     )
-    truncated_completion: str = field(default="error", metadata={
-        "help": "an example whose completion is cut away entirely by max_seq_length: error, or drop (with a "
-                "warning)"})  # fmt: skip
+    truncated_completion: str = field(
+        default="error",
+        metadata={
+            "help": "an example whose completion is cut away entirely by max_seq_length: error, or drop (with a "
+            "warning)"
+        },
+    )
     train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
     dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
     hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
@@ -81,9 +95,13 @@ class CausalLMOptions:
             "after the last 'The answer is', else the last number (the GSM8K/MetaMathQA convention)"
         },
     )
-    main_metric: str | None = field(default=None, metadata={
-        "help": "the metric that ranks runs: perplexity (default; lower is better), or exact_match (needs "
-                "generate=true)"})  # fmt: skip
+    main_metric: str | None = field(
+        default=None,
+        metadata={
+            "help": "the metric that ranks runs: perplexity (default; lower is better), or exact_match (needs "
+            "generate=true)"
+        },
+    )
 
     @classmethod
     def known(cls) -> list[str]:
@@ -120,11 +138,14 @@ class CausalLMOptions:
         if self.truncated_completion not in ("error", "drop"):
             raise ValueError(f"task_options.truncated_completion={self.truncated_completion} must be error or drop.")
         if self.metric not in ("perplexity", "exact_match"):
-            raise ValueError(f"task_options.main_metric={self.main_metric} is not a causal_lm metric; use "
-                             "perplexity or exact_match.")  # fmt: skip
+            raise ValueError(
+                f"task_options.main_metric={self.main_metric} is not a causal_lm metric; use "
+                "perplexity or exact_match."
+            )
         if self.metric == "exact_match" and not self.generate:
-            raise ValueError("task_options.main_metric=exact_match needs generated answers; add "
-                             "task_options.generate=true.")  # fmt: skip
+            raise ValueError(
+                "task_options.main_metric=exact_match needs generated answers; add task_options.generate=true."
+            )
         check_data_options(self.train_file, self.dev_file, self.hub_dataset, "train.jsonl dev.jsonl")
         if self.chat_template is not None and not Path(self.chat_template).is_file():
             raise FileNotFoundError(f"task_options.chat_template: no such file {self.chat_template}.")
@@ -134,17 +155,22 @@ class CausalLMOptions:
                 try:
                     fields = [parsed[1] for parsed in string.Formatter().parse(template) if parsed[1] is not None]
                 except ValueError as error:
-                    raise ValueError(f"task_options.{name} {template!r} is not a format string ({error}); write "
-                                     "fields as {name} and a literal brace as {{ or }}.") from None  # fmt: skip
+                    raise ValueError(
+                        f"task_options.{name} {template!r} is not a format string ({error}); write "
+                        "fields as {name} and a literal brace as {{ or }}."
+                    ) from None
                 if not fields or any(not f.isidentifier() for f in fields):
-                    raise ValueError(f"task_options.{name} {template!r} must name record fields in braces, e.g. "
-                                     "'Question: {query} Answer:'.")  # fmt: skip
+                    raise ValueError(
+                        f"task_options.{name} {template!r} must name record fields in braces, e.g. "
+                        "'Question: {query} Answer:'."
+                    )
         if self.answer_pattern is not None:
             try:
                 re.compile(self.answer_pattern)
             except re.error as error:
-                raise ValueError(f"task_options.answer_pattern {self.answer_pattern!r} is not a regular expression "
-                                 f"({error}).") from None  # fmt: skip
+                raise ValueError(
+                    f"task_options.answer_pattern {self.answer_pattern!r} is not a regular expression ({error})."
+                ) from None
 
     def evaluation(self) -> CausalLMOptions:
         """The options that read the evaluation data: the dev_* overrides in place of their training values."""

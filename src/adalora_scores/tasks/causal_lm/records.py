@@ -42,8 +42,10 @@ class LMExample:
 
 def _text(record: Record, name: str, option: str, what: str) -> str:
     if name not in record.values:
-        raise ValueError(f"{record.where}: no field {name!r} (it has {', '.join(map(str, record.values))}); add it, "
-                         f"or set task_options.{option} to the right name.")  # fmt: skip
+        raise ValueError(
+            f"{record.where}: no field {name!r} (it has {', '.join(map(str, record.values))}); add it, "
+            f"or set task_options.{option} to the right name."
+        )
     value = record.values[name]
     if value is None or (isinstance(value, str) and not value.strip()) or isinstance(value, float) and value != value:
         raise ValueError(f"{record.where}, field {name!r}: empty {what}; fill it in or remove the record.")
@@ -58,9 +60,11 @@ def _prompt(record: Record, options: CausalLMOptions) -> str:
     try:
         return options.query_template.format_map(record.values)
     except KeyError as error:
-        raise ValueError(f"{record.where}: task_options.query_template names the field {error.args[0]!r}, which the "
-                         f"record lacks (it has {', '.join(map(str, record.values))}); fix the template or the "
-                         "data.") from None  # fmt: skip
+        raise ValueError(
+            f"{record.where}: task_options.query_template names the field {error.args[0]!r}, which the "
+            f"record lacks (it has {', '.join(map(str, record.values))}); fix the template or the "
+            "data."
+        ) from None
 
 
 def _messages(record: Record, options: CausalLMOptions, answered: bool = True) -> tuple[tuple[str, str], ...]:
@@ -69,37 +73,48 @@ def _messages(record: Record, options: CausalLMOptions, answered: bool = True) -
     as evaluation leaves it out, and the rest is the prompt."""
     name = options.messages_field
     if name not in record.values:
-        raise ValueError(f"{record.where}: no field {name!r} (it has {', '.join(map(str, record.values))}); add it, "
-                         "or set task_options.messages_field to the right name.")  # fmt: skip
+        raise ValueError(
+            f"{record.where}: no field {name!r} (it has {', '.join(map(str, record.values))}); add it, "
+            "or set task_options.messages_field to the right name."
+        )
     messages = record.values[name]
     if not isinstance(messages, (list, tuple)) or not messages:
-        raise ValueError(f"{record.where}, field {name!r}: expected a non-empty list of {{role, content}} messages, "
-                         f"got {messages!r}.")  # fmt: skip
+        raise ValueError(
+            f"{record.where}, field {name!r}: expected a non-empty list of {{role, content}} messages, "
+            f"got {messages!r}."
+        )
     parsed = []
     for number, message in enumerate(messages, 1):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise ValueError(f"{record.where}, message {number}: expected an object with 'role' and 'content', got "
-                             f"{message!r}.")  # fmt: skip
+            raise ValueError(
+                f"{record.where}, message {number}: expected an object with 'role' and 'content', got {message!r}."
+            )
         role, content = message["role"], message["content"]
         if role not in ROLES:
-            raise ValueError(f"{record.where}, message {number}: unknown role {role!r}; use one of "
-                             f"{', '.join(ROLES)}.")  # fmt: skip
+            raise ValueError(
+                f"{record.where}, message {number}: unknown role {role!r}; use one of {', '.join(ROLES)}."
+            )
         if not isinstance(content, str):
             raise ValueError(f"{record.where}, message {number}: content must be text, got {content!r}.")
         parsed.append((role, content))
     if not answered:
         prompt = parsed[:-1] if parsed[-1][0] == "assistant" else parsed
         if not prompt:
-            raise ValueError(f"{record.where}: the conversation holds only the assistant's answer; give the prompt "
-                             "before it (e.g. a user message).")  # fmt: skip
+            raise ValueError(
+                f"{record.where}: the conversation holds only the assistant's answer; give the prompt "
+                "before it (e.g. a user message)."
+            )
         return tuple(prompt)
     if parsed[-1][0] != "assistant" or not parsed[-1][1].strip():
-        raise ValueError(f"{record.where}: the last message must be a non-empty assistant message (the completion "
-                         f"the loss is taken on), got role {parsed[-1][0]!r}; end the conversation with the "
-                         "assistant's answer.")  # fmt: skip
+        raise ValueError(
+            f"{record.where}: the last message must be a non-empty assistant message (the completion "
+            f"the loss is taken on), got role {parsed[-1][0]!r}; end the conversation with the "
+            "assistant's answer."
+        )
     if len(parsed) < 2:
-        raise ValueError(f"{record.where}: a conversation needs a prompt before the assistant's answer (e.g. a user "
-                         "message).")  # fmt: skip
+        raise ValueError(
+            f"{record.where}: a conversation needs a prompt before the assistant's answer (e.g. a user message)."
+        )
     return tuple(parsed)
 
 
@@ -139,6 +154,7 @@ def prompts_from_table(table: Table, options: CausalLMOptions) -> list[LMExample
     if not table.records:
         raise ValueError(f"{table.path} holds no prompts; expected one record per prompt.")
     if resolve_format(table, options) == "messages":
-        return [LMExample(record.where, messages=_messages(record, options, answered=False))
-                for record in table.records]  # fmt: skip
+        return [
+            LMExample(record.where, messages=_messages(record, options, answered=False)) for record in table.records
+        ]
     return [LMExample(record.where, prompt=_prompt(record, options)) for record in table.records]

@@ -78,10 +78,12 @@ class CausalLMTask(TaskBase):
 
     # ---------------------------------------------------------------------------------------------------- data
     def expected_data(self) -> str:
-        return (f"train and dev files ({', '.join(SUFFIXES)}) in a --data folder (train.*, dev.* or validation.*), "
-                "or task_options.train_file and dev_file, or task_options.hub_dataset; with records holding "
-                f"{self.options.prompt_field!r} and {self.options.completion_field!r} (or chat "
-                f"{self.options.messages_field!r})")  # fmt: skip
+        return (
+            f"train and dev files ({', '.join(SUFFIXES)}) in a --data folder (train.*, dev.* or validation.*), "
+            "or task_options.train_file and dev_file, or task_options.hub_dataset; with records holding "
+            f"{self.options.prompt_field!r} and {self.options.completion_field!r} (or chat "
+            f"{self.options.messages_field!r})"
+        )
 
     def _local_files(self, data: str | Path | None) -> tuple[Path, Path]:
         options = self.options
@@ -95,14 +97,15 @@ class CausalLMTask(TaskBase):
         if data is not None:
             raise ValueError(f"--data {data} and task_options.hub_dataset both name data; keep one.")
         if options.dev_hub_dataset is None or (options.dev_hub_dataset, options.dev_hub_config) == (
-            options.hub_dataset, options.hub_config,
-        ):  # fmt: skip
+            options.hub_dataset,
+            options.hub_config,
+        ):
             train, dev = read_hub_tables(
                 options.hub_dataset,
                 options.hub_config,
                 {"train_split": options.train_split, "dev_split": options.dev_split},
             )
-            return train, dev  # fmt: skip
+            return train, dev
         (train,) = read_hub_tables(options.hub_dataset, options.hub_config, {"train_split": options.train_split})
         (dev,) = read_hub_tables(options.dev_hub_dataset, options.dev_hub_config, {"dev_split": options.dev_split})
         return train, dev
@@ -127,11 +130,20 @@ class CausalLMTask(TaskBase):
 
     def encode(self, examples: list[LMExample], tokenizer: Any, config: Any, *, train: bool) -> CausalLMDataset:
         self._use_chat_template(tokenizer)
-        dataset = CausalLMDataset(examples, tokenizer, config.max_seq_length, self.options.truncated_completion,
-                                  "train" if train else "evaluation")  # fmt: skip
+        dataset = CausalLMDataset(
+            examples,
+            tokenizer,
+            config.max_seq_length,
+            self.options.truncated_completion,
+            "train" if train else "evaluation",
+        )
         if train:
-            self.train_counts = {"examples": len(examples), "kept": len(dataset), "truncated": dataset.truncated,
-                                 "dropped": dataset.dropped}  # fmt: skip
+            self.train_counts = {
+                "examples": len(examples),
+                "kept": len(dataset),
+                "truncated": dataset.truncated,
+                "dropped": dataset.dropped,
+            }
         return dataset
 
     def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -148,15 +160,20 @@ class CausalLMTask(TaskBase):
             return None
         return GenerationRequest(dataset.prompts, self.options.max_new_tokens)
 
-    def evaluate(self, outputs: dict[str, Any], dataset: CausalLMDataset,
-                 config: Any) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
+    def evaluate(
+        self, outputs: dict[str, Any], dataset: CausalLMDataset, config: Any
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """Mean token loss and perplexity; with generations, exact match and ``predictions.jsonl`` (module
         docstring)."""
         sums = outputs["completion_loss"].double().sum(0)
         loss = (sums[0] / sums[1]).item()
-        metrics: dict[str, float] = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": int(sums[1]),
-                                     "truncated_examples": dataset.truncated,
-                                     "dropped_examples": dataset.dropped}  # fmt: skip
+        metrics: dict[str, float] = {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 700.0)),
+            "tokens": int(sums[1]),
+            "truncated_examples": dataset.truncated,
+            "dropped_examples": dataset.dropped,
+        }
         files: dict[str, Any] = {}
         generations = outputs.get("generations")
         if generations is not None:
@@ -165,8 +182,15 @@ class CausalLMTask(TaskBase):
                 predicted, reference = extract_answer(text, pattern), extract_answer(example.reference, pattern)
                 hit = same_answer(predicted, reference)
                 correct += hit
-                predictions.append({"where": example.where, "generation": text, "answer": predicted,
-                                    "reference": reference, "correct": hit})  # fmt: skip
+                predictions.append(
+                    {
+                        "where": example.where,
+                        "generation": text,
+                        "answer": predicted,
+                        "reference": reference,
+                        "correct": hit,
+                    }
+                )
             metrics["exact_match"] = 100.0 * correct / len(predictions)
             files[PREDICTIONS_FILE] = predictions
         return metrics, files
@@ -183,15 +207,18 @@ class CausalLMTask(TaskBase):
         self._use_chat_template(tokenizer)
         table = read_table(path)
         examples = prompts_from_table(table, self.options.evaluation())
-        return PromptDataset(examples, tokenizer, config.max_seq_length,
-                             [dict(record.values) for record in table.records])  # fmt: skip
+        return PromptDataset(
+            examples, tokenizer, config.max_seq_length, [dict(record.values) for record in table.records]
+        )
 
     def prediction_records(self, outputs: dict[str, Any], dataset: PromptDataset) -> Predictions:
         """Each input record with ``prompt`` (prompt records: the prompt the model saw) and ``generation``."""
-        return Predictions([
-            fields | ({"prompt": example.prompt} if example.messages is None else {}) | {"generation": text}
-            for fields, example, text in zip(dataset.fields, dataset.examples, outputs["generations"], strict=True)
-        ])  # fmt: skip
+        return Predictions(
+            [
+                fields | ({"prompt": example.prompt} if example.messages is None else {}) | {"generation": text}
+                for fields, example, text in zip(dataset.fields, dataset.examples, outputs["generations"], strict=True)
+            ]
+        )
 
     def run_files(self) -> dict[str, Any]:
         """``train_data.json``: how many training examples were kept, truncated and dropped."""

@@ -14,5 +14,11 @@ from adalora_scores.tasks.classification.task import (
     read_labels,
 )
 
-__all__ = ["CLASSIFICATION_TASK", "LABELS_FILE", "ClassificationOptions", "ClassificationTask", "base_model_for_run",
-           "read_labels"]  # fmt: skip
+__all__ = [
+    "CLASSIFICATION_TASK",
+    "LABELS_FILE",
+    "ClassificationOptions",
+    "ClassificationTask",
+    "base_model_for_run",
+    "read_labels",
+]

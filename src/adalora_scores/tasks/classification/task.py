@@ -48,13 +48,21 @@ from adalora_scores.tasks.files import (
     read_table,
 )
 
-__all__ = ["CLASSIFICATION_TASK", "LABELS_FILE", "ClassificationOptions", "ClassificationTask", "base_model_for_run",
-           "read_labels"]  # fmt: skip
+__all__ = [
+    "CLASSIFICATION_TASK",
+    "LABELS_FILE",
+    "ClassificationOptions",
+    "ClassificationTask",
+    "base_model_for_run",
+    "read_labels",
+]
 
 LABELS_FILE = "labels.json"
 """In the run folder: ``{"regression", "label_column", "labels", "id2label", "label2id"}``."""
-_EXAMPLE = ("e.g. adalora-scores train --task classification --data reviews/ task_options.text_column=review "
-            "task_options.label_column=sentiment ...")  # fmt: skip
+_EXAMPLE = (
+    "e.g. adalora-scores train --task classification --data reviews/ task_options.text_column=review "
+    "task_options.label_column=sentiment ..."
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,11 @@ class ClassificationOptions:
     regression: bool = field(default=False, metadata={"help": "the label is a number: one output, MSE loss"})
     main_metric: str | None = field(
         default=None,
-        metadata={"help": "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
-                          "classes); regression: pearson (default), spearman or mse"},
-    )  # fmt: skip
+        metadata={
+            "help": "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
+            "classes); regression: pearson (default), spearman or mse"
+        },
+    )
     train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
     dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
     hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
@@ -99,14 +109,17 @@ class ClassificationOptions:
             values[name] = value
         parsed = cls(**values)
         if not parsed.text_column:
-            raise ValueError("task classification needs task_options.text_column, the column holding the text; "
-                             f"{_EXAMPLE}")  # fmt: skip
+            raise ValueError(
+                f"task classification needs task_options.text_column, the column holding the text; {_EXAMPLE}"
+            )
         check_data_options(parsed.train_file, parsed.dev_file, parsed.hub_dataset, "train.csv dev.csv")
         allowed = REGRESSION_METRICS if parsed.regression else CLASSIFICATION_METRICS
         if parsed.main_metric is not None and parsed.main_metric not in allowed:
             kind = "regression" if parsed.regression else "classification"
-            raise ValueError(f"task_options.main_metric={parsed.main_metric} is not a {kind} metric; use one of "
-                             f"{', '.join(allowed)}.")  # fmt: skip
+            raise ValueError(
+                f"task_options.main_metric={parsed.main_metric} is not a {kind} metric; use one of "
+                f"{', '.join(allowed)}."
+            )
         return parsed
 
 
@@ -178,10 +191,12 @@ class ClassificationTask(TaskBase):
 
     # ---------------------------------------------------------------------------------------------------- data
     def expected_data(self) -> str:
-        return (f"train and dev files ({', '.join(SUFFIXES)}) in a --data folder (train.*, dev.* or "
-                "validation.*), or task_options.train_file and task_options.dev_file, or task_options.hub_dataset; "
-                "with the columns named by task_options.text_column (and text_pair_column) and label_column (default "
-                "label)")  # fmt: skip
+        return (
+            f"train and dev files ({', '.join(SUFFIXES)}) in a --data folder (train.*, dev.* or "
+            "validation.*), or task_options.train_file and task_options.dev_file, or task_options.hub_dataset; "
+            "with the columns named by task_options.text_column (and text_pair_column) and label_column (default "
+            "label)"
+        )
 
     def _local_files(self, data: str | Path | None) -> tuple[Path, Path]:
         options = self._need_options()
@@ -190,8 +205,14 @@ class ClassificationTask(TaskBase):
     def _hub_tables(self) -> tuple[Table, Table]:
         options = self._need_options()
         name, config = options.hub_dataset, options.hub_config
-        train, dev = read_hub_tables(name, config, {"train_split": options.train_split,  # type: ignore[arg-type]
-                                                    "dev_split": options.dev_split})  # fmt: skip
+        train, dev = read_hub_tables(
+            name,
+            config,
+            {
+                "train_split": options.train_split,  # type: ignore[arg-type]
+                "dev_split": options.dev_split,
+            },
+        )
         return train, dev
 
     def _rows(self, table: Table, labelled: bool = True) -> list[tuple[Record, str, str | None, Any]]:
@@ -206,19 +227,22 @@ class ClassificationTask(TaskBase):
             missing = [c for c in wanted if c not in table.columns]
             if missing:
                 place = f"{table.path}, line 1 (the header)" if table.path.suffix in (".csv", ".tsv") else table.path
-                raise ValueError(f"{place}: no column {missing[0]!r} (columns: {', '.join(table.columns)}); set "
-                                 f"{self._option_for(missing[0])} to one of them.")  # fmt: skip
+                raise ValueError(
+                    f"{place}: no column {missing[0]!r} (columns: {', '.join(table.columns)}); set "
+                    f"{self._option_for(missing[0])} to one of them."
+                )
         rows = []
         for record in table.records:
             for column in wanted:
                 if column not in record.values:
-                    raise ValueError(f"{record.where}: no column {column!r} (it has {', '.join(record.values)}); "
-                                     f"add it, or set {self._option_for(column)} to the right name.")  # fmt: skip
+                    raise ValueError(
+                        f"{record.where}: no column {column!r} (it has {', '.join(record.values)}); "
+                        f"add it, or set {self._option_for(column)} to the right name."
+                    )
             for column in wanted:
                 if _is_empty(record.values[column]):
                     what = "label" if column == options.label_column else "text"
-                    raise ValueError(f"{record.where}, column {column!r}: empty {what}; fill it in or remove the "
-                                     "row.")  # fmt: skip
+                    raise ValueError(f"{record.where}, column {column!r}: empty {what}; fill it in or remove the row.")
             texts = [str(record.values[c]) for c in text_columns]
             label = record.values[options.label_column] if labelled else None
             rows.append((record, texts[0], texts[1] if len(texts) > 1 else None, label))
@@ -236,8 +260,10 @@ class ClassificationTask(TaskBase):
         for record, text_a, text_b, value in rows:
             number = None if isinstance(value, bool) else _as_number(str(value))
             if number is None:
-                raise ValueError(f"{record.where}, column {column!r}: {value!r} is not a number; a regression "
-                                 "target (task_options.regression=true) must be a finite number.")  # fmt: skip
+                raise ValueError(
+                    f"{record.where}, column {column!r}: {value!r} is not a number; a regression "
+                    "target (task_options.regression=true) must be a finite number."
+                )
             examples.append(Example(text_a, text_b, number))
         return examples
 
@@ -248,19 +274,24 @@ class ClassificationTask(TaskBase):
             text = _label_text(value, record, column)
             number = _as_number(text)
             if number is not None and not number.is_integer():
-                raise ValueError(f"{record.where}, column {column!r}: label {value!r} is a number with a fraction; "
-                                 "for a numeric target pass task_options.regression=true, or use whole-number or "
-                                 "text class labels.")  # fmt: skip
+                raise ValueError(
+                    f"{record.where}, column {column!r}: label {value!r} is a number with a fraction; "
+                    "for a numeric target pass task_options.regression=true, or use whole-number or "
+                    "text class labels."
+                )
             seen.setdefault(text, record)
         if len(seen) < 2:
-            (label, first), = seen.items()  # fmt: skip
-            raise ValueError(f"{table.path}: every example has the label {label!r} in column {column!r} (from "
-                             f"{first.where.rsplit(', ', 1)[-1]} on): one class cannot be learned; check "
-                             "task_options.label_column, or add examples of the other classes.")  # fmt: skip
+            ((label, first),) = seen.items()
+            raise ValueError(
+                f"{table.path}: every example has the label {label!r} in column {column!r} (from "
+                f"{first.where.rsplit(', ', 1)[-1]} on): one class cannot be learned; check "
+                "task_options.label_column, or add examples of the other classes."
+            )
         return _sorted_labels(set(seen))
 
-    def _class_examples(self, rows: list[tuple[Record, str, str | None, Any]], labels: tuple[str, ...],
-                        train: bool) -> list[Example]:  # fmt: skip
+    def _class_examples(
+        self, rows: list[tuple[Record, str, str | None, Any]], labels: tuple[str, ...], train: bool
+    ) -> list[Example]:
         column, index = self._need_options().label_column, {label: i for i, label in enumerate(labels)}
         examples = []
         for record, text_a, text_b, value in rows:
@@ -287,15 +318,20 @@ class ClassificationTask(TaskBase):
         train_rows, dev_rows = self._rows(train_table), self._rows(dev_table)
         if options.regression:
             self.labels = ()
-            return TaskData(self._regression_examples(train_rows, options.label_column),
-                            {"dev": self._regression_examples(dev_rows, options.label_column)})  # fmt: skip
+            return TaskData(
+                self._regression_examples(train_rows, options.label_column),
+                {"dev": self._regression_examples(dev_rows, options.label_column)},
+            )
         labels = self._label_mapping(train_rows, train_table)
         if options.main_metric == "matthews_correlation" and len(labels) != 2:
-            raise ValueError(f"task_options.main_metric=matthews_correlation needs two classes; {train_table.path} "
-                             f"has {len(labels)} ({', '.join(labels)}); use accuracy or macro_f1.")  # fmt: skip
+            raise ValueError(
+                f"task_options.main_metric=matthews_correlation needs two classes; {train_table.path} "
+                f"has {len(labels)} ({', '.join(labels)}); use accuracy or macro_f1."
+            )
         self.labels = labels
-        return TaskData(self._class_examples(train_rows, labels, True),
-                        {"dev": self._class_examples(dev_rows, labels, False)})  # fmt: skip
+        return TaskData(
+            self._class_examples(train_rows, labels, True), {"dev": self._class_examples(dev_rows, labels, False)}
+        )
 
     # --------------------------------------------------------------------------------------------------- model
     def _mapping(self) -> tuple[str, ...]:
@@ -309,20 +345,26 @@ class ClassificationTask(TaskBase):
         if self.regression:
             return {"num_labels": 1, "problem_type": "regression"}
         label2id = {label: i for i, label in enumerate(labels)}
-        return {"num_labels": len(labels), "problem_type": "single_label_classification",
-                "id2label": dict(enumerate(labels)), "label2id": label2id}  # fmt: skip
+        return {
+            "num_labels": len(labels),
+            "problem_type": "single_label_classification",
+            "id2label": dict(enumerate(labels)),
+            "label2id": label2id,
+        }
 
     def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(name, ignore_mismatched_sizes=True,
-                                                                  **self.head_config(), **model_options)  # fmt: skip
+        return AutoModelForSequenceClassification.from_pretrained(
+            name, ignore_mismatched_sizes=True, **self.head_config(), **model_options
+        )
 
     def encode(self, examples: list[Example], tokenizer: Any, config: Any, *, train: bool) -> EncodedDataset:
         return EncodedDataset(examples, tokenizer, config.max_seq_length)
 
-    def evaluate(self, outputs: dict[str, torch.Tensor], dataset: EncodedDataset,
-                 config: Any) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
+    def evaluate(
+        self, outputs: dict[str, torch.Tensor], dataset: EncodedDataset, config: Any
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """Accuracy and macro-F1 (and MCC for two classes), or Pearson, Spearman and MSE; no prediction files."""
         logits = outputs["logits"]
         if self.regression:
@@ -351,9 +393,15 @@ class ClassificationTask(TaskBase):
     def run_files(self) -> dict[str, Any]:
         """``labels.json`` for the run folder: the label mapping evaluation used and reloading needs."""
         labels = self._mapping()
-        return {LABELS_FILE: {"regression": self.regression, "label_column": self._need_options().label_column,
-                              "labels": list(labels), "id2label": {str(i): label for i, label in enumerate(labels)},
-                              "label2id": {label: i for i, label in enumerate(labels)}}}  # fmt: skip
+        return {
+            LABELS_FILE: {
+                "regression": self.regression,
+                "label_column": self._need_options().label_column,
+                "labels": list(labels),
+                "id2label": {str(i): label for i, label in enumerate(labels)},
+                "label2id": {label: i for i, label in enumerate(labels)},
+            }
+        }
 
 
 def read_labels(run_folder: str | Path) -> dict[str, Any]:

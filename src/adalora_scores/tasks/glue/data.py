@@ -75,8 +75,12 @@ class GlueTask(TaskBase):
         """The rows of ``path``: an original GLUE TSV (dev or test; a header with the Hub's column names is read
         too) or a CSV/JSON/JSONL/Parquet file with the Hub's column names; no label needed."""
         rows = read_glue_file(self, path, labelled=False)
-        return TextsToLabel([(example.text_a, example.text_b) for _, example in rows],
-                            [fields for fields, _ in rows], tokenizer, config.max_seq_length)  # fmt: skip
+        return TextsToLabel(
+            [(example.text_a, example.text_b) for _, example in rows],
+            [fields for fields, _ in rows],
+            tokenizer,
+            config.max_seq_length,
+        )
 
     def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: TextsToLabel) -> Predictions:
         """Each row with ``prediction``, the GLUE label (its name, or its index for the 0/1 tasks) and the class
@@ -99,16 +103,30 @@ _TASKS = [
     GlueTask("cola", ("sentence",), (3,), 1, _BINARY, "matthews", "matthews_correlation", has_header=False),
     GlueTask("sst2", ("sentence",), ("sentence",), "label", _BINARY, *_ACC),
     GlueTask("mrpc", _PAIR, ("#1 String", "#2 String"), "Quality", _BINARY, "accuracy_f1", "accuracy"),
-    GlueTask("qqp", ("question1", "question2"), ("question1", "question2"), "is_duplicate", _BINARY, "accuracy_f1",
-             "accuracy"),
+    GlueTask(
+        "qqp",
+        ("question1", "question2"),
+        ("question1", "question2"),
+        "is_duplicate",
+        _BINARY,
+        "accuracy_f1",
+        "accuracy",
+    ),
     GlueTask("stsb", _PAIR, _PAIR, "score", (), "pearson_spearman", "corr"),
-    GlueTask("mnli", ("premise", "hypothesis"), _PAIR, "gold_label", ("entailment", "neutral", "contradiction"), *_ACC,
-             eval_splits=("dev_matched", "dev_mismatched"),
-             hub_splits=("validation_matched", "validation_mismatched")),
+    GlueTask(
+        "mnli",
+        ("premise", "hypothesis"),
+        _PAIR,
+        "gold_label",
+        ("entailment", "neutral", "contradiction"),
+        *_ACC,
+        eval_splits=("dev_matched", "dev_mismatched"),
+        hub_splits=("validation_matched", "validation_mismatched"),
+    ),
     GlueTask("qnli", ("question", "sentence"), ("question", "sentence"), "label", _NLI2, *_ACC),
     GlueTask("rte", _PAIR, _PAIR, "label", _NLI2, *_ACC),
     GlueTask("wnli", _PAIR, _PAIR, "label", _BINARY, *_ACC),
-]  # fmt: skip
+]
 GLUE_TASKS: dict[str, GlueTask] = {task.name: register_task(task) for task in _TASKS}
 
 

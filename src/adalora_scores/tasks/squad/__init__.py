@@ -117,9 +117,11 @@ class SquadTask(TaskBase):
         ``question`` and ``answer`` (``""``: no answer), and for v2.0 its ``null_odds`` (null − best span score, the
         official ``--na-probs`` input)."""
         extracted = self._answers(outputs, dataset)
-        records = [{"id": example.id, "question": example.question, "answer": extracted.answers[example.id]}
-                   | ({"null_odds": extracted.null_odds[example.id]} if extracted.null_odds is not None else {})
-                   for example in dataset.examples]  # fmt: skip
+        records = [
+            {"id": example.id, "question": example.question, "answer": extracted.answers[example.id]}
+            | ({"null_odds": extracted.null_odds[example.id]} if extracted.null_odds is not None else {})
+            for example in dataset.examples
+        ]
         return Predictions(records, document=extracted.answers)
 
 

@@ -52,8 +52,10 @@ class SquadOptions:
     def check(self, max_seq_length: int) -> None:
         """Windows of ``max_seq_length`` tokens must advance: ``doc_stride`` is smaller than ``max_seq_length``."""
         if not 0 <= self.doc_stride < max_seq_length:
-            raise ValueError(f"task_options.doc_stride ({self.doc_stride}) must be in [0, max_seq_length="
-                             f"{max_seq_length}); e.g. 128 with 384.")  # fmt: skip
+            raise ValueError(
+                f"task_options.doc_stride ({self.doc_stride}) must be in [0, max_seq_length="
+                f"{max_seq_length}); e.g. 128 with 384."
+            )
 
 
 def _whole_number(name: str, value: Any, minimum: int) -> int:
