@@ -28,9 +28,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from adalora_scores.adapter.peft.build import build_adalora
 from adalora_scores.config import TrainConfig
+from adalora_scores.demo.tiny_models import decoder_tokenizer
 from adalora_scores.engine.data import make_loader
 from adalora_scores.tasks.causal_lm import CausalLMDataset, LMExample
-from adalora_scores.tiny_models import decoder_tokenizer
 
 WORDS = [f"w{i}" for i in range(2000)]
 

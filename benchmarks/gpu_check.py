@@ -281,9 +281,9 @@ def main() -> int:
     device = torch.device(args.device)
     small = device.type == "cpu"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (shrunken models)"
-    from adalora_scores.console import quiet_console
+    from adalora_scores.demo.tiny_models import save_tiny_model
+    from adalora_scores.engine.console import quiet_console
     from adalora_scores.tasks.contrast import make_examples
-    from adalora_scores.tiny_models import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     with quiet_console():

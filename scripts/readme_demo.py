@@ -101,8 +101,8 @@ def draw_figure(demo: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from adalora_scores.module_types import matrix_position, ordered_types
-    from adalora_scores.run_files import read_rank_pattern
+    from adalora_scores.engine.module_types import matrix_position, ordered_types
+    from adalora_scores.runs.files import read_rank_pattern
 
     runs = run_folders(demo)
     grids = []

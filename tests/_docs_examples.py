@@ -201,7 +201,7 @@ class Assets:
     def __post_init__(self) -> None:
         from conftest import WORDS, sentence, write_glue_folder
 
-        from adalora_scores.tiny_models import save_tiny_decoder, save_tiny_model
+        from adalora_scores.demo.tiny_models import save_tiny_decoder, save_tiny_model
 
         rng = random.Random(0)
         self.reviews = self.root / "reviews"
@@ -489,7 +489,7 @@ def _cwd(folder: Path):
 @contextlib.contextmanager
 def fresh_registries():
     """What a block registers (its own score, a plugin's) is gone after it, as a fresh process would have it."""
-    from adalora_scores import plugins
+    from adalora_scores.plugins import loading as plugins
     from adalora_scores.scores import base as score_base
     from adalora_scores.tasks import base as task_base
 

@@ -16,7 +16,7 @@ import torch
 
 from adalora_scores.adapter.peft.build import AdaptedModel, build_adalora
 from adalora_scores.config import TrainConfig
-from adalora_scores.tiny_models import tiny_config, tiny_model
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
 VOCABULARY = 64
 STEPS = 8

@@ -6,7 +6,7 @@ import torch
 from peft import AdaLoraConfig, get_peft_model
 from transformers import BertForSequenceClassification
 
-from adalora_scores.tiny_models import tiny_config, tiny_model
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
 BERT_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 

@@ -152,6 +152,6 @@ def glue_root(tmp_path_factory):
 def tiny_model_dir(tmp_path_factory):
     """A tiny random BERT (hidden 16, 2 layers) and a word-level tokenizer over ``WORDS``, saved like a Hub model
     folder, from the shared deterministic builder."""
-    from adalora_scores.tiny_models import save_tiny_model
+    from adalora_scores.demo.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), WORDS)

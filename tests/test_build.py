@@ -7,7 +7,7 @@ import torch
 
 from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.config import TrainConfig
-from adalora_scores.tiny_models import tiny_config, tiny_model
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
 
 def _regulariser(model) -> torch.Tensor:

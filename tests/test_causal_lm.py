@@ -16,6 +16,7 @@ from _tolerances import reordered_sums
 
 from adalora_scores.cli import main
 from adalora_scores.config import resolve_config
+from adalora_scores.demo.tiny_models import decoder_tokenizer, save_tiny_decoder
 from adalora_scores.engine.train import train
 from adalora_scores.scores.base import list_scores
 from adalora_scores.tasks import configure_task
@@ -27,7 +28,6 @@ from adalora_scores.tasks.causal_lm import (
     extract_answer,
     same_answer,
 )
-from adalora_scores.tiny_models import decoder_tokenizer, save_tiny_decoder
 
 TINY = [
     "init_r=4",

@@ -19,12 +19,12 @@ from transformers import AutoModelForSequenceClassification
 from adalora_scores.cli import main
 from adalora_scores.config import TrainConfig, resolve_config
 from adalora_scores.metrics.classification import classification_metrics, regression_metrics
-from adalora_scores.run_files import config_changes
+from adalora_scores.runs.files import config_changes
 from adalora_scores.study.results import collect
 from adalora_scores.study.tuning import tune
 from adalora_scores.tasks import check_run_config, configure_task, get_task, load_glue
 from adalora_scores.tasks.classification import base_model_for_run, read_labels
-from adalora_scores.tasks.files import read_table
+from adalora_scores.tasks.tables import read_table
 
 TINY = [
     "num_epochs=2",

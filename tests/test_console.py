@@ -20,7 +20,7 @@ from transformers.utils import logging as transformers_logging
 
 import adalora_scores
 from adalora_scores.cli import build_parser
-from adalora_scores.console import quiet_console, unless_quiet
+from adalora_scores.engine.console import quiet_console, unless_quiet
 
 # what a default run printed before: PEFT's and our FutureWarnings, transformers' load report (the STS-B head has
 # one output where the tiny checkpoint has two), its "Loading weights" bar and its gradient checkpointing notice
@@ -116,7 +116,7 @@ def test_only_the_listed_import_messages_are_held(caplog):
     """(pytest's log capture stands in for the root logger's handlers here.)"""
     import logging
 
-    from adalora_scores.console import _held, hold_import_messages, show_held_messages
+    from adalora_scores.engine.console import _held, hold_import_messages, show_held_messages
 
     _held.clear()
     other = "The installed version of bitsandbytes was compiled without GPU support."

@@ -12,8 +12,8 @@ from peft import AdaLoraConfig, get_peft_model
 from adalora_scores.adapter.peft.build import build_adalora
 from adalora_scores.adapter.peft.targets import resolve_target_modules, target_modules_for
 from adalora_scores.config import TrainConfig
-from adalora_scores.module_types import matrix_position
-from adalora_scores.tiny_models import DECODER_TYPES, tiny_config, tiny_model
+from adalora_scores.demo.tiny_models import DECODER_TYPES, tiny_config, tiny_model
+from adalora_scores.engine.module_types import matrix_position
 
 LLAMA_ALL = [
     "self_attn.q_proj",

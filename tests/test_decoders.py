@@ -17,7 +17,7 @@ from adalora_scores.adapter.peft.targets import target_modules_for
 from adalora_scores.adapter.per_example.collector import IGNORE_INDEX, PerExampleGradients
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.config import TrainConfig
-from adalora_scores.tiny_models import tiny_config, tiny_model
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
 VOCABULARY = 64
 STEPS = 12

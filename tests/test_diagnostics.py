@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy.stats import hypergeom, spearmanr
 
-from adalora_scores.run_files import split_kept
+from adalora_scores.runs.files import split_kept
 from adalora_scores.study.diagnostics import (
     PERMUTATIONS,
     chance_jaccard,

@@ -27,8 +27,8 @@ from safetensors.torch import load_file
 
 from adalora_scores.adapter.peft.export import kept_ranks, lora_export, merged_model, write_lora_export
 from adalora_scores.adapter.peft.saving import load_adapter, save_adapter
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 from adalora_scores.engine.export import EXPORT_RECORD, serving, vllm_max_lora_rank
-from adalora_scores.tiny_models import tiny_config, tiny_model
 
 VOCABULARY = 64
 # float32 logits of O(1) through the same layers and the same float32 A ∘ E; only the final scaling of the update is
@@ -168,8 +168,8 @@ def test_a_4_bit_base_exports_exactly_and_refuses_to_merge(tmp_path):
     from test_four_bit import CausalTokens
 
     from adalora_scores.config import TrainConfig
+    from adalora_scores.demo.tiny_models import word_tokenizer
     from adalora_scores.engine.model import load_model_and_tokenizer
-    from adalora_scores.tiny_models import word_tokenizer
 
     folder = tmp_path / "llama"
     base_model("llama").save_pretrained(folder)
@@ -454,7 +454,7 @@ def test_the_command_exports_a_run_that_stock_peft_and_transformers_load_alone(
     finished_run, tiny_model_dir, tmp_path, capsys
 ):
     from adalora_scores.cli import main
-    from adalora_scores.engine.evaluate import load_run_model, open_run
+    from adalora_scores.engine.finished_run import load_run_model, open_run
 
     lora, uniform, merged = tmp_path / "lora", tmp_path / "uniform", tmp_path / "merged"
     capsys.readouterr()

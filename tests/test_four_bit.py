@@ -24,9 +24,9 @@ from test_decoders import token_batches as decoder_batches
 from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.config import TrainConfig
+from adalora_scores.demo.tiny_models import save_tiny_model, tiny_config, tiny_model, word_tokenizer
 from adalora_scores.engine import train as train_module
 from adalora_scores.engine.train import load_model_and_tokenizer
-from adalora_scores.tiny_models import save_tiny_model, tiny_config, tiny_model, word_tokenizer
 
 needs_bitsandbytes = pytest.mark.skipif(
     importlib.util.find_spec("bitsandbytes") is None,
@@ -247,7 +247,7 @@ def test_load_in_4bit_refuses_an_old_bitsandbytes_and_a_non_boolean(monkeypatch)
 
 
 def test_a_run_folder_without_the_field_is_unchanged():
-    from adalora_scores.run_files import config_changes
+    from adalora_scores.runs.files import config_changes
 
     saved = {k: v for k, v in TrainConfig(task="sst2").to_dict().items() if k != "load_in_4bit"}
     assert config_changes(saved, TrainConfig(task="sst2")) == []

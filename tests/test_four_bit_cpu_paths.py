@@ -25,8 +25,8 @@ from test_four_bit import CausalTokens, token_batches
 from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.adapter.peft.quantization import REPACK_BLOCK, can_repack, guard_cpu_repacking
 from adalora_scores.config import TrainConfig
+from adalora_scores.demo.tiny_models import tiny_config, tiny_model, word_tokenizer
 from adalora_scores.engine.train import load_model_and_tokenizer
-from adalora_scores.tiny_models import tiny_config, tiny_model, word_tokenizer
 
 bitsandbytes_spec = importlib.util.find_spec("bitsandbytes")
 pytestmark = pytest.mark.skipif(

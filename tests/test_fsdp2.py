@@ -238,7 +238,7 @@ def test_rebind_points_the_layout_at_new_parameters_and_refuses_other_matrices()
 def test_the_engine_builds_under_fsdp2(accelerate_state):
     from adalora_scores.adapter.peft.build import build_adapted_model
     from adalora_scores.config import TrainConfig
-    from adalora_scores.tiny_models import tiny_config, tiny_model
+    from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
     accelerate_state(DistributedType.FSDP, fsdp_version=2)
     model = tiny_model(tiny_config("llama", vocab_size=64), head="causal-lm")

@@ -73,8 +73,8 @@ from safetensors.torch import load_file
 
 import adalora_scores
 from adalora_scores.config import TrainConfig
+from adalora_scores.demo.tiny_models import save_tiny_model
 from adalora_scores.engine.train import train
-from adalora_scores.tiny_models import save_tiny_model
 
 GOLDEN_FOLDER = Path(__file__).parent / "golden"
 VALUES_FILE = GOLDEN_FOLDER / "values.json"

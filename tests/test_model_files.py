@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from adalora_scores.cli import main
-from adalora_scores.engine.model_files import check_model_folder
+from adalora_scores.engine.pretrained_folder import check_model_folder
 
 CASES = {
     # case: (files removed from the tiny model folder, what the error must say is missing, what it must not)

@@ -29,7 +29,7 @@ TINY = [
 def deberta_v3_dir(tmp_path_factory):
     """A folder laid out like microsoft/deberta-v3-base (spm.model + tokenizer_config.json + config + weights)."""
     sentencepiece = pytest.importorskip("sentencepiece")
-    from adalora_scores.tiny_models import tiny_config, tiny_model
+    from adalora_scores.demo.tiny_models import tiny_config, tiny_model
 
     work = tmp_path_factory.mktemp("deberta-v3")
     corpus = work / "corpus.txt"

@@ -37,8 +37,8 @@ SMALL = [
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
     """A tiny BERT without dropout (so runs that batch differently can agree) and a learnable two-class task."""
+    from adalora_scores.demo.tiny_models import save_tiny_model
     from adalora_scores.tasks.contrast import write_contrast_task
-    from adalora_scores.tiny_models import save_tiny_model
 
     root = tmp_path_factory.mktemp("parity")
     data = write_contrast_task(root / "data", train=256, dev=32)

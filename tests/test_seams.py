@@ -15,8 +15,8 @@ import yaml
 import adalora_scores
 from adalora_scores.cli import main
 from adalora_scores.config import CONFIG_FORMAT, SWEEP_PRESET_DIR, TRAIN_PRESET_DIR, TrainConfig, resolve_config
-from adalora_scores.module_types import matrix_position, module_type
-from adalora_scores.run_files import CONFIG_FILE, config_changes, read_config
+from adalora_scores.engine.module_types import matrix_position, module_type
+from adalora_scores.runs.files import CONFIG_FILE, config_changes, read_config
 from adalora_scores.tasks import Task, get_task, list_tasks, register_task
 
 PACKAGE = Path(adalora_scores.__file__).parent
@@ -192,7 +192,7 @@ def test_module_types_cover_encoders_and_decoders(name, expected):
 def test_the_tiny_builder_is_deterministic(tmp_path):
     import torch
 
-    from adalora_scores.tiny_models import save_tiny_model
+    from adalora_scores.demo.tiny_models import save_tiny_model
 
     first = save_tiny_model(tmp_path / "a", ["the cat sat", "a dog ran"], "deberta-v2")
     second = save_tiny_model(tmp_path / "b", ["a dog ran", "the cat sat"], "deberta-v2")
@@ -206,8 +206,8 @@ def test_the_tiny_builder_is_deterministic(tmp_path):
 # -- run folders that outlive the code ------------------------------------------------------------------------------
 def _frozen_setup(tmp_path: Path, monkeypatch) -> TrainConfig:
     """The frozen folders' model and data at the same relative paths, and today's config with their values."""
+    from adalora_scores.demo.tiny_models import save_tiny_model
     from adalora_scores.tasks.contrast import make_examples, write_contrast_task
-    from adalora_scores.tiny_models import save_tiny_model
 
     monkeypatch.chdir(tmp_path)
     write_contrast_task("data/sst2", train=64, dev=16)
@@ -270,7 +270,7 @@ def test_a_folder_of_the_old_format_still_resumes(tmp_path, monkeypatch):
 
 
 def test_config_files_carry_a_format_version_and_newer_ones_are_refused(tmp_path):
-    from adalora_scores.run_files import write_config
+    from adalora_scores.runs.files import write_config
 
     write_config(tmp_path, {"task": "rte"})
     assert read_config(tmp_path)["format_version"] == CONFIG_FORMAT

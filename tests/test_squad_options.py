@@ -13,7 +13,7 @@ import yaml
 
 from adalora_scores.cli import main
 from adalora_scores.config import TASK_OPTION_ALIASES, TrainConfig, resolve_config
-from adalora_scores.run_files import CONFIG_FILE, METRICS_FILE, config_changes, saved_train_values, write_config
+from adalora_scores.runs.files import CONFIG_FILE, METRICS_FILE, config_changes, saved_train_values, write_config
 from adalora_scores.study.grid import Run, SweepSpec
 from adalora_scores.study.sweep import run_status
 from adalora_scores.tasks import check_run_config, configure_run
@@ -162,7 +162,7 @@ def test_an_old_squad_run_resumes_with_its_config(tmp_path):
 
 def test_an_old_glue_run_still_evaluates_without_task_options():
     """The frozen 0.2 folder holds doc_stride and the other SQuAD fields at their defaults: they vanish."""
-    from adalora_scores.engine.evaluate import _evaluation_config
+    from adalora_scores.engine.finished_run import _evaluation_config
 
     config = _evaluation_config(FROZEN / "finished", [])
     assert config.task == "sst2" and config.task_options == {}

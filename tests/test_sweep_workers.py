@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adalora_scores.run_files import atomic_write, write_json
+from adalora_scores.runs.files import atomic_write, write_json
 from adalora_scores.study.claims import machine_id, read_claim, stale_reason, try_claim
 from adalora_scores.study.grid import SweepSpec
 from adalora_scores.study.report import build_report

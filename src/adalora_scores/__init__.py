@@ -7,7 +7,7 @@
 >>> # loss.backward(); optimizer.step(); model.base_model.update_and_allocate(step); optimizer.zero_grad()
 """
 
-from adalora_scores.console import hold_import_messages
+from adalora_scores.engine.console import hold_import_messages
 
 with hold_import_messages():  # PEFT imports bitsandbytes, whose offline kernel look-up logs (console.IMPORT_NOISE)
     from adalora_scores.adapter import AllocationCallback, PeftRankAllocator, attach

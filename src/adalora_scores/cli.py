@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import adalora_scores
-from adalora_scores.console import quiet_console, show_held_messages
+from adalora_scores.engine.console import quiet_console, show_held_messages
 
 VERBOSE_HELP = (
     "also show library warnings, transformers' load reports, library progress bars and each run's first line"
@@ -48,7 +48,7 @@ def _scores(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from adalora_scores.config import preset_output, resolve_config, train_file_text
-    from adalora_scores.plugins import ENTRY_POINT, loaded_plugins
+    from adalora_scores.plugins.loading import ENTRY_POINT, loaded_plugins
     from adalora_scores.tasks import check_run_config
 
     output = args.output or (preset_output(args.config) if args.config else None)
@@ -135,7 +135,7 @@ def _read_mapping(path: str, what: str, kind: type | tuple[type, ...]) -> dict:
 
 def _evaluate_squad(args: argparse.Namespace) -> int:
     from adalora_scores.metrics.squad import evaluate
-    from adalora_scores.run_files import atomic_write
+    from adalora_scores.runs.files import atomic_write
 
     if not Path(args.data).is_file():
         raise FileNotFoundError(f"dataset file {args.data} does not exist (expected e.g. dev-v2.0.json).")
@@ -242,7 +242,7 @@ def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
 
 def _load_plugins(args: argparse.Namespace) -> None:
     """Entry points of group ``adalora_scores.plugins`` (once per process), then the command's ``--plugin``s."""
-    from adalora_scores.plugins import load_entry_points, load_plugins
+    from adalora_scores.plugins.loading import load_entry_points, load_plugins
 
     load_entry_points()
     load_plugins(getattr(args, "plugin", []), where="--plugin")

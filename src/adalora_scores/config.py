@@ -502,7 +502,7 @@ def read_preset(path: Path, kind: str) -> dict[str, Any]:
 
 def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
     """Import the plugins a train preset or sweep file lists in its ``plugins:`` section (``.py`` paths relative to
-    the file's folder, or module names; :func:`adalora_scores.plugins.load_plugins`)."""
+    the file's folder, or module names; :func:`adalora_scores.plugins.loading.load_plugins`)."""
     listed = document.get("plugins") or []
     listed = [listed] if isinstance(listed, str) else listed
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
@@ -511,7 +511,7 @@ def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
             f"e.g. plugins: [./my_score.py], got {document.get('plugins')!r}."
         )
     if listed:
-        from adalora_scores.plugins import load_plugins
+        from adalora_scores.plugins.loading import load_plugins
 
         load_plugins(listed, base=path.resolve().parent, where=f"{path} plugins:")
 

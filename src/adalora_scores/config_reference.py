@@ -178,8 +178,8 @@ text, which the float keys also accept.
 
 
 def _commands_section() -> str:
-    from adalora_scores.engine.evaluate import EVALUATION_FIELDS
     from adalora_scores.engine.export import EXPORT_FIELDS
+    from adalora_scores.engine.finished_run import EVALUATION_FIELDS
     from adalora_scores.engine.prediction import PREDICTION_FIELDS
 
     def keys(fields: tuple[str, ...]) -> str:
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments:
         sys.stdout.write(text)
         return 0
-    from adalora_scores.atomic_files import atomic_write
+    from adalora_scores.runs.atomic import atomic_write
 
     atomic_write(Path(arguments[0]), text)
     print(f"wrote {arguments[0]}")

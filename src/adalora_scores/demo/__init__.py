@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import adalora_scores
+from adalora_scores.demo.tiny_models import save_tiny_model
 from adalora_scores.study.grid import SweepSpec
 from adalora_scores.study.report import build_report
 from adalora_scores.study.sweep import run_sweep, write_manifest
 from adalora_scores.tasks.contrast import CONTRAST_TASK, DEV_SIZE, TRAIN_SIZE, make_examples
-from adalora_scores.tiny_models import save_tiny_model
 
 __all__ = ["run_demo"]
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adalora_scores.run_files import CHECKPOINT_FILE, atomic_save
+from adalora_scores.runs.files import CHECKPOINT_FILE, atomic_save
 
 __all__ = ["CHECKPOINT", "Progress", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from statistics import mean
 
 from adalora_scores.adapter.peft.export import WEIGHTS_FILE, kept_ranks, lora_export, merged_model, write_lora_export
-from adalora_scores.engine.evaluate import load_run_model, open_run, run_tokenizer
-from adalora_scores.module_types import module_type, ordered_types
-from adalora_scores.run_files import ADAPTER_FOLDER
+from adalora_scores.engine.finished_run import load_run_model, open_run, run_tokenizer
+from adalora_scores.engine.module_types import module_type, ordered_types
+from adalora_scores.runs.files import ADAPTER_FOLDER
 
 __all__ = [
     "EXPORT_FIELDS",

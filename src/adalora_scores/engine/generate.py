@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from adalora_scores.console import progress_bar
+from adalora_scores.engine.console import progress_bar
 
 __all__ = ["generate_texts"]
 

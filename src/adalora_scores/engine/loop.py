@@ -26,9 +26,9 @@ from accelerate import Accelerator
 from adalora_scores.adapter.peft.build import AdaptedModel
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.checkpoint import Progress, capture_rng, restore_rng, save_checkpoint
-from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.tracking import allocation_scalars, log_step
-from adalora_scores.run_files import TRIPLET_SCORES_FILE
+from adalora_scores.runs.files import TRIPLET_SCORES_FILE
+from adalora_scores.runs.writer import RunFolder
 
 __all__ = ["NonFiniteError", "Session", "checkpoint_state", "restore_state", "run_steps"]
 

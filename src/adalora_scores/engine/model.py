@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from adalora_scores.adapter.peft.quantization import four_bit_config, guard_cpu_repacking
 from adalora_scores.config import TrainConfig
-from adalora_scores.engine.model_files import check_model_folder
+from adalora_scores.engine.pretrained_folder import check_model_folder
 from adalora_scores.tasks import Task
 
 __all__ = ["enable_gradient_checkpointing", "load_model_and_tokenizer"]

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.atomic_files import atomic_write
+from adalora_scores.runs.atomic import atomic_write
 from adalora_scores.tasks.base import Predictions
 
 __all__ = ["OUTPUT_SUFFIXES", "PREDICTION_FIELDS", "predict_file", "predictions_text"]
@@ -66,7 +66,8 @@ def predict_file(
         NotImplementedError: the run's task cannot predict.
     """
     from adalora_scores.engine.data import make_loader
-    from adalora_scores.engine.evaluate import dataset_outputs, load_run_model, open_run, run_tokenizer
+    from adalora_scores.engine.evaluate import dataset_outputs
+    from adalora_scores.engine.finished_run import load_run_model, open_run, run_tokenizer
 
     run, input, output = Path(run), Path(input), Path(output)
     if output.suffix not in OUTPUT_SUFFIXES:

@@ -15,7 +15,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from adalora_scores.config import TrainConfig
-from adalora_scores.module_types import module_type
+from adalora_scores.engine.module_types import module_type
 
 __all__ = ["TRACKERS", "allocation_scalars", "check_tracker", "log_step", "start_tracking"]
 

@@ -29,17 +29,16 @@ import adalora_scores
 from adalora_scores.adapter.distributed import choose_backend
 from adalora_scores.adapter.peft.build import AdaptedModel, build_adapted_model
 from adalora_scores.config import TrainConfig, budget_steps
-from adalora_scores.console import unless_quiet
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
+from adalora_scores.engine.console import unless_quiet
 from adalora_scores.engine.data import make_loader
 from adalora_scores.engine.evaluate import encode_splits, evaluate_splits, split_loaders
 from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model import enable_gradient_checkpointing, load_model_and_tokenizer
-from adalora_scores.engine.run_folder import RunFolder
 from adalora_scores.engine.split import hold_out
 from adalora_scores.engine.tracking import check_tracker, start_tracking
-from adalora_scores.plugins import restore_plugins, write_plugin_record
-from adalora_scores.run_files import (
+from adalora_scores.plugins.loading import restore_plugins, write_plugin_record
+from adalora_scores.runs.files import (
     ADAPTER_FOLDER,
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -49,6 +48,7 @@ from adalora_scores.run_files import (
     is_finished,
     read_config,
 )
+from adalora_scores.runs.writer import RunFolder
 from adalora_scores.tasks import Task, configure_run
 
 __all__ = ["Prepared", "finish", "optimizer_steps", "prepare", "train", "train_steps"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.run_files import CLAIM_FILE
+from adalora_scores.runs.files import CLAIM_FILE
 
 __all__ = [
     "DEFAULT_CLAIM_TIMEOUT",

@@ -2,7 +2,7 @@
 
 A *triplet* is one rank-one component (P[:, i], λ_i, Q[i, :]) of an adapted matrix, named ``(matrix, i)``. K is a
 set of kept triplets. Every measure here reads run-folder files only (``rank_pattern.json``, ``allocations.jsonl``,
-``triplet_scores.json``, see :mod:`adalora_scores.run_files`); LoRA baselines have no triplets and take no part.
+``triplet_scores.json``, see :mod:`adalora_scores.runs.files`); LoRA baselines have no triplets and take no part.
 
 * **Agreement** (Jaccard) of two final kept sets: J(A, B) = |A ∩ B| / |A ∪ B| (1 when both are empty). Between two
   scores it is taken on the same seed (same initialisation and data order) and averaged over the seeds both ran.
@@ -27,7 +27,7 @@ set of kept triplets. Every measure here reads run-folder files only (``rank_pat
   pushed out one more that was kept: the score changed its mind. 0 means the kept sets are nested (the score only
   prunes), 1 that the whole kept set was replaced.
 * **Rank trajectory**: the mean kept rank per matrix of each module type (q, k, v, o, f1, f2, ...,
-  :mod:`adalora_scores.module_types`) at every allocation, starting at step 0 with the initial ranks.
+  :mod:`adalora_scores.engine.module_types`) at every allocation, starting at step 0 with the initial ranks.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import numpy as np
 from scipy.stats import hypergeom, spearmanr
 
 from adalora_scores.allocation.ranking import churn
-from adalora_scores.module_types import module_type, ordered_types
-from adalora_scores.run_files import read_allocations, read_rank_pattern, read_triplet_scores, split_kept
+from adalora_scores.engine.module_types import module_type, ordered_types
+from adalora_scores.runs.files import read_allocations, read_rank_pattern, read_triplet_scores, split_kept
 from adalora_scores.study.results import RunRecord, Study
 
 __all__ = [

@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from adalora_scores.module_types import matrix_position, ordered_types  # noqa: E402
-from adalora_scores.run_files import read_rank_pattern  # noqa: E402
+from adalora_scores.engine.module_types import matrix_position, ordered_types  # noqa: E402
+from adalora_scores.runs.files import read_rank_pattern  # noqa: E402
 from adalora_scores.study.diagnostics import Diagnostics  # noqa: E402
 from adalora_scores.study.results import RunRecord, Study  # noqa: E402
 

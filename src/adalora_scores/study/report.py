@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adalora_scores.config import effective_update_scale
-from adalora_scores.run_files import atomic_write, read_config
+from adalora_scores.runs.files import atomic_write, read_config
 from adalora_scores.study import plots
 from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
 from adalora_scores.study.gap import gap_section

@@ -31,7 +31,7 @@ import yaml
 from scipy.stats import ttest_rel
 
 from adalora_scores.metrics.direction import higher_is_better
-from adalora_scores.run_files import (
+from adalora_scores.runs.files import (
     ERROR_FILE,
     GRID_FILE,
     METRICS_FILE,

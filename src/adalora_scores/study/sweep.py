@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.run_files import (
+from adalora_scores.runs.files import (
     CHECKPOINT_FILE,
     CLAIM_FILE,
     ERROR_FILE,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adalora_scores.tasks.base import check_option_names
-from adalora_scores.tasks.files import check_data_options
+from adalora_scores.tasks.tables import check_data_options
 
 __all__ = ["FORMATS", "CausalLMOptions"]
 

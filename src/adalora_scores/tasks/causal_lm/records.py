@@ -1,6 +1,6 @@
 """Records → examples: a prompt and a completion, or chat messages, each remembering the line it came from.
 
-Errors name the file and line (``adalora_scores.tasks.files.Record.where``) and the fix; nothing is tokenised or
+Errors name the file and line (``adalora_scores.tasks.tables.Record.where``) and the fix; nothing is tokenised or
 written before every record has been checked.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
-from adalora_scores.tasks.files import Record, Table
+from adalora_scores.tasks.tables import Record, Table
 
 __all__ = ["ROLES", "LMExample", "examples_from_table", "prompts_from_table", "resolve_format"]
 

@@ -35,7 +35,7 @@ from adalora_scores.tasks.causal_lm.features import IGNORE_INDEX, CausalLMDatase
 from adalora_scores.tasks.causal_lm.options import CausalLMOptions
 from adalora_scores.tasks.causal_lm.records import LMExample, examples_from_table, prompts_from_table
 from adalora_scores.tasks.data import TaskData
-from adalora_scores.tasks.files import (
+from adalora_scores.tasks.tables import (
     SUFFIXES,
     Table,
     local_data_files,

@@ -38,7 +38,7 @@ from adalora_scores.metrics.classification import (
 )
 from adalora_scores.tasks.base import Predictions, TaskBase, check_option_names, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
-from adalora_scores.tasks.files import (
+from adalora_scores.tasks.tables import (
     SUFFIXES,
     Record,
     Table,
@@ -406,7 +406,7 @@ class ClassificationTask(TaskBase):
 
 def read_labels(run_folder: str | Path) -> dict[str, Any]:
     """The ``labels.json`` of a finished ``classification`` run."""
-    from adalora_scores.run_files import read_json
+    from adalora_scores.runs.files import read_json
 
     path = Path(run_folder) / LABELS_FILE
     if not path.is_file():
@@ -418,7 +418,7 @@ def base_model_for_run(run_folder: str | Path, model: str | None = None) -> torc
     """The base model of a ``classification`` run (``model``, default the run's ``config.yaml`` model) with the
     run's head: the right ``num_labels`` and its label names. Load the adapter onto it with
     ``PeftModel.from_pretrained(base, run_folder / "adapter")``."""
-    from adalora_scores.run_files import read_config
+    from adalora_scores.runs.files import read_config
 
     task = ClassificationTask(ClassificationOptions(text_column="-")).for_prediction(Path(run_folder))
     return task.load_model(model or read_config(Path(run_folder))["model"])

@@ -14,7 +14,7 @@ import torch
 from adalora_scores.metrics.glue import glue_metrics
 from adalora_scores.tasks.base import Predictions, TaskBase, register_task
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
-from adalora_scores.tasks.files import read_table, read_utf8
+from adalora_scores.tasks.tables import read_table, read_utf8
 
 __all__ = ["GLUE_TASKS", "BundledTask", "GlueTask", "load_glue", "read_glue_file"]
 
@@ -184,7 +184,7 @@ def _read_tsv(task: GlueTask, path: Path, labelled: bool = True) -> list[tuple[d
 
 def _read_named(task: GlueTask, path: Path, labelled: bool = True) -> list[tuple[dict[str, Any], Example]]:
     """CSV, JSON, JSONL or Parquet with named columns; errors name the line of the record
-    (``adalora_scores.tasks.files``). Without ``labelled`` the ``label`` column is not read (labels are 0)."""
+    (``adalora_scores.tasks.tables``). Without ``labelled`` the ``label`` column is not read (labels are 0)."""
     examples = []
     wanted = (*task.columns, *(("label",) if labelled else ()))
     for record in read_table(path).records:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.tasks.files import read_utf8
+from adalora_scores.tasks.tables import read_utf8
 
 __all__ = ["QAExample", "QAData", "load_squad_files", "load_squad_hub", "read_squad_json"]
 

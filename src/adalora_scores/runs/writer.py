@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from adalora_scores.run_files import ALLOCATIONS_FILE, LOG_FILE, METRICS_FILE, atomic_write, write_config, write_json
+from adalora_scores.runs.files import ALLOCATIONS_FILE, LOG_FILE, METRICS_FILE, atomic_write, write_config, write_json
 
 __all__ = ["RunFolder"]
 
 
 class RunFolder:
-    """Writes one run folder (the schema is in :mod:`adalora_scores.run_files`).
+    """Writes one run folder (the schema is in :mod:`adalora_scores.runs.files`).
 
     A run is complete once ``metrics.json`` exists. An existing non-empty folder is refused unless ``overwrite``.
     """

@@ -1,6 +1,6 @@
 """Files written whole or not at all: atomic saves under the process umask, and JSON (``.jsonl``: one object per line).
 
-The run folder's names and formats are in :mod:`adalora_scores.run_files`; these functions know nothing of them, so
+The run folder's names and formats are in :mod:`adalora_scores.runs.files`; these functions know nothing of them, so
 any module can write files without importing the config.
 """
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.atomic_files import read_json, write_json
+from adalora_scores.runs.atomic import read_json, write_json
 
 __all__ = [
     "PLUGINS_FILE",

@@ -12,7 +12,7 @@ meaning of "finished" is defined once. A run folder holds:
 * ``triplet_scores.json``: ``{"step", "scores": {matrix: [S_i, ...]}}``, the triplet scores of the final allocation;
 * ``adapter/``: a standard PEFT adapter (and the tokenizer);
 * ``checkpoint.pt``: the last checkpoint of an unfinished run;
-* ``plugins.json``: the plugins loaded when the run started (:mod:`adalora_scores.plugins`), imported again by
+* ``plugins.json``: the plugins loaded when the run started (:mod:`adalora_scores.plugins.loading`), imported again by
   ``train --resume`` and ``evaluate``; absent when there were none;
 * ``error.txt``: the traceback of a run a sweep saw fail;
 * ``grid.json``: written by a sweep before the run trains: ``{"row", "grid_values", "source"}``, the row (score or
@@ -36,9 +36,9 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.atomic_files import atomic_save, atomic_write, current_umask, read_json, write_json
+from adalora_scores.runs.atomic import atomic_save, atomic_write, current_umask, read_json, write_json
 from adalora_scores.config import ALIASES, CONFIG_FORMAT, TASK_OPTION_ALIASES, TrainConfig, move_task_option_aliases
-from adalora_scores.plugins import PLUGINS_FILE
+from adalora_scores.plugins.loading import PLUGINS_FILE
 
 __all__ = [
     "ADAPTER_FOLDER",
