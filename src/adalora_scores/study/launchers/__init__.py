@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.study.launchers.common import LAUNCHERS, LaunchResult, RunJob, plugin_specs, require
+from adalora_scores.study.launchers.common import LAUNCHERS, LaunchResult, RunJob, jobs_for, require
 
 __all__ = ["DEFAULTS", "add_launcher_arguments", "launcher_settings", "sweep_command"]
 
@@ -178,12 +178,8 @@ def sweep_command(args: argparse.Namespace, spec: Any, runs: list, selected: lis
         return 1 if local.failed else 0
     check_changed(output, selected, args.force)
     done = [run.name for run in selected if run_status(output, run) == DONE]
-    plugins = plugin_specs()
-    jobs = [
-        RunJob(str(output.resolve()), run, plugins, args.force, args.claim_timeout, getattr(args, "verbose", False))
-        for run in selected
-        if run.name not in done
-    ]
+    waiting = [run for run in selected if run.name not in done]
+    jobs = jobs_for(output, waiting, force=args.force, claim_timeout=args.claim_timeout, verbose=args.verbose)
     result = _launch(name, settings, output, jobs, echo)
     result.skipped[:0] = done
     return _summary(name, result, output, echo)
@@ -226,12 +222,10 @@ def _launch(name: str, settings: dict[str, Any], output: Path, jobs: list[RunJob
 
         return launch_processes(output, jobs, parallel=int(settings["jobs"]), echo=echo)
     if name == "slurm":
-        from adalora_scores.study.launchers.common import record_submission
-        from adalora_scores.study.launchers.slurm import SUBMITIT_FOLDER, submit_array
+        from adalora_scores.study.launchers.slurm import SUBMITIT_FOLDER, launch_slurm
 
-        submitted = submit_array(output, jobs, **_slurm_parameters(settings))
-        ids = {run: str(task.job_id) for run, task in submitted.items()}
-        record_submission(output, "slurm", ids, output.resolve() / SUBMITIT_FOLDER / "%j")
+        tasks = launch_slurm(output, jobs, _slurm_parameters(settings))
+        ids = {run: str(task.job_id) for run, task in tasks.items()}
         first = next(iter(ids.values()))
         echo(
             f"slurm: submitted {len(ids)} run(s) as job array {first.split('_')[0]} "

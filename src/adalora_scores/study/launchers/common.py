@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.run_files import ERROR_FILE, atomic_write, is_finished
+from adalora_scores.run_files import ERROR_FILE, atomic_save, atomic_write, is_finished
 from adalora_scores.study.claims import DEFAULT_CLAIM_TIMEOUT
 from adalora_scores.study.grid import Run
 
@@ -31,6 +31,7 @@ __all__ = [
     "LAUNCH_FOLDER",
     "LaunchResult",
     "RunJob",
+    "jobs_for",
     "parse_options",
     "plugin_specs",
     "read_launcher_record",
@@ -67,6 +68,19 @@ def plugin_specs() -> tuple[str, ...]:
     return tuple(record.spec for record in loaded_plugins() if record.kind != ENTRY_POINT)
 
 
+def jobs_for(
+    output: Path,
+    runs: list[Run],
+    *,
+    force: bool = False,
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    verbose: bool = False,
+) -> list[RunJob]:
+    """One job per run, each with the plugins this process imported (the sweep file's and ``--plugin``'s)."""
+    plugins = plugin_specs()
+    return [RunJob(str(output.resolve()), run, plugins, force, claim_timeout, verbose) for run in runs]
+
+
 def run_job(job: RunJob, echo=print) -> str:
     """Train the job's run in this process as the in-process sweep would (claim, skip when done, resume from a
     checkpoint, ``error.txt`` on failure); returns the outcome: ``ran``, ``skipped``, ``held`` or ``failed``."""
@@ -83,7 +97,8 @@ def run_job(job: RunJob, echo=print) -> str:
 
 def write_job(path: Path, job: RunJob) -> None:
     """A job file for ``python -m adalora_scores.study.launchers.run_one``."""
-    atomic_write(path, pickle.dumps(job))
+    data = pickle.dumps(job)
+    atomic_save(path, lambda stream: stream.write(data))
 
 
 def read_job(path: Path) -> RunJob:

@@ -21,9 +21,9 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from adalora_scores.study.launchers.common import RunJob, run_job
+from adalora_scores.study.launchers.common import RunJob, record_submission, run_job
 
-__all__ = ["SUBMITIT_FOLDER", "SweepTask", "parse_minutes", "sbatch_script", "slurm_parameters", "submit_array"]
+__all__ = ["SUBMITIT_FOLDER", "SweepTask", "parse_minutes", "launch_slurm", "sbatch_script", "slurm_parameters"]
 
 SUBMITIT_FOLDER = ".submitit"
 
@@ -120,14 +120,19 @@ def sbatch_script(output: Path, parameters: dict[str, Any], count: int) -> str:
     return _make_sbatch_string(command=command, folder=folder, map_count=count, **parameters)
 
 
-def submit_array(output: Path, jobs: list[RunJob], executor: submitit.Executor | None = None, **parameters) -> dict:
-    """Submit one task per job (a job array on Slurm; ``executor`` default: a ``SlurmExecutor`` with
-    ``parameters``). Returns run name → submitit job."""
+def launch_slurm(
+    output: Path, jobs: list[RunJob], parameters: dict[str, Any], executor: submitit.Executor | None = None
+) -> dict[str, submitit.Job]:
+    """Submit one task per job, as one job array (``executor`` default: a ``SlurmExecutor`` with ``parameters``,
+    :func:`slurm_parameters`), and record the job ids in ``launcher.json``. Returns run name → submitit job."""
+    folder = output.resolve() / SUBMITIT_FOLDER / "%j"
     if executor is None:
-        executor = submitit.SlurmExecutor(folder=output.resolve() / SUBMITIT_FOLDER / "%j")
+        executor = submitit.SlurmExecutor(folder=folder)
         executor.update_parameters(**parameters)
     submitted = executor.submit_array([SweepTask(job) for job in jobs])
-    return {job.run.name: task for job, task in zip(jobs, submitted, strict=True)}
+    tasks = {job.run.name: task for job, task in zip(jobs, submitted, strict=True)}
+    record_submission(output, "slurm", {name: str(task.job_id) for name, task in tasks.items()}, folder)
+    return tasks
 
 
 def scheduler_state(job_id: str, folder: str | None) -> str:
