@@ -101,3 +101,37 @@ def assert_same_runs(reference: Path, other: Path, names: list[str]) -> None:
         assert left.keys() == right.keys() and left, name
         for key in left:
             assert torch.equal(left[key], right[key]), (name, key)
+
+
+def forget_plugins() -> None:
+    """Undo every plugin import of this process, so the fault score is not left registered for other tests."""
+    import sys
+
+    from adalora_scores import plugins
+    from adalora_scores.scores import base as score_base
+    from adalora_scores.tasks import base as task_base
+
+    for record in plugins.loaded_plugins():
+        sys.modules.pop(record.module, None)
+        for name in record.scores:
+            score_base._REGISTRY.pop(name, None)
+        for name in record.tasks:
+            task_base._REGISTRY.pop(name, None)
+    plugins._loaded.clear()
+    plugins._entry_points_loaded = False
+
+
+RUNS = ["sst2__sensitivity__seed1", "sst2__sensitivity_fault__seed1"]
+
+
+def reference_sweep(root: Path, model: Path) -> Path:
+    """The in-process (``local``) sweep of :data:`RUNS`, unarmed: what every launcher must reproduce."""
+    from adalora_scores.cli import main
+
+    output = root / "local"
+    spec, _ = write_sweep(root / "local-config", model, output, ["sensitivity", "sensitivity_fault"], [1])
+    forget_plugins()
+    assert main(["sweep", str(spec), "--output", str(output)]) == 0
+    forget_plugins()
+    assert finished(output) == RUNS
+    return output
