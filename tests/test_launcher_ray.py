@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from _launcher_grid import RUNS, assert_same_runs, finished, forget_plugins, reference_sweep, write_sweep
+
 from adalora_scores.cli import main
 
 ray = pytest.importorskip("ray")

@@ -10,7 +10,6 @@ import signal
 import time
 
 import pytest
-
 from _launcher_grid import RUNS, assert_same_runs, finished, forget_plugins, reference_sweep, write_sweep
 
 submitit = pytest.importorskip("submitit")

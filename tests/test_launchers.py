@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
 from _launcher_grid import RUNS, assert_same_runs, finished, forget_plugins, reference_sweep, write_sweep
+
 from adalora_scores.cli import main
 from adalora_scores.study.launchers import DEFAULTS, launcher_settings
 from adalora_scores.study.launchers.process import device_groups
