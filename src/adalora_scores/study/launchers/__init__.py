@@ -157,11 +157,11 @@ def sweep_command(args: argparse.Namespace, spec: Any, runs: list, selected: lis
 
     settings = launcher_settings(spec.launcher, args, spec.source)
     name = settings["name"]
-    if name in _EXTRAS:
-        require(*_EXTRAS[name][:1], name, _EXTRAS[name][1])
-    if args.status:
+    if args.status:  # the folder's state, and the scheduler's where it can be asked
         _list_runs(output, selected, runs, args.shard, _scheduler_states(output, selected))
         return 0
+    if name in _EXTRAS:
+        require(*_EXTRAS[name][:1], name, _EXTRAS[name][1])
     if args.dry_run:
         _list_runs(output, selected, runs, args.shard, {})
         pending = [run for run in selected if run_status(output, run) != DONE]
