@@ -291,7 +291,7 @@ class DocRun:
             metrics = Path(argv[1]) / "metrics.json"  # relative to the doc's folder, where the command runs
             if metrics.is_file() and json.loads(metrics.read_text())["task"] == "causal_lm":
                 argv += ["task_options.max_new_tokens=4"]
-        elif command == "sweep" and "--dry-run" not in argv:
+        elif command == "sweep" and "--dry-run" not in argv and "--status" not in argv:
             spec = argv[1]
             if spec in PAPER_SCALE_DRY_RUN:
                 argv += ["--dry-run"]
@@ -340,7 +340,7 @@ class DocRun:
                 or yaml.safe_load((self.folder / _option(argv, "--config")).read_text())["output"]
             )
             return [self.folder / output / "metrics.json"]
-        if command == "sweep" and "--dry-run" not in argv:
+        if command == "sweep" and "--dry-run" not in argv and "--status" not in argv:  # those two only read
             return [self.folder / _option(argv, "--output") / "sweep.yaml"]
         if command == "report":
             return [self.folder / argv[1] / "report.md"]

@@ -182,7 +182,7 @@ def _grid_lists(spec, overrides: list[str]) -> list[str]:
 def _sweep(args: argparse.Namespace) -> int:
     from adalora_scores.config import SCALE_KEYS, parse_overrides
     from adalora_scores.study.grid import load_sweep, parse_shard, shard
-    from adalora_scores.study.sweep import run_status, run_sweep, write_manifest
+    from adalora_scores.study.launchers import sweep_command
 
     spec = load_sweep(args.spec, _seeds(args.seeds))
     args.overrides = _grid_lists(spec, args.overrides)
@@ -198,24 +198,7 @@ def _sweep(args: argparse.Namespace) -> int:
         spec.fixed[key] = {**mapping, **value} if isinstance(value, dict) and isinstance(mapping, dict) else value
     runs = spec.runs()  # resolves and validates every config before anything runs
     mine = shard(runs, *parse_shard(args.shard)) if args.shard else runs
-    output = Path(args.output)
-    if args.dry_run:
-        from adalora_scores.study.claims import read_claim
-
-        for run in mine:
-            status, claim = run_status(output, run), read_claim(output / run.name)
-            held = f" (claimed by {claim.describe()})" if claim and status != "done" else ""
-            print(f"{status:10s} {run.name}{held}")
-        print(f"{len(mine)} of {len(runs)} runs" + (f" (shard {args.shard})" if args.shard else ""))
-        return 0
-    if args.claim_timeout <= 0:
-        raise ValueError(f"--claim-timeout {args.claim_timeout:g}: give a positive number of seconds, e.g. 600.")
-    output.mkdir(parents=True, exist_ok=True)
-    write_manifest(output, spec, runs)
-    result = run_sweep(output, mine, force=args.force, claim_timeout=args.claim_timeout)
-    held = f", {len(result.held)} left to other workers" if result.held else ""
-    print(f"sweep: {len(result.ran)} trained, {len(result.skipped)} already done, {len(result.failed)} failed{held}")
-    return 1 if result.failed else 0
+    return sweep_command(args, spec, runs, mine, Path(args.output))  # --status, --dry-run or the launch
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -277,6 +260,8 @@ def _add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adalora_scores.study.launchers import add_launcher_arguments
+
     parser = argparse.ArgumentParser(
         prog="adalora-scores",
         description="AdaLoRA with pluggable importance scores, on Hugging Face PEFT: fine-tune with a chosen score, "
@@ -482,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output (--shard, claims). key=value values apply to every run. docs/study.md explains sweep files.",
         examples="""  adalora-scores sweep paper --output results/paper --dry-run   # list the runs of the bundled grid
   adalora-scores sweep my-sweep.yaml --output results/mine --seeds 1,2,3
-  adalora-scores sweep paper --output results/paper --shard 2/8   # the second of 8 workers""",
+  adalora-scores sweep paper --output results/paper --shard 2/8   # the second of 8 workers
+  adalora-scores sweep paper --output results/paper --launcher process --jobs 4   # a fresh process per run
+  adalora-scores sweep paper --output /shared/paper --launcher slurm --slurm-partition gpu --dry-run""",
     )
     sweep.add_argument(
         "spec", metavar="SWEEP", help="sweep YAML (e.g. presets/sweep/paper.yaml) or bundled name (paper)"
@@ -502,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "taken over and the run resumes from its checkpoint",
     )
     sweep.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    add_launcher_arguments(sweep)
     _add_overrides(
         sweep, "any TrainConfig key, set for every run over the sweep file's set: values, e.g. max_train_samples=1000"
     )

@@ -447,7 +447,18 @@ TRAIN_SECTIONS = {"kind", "description", "plugins", "output", "defaults", "tasks
 """The sections of a train YAML: ``defaults`` holds values of any :class:`TrainConfig` field (``task``, ``model``,
 ``data`` and ``score`` included), ``tasks`` one entry of values per task, ``output`` the run folder of
 ``adalora-scores train --config FILE`` (a sweep gives each run its own folder and ignores it)."""
-SWEEP_SECTIONS = {"kind", "description", "plugins", "presets", "grid", "set", "data", "baselines", "ladder"}
+SWEEP_SECTIONS = {
+    "kind",
+    "description",
+    "plugins",
+    "presets",
+    "grid",
+    "set",
+    "data",
+    "baselines",
+    "ladder",
+    "launcher",
+}
 
 
 def find_preset(path_or_name: str | Path, kind: str) -> Path:

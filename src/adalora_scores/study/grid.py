@@ -10,6 +10,7 @@ A sweep file::
     set: {eval_batch_size: 64}  # values for every run
     plugins: [./my_score.py]    # .py files (relative to this file) or module names that register scores
     data: ./glue                # a folder with one subfolder per task (./glue/mrpc, ...), or {task: folder}; none: Hub
+    launcher: {name: slurm, slurm_partition: gpu}   # how sweep places the runs (sweep --launcher wins)
     baselines:                  # extra rows over the same tasks, seeds and other grid values
       lora_r8: {method: lora, target_r: 8}
       svd_lora_r8: {method: svd_lora}           # AdaLoRA's P Λ Q at rank target_r, no allocation
@@ -79,6 +80,8 @@ class SweepSpec:
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     ladder: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Rows in order, each stepping from an earlier one (``from:``) by one change (:mod:`~.ladder`)."""
+    launcher: dict[str, Any] = field(default_factory=dict)
+    """The file's ``launcher:`` section: how ``sweep`` places the runs (:mod:`adalora_scores.study.launchers`)."""
 
     def __post_init__(self) -> None:
         if self.ladder:
@@ -179,8 +182,10 @@ class SweepSpec:
 
     def runs(self) -> list[Run]:
         """Every run of the grid, in grid order, each with its fully resolved config, checked by its task; a clear
-        error when two runs would share a name (two grid values that format alike, e.g. ``a b`` and ``a-b``)."""
-        from adalora_scores.tasks import check_run_config  # the task registry, loaded when runs are resolved
+        error for a score or task that is not registered (with the nearest registered name), or when two runs would
+        share a name (two grid values that format alike, e.g. ``a b`` and ``a-b``)."""
+        from adalora_scores.scores import get_score_class  # the registries, loaded when runs are resolved
+        from adalora_scores.tasks import check_run_config, get_task
 
         runs: list[Run] = []
         rows = self.rows_settings()
@@ -193,6 +198,8 @@ class SweepSpec:
                 given.pop("score")
             try:
                 config = resolve_config(self.preset_for(task), task, given, [])
+                get_score_class(config.score)  # an unknown score or task fails here, with the nearest name
+                get_task(config.task)
                 check_run_config(config)  # the task checks its options and settings before any run starts
             except (ValueError, KeyError, FileNotFoundError) as error:
                 message = error.args[0] if error.args else error
@@ -267,6 +274,7 @@ def load_sweep(path: str | Path, seeds: list[int] | None = None) -> SweepSpec:
         str(file),
         dict(document.get("baselines") or {}),
         dict(ladder),
+        launcher=dict(document.get("launcher") or {}),
     )
 
 

@@ -48,9 +48,20 @@ from adalora_scores.runs.files import (
 from adalora_scores.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimAttempt, try_claim
 from adalora_scores.study.grid import Run, SweepSpec
 
-__all__ = ["SweepResult", "read_manifest", "run_status", "run_sweep", "write_manifest"]
+__all__ = [
+    "RunOutcome",
+    "SweepResult",
+    "check_changed",
+    "read_manifest",
+    "run_status",
+    "run_sweep",
+    "sweep_run",
+    "write_manifest",
+]
 
 DONE, PENDING, INCOMPLETE, FAILED, CHANGED = "done", "pending", "incomplete", "failed", "changed"
+RAN, SKIPPED, HELD = "ran", "skipped", "held"
+"""Outcomes of :func:`sweep_run` besides :data:`FAILED`."""
 
 
 def _bookkeeping(name: str) -> bool:
@@ -87,6 +98,12 @@ class SweepResult:
     """Runs another live worker had claimed (left to it)."""
     taken_over: list[str] = field(default_factory=list)
     """Runs whose stale claim this worker took over (and then trained)."""
+
+    def add(self, name: str, outcome: RunOutcome) -> None:
+        """File the run ``name`` under its outcome."""
+        {RAN: self.ran, SKIPPED: self.skipped, FAILED: self.failed, HELD: self.held}[outcome.state].append(name)
+        if outcome.taken_over:
+            self.taken_over.append(name)
 
 
 def _spec_entry(spec: SweepSpec) -> dict[str, Any]:
@@ -185,6 +202,70 @@ def _single_process() -> bool:
         return True
 
 
+def check_changed(output: Path, runs: list[Run], force: bool) -> None:
+    """Refuse to start when runs finished with a different config than the grid asks for, unless ``force``."""
+    changed = [run.name for run in runs if run_status(output, run) == CHANGED]
+    if changed and not force:
+        raise FileExistsError(
+            f"{len(changed)} finished run(s) in {output} used a different config (e.g. {changed[0]}); the grid or "
+            "its presets changed. Use a new --output folder, or pass --force to re-run them."
+        )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :func:`sweep_run` did with one run: ``ran``, ``skipped`` (done), ``held`` (another live worker's
+    claim) or ``failed`` (``error.txt`` written); ``taken_over`` when it took over a stale claim first."""
+
+    state: str
+    taken_over: bool = False
+
+
+def sweep_run(
+    output: Path,
+    run: Run,
+    *,
+    force: bool = False,
+    train_fn=None,
+    echo=print,
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    heartbeat_every: float | None = None,
+    label: str = "",
+) -> RunOutcome:
+    """One run of a sweep, as every launcher trains it: skip it when done, claim it (unless under a multi-process
+    launch), look again under the claim, record a takeover, then train it (resumed from its checkpoint when it was
+    interrupted or failed with one). ``label`` prefixes the lines echoed (e.g. ``[3/20] ``)."""
+    if train_fn is None:
+        from adalora_scores.engine.train import train as train_fn
+    folder = output / run.name
+    if run_status(output, run) == DONE:  # looked at again: another worker may have finished it meanwhile
+        return RunOutcome(SKIPPED)
+    attempt = try_claim(folder, claim_timeout, heartbeat_every) if _single_process() else None
+    if attempt is not None and attempt.claim is None:
+        holder = attempt.holder.describe() if attempt.holder else "another worker taking it over"
+        echo(f"{label}{run.name}: claimed by {holder}; left to it")
+        return RunOutcome(HELD)
+    taken_over = False
+    with attempt.claim if attempt is not None else contextlib.nullcontext():
+        status = run_status(output, run)  # now under the claim: finished by a worker that just let go of it?
+        if status == DONE or (status == CHANGED and not force):
+            return RunOutcome(SKIPPED)
+        resumable = status in (INCOMPLETE, FAILED) and (folder / CHECKPOINT_FILE).is_file()
+        echo(f"{label}{run.name} ({status})")
+        if attempt is not None and attempt.taken_over is not None:
+            _record_takeover(folder, attempt, resumable)
+            how = "resuming from its checkpoint" if resumable else "starting again (no checkpoint)"
+            echo(f"    took over the stale claim of {attempt.taken_over.holder()} ({attempt.reason}); {how}")
+            taken_over = True
+        trained = _train(train_fn, run, folder, resumable, echo)
+    if attempt is not None and attempt.claim.lost:
+        echo(
+            f"    warning: another worker took over {run.name} while this one trained it (this worker's "
+            "heartbeat stopped for longer than the claim timeout); check the run or re-run it."
+        )
+    return RunOutcome(RAN if trained else FAILED, taken_over)
+
+
 def run_sweep(
     output: Path,
     runs: list[Run],
@@ -195,52 +276,24 @@ def run_sweep(
     claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
     heartbeat_every: float | None = None,
 ) -> SweepResult:
-    """Train every run that is not done and not claimed by a live worker, in order. Runs finished with a different
-    config stop the sweep before it starts unless ``force`` (they are then re-run). ``claim_timeout``: seconds
-    without a heartbeat after which another worker's claim is taken over (see :mod:`adalora_scores.study.claims`)."""
-    if train_fn is None:
-        from adalora_scores.engine.train import train as train_fn
-    statuses = {run.name: run_status(output, run) for run in runs}
-    changed = [name for name, status in statuses.items() if status == CHANGED]
-    if changed and not force:
-        raise FileExistsError(
-            f"{len(changed)} finished run(s) in {output} used a different config (e.g. {changed[0]}); the grid or "
-            "its presets changed. Use a new --output folder, or pass --force to re-run them."
-        )
-    claims = _single_process()
+    """Train every run that is not done and not claimed by a live worker, in order, in this process (the ``local``
+    launcher; :func:`sweep_run` per run). Runs finished with a different config stop the sweep before it starts
+    unless ``force`` (they are then re-run). ``claim_timeout``: seconds without a heartbeat after which another
+    worker's claim is taken over (see :mod:`adalora_scores.study.claims`)."""
+    check_changed(output, runs, force)
     result = SweepResult([], [], [])
     for number, run in enumerate(runs, start=1):
-        folder = output / run.name
-        if run_status(output, run) == DONE:  # looked at again: another worker may have finished it meanwhile
-            result.skipped.append(run.name)
-            continue
-        attempt = try_claim(folder, claim_timeout, heartbeat_every) if claims else None
-        if attempt is not None and attempt.claim is None:
-            holder = attempt.holder.describe() if attempt.holder else "another worker taking it over"
-            echo(f"[{number}/{len(runs)}] {run.name}: claimed by {holder}; left to it")
-            result.held.append(run.name)
-            continue
-        with attempt.claim if attempt is not None else contextlib.nullcontext():
-            status = run_status(output, run)  # now under the claim: finished by a worker that just let go of it?
-            if status == DONE or (status == CHANGED and not force):
-                result.skipped.append(run.name)
-                continue
-            resumable = status in (INCOMPLETE, FAILED) and (folder / CHECKPOINT_FILE).is_file()
-            echo(f"[{number}/{len(runs)}] {run.name} ({status})")
-            if attempt is not None and attempt.taken_over is not None:
-                _record_takeover(folder, attempt, resumable)
-                how = "resuming from its checkpoint" if resumable else "starting again (no checkpoint)"
-                echo(f"    took over the stale claim of {attempt.taken_over.holder()} ({attempt.reason}); {how}")
-                result.taken_over.append(run.name)
-            if _train(train_fn, run, folder, resumable, echo):
-                result.ran.append(run.name)
-            else:
-                result.failed.append(run.name)
-        if attempt is not None and attempt.claim.lost:
-            echo(
-                f"    warning: another worker took over {run.name} while this one trained it (this worker's "
-                "heartbeat stopped for longer than the claim timeout); check the run or re-run it."
-            )
+        outcome = sweep_run(
+            output,
+            run,
+            force=force,
+            train_fn=train_fn,
+            echo=echo,
+            claim_timeout=claim_timeout,
+            heartbeat_every=heartbeat_every,
+            label=f"[{number}/{len(runs)}] ",
+        )
+        result.add(run.name, outcome)
     return result
 
 
