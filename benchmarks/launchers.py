@@ -21,9 +21,9 @@ WORDS = "the cat dog sat ran on a mat big small red blue house car tree good bad
 
 
 def _grid(root: Path, runs: int) -> list:
+    from adalora_scores.demo.tiny_models import save_tiny_model
     from adalora_scores.study.grid import SweepSpec
     from adalora_scores.tasks.contrast import write_contrast_task
-    from adalora_scores.tiny_models import save_tiny_model
 
     model = save_tiny_model(root / "model", WORDS)
     data = write_contrast_task(root / "data", train=40, dev=8)
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time for process and ray (default 2)")
     options = parser.parse_args()
 
-    from adalora_scores.console import quiet_console
+    from adalora_scores.engine.console import quiet_console
     from adalora_scores.study.launchers.common import jobs_for
     from adalora_scores.study.launchers.process import launch_processes
     from adalora_scores.study.sweep import run_sweep

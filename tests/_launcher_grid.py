@@ -107,7 +107,7 @@ def forget_plugins() -> None:
     """Undo every plugin import of this process, so the fault score is not left registered for other tests."""
     import sys
 
-    from adalora_scores import plugins
+    from adalora_scores.plugins import loading as plugins
     from adalora_scores.scores import base as score_base
     from adalora_scores.tasks import base as task_base
 

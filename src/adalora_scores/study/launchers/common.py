@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.run_files import ERROR_FILE, atomic_save, atomic_write, is_finished
+from adalora_scores.runs.files import ERROR_FILE, atomic_save, atomic_write, is_finished
 from adalora_scores.study.claims import DEFAULT_CLAIM_TIMEOUT
 from adalora_scores.study.grid import Run
 
@@ -63,7 +63,7 @@ class RunJob:
 
 def plugin_specs() -> tuple[str, ...]:
     """The plugin files and modules this process has imported (entry points load by themselves in every worker)."""
-    from adalora_scores.plugins import ENTRY_POINT, loaded_plugins
+    from adalora_scores.plugins.loading import ENTRY_POINT, loaded_plugins
 
     return tuple(record.spec for record in loaded_plugins() if record.kind != ENTRY_POINT)
 
@@ -84,8 +84,8 @@ def jobs_for(
 def run_job(job: RunJob, echo=print) -> str:
     """Train the job's run in this process as the in-process sweep would (claim, skip when done, resume from a
     checkpoint, ``error.txt`` on failure); returns the outcome: ``ran``, ``skipped``, ``held`` or ``failed``."""
-    from adalora_scores.console import quiet_console
-    from adalora_scores.plugins import load_entry_points, load_plugins
+    from adalora_scores.engine.console import quiet_console
+    from adalora_scores.plugins.loading import load_entry_points, load_plugins
     from adalora_scores.study.sweep import sweep_run
 
     load_entry_points()
