@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from adalora_scores.plugins.registry import Registry
+
 __all__ = [
     "ALIASES",
     "CONFIG_FORMAT",
@@ -133,7 +135,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping; scores see the clipped gradient, as in the original AdaLoRA trainer. 0 disables it."""
     max_seq_length: int | None = None
-    """Longest input in tokens; None: 128 for GLUE, 384 for SQuAD (its windows)."""
+    """Longest input in tokens; None: the task's ``default_max_seq_length`` (128; SQuAD: 384, its windows)."""
     eval_batch_size: int = 64
     """Batch size of evaluation and prediction."""
     group_by_length: bool = False
@@ -212,7 +214,8 @@ class TrainConfig:
             "defaults: of the --config file.",
         )
         if self.max_seq_length is None:
-            self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
+            tasks = Registry.of("task")  # the task's own default; 128 for a task no plugin registered yet
+            self.max_seq_length = tasks.get(self.task).default_max_seq_length if self.task in tasks else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
         positive = (
             "batch_size",
