@@ -135,7 +135,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping; scores see the clipped gradient, as in the original AdaLoRA trainer. 0 disables it."""
     max_seq_length: int | None = None
-    """Longest input in tokens; None: the task's ``default_max_seq_length`` (128; SQuAD: 384, its windows)."""
+    """Longest input in tokens; None: 128 for GLUE, 384 for SQuAD (its windows)."""
     eval_batch_size: int = 64
     """Batch size of evaluation and prediction."""
     group_by_length: bool = False
