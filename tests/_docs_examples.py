@@ -490,10 +490,9 @@ def _cwd(folder: Path):
 def fresh_registries():
     """What a block registers (its own score, a plugin's) is gone after it, as a fresh process would have it."""
     from adalora_scores.plugins import loading as plugins
-    from adalora_scores.scores import base as score_base
-    from adalora_scores.tasks import base as task_base
+    from adalora_scores.plugins.registry import Registry
 
-    scores, tasks = dict(score_base._REGISTRY), dict(task_base._REGISTRY)
+    names = {kind: set(registry.names()) for kind, registry in Registry.all().items()}
     loaded, entry_points = dict(plugins._loaded), plugins._entry_points_loaded
     try:
         yield
@@ -501,10 +500,9 @@ def fresh_registries():
         for record in plugins.loaded_plugins():
             if (record.kind, record.spec) not in loaded:
                 sys.modules.pop(record.module, None)
-        score_base._REGISTRY.clear()
-        score_base._REGISTRY.update(scores)
-        task_base._REGISTRY.clear()
-        task_base._REGISTRY.update(tasks)
+        for kind, registry in Registry.all().items():
+            for name in set(registry.names()) - names.get(kind, set()):
+                registry.unregister(name)
         plugins._loaded.clear()
         plugins._loaded.update(loaded)
         plugins._entry_points_loaded = entry_points

@@ -20,8 +20,7 @@ from adalora_scores.cli import build_parser, main
 from adalora_scores.config import load_preset, resolve_config
 from adalora_scores.plugins import loading as plugins
 from adalora_scores.plugins.loading import PluginChangedWarning, PluginError, load_entry_points, load_plugins
-from adalora_scores.scores import base as score_base
-from adalora_scores.tasks import base as task_base
+from adalora_scores.plugins.registry import Registry
 
 SMALL = [
     "init_r=4",
@@ -57,10 +56,9 @@ def _forget_plugins() -> None:
     """Undo every plugin import of this process (registrations, modules, records), as a fresh process starts."""
     for record in plugins.loaded_plugins():
         sys.modules.pop(record.module, None)
-        for name in record.scores:
-            score_base._REGISTRY.pop(name, None)
-        for name in record.tasks:
-            task_base._REGISTRY.pop(name, None)
+        for kind, names in (("score", record.scores), ("task", record.tasks)):
+            for name in set(names) & set(Registry.of(kind).names()):
+                Registry.of(kind).unregister(name)
     plugins._loaded.clear()
     plugins._entry_points_loaded = False
 

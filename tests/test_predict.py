@@ -401,29 +401,23 @@ def test_a_causal_prediction_batch_needs_no_forward_pass():
     assert torch.equal(task.batch_outputs(None, batch)["completion_loss"], torch.zeros(2, 2))
 
 
-def test_a_plain_protocol_task_predicts_through_its_own_hooks():
-    """A task that follows the protocol without subclassing TaskBase: ProtocolTask passes the prediction hooks on."""
+def test_a_task_predicts_through_its_own_hooks():
+    """A task that overrides the prediction hooks predicts through them; one that does not refuses to predict."""
     from test_task_protocol import PlainParity
 
-    from adalora_scores.tasks import Predictions, ProtocolTask
+    from adalora_scores.tasks import Predictions
 
     class PlainPredicting(PlainParity):
-        def for_prediction(self, run_folder):
-            return self
-
         def prediction_dataset(self, path, tokenizer, config):
             return [path]
 
         def prediction_records(self, outputs, dataset):
             return Predictions([{"path": str(dataset[0]), "logits": outputs["logits"].tolist()}])
 
-    wrapped = ProtocolTask(PlainPredicting())
-    assert isinstance(wrapped.for_prediction(None), ProtocolTask)
-    dataset = wrapped.prediction_dataset("in.csv", None, None)
-    assert wrapped.prediction_records({"logits": torch.ones(1)}, dataset).records == [
-        {"path": "in.csv", "logits": [1.0]}
-    ]
-    plain = ProtocolTask(PlainParity())
+    task = PlainPredicting().for_prediction(None)
+    dataset = task.prediction_dataset("in.csv", None, None)
+    assert task.prediction_records({"logits": torch.ones(1)}, dataset).records == [{"path": "in.csv", "logits": [1.0]}]
+    plain = PlainParity()
     assert plain.for_prediction(None) is plain
     with pytest.raises(NotImplementedError, match="task test_plain_parity does not support predict"):
         plain.prediction_dataset("in.csv", None, None)

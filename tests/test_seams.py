@@ -17,7 +17,7 @@ from adalora_scores.cli import main
 from adalora_scores.config import CONFIG_FORMAT, SWEEP_PRESET_DIR, TRAIN_PRESET_DIR, TrainConfig, resolve_config
 from adalora_scores.engine.module_types import matrix_position, module_type
 from adalora_scores.runs.files import CONFIG_FILE, config_changes, read_config
-from adalora_scores.tasks import Task, get_task, list_tasks, register_task
+from adalora_scores.tasks import TASKS, TaskBase, get_task, list_tasks, register_task
 
 PACKAGE = Path(adalora_scores.__file__).parent
 FROZEN = Path(__file__).parent / "fixtures" / "run-folders-v1"
@@ -103,7 +103,7 @@ def test_a_sweep_file_given_by_path_is_refused_as_a_train_preset(tmp_path, capsy
 @pytest.mark.parametrize("name", list_tasks())
 def test_every_registered_task_has_the_interface(name):
     task = get_task(name)
-    assert isinstance(task, Task) and task.name == name
+    assert isinstance(task, TaskBase) and task.name == name
     assert task.eval_splits and task.main_metric and task.output_names
     assert isinstance(task.expected_data(), str) and task.expected_data()
 
@@ -122,8 +122,9 @@ def test_the_demo_task_has_its_own_name():
     assert sum(example.label for example in data.train) == 240  # twins: balanced labels
 
 
-def test_a_task_defined_in_one_file_registers_and_trains(tmp_path, tiny_model_dir):
-    """A new task is one file: here a class with the interface (built on the GLUE machinery), registered once."""
+@pytest.fixture
+def parity_task():
+    """A task registered for one test, and unregistered after it."""
     from adalora_scores.tasks import Example, GlueTask, TaskData
 
     @dataclass(frozen=True)
@@ -133,8 +134,12 @@ def test_a_task_defined_in_one_file_registers_and_trains(tmp_path, tiny_model_di
             examples = [Example(" ".join(words[: 1 + i % 4]), None, i % 2) for i in range(24)]
             return TaskData(examples[:16], {"dev": examples[16:]})
 
-    if "test_parity" not in list_tasks():
-        register_task(Parity("test_parity", ("sentence",), ("sentence",), "label", ("0", "1"), "accuracy", "accuracy"))
+    yield register_task(Parity("test_parity", ("sentence",), ("sentence",), "label", ("0", "1"), *("accuracy",) * 2))
+    TASKS.unregister("test_parity")
+
+
+def test_a_task_defined_in_one_file_registers_and_trains(parity_task, tmp_path, tiny_model_dir):
+    """A new task is one file: here a class with the interface (built on the GLUE machinery), registered once."""
     out = tmp_path / "run"
     assert (
         main(

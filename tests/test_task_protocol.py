@@ -1,6 +1,7 @@
-"""The task protocol: every optional hook is declared on ``TaskBase`` with its default, the engine calls hooks
-directly (no look-up by name outside ``ProtocolTask``), a plain protocol object still trains, and the task modules
-import each other only through the shared modules (``tasks/base.py``, ``tasks/data.py``, ``tasks/files.py``)."""
+"""The task contract: every optional hook is declared on ``TaskBase`` with its default, the engine calls hooks
+directly (no look-up by name), a task that overrides one hook and no more trains, only a ``TaskBase`` registers,
+and the task modules import each other only through the shared modules (``tasks/base.py``, ``tasks/data.py``,
+``tasks/tables.py``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import adalora_scores
 from adalora_scores.cli import main
 from adalora_scores.config import TrainConfig
 from adalora_scores.tasks import (
+    TASKS,
     EncodedDataset,
     Example,
-    ProtocolTask,
     TaskBase,
     TaskData,
     configure_task,
@@ -30,6 +31,7 @@ from adalora_scores.tasks import (
 from adalora_scores.tasks import base as task_base
 
 PACKAGE = Path(adalora_scores.__file__).parent
+BUNDLED = ("contrast", "tweet_sentiment")
 BUILT_INS = (
     "causal_lm",
     "classification",
@@ -68,8 +70,7 @@ def _enclosing(tree: ast.Module) -> dict[ast.AST, list[str]]:
 
 # -- no probing -----------------------------------------------------------------------------------------------------
 def test_no_hook_is_looked_up_by_name():
-    """``getattr``/``hasattr`` never name a hook; the one look-up of a task's attribute by name is ProtocolTask's,
-    and ``register_task`` lists what a non-task lacks."""
+    """``getattr``/``hasattr`` never name a hook, and no code looks up an attribute of a task by name."""
     names = {*task_base.HOOKS, "load", "load_model", "encode", "evaluate", "expected_data"}
     lookups = []
     for path in PACKAGE.rglob("*.py"):
@@ -87,7 +88,7 @@ def test_no_hook_is_looked_up_by_name():
             assert not (isinstance(name, ast.Constant) and name.value in names), f"{path}: {ast.unparse(node)}"
             if re.fullmatch(r"(self\.)?task", target):
                 lookups.append((str(path.relative_to(PACKAGE)), scopes[node][-1]))
-    assert sorted(lookups) == [("tasks/base.py", "_own"), ("tasks/base.py", "register_task")]
+    assert lookups == []
     for path in [*(PACKAGE / "engine").glob("*.py"), PACKAGE / "cli.py", *(PACKAGE / "study").glob("*.py")]:
         assert not re.search(r"(hasattr|getattr)\(\s*(self\.)?task\b", path.read_text()), path
 
@@ -103,7 +104,7 @@ def test_every_built_in_task_subclasses_task_base(name):
     task = get_task(name)
     assert isinstance(task, TaskBase)
     configured = task.with_options({"text_column": "text"} if name == "classification" else {})
-    assert isinstance(configured, TaskBase) and not isinstance(configured, ProtocolTask)
+    assert isinstance(configured, TaskBase)
 
 
 # -- the defaults the engine relies on ------------------------------------------------------------------------------
@@ -162,9 +163,10 @@ def test_a_task_base_subclass_must_define_the_protocol_methods():
         Incomplete()
 
 
-# -- a task that does not subclass TaskBase -------------------------------------------------------------------------
-class PlainParity:
-    """A task written against the protocol alone: no base class, no ``with_options``, one hook (``run_files``)."""
+# -- a task that overrides one hook ---------------------------------------------------------------------------------
+class PlainParity(TaskBase):
+    """A task with the members alone, no ``with_options`` and one hook (``run_files``); ``load_model(name)`` takes no
+    model options."""
 
     name = "test_plain_parity"
     main_metric = "accuracy"
@@ -202,14 +204,27 @@ class PlainParity:
 def plain_task():
     task = register_task(PlainParity())
     yield task
-    task_base._REGISTRY.pop(task.name, None)
+    TASKS.unregister(task.name)
 
 
-def test_a_plain_protocol_task_is_wrapped_with_the_default_hooks(plain_task):
+def test_only_a_task_base_registers():
+    class ProtocolOnly:  # every member of the contract, without the base class
+        name, main_metric, eval_splits = "test_protocol_only", "accuracy", ("dev",)
+        modules_to_save, output_names, group_key = (), ("logits",), None
+        load = load_model = encode = evaluate = expected_data = PlainParity.load
+
+    for task in (ProtocolOnly(), object()):
+        with pytest.raises(TypeError, match="is not a task: subclass adalora_scores.tasks.TaskBase"):
+            register_task(task)
+    assert "test_protocol_only" not in list_tasks()
+
+
+def test_a_task_gets_the_default_hooks_it_does_not_override(plain_task):
     assert get_task(plain_task.name) is plain_task  # the registry keeps the object as registered
     run_task = configure_task(plain_task.name)
-    assert isinstance(run_task, ProtocolTask) and run_task.task is plain_task
+    assert run_task is plain_task  # no options: the task itself
     assert (run_task.name, run_task.output_names, run_task.group_key) == (plain_task.name, ("logits",), None)
+    assert run_task.default_max_seq_length == 128 == TrainConfig(task=plain_task.name).max_seq_length
     assert run_task.run_files() == {"plain.json": {"written_by": "test_plain_parity"}}  # its own hook
     assert run_task.generation_request([]) is None  # TaskBase's default
     parameters = inspect.signature(run_task.load_model).parameters.values()
@@ -218,7 +233,7 @@ def test_a_plain_protocol_task_is_wrapped_with_the_default_hooks(plain_task):
         configure_task(plain_task.name, {"colour": "red"})
 
 
-def test_a_plain_protocol_task_trains(plain_task, tmp_path, tiny_model_dir):
+def test_a_task_with_one_hook_trains(plain_task, tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     assert (
         main(
@@ -272,9 +287,13 @@ def test_the_tasks_import_the_config_for_type_checking_only():
         assert "adalora_scores.config" not in runtime, path
 
 
-@pytest.mark.parametrize("package", ["glue", "squad", "classification", "causal_lm"])
-def test_a_task_package_borrows_nothing_from_another(package):
-    shared = {"base", "data", "files", package}
+@pytest.mark.parametrize(
+    ("package", "borrowed"),
+    [("glue", ()), ("squad", ()), ("classification", ()), ("causal_lm", ()), *[(name, ("glue",)) for name in BUNDLED]],
+)
+def test_a_task_package_borrows_nothing_from_another(package, borrowed):
+    """Only the shared modules; the bundled tasks are GLUE tasks in SST-2's layout (``glue``'s ``BundledTask``)."""
+    shared = {"base", "data", "tables", package, *borrowed}
     for path in (PACKAGE / "tasks" / package).glob("*.py"):
         for module, _ in _imports(path):
             if module.startswith("adalora_scores.tasks."):

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from adalora_scores.plugins.registry import Registry
+
 __all__ = [
     "ALIASES",
     "CONFIG_FORMAT",
@@ -212,7 +214,8 @@ class TrainConfig:
             "defaults: of the --config file.",
         )
         if self.max_seq_length is None:
-            self.max_seq_length = 384 if str(self.task).lower().startswith("squad") else 128
+            tasks = Registry.of("task")  # the task's own default; 128 for a task no plugin registered yet
+            self.max_seq_length = tasks.get(self.task).default_max_seq_length if self.task in tasks else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
         positive = (
             "batch_size",

@@ -98,7 +98,7 @@ def run_demo(
     result = run_sweep(output, runs, echo=echo)
     notes = (
         "**A demonstration of the workflow, not a result.** The data is the bundled synthetic task "
-        f"`{CONTRAST_TASK.name}` (`adalora_scores/tasks/contrast.py`): each sentence contrasts a positive and a "
+        f"`{CONTRAST_TASK.name}` (`adalora_scores/tasks/contrast/task.py`): each sentence contrasts a positive and a "
         "negative adjective, and its twin with the adjectives swapped has the other label, so no keyword beats 50%. "
         f"Model: {description}. {DEMO_SETTINGS['num_epochs']} epochs of {TRAIN_SIZE} sentences (60 optimizer "
         f"steps), rank 8 → 4, seeds {', '.join(map(str, seeds))}. The controls: `random` and `random_redrawn` "

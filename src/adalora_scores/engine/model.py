@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 from adalora_scores.adapter.peft.quantization import four_bit_config, guard_cpu_repacking
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.pretrained_folder import check_model_folder
-from adalora_scores.tasks import Task
+from adalora_scores.tasks import TaskBase
 
 __all__ = ["enable_gradient_checkpointing", "load_model_and_tokenizer"]
 
@@ -27,7 +27,7 @@ def _check_model_path(name: str) -> None:
         raise FileNotFoundError(f"--model {name}: no such folder. Give a local model folder or a Hub name.")
 
 
-def load_model_and_tokenizer(config: TrainConfig, task: Task):
+def load_model_and_tokenizer(config: TrainConfig, task: TaskBase):
     """Tokenizer and model with the task's head from a Hub name or local folder (DeBERTa-v3 needs sentencepiece),
     the model's weights in ``config.torch_dtype`` if set, its linear layers in 4 bits with ``config.load_in_4bit``
     (``adapter/peft/quantization.py``; the head, ``modules_to_save``, stays unquantized)."""
@@ -55,8 +55,8 @@ def load_model_and_tokenizer(config: TrainConfig, task: Task):
     return model, tokenizer
 
 
-def _accepted(task: Task, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` if the task's ``load_model`` takes them (``**model_options``, as the Task protocol says); a
+def _accepted(task: TaskBase, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if the task's ``load_model`` takes them (``**model_options``, as TaskBase.load_model says); a
     task written for ``load_model(name)`` loads at the checkpoint's dtype, then the cast applies ``torch_dtype``.
     Such a task cannot load in 4 bits: a TypeError says how to fix it."""
     parameters = inspect.signature(task.load_model).parameters.values()
@@ -66,7 +66,7 @@ def _accepted(task: Task, options: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(
             f"task {task.name}: load_model(name) takes no model options, so load_in_4bit cannot reach "
             "from_pretrained. Give it **model_options and pass them on to from_pretrained (see "
-            "adalora_scores.tasks.Task.load_model), or set load_in_4bit=false."
+            "adalora_scores.tasks.TaskBase.load_model), or set load_in_4bit=false."
         )
     return {}
 

@@ -49,7 +49,7 @@ from adalora_scores.runs.files import (
     read_config,
 )
 from adalora_scores.runs.writer import RunFolder
-from adalora_scores.tasks import Task, configure_run
+from adalora_scores.tasks import TaskBase, configure_run
 
 __all__ = ["Prepared", "finish", "optimizer_steps", "prepare", "train", "train_steps"]
 
@@ -70,7 +70,7 @@ class Prepared:
     """Everything a run needs once :func:`prepare` is done."""
 
     config: TrainConfig
-    task: Task
+    task: TaskBase
     session: Session
     progress: Progress
     tokenizer: Any
@@ -158,7 +158,7 @@ def optimizer_steps(num_examples: int, config: TrainConfig, num_processes: int) 
 
 
 # -- prepare ---------------------------------------------------------------------------------------------------------
-def _check_before_work(config: TrainConfig, output: Path, resume: bool) -> tuple[Task, dict[str, Any] | None, Any]:
+def _check_before_work(config: TrainConfig, output: Path, resume: bool) -> tuple[TaskBase, dict[str, Any] | None, Any]:
     """``(task, checkpoint or None, tracker)``: a resumable folder, the run's plugins, the task and its options, the
     score and the tracker package, checked before any work."""
     checkpoint = None

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from adalora_scores.plugins.registry import Registry
 from adalora_scores.runs.atomic import read_json, write_json
 
 __all__ = [
@@ -123,37 +124,34 @@ def _module_name(path: Path) -> str:
     return f"adalora_scores_plugin_{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
 
 
-def _registries() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The score and task registries (name → class or task)."""
-    from adalora_scores.scores import base as score_base
-    from adalora_scores.tasks import base as task_base
-
-    return score_base._REGISTRY, task_base._REGISTRY
+def _names() -> dict[str, set[str]]:
+    """The registered names of every registry (:meth:`Registry.all`), by kind."""
+    return {kind: set(registry.names()) for kind, registry in Registry.all().items()}
 
 
 @contextmanager
 def _registering(
     name: str, where: str, records: list[tuple[str, str]], fix: str = "fix the plugin, or leave it out"
 ) -> Iterator[list[tuple[str, ...]]]:
-    """Run a plugin's import: collect the scores and tasks it registers; if it raises, unregister them (so a corrected
-    plugin can be imported again) and raise a :class:`PluginError` that names the plugin and shows its error."""
-    scores, tasks = _registries()
-    before = (set(scores), set(tasks))
+    """Run a plugin's import: collect the scores and tasks it registers; if it raises, unregister what it registered
+    (so a corrected plugin can be imported again) and raise a :class:`PluginError` that names the plugin and shows
+    its error."""
+    before = _names()
     added: list[tuple[str, ...]] = []
     try:
         yield added
     except Exception as error:
-        for registry, known in zip((scores, tasks), before, strict=True):
-            for key in set(registry) - known:
-                del registry[key]
+        for kind, names in _names().items():
+            for registered in names - before.get(kind, set()):
+                Registry.of(kind).unregister(registered)
         detail = f"{type(error).__name__}: {error}"
         duplicate = "already registered" in str(error)
         owner = next((spec for module, spec in records if duplicate and module and module in str(error)), None)
         if owner is not None:
             fix = f"plugin {owner} registers that name too: rename it in one of them"
         raise PluginError(f"{where} {name} failed while importing ({detail}); {fix}.") from error
-    added.append(tuple(sorted(set(scores) - before[0])))
-    added.append(tuple(sorted(set(tasks) - before[1])))
+    after = _names()
+    added += [tuple(sorted(after[kind] - before[kind])) for kind in ("score", "task")]
 
 
 def _load_file(path: Path, where: str) -> PluginRecord:
@@ -337,7 +335,7 @@ def restore_plugins(folder: str | Path, score: str | None = None, task: str | No
         The records of the plugins imported (or found already imported).
     """
     folder = Path(folder)
-    scores, tasks = _registries()
+    names = _names()
     records = read_plugin_record(folder)
     if any(record.kind == ENTRY_POINT for record in records) and not _entry_points_loaded:
         load_entry_points()
@@ -345,7 +343,8 @@ def restore_plugins(folder: str | Path, score: str | None = None, task: str | No
     for record in records:
         key = (record.kind, record.spec)
         provided = record.scores or record.tasks
-        if key not in _loaded and provided and set(record.scores) <= set(scores) and set(record.tasks) <= set(tasks):
+        registered = set(record.scores) <= names["score"] and set(record.tasks) <= names["task"]
+        if key not in _loaded and provided and registered:
             continue  # another plugin (e.g. --plugin NEW_PATH) registers all it did
         needed = (not provided) or score in record.scores or task in record.tasks
         if record.kind == ENTRY_POINT:

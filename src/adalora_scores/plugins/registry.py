@@ -3,16 +3,23 @@
 A :class:`Registry` maps names to entries (a score class, a task, a backend class). Registering a name twice fails
 loudly and names the entry already there; an unknown name fails with the nearest registered name (``difflib``) and
 the list of the known ones. Every registry made is listed by :meth:`Registry.all`, so plugin loading can see what a
-plugin registered without knowing which registries exist. Nothing here imports torch.
+plugin registered without knowing which registries exist. The package that makes a registry and registers its
+built-ins (:data:`HOMES`) is imported by name when the registry is first asked for, so a module below it in the
+layers (the config, plugin loading) can ask without importing it. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import re
 from collections.abc import Callable, Iterator
 from typing import ClassVar, Generic, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["HOMES", "Registry", "first_sentence"]
+
+HOMES = {"score": "adalora_scores.scores", "task": "adalora_scores.tasks"}
+"""Kind → the package that makes its registry and registers the built-ins in it."""
 
 Entry = TypeVar("Entry")
 
@@ -22,13 +29,32 @@ def exact(name: str) -> str:
     return name
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line, without reST's ``double backquotes``: up
+    to the first full stop that ends the paragraph or is followed by a space and a capital letter outside
+    parentheses (so "eq. 3" and "(... et al. 2018)" stay inside)."""
+    paragraph = " ".join(text.strip().split("\n\n")[0].split()).replace("``", "")
+    depth = 0
+    for index, character in enumerate(paragraph):
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        rest = paragraph[index + 1 :]
+        if character == "." and depth <= 0 and (not rest or re.match(r" [A-Z]", rest)):
+            return paragraph[: index + 1]
+    return paragraph
+
+
+def docstring_sentence(entry: object) -> str:
+    """The first sentence of the docstring of ``entry`` (a class), or of its class."""
+    return first_sentence((entry if isinstance(entry, type) else type(entry)).__doc__ or "")
+
+
 class Registry(Generic[Entry]):
     """Entries by name, for one ``kind`` of thing (``"score"``, ``"task"``, ``"backend"``).
 
     ``key``: the function that decides when two names are the same name (default: equal strings; tasks use a
     case-, ``-``- and ``_``-insensitive key so ``SST-2`` finds ``sst2``). ``describe``: an entry's one-line
-    description, for listings. ``known``: the words before the list of names in an unknown-name error (default
-    ``"Registered <kind>s"``).
+    description, for listings (default: the first sentence of its docstring). ``known``: the words before the list
+    of names in an unknown-name error (default ``"Registered <kind>s"``).
     """
 
     _all: ClassVar[dict[str, Registry]] = {}
@@ -37,7 +63,7 @@ class Registry(Generic[Entry]):
         self,
         kind: str,
         key: Callable[[str], str] = exact,
-        describe: Callable[[Entry], str] | None = None,
+        describe: Callable[[Entry], str] = docstring_sentence,
         known: str | None = None,
     ) -> None:
         if kind in Registry._all:
@@ -51,12 +77,16 @@ class Registry(Generic[Entry]):
 
     @classmethod
     def all(cls) -> dict[str, Registry]:
-        """Every registry, by kind."""
+        """Every registry, by kind (the packages of :data:`HOMES` imported first)."""
+        for kind in HOMES:
+            cls.of(kind)
         return dict(cls._all)
 
     @classmethod
     def of(cls, kind: str) -> Registry:
-        """The registry of ``kind``."""
+        """The registry of ``kind``, its home package (:data:`HOMES`) imported first where it is not yet."""
+        if kind not in cls._all and kind in HOMES:
+            importlib.import_module(HOMES[kind])
         return cls._all[kind]
 
     def register(self, name: str, entry: Entry) -> Entry:
@@ -85,8 +115,9 @@ class Registry(Generic[Entry]):
         found = self.find(name)
         if found is not None:
             return self._entries[found]
-        close = difflib.get_close_matches(str(name), list(self._entries), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        lowered = {known.lower(): known for known in self._entries}
+        close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
+        hint = f" Did you mean {lowered[close[0]]!r}?" if close else ""
         raise KeyError(f"unknown {self.kind} {name!r}.{hint} {self._known}: {', '.join(self.names())}.")
 
     def names(self) -> list[str]:
@@ -94,8 +125,8 @@ class Registry(Generic[Entry]):
         return sorted(self._entries)
 
     def describe(self, name: str) -> str:
-        """The one-line description of ``name``'s entry ('' without a ``describe`` function)."""
-        return self._describe(self.get(name)) if self._describe is not None else ""
+        """The one-line description of ``name``'s entry."""
+        return self._describe(self.get(name))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.find(name) is not None

@@ -32,7 +32,6 @@ each step (built by :class:`adalora_scores.adapter.per_example.collector.PerExam
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import warnings
 from collections.abc import Callable
@@ -42,10 +41,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from adalora_scores.plugins.registry import Registry
+
 if TYPE_CHECKING:
     from adalora_scores.allocation.layout import TripletLayout
 
 __all__ = [
+    "SCORES",
     "GradientMoments",
     "Score",
     "check_beta",
@@ -266,7 +268,8 @@ class Score:
         return f"{type(self).__name__}({opts})"
 
 
-_REGISTRY: dict[str, type[Score]] = {}
+SCORES: Registry[type[Score]] = Registry("score")
+"""The registered scores: name → :class:`Score` subclass; described by the first sentence of its docstring."""
 ScoreClass = TypeVar("ScoreClass", bound=type[Score])
 
 
@@ -287,13 +290,7 @@ def register_score(name: str) -> Callable[[ScoreClass], ScoreClass]:
             )
         if cls.gradient not in GRADIENT_KINDS:
             raise ValueError(f"{cls.__qualname__}.gradient must be one of {GRADIENT_KINDS}, got {cls.gradient!r}.")
-        if name in _REGISTRY:
-            raise ValueError(
-                f"a score named {name!r} is already registered ({_REGISTRY[name].__module__}."
-                f"{_REGISTRY[name].__qualname__}); choose another name."
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
+        SCORES.register(name, cls).name = name
         return cls
 
     return decorator
@@ -301,17 +298,12 @@ def register_score(name: str) -> Callable[[ScoreClass], ScoreClass]:
 
 def list_scores() -> list[str]:
     """Names of all registered scores, sorted."""
-    return sorted(_REGISTRY)
+    return SCORES.names()
 
 
 def get_score_class(name: str) -> type[Score]:
     """The class registered as ``name``; an unknown name raises a KeyError listing the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown score {name!r}.{hint} Registered scores: {', '.join(list_scores())}.") from None
+    return SCORES.get(name)
 
 
 def create_score(name: str, **options: Any) -> Score:

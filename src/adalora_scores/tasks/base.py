@@ -1,15 +1,11 @@
-"""The task interface the training loop, sweeps and reports use, and the task registry.
+"""The task contract the training loop, sweeps and reports use, and the task registry.
 
-A task has the members of :class:`Task` (a ``typing.Protocol``) and the optional hooks of :class:`TaskBase`, which
-declares each hook with its default. Every built-in task subclasses :class:`TaskBase`; ``tasks/glue``,
-``tasks/squad``, ``tasks/classification``, ``tasks/causal_lm`` and ``tasks/contrast.py`` are the built-ins. Adding a
-task is one file that builds one and calls :func:`register_task`.
+A task is a :class:`TaskBase`: it defines the abstract members and overrides the optional hooks it needs (each is
+declared here with its default). A built-in task lives in ``tasks/<name>/task.py``, with its options beside it;
+adding a task is one file that subclasses :class:`TaskBase` and calls :func:`register_task` once.
 
-The engine gets the task of a run from :func:`configure_run` (or :func:`configure_task`), always as a
-:class:`TaskBase`, and calls every hook directly. A registered object that follows the protocol without subclassing
-:class:`TaskBase` keeps working: :func:`configure_task` wraps it in a :class:`ProtocolTask`, which uses the object's
-own hooks where it has them and the defaults of :class:`TaskBase` where it does not. That wrapper is the one place
-that looks a hook up by name.
+The engine gets the task of a run from :func:`configure_run` (or :func:`configure_task`) and calls every hook
+directly.
 """
 
 from __future__ import annotations
@@ -19,9 +15,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+from adalora_scores.plugins.registry import Registry
 
 if TYPE_CHECKING:
     from adalora_scores.config import TrainConfig
@@ -32,8 +30,7 @@ __all__ = [
     "LABEL_KEYS",
     "GenerationRequest",
     "Predictions",
-    "ProtocolTask",
-    "Task",
+    "TASKS",
     "TaskBase",
     "check_run_config",
     "configure_run",
@@ -77,56 +74,10 @@ class Predictions:
     document: Any = None
 
 
-@runtime_checkable
-class Task(Protocol):
-    """What every task provides (the hooks of :class:`TaskBase` are optional).
-
-    Attributes:
-        name: the registry name (lowercase, e.g. ``mrpc``).
-        main_metric: the metric key that ranks runs (tuned mode picks on it).
-        eval_splits: the evaluation splits ``load`` returns, e.g. ``("dev",)``.
-        modules_to_save: the head trained fully next to the adapter.
-        output_names: the model outputs that evaluation gathers (``logits``; SQuAD: start and end logits).
-        group_key: an example attribute whose equal values stay on one side of the held-out selection split
-            (SQuAD: ``context``), or None.
-    """
-
-    name: str
-    main_metric: str
-    eval_splits: tuple[str, ...]
-    modules_to_save: ClassVar[tuple[str, ...]]
-    output_names: ClassVar[tuple[str, ...]]
-    group_key: ClassVar[str | None]
-
-    def load(self, data: str | Path | None) -> Any:
-        """Examples from the Hub (``data`` None) or a local folder, as an object with ``.train`` (a list) and
-        ``.evals`` (split name → list), e.g. :class:`~adalora_scores.tasks.data.TaskData`."""
-        ...
-
-    def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
-        """The model ``name`` (Hub name or folder) with this task's head. ``model_options`` are extra
-        ``from_pretrained`` keywords from the engine (``dtype`` with ``torch_dtype``, ``quantization_config`` with
-        ``load_in_4bit``), to pass on unchanged."""
-        ...
-
-    def encode(self, examples: list[Any], tokenizer: Any, config: Any, *, train: bool) -> Any:
-        """A dataset of unpadded features with ``lengths`` (see ``engine/data.py``)."""
-        ...
-
-    def evaluate(self, outputs: dict[str, torch.Tensor], dataset: Any, config: Any) -> tuple[dict[str, float], dict]:
-        """``(metrics, files)`` from the gathered outputs; ``files`` are JSON objects written into the run folder."""
-        ...
-
-    def expected_data(self) -> str:
-        """The expected local data files, in words, for error messages."""
-        ...
-
-
 class TaskBase(ABC):
-    """A task: the members of :class:`Task`, and every optional hook with its default.
+    """A task: its members (the methods are abstract), and every optional hook with its default.
 
-    Subclasses define the members of :class:`Task` (its methods are abstract here) and override the hooks they need.
-    In the order a run meets them:
+    Subclasses define the members and override the hooks they need. In the order a run meets them:
 
     * :meth:`with_options`: the task of one run, bound to the config's ``task_options``;
     * :meth:`check_config`: refuses a config the task cannot run with, before any work;
@@ -137,6 +88,16 @@ class TaskBase(ABC):
     ``predict`` (``engine/prediction.py``) uses :meth:`for_prediction`, :meth:`prediction_dataset`,
     :meth:`batch_outputs`, :meth:`generation_request` and :meth:`prediction_records`, in that order; a task without the
     last two cannot predict.
+
+    Attributes:
+        name: the registry name (lowercase, e.g. ``mrpc``).
+        main_metric: the metric key that ranks runs (tuned mode picks on it).
+        eval_splits: the evaluation splits ``load`` returns, e.g. ``("dev",)``.
+        modules_to_save: the head trained fully next to the adapter.
+        output_names: the model outputs that evaluation gathers (``logits``; SQuAD: start and end logits).
+        group_key: an example attribute whose equal values stay on one side of the held-out selection split
+            (SQuAD: ``context``), or None.
+        default_max_seq_length: ``max_seq_length`` where the config leaves it None (SQuAD: 384, its windows).
     """
 
     name: str
@@ -145,26 +106,30 @@ class TaskBase(ABC):
     modules_to_save: ClassVar[tuple[str, ...]]
     output_names: ClassVar[tuple[str, ...]]
     group_key: ClassVar[str | None]
+    default_max_seq_length: ClassVar[int] = 128
 
     @abstractmethod
     def load(self, data: str | Path | None) -> Any:
-        """See :meth:`Task.load`."""
+        """Examples from the Hub (``data`` None) or a local folder, as an object with ``.train`` (a list) and
+        ``.evals`` (split name → list), e.g. :class:`~adalora_scores.tasks.data.TaskData`."""
 
     @abstractmethod
     def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
-        """See :meth:`Task.load_model`."""
+        """The model ``name`` (Hub name or folder) with this task's head. ``model_options`` are extra
+        ``from_pretrained`` keywords from the engine (``dtype`` with ``torch_dtype``, ``quantization_config`` with
+        ``load_in_4bit``), to pass on unchanged."""
 
     @abstractmethod
     def encode(self, examples: list[Any], tokenizer: Any, config: Any, *, train: bool) -> Any:
-        """See :meth:`Task.encode`."""
+        """A dataset of unpadded features with ``lengths`` (see ``engine/data.py``)."""
 
     @abstractmethod
     def evaluate(self, outputs: dict[str, torch.Tensor], dataset: Any, config: Any) -> tuple[dict[str, float], dict]:
-        """See :meth:`Task.evaluate`."""
+        """``(metrics, files)`` from the gathered outputs; ``files`` are JSON objects written into the run folder."""
 
     @abstractmethod
     def expected_data(self) -> str:
-        """See :meth:`Task.expected_data`."""
+        """The expected local data files, in words, for error messages."""
 
     # ----------------------------------------------------------------------------------------------------- hooks
     def with_options(self, options: Mapping[str, Any]) -> TaskBase:
@@ -247,110 +212,6 @@ class TaskBase(ABC):
         raise NotImplementedError(f"task {self.name} does not support predict: it has no prediction_records.")
 
 
-class ProtocolTask(TaskBase):
-    """A registered task that follows :class:`Task` without subclassing :class:`TaskBase`, seen as one: its members
-    are the wrapped task's own, and each hook is the wrapped task's where it has one, else :class:`TaskBase`'s
-    default. :func:`configure_task` wraps such a task; the registry keeps the object as it was registered."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def __repr__(self) -> str:
-        return f"ProtocolTask({self.task!r})"
-
-    def _own(self, hook: str) -> Any:
-        """The wrapped task's own ``hook``, or None where it has none."""
-        return getattr(self.task, hook, None)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.task.name
-
-    @property
-    def main_metric(self) -> str:  # type: ignore[override]
-        return self.task.main_metric
-
-    @property
-    def eval_splits(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.task.eval_splits
-
-    @property
-    def modules_to_save(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.task.modules_to_save
-
-    @property
-    def output_names(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.task.output_names
-
-    @property
-    def group_key(self) -> str | None:  # type: ignore[override]
-        return self.task.group_key
-
-    @property
-    def load(self) -> Any:  # type: ignore[override]
-        return self.task.load
-
-    @property
-    def load_model(self) -> Any:  # type: ignore[override]
-        """The wrapped task's own method, so that the engine sees its signature (``load_model(name)`` without
-        model options is allowed)."""
-        return self.task.load_model
-
-    @property
-    def encode(self) -> Any:  # type: ignore[override]
-        return self.task.encode
-
-    @property
-    def evaluate(self) -> Any:  # type: ignore[override]
-        return self.task.evaluate
-
-    @property
-    def expected_data(self) -> Any:  # type: ignore[override]
-        return self.task.expected_data
-
-    def with_options(self, options: Mapping[str, Any]) -> TaskBase:
-        own = self._own("with_options")
-        if own is None:
-            return super().with_options(options)
-        configured = own(options)
-        return configured if isinstance(configured, TaskBase) else ProtocolTask(configured)
-
-    def check_config(self, config: TrainConfig) -> None:
-        own = self._own("check_config")
-        if own is not None:
-            own(config)
-
-    def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Any:
-        own = self._own("batch_outputs")
-        return super().batch_outputs(model, batch) if own is None else own(model, batch)
-
-    def generation_request(self, dataset: Any) -> GenerationRequest | None:
-        own = self._own("generation_request")
-        return None if own is None else own(dataset)
-
-    def run_files(self) -> dict[str, Any]:
-        own = self._own("run_files")
-        return {} if own is None else own()
-
-    def for_prediction(self, run_folder: Path) -> TaskBase:
-        own = self._own("for_prediction")
-        if own is None:
-            return self
-        configured = own(run_folder)
-        return configured if isinstance(configured, TaskBase) else ProtocolTask(configured)
-
-    def prediction_dataset(self, path: Path, tokenizer: Any, config: TrainConfig) -> Any:
-        own = self._own("prediction_dataset")
-        return super().prediction_dataset(path, tokenizer, config) if own is None else own(path, tokenizer, config)
-
-    def prediction_records(self, outputs: dict[str, Any], dataset: Any) -> Predictions:
-        own = self._own("prediction_records")
-        return super().prediction_records(outputs, dataset) if own is None else own(outputs, dataset)
-
-
-_REGISTRY: dict[str, Task] = {}
-
-
 def check_option_names(options: Any, known: list[str], task: str, example: str) -> None:
     """Refuse ``task_options`` that are not a mapping (``example`` shows one), or that name an option the task does
     not have (the message suggests the closest known name and lists them all).
@@ -371,62 +232,40 @@ def _key(name: str) -> str:
     return str(name).lower().replace("-", "").replace("_", "")
 
 
-def register_task(task: Task) -> Task:
-    """Add ``task`` to the registry under ``task.name``; returns it. A :class:`TaskBase` subclass, or any object with
-    the members of :class:`Task` (:func:`configure_task` then gives it :class:`TaskBase`'s default hooks).
+TASKS: Registry[TaskBase] = Registry("task", key=_key, known="Known tasks")
+"""The registered tasks by name; a name is found case-insensitively and without ``-`` and ``_`` ("sst-2" = "sst2",
+"squad-v2" = "squad_v2")."""
+
+
+def register_task(task: TaskBase) -> TaskBase:
+    """Add ``task`` to the registry under ``task.name``; returns it.
 
     Raises:
         ValueError: a task of that name (or one that differs only in case, ``-`` and ``_``) is registered.
-        TypeError: ``task`` lacks part of the :class:`Task` interface.
+        TypeError: ``task`` is not a :class:`TaskBase`.
     """
-    if not isinstance(task, Task):
-        interface = (
-            "name",
-            "main_metric",
-            "eval_splits",
-            "modules_to_save",
-            "output_names",
-            "group_key",
-            "load",
-            "load_model",
-            "encode",
-            "evaluate",
-            "expected_data",
+    if not isinstance(task, TaskBase):
+        raise TypeError(
+            f"{task!r} is not a task: subclass adalora_scores.tasks.TaskBase, define its abstract members (load, "
+            "load_model, encode, evaluate, expected_data), and register an instance."
         )
-        missing = [name for name in interface if not hasattr(task, name)]
-        raise TypeError(f"{task!r} is not a task: it lacks {missing} (see adalora_scores.tasks.Task).")
-    clash = [name for name in _REGISTRY if _key(name) == _key(task.name)]
-    if clash:
-        raise ValueError(
-            f"a task named {clash[0]!r} is already registered ({_REGISTRY[clash[0]]!r}); choose another name."
-        )
-    _REGISTRY[task.name] = task
-    return task
+    return TASKS.register(task.name, task)
 
 
 def list_tasks() -> list[str]:
     """Names of all registered tasks, sorted."""
-    return sorted(_REGISTRY)
+    return TASKS.names()
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name`` (case-insensitive; "sst-2" = "sst2", "squad-v2" = "squad_v2") as registered; an
-    unknown name lists the known ones."""
-    by_key = {_key(task): task for task in _REGISTRY}
-    if _key(name) in by_key:
-        return _REGISTRY[by_key[_key(name)]]
-    close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(list_tasks())}.")
+def get_task(name: str) -> TaskBase:
+    """The task called ``name`` (see :data:`TASKS`); an unknown name lists the known ones."""
+    return TASKS.get(name)
 
 
 def configure_task(name: str, options: Mapping[str, Any] | None = None) -> TaskBase:
     """The task ``name`` for one run with its ``task_options``: ``task.with_options(options)``, a task without
-    options refusing any. A registered task that does not subclass :class:`TaskBase` comes wrapped in a
-    :class:`ProtocolTask`."""
-    task = get_task(name)
-    base = task if isinstance(task, TaskBase) else ProtocolTask(task)
-    return base.with_options(dict(options or {}))
+    options refusing any."""
+    return get_task(name).with_options(dict(options or {}))
 
 
 def configure_run(config: TrainConfig) -> TaskBase:

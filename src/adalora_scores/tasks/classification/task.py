@@ -24,25 +24,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from adalora_scores.metrics.classification import (
-    CLASSIFICATION_METRICS,
-    REGRESSION_METRICS,
-    classification_metrics,
-    regression_metrics,
-)
-from adalora_scores.tasks.base import Predictions, TaskBase, check_option_names, register_task
+from adalora_scores.metrics.classification import classification_metrics, regression_metrics
+from adalora_scores.tasks.base import Predictions, TaskBase, register_task
+from adalora_scores.tasks.classification.options import EXAMPLE, ClassificationOptions
 from adalora_scores.tasks.data import EncodedDataset, Example, TaskData, TextsToLabel, label_records
 from adalora_scores.tasks.tables import (
     SUFFIXES,
     Record,
     Table,
-    check_data_options,
     local_data_files,
     read_hub_tables,
     read_table,
@@ -51,7 +46,6 @@ from adalora_scores.tasks.tables import (
 __all__ = [
     "CLASSIFICATION_TASK",
     "LABELS_FILE",
-    "ClassificationOptions",
     "ClassificationTask",
     "base_model_for_run",
     "read_labels",
@@ -59,68 +53,6 @@ __all__ = [
 
 LABELS_FILE = "labels.json"
 """In the run folder: ``{"regression", "label_column", "labels", "id2label", "label2id"}``."""
-_EXAMPLE = (
-    "e.g. adalora-scores train --task classification --data reviews/ task_options.text_column=review "
-    "task_options.label_column=sentiment ..."
-)
-
-
-@dataclass(frozen=True)
-class ClassificationOptions:
-    """The task options of ``classification``; only ``text_column`` is required."""
-
-    text_column: str = field(default="", metadata={"help": "the column holding the text, e.g. review"})
-    text_pair_column: str | None = field(
-        default=None, metadata={"help": "a second text column for sentence pairs, e.g. hypothesis"}
-    )
-    label_column: str = field(default="label", metadata={"help": "the column holding the label"})
-    regression: bool = field(default=False, metadata={"help": "the label is a number: one output, MSE loss"})
-    main_metric: str | None = field(
-        default=None,
-        metadata={
-            "help": "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
-            "classes); regression: pearson (default), spearman or mse"
-        },
-    )
-    train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
-    dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
-    hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
-    hub_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration name"})
-    train_split: str = field(default="train", metadata={"help": "the Hub split to train on"})
-    dev_split: str = field(default="validation", metadata={"help": "the Hub split to evaluate on"})
-
-    @classmethod
-    def known(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> ClassificationOptions:
-        """Validated options; an unknown name lists the known ones, a missing required one gives an example."""
-        check_option_names(options, cls.known(), "classification", "text_column: review")
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            if name == "regression":
-                if not isinstance(value, bool):
-                    raise ValueError(f"task_options.regression must be true or false, got {value!r}.")
-            elif value is not None:
-                if isinstance(value, (dict, list, bool)):
-                    raise ValueError(f"task_options.{name} must be a name or path, got {value!r}.")
-                value = str(value)
-            values[name] = value
-        parsed = cls(**values)
-        if not parsed.text_column:
-            raise ValueError(
-                f"task classification needs task_options.text_column, the column holding the text; {_EXAMPLE}"
-            )
-        check_data_options(parsed.train_file, parsed.dev_file, parsed.hub_dataset, "train.csv dev.csv")
-        allowed = REGRESSION_METRICS if parsed.regression else CLASSIFICATION_METRICS
-        if parsed.main_metric is not None and parsed.main_metric not in allowed:
-            kind = "regression" if parsed.regression else "classification"
-            raise ValueError(
-                f"task_options.main_metric={parsed.main_metric} is not a {kind} metric; use one of "
-                f"{', '.join(allowed)}."
-            )
-        return parsed
 
 
 def _is_empty(value: Any) -> bool:
@@ -186,7 +118,7 @@ class ClassificationTask(TaskBase):
 
     def _need_options(self) -> ClassificationOptions:
         if self.options is None:
-            raise ValueError(f"task classification needs task options; {_EXAMPLE}")
+            raise ValueError(f"task classification needs task options; {EXAMPLE}")
         return self.options
 
     # ---------------------------------------------------------------------------------------------------- data

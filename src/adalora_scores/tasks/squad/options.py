@@ -1,8 +1,6 @@
 """The task options of ``squad`` and ``squad_v2`` (``task_options`` in a preset or sweep file,
-``task_options.NAME=value`` on the command line): how contexts are windowed and how answers are extracted.
-
-Up to adalora-scores 0.3 these were fields of ``TrainConfig``; their old names are still accepted at the top level
-(``adalora_scores.config.TASK_OPTION_ALIASES``).
+``task_options.NAME=value`` on the command line): how contexts are windowed and how answers are extracted. Their
+names are also accepted at the top level of a config (``adalora_scores.config.TASK_OPTION_ALIASES``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.glue.data import BundledTask
+from adalora_scores.tasks.glue.task import BundledTask
 
 __all__ = ["CONTRAST_TASK", "ContrastTask", "make_examples", "write_contrast_task"]
 

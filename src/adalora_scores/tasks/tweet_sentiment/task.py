@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adalora_scores.tasks.base import register_task
-from adalora_scores.tasks.glue.data import BundledTask
+from adalora_scores.tasks.glue.task import BundledTask
 
 __all__ = ["TWEET_TASK", "TweetTask", "corpus_path", "tweet_examples", "write_tweet_task"]
 
