@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from _registries import forget_plugins
 from safetensors.torch import load_file
 
 FAULT_PLUGIN = '''
@@ -101,24 +102,6 @@ def assert_same_runs(reference: Path, other: Path, names: list[str]) -> None:
         assert left.keys() == right.keys() and left, name
         for key in left:
             assert torch.equal(left[key], right[key]), (name, key)
-
-
-def forget_plugins() -> None:
-    """Undo every plugin import of this process, so the fault score is not left registered for other tests."""
-    import sys
-
-    from adalora_scores.plugins import loading as plugins
-    from adalora_scores.scores import base as score_base
-    from adalora_scores.tasks import base as task_base
-
-    for record in plugins.loaded_plugins():
-        sys.modules.pop(record.module, None)
-        for name in record.scores:
-            score_base._REGISTRY.pop(name, None)
-        for name in record.tasks:
-            task_base._REGISTRY.pop(name, None)
-    plugins._loaded.clear()
-    plugins._entry_points_loaded = False
 
 
 RUNS = ["sst2__sensitivity__seed1", "sst2__sensitivity_fault__seed1"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _registries import forget_plugins
 
 import adalora_scores
 import adalora_scores.engine.loop as loop_module
@@ -20,7 +21,6 @@ from adalora_scores.cli import build_parser, main
 from adalora_scores.config import load_preset, resolve_config
 from adalora_scores.plugins import loading as plugins
 from adalora_scores.plugins.loading import PluginChangedWarning, PluginError, load_entry_points, load_plugins
-from adalora_scores.plugins.registry import Registry
 
 SMALL = [
     "init_r=4",
@@ -52,23 +52,12 @@ class LastAbsGrad(Score):
 '''
 
 
-def _forget_plugins() -> None:
-    """Undo every plugin import of this process (registrations, modules, records), as a fresh process starts."""
-    for record in plugins.loaded_plugins():
-        sys.modules.pop(record.module, None)
-        for kind, names in (("score", record.scores), ("task", record.tasks)):
-            for name in set(names) & set(Registry.of(kind).names()):
-                Registry.of(kind).unregister(name)
-    plugins._loaded.clear()
-    plugins._entry_points_loaded = False
-
-
 @pytest.fixture(autouse=True)
 def fresh_plugins():
     """Each test starts and ends with no plugin imported."""
-    _forget_plugins()
+    forget_plugins()
     yield
-    _forget_plugins()
+    forget_plugins()
 
 
 def _score_file(folder: Path, name: str = "last_abs_grad", filename: str = "my_score.py") -> Path:
@@ -204,7 +193,7 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
     path = _score_file(tmp_path / "mine")
     assert main(["scores", "--plugin", str(path)]) == 0
     assert "last_abs_grad" in capsys.readouterr().out.split()
-    _forget_plugins()
+    forget_plugins()
 
     run = tmp_path / "run"
     assert main(_train(glue_root, tiny_model_dir, run, "--plugin", str(path), "--score", "last_abs_grad")) == 0
@@ -219,18 +208,18 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
     }
     assert json.loads((run / "metrics.json").read_text())["score"] == "last_abs_grad"
 
-    _forget_plugins()  # as in a new process: evaluate imports the plugin from the run folder
+    forget_plugins()  # as in a new process: evaluate imports the plugin from the run folder
     assert main(["evaluate", str(run)]) == 0
     assert "last_abs_grad" in adalora_scores.list_scores()
     recorded = json.loads((run / "metrics.json").read_text())["eval"]["dev"]
     assert json.loads((run / "evaluation" / "metrics.json").read_text())["eval"]["dev"] == pytest.approx(recorded)
 
-    _forget_plugins()
+    forget_plugins()
     path.write_text(path.read_text() + "# edited\n")
     with pytest.warns(PluginChangedWarning, match=r"my_score\.py changed since run"):
         assert main(["evaluate", str(run), "--overwrite"]) == 0
 
-    _forget_plugins()
+    forget_plugins()
     moved = path.rename(tmp_path / "moved.py")
     capsys.readouterr()
     assert main(["evaluate", str(run), "--overwrite"]) == 2
@@ -239,7 +228,7 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
     assert "pass --plugin NEW_PATH" in error
     assert main(["evaluate", str(run), "--overwrite", "--plugin", str(moved)]) == 0
 
-    _forget_plugins()  # --resume: killed at step 3 of 6 with a checkpoint at step 2, resumed in a "new process"
+    forget_plugins()  # --resume: killed at step 3 of 6 with a checkpoint at step 2, resumed in a "new process"
     killed = tmp_path / "killed"
     _kill_at(monkeypatch, 3)
     with pytest.raises(SimulatedKill):
@@ -249,7 +238,7 @@ def test_train_evaluate_and_resume_with_a_plugin_score(glue_root, tiny_model_dir
             )
         )
     monkeypatch.undo()
-    _forget_plugins()
+    forget_plugins()
     assert (
         main([*_train(glue_root, tiny_model_dir, killed, "score=last_abs_grad", "checkpoint_every=2"), "--resume"])
         == 0
@@ -343,7 +332,7 @@ def test_print_config_lists_the_plugins_so_the_printed_file_runs_elsewhere(tmp_p
     printed = yaml.safe_load(capsys.readouterr().out)
     assert sorted(printed["plugins"]) == sorted([str(tmp_path / "project" / "my_score.py"), str(other)])
     expected = resolve_config(str(tmp_path / "project" / "run.yaml"), None, {}, [])
-    _forget_plugins()
+    forget_plugins()
     assert "last_abs_grad" not in adalora_scores.list_scores()
     (tmp_path / "moved").mkdir()
     (tmp_path / "moved" / "printed.yaml").write_text(yaml.safe_dump(printed))
