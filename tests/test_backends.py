@@ -27,6 +27,7 @@ from adalora_scores.adapter.distributed import (
     resolve_backend,
 )
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
+from adalora_scores.engine.adapter import check_engine_run
 
 
 @pytest.fixture
@@ -72,8 +73,8 @@ def test_set_ups_without_full_gradients_are_refused_when_choosing(accelerate_sta
 
 def test_backends_by_name():
     assert sorted(BACKENDS) == ["fsdp2", "single", "zero3"]
-    for name, backend in BACKENDS.items():
-        assert type(resolve_backend(name)) is backend and backend.name == name
+    for name in BACKENDS:
+        assert type(resolve_backend(name)) is BACKENDS.get(name) and BACKENDS.get(name).name == name
     instance = ZeroStage3Backend()
     assert resolve_backend(instance) is instance
     with pytest.raises(ValueError, match=r"backend='zero2': unknown; choose one of \['fsdp2', 'single', 'zero3'\]"):
@@ -82,15 +83,15 @@ def test_backends_by_name():
 
 def test_zero3_refuses_what_the_engine_cannot_do_there():
     backend = ZeroStage3Backend()
-    backend.check_engine_run(resume=False, checkpoint_every=0, nonfinite="stop")
+    check_engine_run(backend, resume=False, checkpoint_every=0, nonfinite="stop")
     with pytest.raises(ValueError, match="checkpoints .* set checkpoint_every=0"):
-        backend.check_engine_run(resume=False, checkpoint_every=None, nonfinite="stop")
+        check_engine_run(backend, resume=False, checkpoint_every=None, nonfinite="stop")
     with pytest.raises(ValueError, match="--resume.*nonfinite=skip"):
-        backend.check_engine_run(resume=True, checkpoint_every=0, nonfinite="skip")
+        check_engine_run(backend, resume=True, checkpoint_every=0, nonfinite="skip")
     with pytest.raises(RuntimeError, match="not supported under DeepSpeed ZeRO-3"):
         backend.check_per_example()
     for other in (SingleProcessBackend(), FullyShardedBackend()):  # nothing refused
-        other.check_engine_run(resume=True, checkpoint_every=None, nonfinite="skip")
+        check_engine_run(other, resume=True, checkpoint_every=None, nonfinite="skip")
         other.check_per_example()
 
 

@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from adalora_scores.adapter.distributed.fsdp import is_sharded
+from adalora_scores.adapter.distributed.sharding import is_sharded
 
 __all__ = [
     "full_optimizer_state",
