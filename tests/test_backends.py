@@ -20,6 +20,7 @@ from accelerate.utils import DistributedType
 
 from adalora_scores.adapter.distributed import (
     BACKENDS,
+    Backend,
     FullyShardedBackend,
     SingleProcessBackend,
     ZeroStage3Backend,
@@ -216,3 +217,25 @@ def test_only_the_single_process_backend_refuses_partitioned_parameters(stand_in
     model = TwoMatrices(values)
     layout = TripletLayout(model.matrices(), ZeroStage3Backend().parameter_access())
     assert ZeroStage3Backend().follow(layout, model) is False  # partitioned parameters are what it expects
+
+
+def test_a_registered_backend_is_chosen_for_the_type_it_handles():
+    class Dummy(Backend):
+        name = "dummy"
+
+        @classmethod
+        def handles(cls, distributed_type):
+            return distributed_type == "FAKE_TYPE"
+
+    BACKENDS.register(Dummy.name, Dummy)
+    try:
+        assert type(choose_backend("FAKE_TYPE")) is Dummy and type(resolve_backend("dummy")) is Dummy
+        assert type(choose_backend(DistributedType.MULTI_GPU)) is SingleProcessBackend
+        BACKENDS.register("dummy_too", type("DummyToo", (Dummy,), {"name": "dummy_too"}))
+        with pytest.raises(RuntimeError, match=r"\['dummy', 'dummy_too'\] all handle FAKE_TYPE"):
+            choose_backend("FAKE_TYPE")
+    finally:
+        BACKENDS.unregister("dummy")
+        if "dummy_too" in BACKENDS:
+            BACKENDS.unregister("dummy_too")
+    assert type(choose_backend("FAKE_TYPE")) is SingleProcessBackend  # what no backend handles: single

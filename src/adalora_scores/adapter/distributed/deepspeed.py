@@ -40,7 +40,6 @@ from adalora_scores.adapter.distributed.backend import BACKENDS, Backend, first_
 from adalora_scores.allocation.layout import ParameterAccess
 
 __all__ = [
-    "PER_EXAMPLE_UNDER_ZERO3",
     "DeepSpeedAccess",
     "ZeroStage3Backend",
     "full_gradient",
@@ -49,13 +48,6 @@ __all__ = [
     "is_zero3_parameter",
     "zero3_trainable_state",
 ]
-
-PER_EXAMPLE_UNDER_ZERO3 = (
-    "per-example gradients (a per-example score such as fisher_per_example, or task_gradient_only) are not "
-    "supported under DeepSpeed ZeRO-3: their backward hooks read lora_A/lora_E/lora_B, which ZeRO-3 partitions "
-    "and may have released by then, so the scores would be wrong. Use a mini-batch score (e.g. sensitivity) with "
-    "task_gradient_only=False, or train without DeepSpeed (DDP or FSDP2)."
-)
 
 
 def is_zero3_parameter(tensor: Any) -> bool:
@@ -174,7 +166,12 @@ class ZeroStage3Backend(Backend):
         return distributed_type == DistributedType.DEEPSPEED  # stage 3: check_full_gradients refuses the others
 
     def check_per_example(self) -> None:
-        raise RuntimeError(PER_EXAMPLE_UNDER_ZERO3)
+        raise RuntimeError(
+            "per-example gradients (a per-example score such as fisher_per_example, or task_gradient_only) are "
+            "not supported under DeepSpeed ZeRO-3: their backward hooks read lora_A/lora_E/lora_B, which ZeRO-3 "
+            "partitions and may have released by then, so the scores would be wrong. Use a mini-batch score (e.g. "
+            "sensitivity) with task_gradient_only=False, or train without DeepSpeed (DDP or FSDP2)."
+        )
 
     def parameter_access(self) -> ParameterAccess:
         return DeepSpeedAccess()

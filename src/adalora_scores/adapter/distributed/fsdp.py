@@ -33,7 +33,7 @@ from accelerate.utils import DistributedType
 from torch import Tensor, nn
 
 from adalora_scores.adapter.distributed.backend import BACKENDS, Backend, first_nonfinite
-from adalora_scores.adapter.distributed.sharding import is_sharded
+from adalora_scores.adapter.distributed.full_state import is_sharded
 from adalora_scores.allocation.layout import AdaptedMatrix, ParameterAccess, TripletLayout
 
 __all__ = [
@@ -135,12 +135,8 @@ def refresh_layout(layout: TripletLayout, model: nn.Module) -> bool:
         changed |= right is not matrix.right or value is not matrix.value or left is not matrix.left
         current.append((right, value, left))
     if changed:
-        layout.rebind(
-            [
-                AdaptedMatrix(m.name, right=r, value=v, left=lf)
-                for m, (r, v, lf) in zip(layout.matrices, current, strict=True)
-            ]
-        )
+        pairs = zip(layout.matrices, current, strict=True)
+        layout.rebind([AdaptedMatrix(m.name, right=r, value=v, left=lf) for m, (r, v, lf) in pairs])
     if changed or layout not in _CHECKED:  # parameters only become DTensors by being replaced
         if not isinstance(layout.access, ShardedAccess) and any(is_sharded(p) for p in layout.parameters):
             layout.access = ShardedAccess()

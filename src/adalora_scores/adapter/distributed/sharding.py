@@ -20,16 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from accelerate.utils import DistributedType
 
-__all__ = [
-    "check_full_gradients",
-    "current_distributed_type",
-    "current_fsdp_version",
-    "current_zero_stage",
-    "is_sharded",
-]
+__all__ = ["check_full_gradients", "current_distributed_type", "current_fsdp_version", "current_zero_stage"]
 
 _SUPPORTED = (
     "Supported: a single process, DDP (accelerate launch --multi_gpu), DeepSpeed ZeRO stage 3, or FSDP2 "
@@ -113,12 +106,3 @@ def current_zero_stage() -> int | None:
         return None
     stage = getattr(plugins, "deepspeed_config", {}).get("zero_optimization", {}).get("stage", plugins.zero_stage)
     return None if stage is None or stage == "auto" else int(stage)
-
-
-def is_sharded(tensor: Any) -> bool:
-    """Whether ``tensor`` is a ``torch.distributed`` ``DTensor`` (a parameter or gradient under FSDP2)."""
-    if not torch.distributed.is_available():
-        return False
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)

@@ -6,7 +6,7 @@ from torch import nn
 
 from adalora_scores.adapter.distributed.backend import BACKENDS, Backend
 from adalora_scores.adapter.distributed.deepspeed import is_zero3_parameter
-from adalora_scores.adapter.distributed.sharding import is_sharded
+from adalora_scores.adapter.distributed.full_state import is_sharded
 from adalora_scores.allocation.layout import TripletLayout
 
 __all__ = ["SingleProcessBackend"]
