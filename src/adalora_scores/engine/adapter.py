@@ -3,34 +3,26 @@ what the engine cannot do under the chosen distributed backend."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from adalora_scores.adapter.distributed import Backend
 from adalora_scores.adapter.peft.spec import AdapterSpec
 from adalora_scores.config import TrainConfig, budget_steps
 
 __all__ = ["adapter_spec", "check_engine_run"]
 
-COPIED = (
-    "method init_r target_r lora_alpha lora_dropout target_modules orth_reg_weight mask_interval beta1 beta2 score "
-    "seed task_gradient_only"
-).split()
-"""The settings an :class:`AdapterSpec` takes from a :class:`TrainConfig` as they are (same name, same meaning)."""
-
 
 def adapter_spec(config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...] = ()) -> AdapterSpec:
-    """The adapter ``config`` trains over ``total_steps`` optimizer steps: the budget phases in steps
-    (:func:`~adalora_scores.config.budget_steps`, AdaLoRA only), and ``config.modules_to_save`` or, when None, the
-    task's head (``modules_to_save``). Raises the ValueError of ``budget_steps`` if no budgeting phase is left."""
+    """The adapter ``config`` trains over ``total_steps`` optimizer steps. The settings of the same name are copied
+    (one name per idea); the budget phases become steps (:func:`~adalora_scores.config.budget_steps`, AdaLoRA only,
+    which raises if no budgeting phase is left); ``config.modules_to_save``, or when None the task's head
+    (``modules_to_save``); gradient accumulation divides the loss."""
     warmup, final = budget_steps(config, total_steps) if config.method == "adalora" else (0, 0)
-    saved = config.modules_to_save if config.modules_to_save is not None else modules_to_save
-    return AdapterSpec(
-        **{name: getattr(config, name) for name in COPIED},
-        score_options=dict(config.score_options),
-        modules_to_save=tuple(saved),
-        total_steps=total_steps,
-        budget_warmup=warmup,
-        budget_final=final,
-        loss_divisor=config.gradient_accumulation_steps,
-    )
+    saved = tuple(config.modules_to_save if config.modules_to_save is not None else modules_to_save)
+    shared = {field.name: getattr(config, field.name) for field in fields(AdapterSpec) if hasattr(config, field.name)}
+    given = {"total_steps": total_steps, "budget_warmup": warmup, "budget_final": final, "modules_to_save": saved}
+    given |= {"score_options": dict(config.score_options), "loss_divisor": config.gradient_accumulation_steps}
+    return AdapterSpec(**(shared | given))
 
 
 def check_engine_run(backend: Backend, resume: bool, checkpoint_every: int | None, nonfinite: str) -> None:

@@ -1,25 +1,12 @@
 """One backend object per distributed set-up, chosen once: everything the allocator and the engine need to know
-about how parameters, gradients and optimizer state are split across processes.
+about how parameters, gradients and optimizer state are split across processes (:class:`Backend` lists it).
 
-* :class:`~.single.SingleProcessBackend`: one process, or DDP (every process holds the full, all-reduced gradient in
-  ``p.grad``); the backend of every set-up that no other backend :meth:`~Backend.handles`;
-* :class:`~.fsdp.FullyShardedBackend`: FSDP2 (``torch.distributed.fsdp.fully_shard``);
-* :class:`~.deepspeed.ZeroStage3Backend`: DeepSpeed ZeRO stage 3.
-
-Each is one file that registers its class in :data:`BACKENDS`. :func:`choose_backend` asks every registered backend
-whether it handles accelerate's distributed type (the ``Accelerator`` the engine builds, or the one
-``transformers.TrainingArguments`` sets up), after refusing the set-ups whose gradients the allocator cannot read
-whole (:mod:`.sharding`). A loop that wraps the model itself (``fully_shard`` or ``deepspeed.initialize`` without
-accelerate) names its backend: ``attach(model, backend="fsdp2")``. Each backend owns:
-
-* the refusals (:meth:`Backend.check_per_example`) and the facts the engine's refusals read
-  (:attr:`Backend.saves_training_state`, :attr:`Backend.steps_in_backward`);
-* full shapes and sizes (:meth:`Backend.numel`, and the layout's :class:`~adalora_scores.allocation.layout.
-  ParameterAccess`, which reads full values and gradients and writes masks);
-* following the parameters a wrapper replaced (:meth:`Backend.follow`);
-* gathering and restoring full state for the adapter file and checkpoints (:meth:`Backend.trainable_state`,
-  :meth:`Backend.training_state`, :meth:`Backend.load_training_state`);
-* the gradient-finiteness check (:meth:`Backend.nonfinite_parameter`), which every process answers alike.
+Each backend is one file that registers its class in :data:`BACKENDS`: :class:`~.single.SingleProcessBackend` (one
+process or DDP, and every set-up no other backend handles), :class:`~.fsdp.FullyShardedBackend` (FSDP2) and
+:class:`~.deepspeed.ZeroStage3Backend` (DeepSpeed ZeRO-3). :func:`choose_backend` asks each whether it
+:meth:`~Backend.handles` accelerate's distributed type, after refusing the set-ups whose gradients the allocator
+cannot read whole (:mod:`.sharding`). A loop that wraps the model itself (``fully_shard`` or ``deepspeed.initialize``
+without accelerate) names its backend: ``attach(model, backend="fsdp2")``.
 """
 
 from __future__ import annotations
