@@ -17,6 +17,7 @@ import torch
 from adalora_scores.adapter.peft.build import AdaptedModel, build_adalora
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import tiny_config, tiny_model
+from adalora_scores.engine.adapter import adapter_spec
 
 VOCABULARY = 64
 STEPS = 8
@@ -60,9 +61,7 @@ def build(options: dict, mesh=None, backend: str | None = None):
     torch.manual_seed(1)
     model, allocator = build_adalora(
         tiny_model(tiny_config("llama", vocab_size=VOCABULARY), head="causal-lm"),
-        config,
-        STEPS,
-        modules_to_save=(),
+        adapter_spec(config, STEPS),
         backend="fsdp2" if mesh is not None else backend,
     )
     if mesh is not None:

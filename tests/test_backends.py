@@ -20,6 +20,7 @@ from accelerate.utils import DistributedType
 
 from adalora_scores.adapter.distributed import (
     BACKENDS,
+    Backend,
     FullyShardedBackend,
     SingleProcessBackend,
     ZeroStage3Backend,
@@ -27,6 +28,7 @@ from adalora_scores.adapter.distributed import (
     resolve_backend,
 )
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
+from adalora_scores.engine.adapter import check_engine_run
 
 
 @pytest.fixture
@@ -72,8 +74,8 @@ def test_set_ups_without_full_gradients_are_refused_when_choosing(accelerate_sta
 
 def test_backends_by_name():
     assert sorted(BACKENDS) == ["fsdp2", "single", "zero3"]
-    for name, backend in BACKENDS.items():
-        assert type(resolve_backend(name)) is backend and backend.name == name
+    for name in BACKENDS:
+        assert type(resolve_backend(name)) is BACKENDS.get(name) and BACKENDS.get(name).name == name
     instance = ZeroStage3Backend()
     assert resolve_backend(instance) is instance
     with pytest.raises(ValueError, match=r"backend='zero2': unknown; choose one of \['fsdp2', 'single', 'zero3'\]"):
@@ -82,15 +84,15 @@ def test_backends_by_name():
 
 def test_zero3_refuses_what_the_engine_cannot_do_there():
     backend = ZeroStage3Backend()
-    backend.check_engine_run(resume=False, checkpoint_every=0, nonfinite="stop")
+    check_engine_run(backend, resume=False, checkpoint_every=0, nonfinite="stop")
     with pytest.raises(ValueError, match="checkpoints .* set checkpoint_every=0"):
-        backend.check_engine_run(resume=False, checkpoint_every=None, nonfinite="stop")
+        check_engine_run(backend, resume=False, checkpoint_every=None, nonfinite="stop")
     with pytest.raises(ValueError, match="--resume.*nonfinite=skip"):
-        backend.check_engine_run(resume=True, checkpoint_every=0, nonfinite="skip")
+        check_engine_run(backend, resume=True, checkpoint_every=0, nonfinite="skip")
     with pytest.raises(RuntimeError, match="not supported under DeepSpeed ZeRO-3"):
         backend.check_per_example()
     for other in (SingleProcessBackend(), FullyShardedBackend()):  # nothing refused
-        other.check_engine_run(resume=True, checkpoint_every=None, nonfinite="skip")
+        check_engine_run(other, resume=True, checkpoint_every=None, nonfinite="skip")
         other.check_per_example()
 
 
@@ -215,3 +217,25 @@ def test_only_the_single_process_backend_refuses_partitioned_parameters(stand_in
     model = TwoMatrices(values)
     layout = TripletLayout(model.matrices(), ZeroStage3Backend().parameter_access())
     assert ZeroStage3Backend().follow(layout, model) is False  # partitioned parameters are what it expects
+
+
+def test_a_registered_backend_is_chosen_for_the_type_it_handles():
+    class Dummy(Backend):
+        name = "dummy"
+
+        @classmethod
+        def handles(cls, distributed_type):
+            return distributed_type == "FAKE_TYPE"
+
+    BACKENDS.register(Dummy.name, Dummy)
+    try:
+        assert type(choose_backend("FAKE_TYPE")) is Dummy and type(resolve_backend("dummy")) is Dummy
+        assert type(choose_backend(DistributedType.MULTI_GPU)) is SingleProcessBackend
+        BACKENDS.register("dummy_too", type("DummyToo", (Dummy,), {"name": "dummy_too"}))
+        with pytest.raises(RuntimeError, match=r"\['dummy', 'dummy_too'\] all handle FAKE_TYPE"):
+            choose_backend("FAKE_TYPE")
+    finally:
+        BACKENDS.unregister("dummy")
+        if "dummy_too" in BACKENDS:
+            BACKENDS.unregister("dummy_too")
+    assert type(choose_backend("FAKE_TYPE")) is SingleProcessBackend  # what no backend handles: single

@@ -8,6 +8,7 @@ import torch
 from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import tiny_config, tiny_model
+from adalora_scores.engine.adapter import adapter_spec
 
 
 def _regulariser(model) -> torch.Tensor:
@@ -36,7 +37,7 @@ def test_the_training_loss_includes_the_orthogonal_regulariser(head, method):
         orth_reg_weight=0.5,
         method=method,
     )
-    adapted = build_adapted_model(base, config, total_steps=20, modules_to_save=heads)
+    adapted = build_adapted_model(base, adapter_spec(config, 20, heads))
     ranks = {parameter.shape[0] for name, parameter in adapted.model.named_parameters() if "lora_E" in name}
     assert ranks == {4 if method == "adalora" else 2}  # SVD-LoRA: every matrix at target_r, never allocated
     assert (adapted.allocator is None) == (method == "svd_lora")
@@ -64,7 +65,7 @@ def test_the_training_loss_includes_the_orthogonal_regulariser(head, method):
 def test_the_lora_baseline_has_no_regulariser():
     base = tiny_model(tiny_config("bert", vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
     config = TrainConfig(task="rte", method="lora", target_r=2, orth_reg_weight=0.5)
-    model = build_adapted_model(base, config, total_steps=20, modules_to_save=("classifier", "pooler")).model.eval()
+    model = build_adapted_model(base, adapter_spec(config, 20, ("classifier", "pooler"))).model.eval()
     inputs = {"input_ids": torch.randint(5, 64, (4, 10), generator=torch.Generator().manual_seed(0))}
     labels = torch.tensor([0, 1, 1, 0])
     expected = torch.nn.functional.cross_entropy(model(**inputs).logits, labels)

@@ -77,9 +77,10 @@ def test_build_adalora_seeds_the_control(options, expected):
     from _tiny import tiny_bert
 
     from adalora_scores.adapter.peft.build import build_adalora
+    from adalora_scores.engine.adapter import adapter_spec
 
     config = TrainConfig(task="sst2", score="random", seed=5, score_options=options, init_r=4, target_r=2)
-    _, allocator = build_adalora(tiny_bert(0), config, total_steps=20)
+    _, allocator = build_adalora(tiny_bert(0), adapter_spec(config, 20, ("classifier", "pooler")))
     assert isinstance(allocator.score, RandomPriority)
     assert allocator.score.seed == expected
     assert allocator.state_dict()["score_options"] == {"seed": expected}

@@ -13,6 +13,7 @@ from adalora_scores.adapter.peft.build import build_adalora
 from adalora_scores.adapter.peft.targets import resolve_target_modules, target_modules_for
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import DECODER_TYPES, tiny_config, tiny_model
+from adalora_scores.engine.adapter import adapter_spec
 from adalora_scores.engine.module_types import matrix_position
 
 LLAMA_ALL = [
@@ -117,12 +118,12 @@ def test_build_sets_fan_in_fan_out_for_gpt2_without_warnings():
     config = TrainConfig(task="sst2", target_modules="qv", init_r=2, target_r=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # PEFT warns per layer when it has to switch fan_in_fan_out itself
-        model, allocator = build_adalora(tiny_model(tiny_config("gpt2"), head="causal-lm"), config, 20, ())
+        model, allocator = build_adalora(tiny_model(tiny_config("gpt2"), head="causal-lm"), adapter_spec(config, 20))
     assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]
     adalora = model.peft_config["default"]
     assert adalora.fan_in_fan_out and adalora.task_type == "CAUSAL_LM"
     assert sorted(m.name for m in allocator.layout.matrices) == [
         f"transformer.h.{i}.attn.c_attn.lora_E.default" for i in range(2)
     ]
-    llama, _ = build_adalora(tiny_model(tiny_config("llama"), head="causal-lm"), config, 20, ())
+    llama, _ = build_adalora(tiny_model(tiny_config("llama"), head="causal-lm"), adapter_spec(config, 20))
     assert not llama.peft_config["default"].fan_in_fan_out

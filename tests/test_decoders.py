@@ -18,6 +18,7 @@ from adalora_scores.adapter.per_example.collector import IGNORE_INDEX, PerExampl
 from adalora_scores.allocation.layout import TripletLayout
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import tiny_config, tiny_model
+from adalora_scores.engine.adapter import adapter_spec
 
 VOCABULARY = 64
 STEPS = 12
@@ -56,7 +57,7 @@ def test_every_score_trains_a_decoder_to_budget_and_reloads_in_peft(model_type, 
         orth_reg_weight=0.1,
     )
     torch.manual_seed(1)
-    model, allocator = build_adalora(decoder(model_type), config, STEPS, modules_to_save=())
+    model, allocator = build_adalora(decoder(model_type), adapter_spec(config, STEPS))
     assert model.peft_config["default"].task_type == "CAUSAL_LM"
     if allocator.per_example is not None:
         assert allocator.per_example.loss_reduction == "token_mean"

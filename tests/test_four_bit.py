@@ -26,6 +26,7 @@ from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import save_tiny_model, tiny_config, tiny_model, word_tokenizer
 from adalora_scores.engine import train as train_module
+from adalora_scores.engine.adapter import adapter_spec
 from adalora_scores.engine.train import load_model_and_tokenizer
 
 needs_bitsandbytes = pytest.mark.skipif(
@@ -76,7 +77,7 @@ def train_run(folder, score: str, load_in_4bit: bool):
     )
     model, _ = load_model_and_tokenizer(config, CausalTokens())
     torch.manual_seed(1)
-    adapted = build_adapted_model(model, config, STEPS, CausalTokens.modules_to_save)
+    adapted = build_adapted_model(model, adapter_spec(config, STEPS, CausalTokens.modules_to_save))
     adapted.hooked = adapted.allocator.per_example is not None  # the hooks go when the pattern freezes
     optimizer = torch.optim.AdamW([p for p in adapted.model.parameters() if p.requires_grad], lr=5e-2)
     for step, batch in enumerate(token_batches(STEPS), start=1):
@@ -142,7 +143,7 @@ def test_per_example_moments_on_a_four_bit_model_match_batch_one_backward_passes
         score="fisher_per_example",
     )
     model, _ = load_model_and_tokenizer(config, CausalTokens())
-    adapted = build_adapted_model(model, config, 20, ())
+    adapted = build_adapted_model(model, adapter_spec(config, 20))
     model, layout = adapted.model.train(), adapted.allocator.layout
     adapted.allocator.close_per_example()  # a collector of our own below
     generator = torch.Generator().manual_seed(7)

@@ -26,6 +26,7 @@ from adalora_scores.adapter.peft.build import build_adapted_model
 from adalora_scores.adapter.peft.quantization import REPACK_BLOCK, can_repack, guard_cpu_repacking
 from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import tiny_config, tiny_model, word_tokenizer
+from adalora_scores.engine.adapter import adapter_spec
 from adalora_scores.engine.train import load_model_and_tokenizer
 
 bitsandbytes_spec = importlib.util.find_spec("bitsandbytes")
@@ -119,7 +120,7 @@ def train_and_evaluate(folder, path: str, evaluate: bool = True):
     model, _ = load_model_and_tokenizer(config, CausalTokens())
     choose_path(model, path)
     torch.manual_seed(1)
-    adapted = build_adapted_model(model, config, STEPS, CausalTokens.modules_to_save)
+    adapted = build_adapted_model(model, adapter_spec(config, STEPS, CausalTokens.modules_to_save))
     optimizer = torch.optim.AdamW([p for p in adapted.model.parameters() if p.requires_grad], lr=5e-2)
     probe = token_batches(1, rows=3, seed=9)[0]["input_ids"]
     losses, logits = [], []

@@ -239,8 +239,9 @@ def test_the_engine_builds_under_fsdp2(accelerate_state):
     from adalora_scores.adapter.peft.build import build_adapted_model
     from adalora_scores.config import TrainConfig
     from adalora_scores.demo.tiny_models import tiny_config, tiny_model
+    from adalora_scores.engine.adapter import adapter_spec
 
     accelerate_state(DistributedType.FSDP, fsdp_version=2)
     model = tiny_model(tiny_config("llama", vocab_size=64), head="causal-lm")
-    adapted = build_adapted_model(model, TrainConfig(task="causal", init_r=3, target_r=1), 10, ())
+    adapted = build_adapted_model(model, adapter_spec(TrainConfig(task="causal", init_r=3, target_r=1), 10))
     assert adapted.allocator is not None and adapted.allocator.layout.num_triplets > 0

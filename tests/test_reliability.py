@@ -374,7 +374,7 @@ def _base(tiny_model_dir, glue_root) -> list[str]:
 
 
 def _disk_full(monkeypatch):
-    from adalora_scores import atomic_files
+    from adalora_scores.runs import atomic as atomic_files
 
     original = atomic_files.atomic_write
 

@@ -29,6 +29,7 @@ import adalora_scores
 from adalora_scores.adapter.distributed import choose_backend
 from adalora_scores.adapter.peft.build import AdaptedModel, build_adapted_model
 from adalora_scores.config import TrainConfig, budget_steps
+from adalora_scores.engine.adapter import adapter_spec, check_engine_run
 from adalora_scores.engine.checkpoint import Progress, load_checkpoint
 from adalora_scores.engine.console import unless_quiet
 from adalora_scores.engine.data import make_loader
@@ -89,7 +90,7 @@ def prepare(config: TrainConfig, output: Path, overwrite: bool, resume: bool) ->
     data = task.load(config.data)
     accelerator = _accelerator(config, output, tracker)
     backend = choose_backend(accelerator.distributed_type)  # FSDP1 and ZeRO stages 0 - 2 refused before any work
-    backend.check_engine_run(resume, config.checkpoint_every, config.nonfinite)
+    check_engine_run(backend, resume, config.checkpoint_every, config.nonfinite)
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, task)
     if config.gradient_checkpointing:
@@ -99,7 +100,7 @@ def prepare(config: TrainConfig, output: Path, overwrite: bool, resume: bool) ->
     train_set = task.encode(train_examples, tokenizer, config, train=True)
     eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     total_steps = optimizer_steps(len(train_set), config, accelerator.num_processes)
-    adapted = build_adapted_model(model, config, total_steps, task.modules_to_save, backend)
+    adapted = build_adapted_model(model, adapter_spec(config, total_steps, task.modules_to_save), backend)
     start_step = None if checkpoint is None else checkpoint["progress"]["step"]
     folder = _open_run_folder(config, output, overwrite, start_step, accelerator, adapted, total_steps, len(selection))
     session = _session(config, accelerator, adapted, folder, train_set, tokenizer, total_steps)

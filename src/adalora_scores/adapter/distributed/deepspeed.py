@@ -33,12 +33,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch import Tensor, nn
 
+from adalora_scores.adapter.distributed.backend import BACKENDS, Backend, first_nonfinite
 from adalora_scores.allocation.layout import ParameterAccess
 
 __all__ = [
     "DeepSpeedAccess",
+    "ZeroStage3Backend",
     "full_gradient",
     "full_numel",
     "full_shape",
@@ -145,3 +148,51 @@ def zero3_trainable_state(model: nn.Module) -> dict[str, Tensor]:
             else:
                 state[name] = parameter.detach().to("cpu", copy=True)
     return state
+
+
+class ZeroStage3Backend(Backend):
+    """DeepSpeed ZeRO-3: a partitioned parameter is an empty tensor with ``p.grad`` None; values and gradients live
+    in DeepSpeed's optimizer (module docstring). A checkpoint would need the optimizer's full state through torch's
+    state-dict API, which does not read DeepSpeed's partitioned optimizer; accelerate's ``backward`` runs
+    ``engine.step()``."""
+
+    name = "zero3"
+    title = "DeepSpeed ZeRO-3"
+    saves_training_state = False
+    steps_in_backward = True
+
+    @classmethod
+    def handles(cls, distributed_type: Any) -> bool:
+        return distributed_type == DistributedType.DEEPSPEED  # stage 3: check_full_gradients refuses the others
+
+    def check_per_example(self) -> None:
+        raise RuntimeError(
+            "per-example gradients (a per-example score such as fisher_per_example, or task_gradient_only) are "
+            "not supported under DeepSpeed ZeRO-3: their backward hooks read lora_A/lora_E/lora_B, which ZeRO-3 "
+            "partitions and may have released by then, so the scores would be wrong. Use a mini-batch score (e.g. "
+            "sensitivity) with task_gradient_only=False, or train without DeepSpeed (DDP or FSDP2)."
+        )
+
+    def parameter_access(self) -> ParameterAccess:
+        return DeepSpeedAccess()
+
+    def numel(self, parameter: nn.Parameter) -> int:
+        return full_numel(parameter)
+
+    def trainable_state(self, model: nn.Module) -> dict[str, Tensor]:
+        return zero3_trainable_state(model)
+
+    def training_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        raise ValueError("checkpoints are not supported under DeepSpeed ZeRO-3: set checkpoint_every=0.")
+
+    def load_training_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        raise ValueError("--resume is not supported under DeepSpeed ZeRO-3: start the run again without it.")
+
+    def nonfinite_parameter(self, model: nn.Module) -> str | None:
+        """The full gradients from DeepSpeed's optimizer (``p.grad`` is None under ZeRO-3): a collective, in
+        parameter order on every process, so every process gets the same answer."""
+        named = [(n, full_gradient(p)) for n, p in model.named_parameters() if p.requires_grad]
+        return first_nonfinite([(n, g) for n, g in named if g is not None])
+
+
+BACKENDS.register(ZeroStage3Backend.name, ZeroStage3Backend)

@@ -29,27 +29,21 @@ import weakref
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch import Tensor, nn
 
+from adalora_scores.adapter.distributed.backend import BACKENDS, Backend, first_nonfinite
+from adalora_scores.adapter.distributed.full_state import is_sharded
 from adalora_scores.allocation.layout import AdaptedMatrix, ParameterAccess, TripletLayout
 
 __all__ = [
+    "FullyShardedBackend",
     "ShardedAccess",
     "check_savable",
     "install_sharded_regulariser",
-    "is_sharded",
     "orthogonal_regulariser",
     "refresh_layout",
 ]
-
-
-def is_sharded(tensor: Any) -> bool:
-    """Whether ``tensor`` is a ``torch.distributed`` ``DTensor`` (a parameter or gradient under FSDP2)."""
-    if not torch.distributed.is_available():
-        return False
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)
 
 
 def check_savable(model: nn.Module) -> None:
@@ -141,12 +135,8 @@ def refresh_layout(layout: TripletLayout, model: nn.Module) -> bool:
         changed |= right is not matrix.right or value is not matrix.value or left is not matrix.left
         current.append((right, value, left))
     if changed:
-        layout.rebind(
-            [
-                AdaptedMatrix(m.name, right=r, value=v, left=lf)
-                for m, (r, v, lf) in zip(layout.matrices, current, strict=True)
-            ]
-        )
+        pairs = zip(layout.matrices, current, strict=True)
+        layout.rebind([AdaptedMatrix(m.name, right=r, value=v, left=lf) for m, (r, v, lf) in pairs])
     if changed or layout not in _CHECKED:  # parameters only become DTensors by being replaced
         if not isinstance(layout.access, ShardedAccess) and any(is_sharded(p) for p in layout.parameters):
             layout.access = ShardedAccess()
@@ -195,3 +185,42 @@ def install_sharded_regulariser(adalora: nn.Module) -> None:
 
     adalora.forward = types.MethodType(forward, adalora)
     adalora._adalora_scores_sharded_forward = True
+
+
+class FullyShardedBackend(Backend):
+    """FSDP2: parameters and gradients are ``DTensor`` shards, and ``fully_shard`` replaces the parameters after the
+    allocator was attached (module docstring)."""
+
+    name = "fsdp2"
+    title = "FSDP2"
+
+    @classmethod
+    def handles(cls, distributed_type: Any) -> bool:
+        return distributed_type == DistributedType.FSDP  # version 2: check_full_gradients refuses FSDP1
+
+    def parameter_access(self) -> ParameterAccess:
+        return ShardedAccess()
+
+    def follow(self, layout: TripletLayout, model: nn.Module | None) -> bool:
+        return model is not None and refresh_layout(layout, model)
+
+    def prepare_adalora(self, adalora: nn.Module) -> None:
+        install_sharded_regulariser(adalora)
+
+    def nonfinite_parameter(self, model: nn.Module) -> str | None:
+        """Each process checks its own rows of every gradient; a MAX all-reduce of the verdict makes every process
+        stop or skip together (a shard's NaN is on one process only)."""
+        grads = [(n, p.grad) for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
+        named = [(n, g.to_local() if is_sharded(g) else g) for n, g in grads]
+        bad = first_nonfinite(named)
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return bad
+        device = named[0][1].device if named else torch.device("cpu")
+        flag = torch.tensor([0 if bad is None else 1], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if bad is None and flag.item():
+            return "a parameter shard held by another process"
+        return bad
+
+
+BACKENDS.register(FullyShardedBackend.name, FullyShardedBackend)

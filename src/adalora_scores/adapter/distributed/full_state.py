@@ -31,9 +31,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from adalora_scores.adapter.distributed.fsdp import is_sharded
-
 __all__ = [
+    "is_sharded",
     "full_optimizer_state",
     "full_trainable_state",
     "load_full_optimizer_state",
@@ -41,6 +40,16 @@ __all__ = [
     "training_state",
     "load_training_state",
 ]
+
+
+def is_sharded(tensor: Any) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed`` ``DTensor`` (a parameter or gradient under FSDP2)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
 
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _LOAD = StateDictOptions(full_state_dict=True, strict=False)  # strict=False: the frozen base is not in the state

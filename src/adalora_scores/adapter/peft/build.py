@@ -26,15 +26,16 @@ from typing import Any
 
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
-from adalora_scores.adapter.distributed.backend import Backend, SingleProcessBackend, resolve_backend
+from adalora_scores.adapter.distributed.backend import Backend, resolve_backend
 from adalora_scores.adapter.distributed.fsdp import check_savable
+from adalora_scores.adapter.distributed.single import SingleProcessBackend
 from adalora_scores.adapter.peft.attach import adalora_model, attach
 from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
 from adalora_scores.adapter.peft.quantization import check_four_bit_layers, guard_cpu_repacking, is_four_bit
 from adalora_scores.adapter.peft.saving import save_adapter
+from adalora_scores.adapter.peft.spec import AdapterSpec
 from adalora_scores.adapter.peft.targets import needs_fan_in_fan_out, resolve_target_modules
 from adalora_scores.allocation.ranking import churn
-from adalora_scores.config import TrainConfig, budget_steps
 from adalora_scores.scores.base import get_score_class
 
 __all__ = ["AdaptedModel", "build_adalora", "build_adapted_model", "build_lora", "build_svd_lora"]
@@ -177,76 +178,68 @@ def peft_task_type(model) -> str | None:
     return next((task_type for suffix, task_type in _TASK_TYPES if name.endswith(suffix)), None)
 
 
-def _common(model, config: TrainConfig, modules_to_save: tuple[str, ...]) -> dict[str, Any]:
+def _common(model, spec: AdapterSpec) -> dict[str, Any]:
     return {
         "task_type": peft_task_type(model),
-        "lora_alpha": config.lora_alpha,
-        "lora_dropout": config.lora_dropout,
-        "target_modules": resolve_target_modules(model.config.model_type, config.target_modules),
+        "lora_alpha": spec.lora_alpha,
+        "lora_dropout": spec.lora_dropout,
+        "target_modules": resolve_target_modules(model.config.model_type, spec.target_modules),
         "fan_in_fan_out": needs_fan_in_fan_out(model),  # GPT-2's Conv1D keeps its weight as (in, out)
-        "modules_to_save": config.modules_to_save if config.modules_to_save is not None else list(modules_to_save),
+        "modules_to_save": list(spec.modules_to_save),
     }
 
 
-def build_adalora(
-    model,
-    config: TrainConfig,
-    total_steps: int,
-    modules_to_save: tuple[str, ...] = ("classifier", "pooler"),
-    backend: Backend | str | None = None,
-) -> tuple[Any, PeftRankAllocator]:
-    """Wrap ``model`` in PEFT AdaLoRA with the schedule in optimizer steps and attach the configured score
-    (``backend``: see :func:`~adalora_scores.adapter.peft.attach.attach`)."""
-    warmup, final = budget_steps(config, total_steps)
+def build_adalora(model, spec: AdapterSpec, backend: Backend | str | None = None) -> tuple[Any, PeftRankAllocator]:
+    """Wrap ``model`` in PEFT AdaLoRA with the spec's schedule and attach its score (``backend``: see
+    :func:`~adalora_scores.adapter.peft.attach.attach`)."""
     adalora_config = AdaLoraConfig(
-        init_r=config.init_r,
-        target_r=config.target_r,
-        total_step=total_steps,
-        tinit=warmup,
-        tfinal=final,
-        deltaT=config.mask_interval,
-        beta1=config.beta1,
-        beta2=config.beta2,
-        orth_reg_weight=config.orth_reg_weight,
-        **_common(model, config, modules_to_save),
+        init_r=spec.init_r,
+        target_r=spec.target_r,
+        total_step=spec.total_steps,
+        tinit=spec.budget_warmup,
+        tfinal=spec.budget_final,
+        deltaT=spec.mask_interval,
+        beta1=spec.beta1,
+        beta2=spec.beta2,
+        orth_reg_weight=spec.orth_reg_weight,
+        **_common(model, spec),
     )
     peft_model = get_peft_model(model, adalora_config)
     if is_four_bit(model):  # SVDLinear4bit around every Linear4bit, the head unquantized
         check_four_bit_layers(peft_model)
         guard_cpu_repacking(peft_model)
-    options = dict(config.score_options)
-    if get_score_class(config.score).seeded_by_run:  # the random controls draw from the run's seed
-        options.setdefault("seed", config.seed)
+    options = dict(spec.score_options)
+    if spec.seed is not None and get_score_class(spec.score).seeded_by_run:  # random controls: the run's seed
+        options.setdefault("seed", spec.seed)
     allocator = attach(
-        peft_model, score=config.score, task_gradient_only=config.task_gradient_only, backend=backend, **options
+        peft_model, score=spec.score, task_gradient_only=spec.task_gradient_only, backend=backend, **options
     )
     if allocator.per_example is not None:  # the loss of each micro-batch is divided by the accumulation count
-        allocator.per_example.set_loss_divisor(config.gradient_accumulation_steps)
+        allocator.per_example.set_loss_divisor(spec.loss_divisor)
     return peft_model, allocator
 
 
-def build_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...]):
-    """Plain LoRA of rank ``config.target_r`` on the same modules (the baseline rows)."""
-    peft_model = get_peft_model(model, LoraConfig(r=config.target_r, **_common(model, config, modules_to_save)))
-    return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_A")
+def build_lora(model, spec: AdapterSpec):
+    """Plain LoRA of rank ``spec.target_r`` on the same modules (the baseline rows)."""
+    peft_model = get_peft_model(model, LoraConfig(r=spec.target_r, **_common(model, spec)))
+    return peft_model, _baseline_shapes(peft_model, spec.target_r, "lora_A")
 
 
-def build_svd_lora(model, config: TrainConfig, modules_to_save: tuple[str, ...], backend: Backend | None = None):
-    """SVD-LoRA: PEFT AdaLoRA's P Λ Q and regulariser at rank ``config.target_r`` on every matrix, never
-    allocated (module docstring). PEFT's allocator is built but never called; its schedule values are unused.
-    ``TrainConfig`` refuses ``method=svd_lora`` with ``target_r`` < 1."""
+def build_svd_lora(model, spec: AdapterSpec, backend: Backend | None = None):
+    """SVD-LoRA: PEFT AdaLoRA's P Λ Q and regulariser at rank ``spec.target_r`` on every matrix, never allocated
+    (module docstring). PEFT's allocator is built but never called; its schedule values are unused."""
     svd_config = AdaLoraConfig(
-        init_r=config.target_r,
-        target_r=config.target_r,
+        init_r=spec.target_r,
+        target_r=spec.target_r,
         total_step=1,  # required by AdaLoraConfig; nothing is scheduled
         tinit=0,
         tfinal=0,
-        orth_reg_weight=config.orth_reg_weight,
-        **_common(model, config, modules_to_save),
+        orth_reg_weight=spec.orth_reg_weight,
+        **_common(model, spec),
     )
     peft_model = get_peft_model(model, svd_config)
     resolve_backend(backend).prepare_adalora(adalora_model(peft_model))  # FSDP2: the regulariser from full tensors
-    return peft_model, _baseline_shapes(peft_model, config.target_r, "lora_E")
+    return peft_model, _baseline_shapes(peft_model, spec.target_r, "lora_E")
 
 
 def _baseline_shapes(peft_model, rank: int, parameter: str) -> dict[str, tuple[int, int, int]]:
@@ -264,17 +257,15 @@ def _baseline_shapes(peft_model, rank: int, parameter: str) -> dict[str, tuple[i
     return shapes
 
 
-def build_adapted_model(
-    model, config: TrainConfig, total_steps: int, modules_to_save: tuple[str, ...], backend: Backend | None = None
-) -> AdaptedModel:
-    """AdaLoRA (``config.method == "adalora"``), SVD-LoRA or LoRA around ``model``, for the training engine
-    (before accelerate's ``prepare``, which may shard it: ``backend``, None for accelerate's set-up, says how)."""
+def build_adapted_model(model, spec: AdapterSpec, backend: Backend | None = None) -> AdaptedModel:
+    """AdaLoRA (``spec.method == "adalora"``), SVD-LoRA or LoRA around ``model``, for the training engine (before
+    accelerate's ``prepare``, which may shard it: ``backend``, None for accelerate's set-up, says how)."""
     backend = resolve_backend(backend)
-    if config.method == "lora":
-        peft_model, shapes = build_lora(model, config, modules_to_save)
+    if spec.method == "lora":
+        peft_model, shapes = build_lora(model, spec)
         return AdaptedModel(peft_model, None, shapes, backend=backend)
-    if config.method == "svd_lora":
-        peft_model, shapes = build_svd_lora(model, config, modules_to_save, backend)
+    if spec.method == "svd_lora":
+        peft_model, shapes = build_svd_lora(model, spec, backend)
         return AdaptedModel(peft_model, None, shapes, singular_values=True, backend=backend)
-    peft_model, allocator = build_adalora(model, config, total_steps, modules_to_save, backend)
+    peft_model, allocator = build_adalora(model, spec, backend)
     return AdaptedModel(peft_model, allocator, {}, backend=backend)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from adalora_scores.adapter.distributed.backend import Backend, SingleProcessBackend
+from adalora_scores.adapter.distributed.backend import Backend
+from adalora_scores.adapter.distributed.single import SingleProcessBackend
 from adalora_scores.adapter.per_example.collector import PerExampleGradients
 from adalora_scores.allocation.allocator import ScoreRankAllocator
 from adalora_scores.allocation.layout import TripletLayout

@@ -10,34 +10,12 @@ In transformers' ``DisentangledSelfAttention.disentangled_attention_bias`` (DeBE
 statistics read there would be wrong (the square of a sum is not the sum of squares). The same holds for adapted
 ``pos_query_proj`` / ``pos_key_proj`` without ``share_att_key``.
 
-Route chosen: an expanded view (its cost, with the rest of the collector, is measured by
-``benchmarks/per_example.py``):
-
-* the projection runs once, on the (1, 2k, d) embeddings, as in the stock model;
-* a forward hook returns its output expanded to (B, 2k, d_out), a view with stride 0 over the batch, so no
-  projection is recomputed and no memory is added; a tensor hook on that view receives each example's own
-  (B, 2k, d_out) gradient before autograd sums it;
-* the sum over the B examples is written in the memory order the gradient arrives in (:class:`ExampleView`).
-  The gradient arrives transposed, (B, d_out, 2k) in memory (it comes from ``bmm`` with ``pos_key_layer.transpose``),
-  and torch's own reduction into a contiguous (1, 2k, d_out) result strides across it, an order of magnitude
-  slower than a reduction in memory order (``benchmarks/README.md`` has the measurement). The stock model's
-  ``repeat`` backward has the same problem, so on this path the collector's model is faster than the stock one;
-* only the band of rows the attention indexes enters the per-example products
-  (:meth:`SharedProjectionContext.used_rows`): c2p and p2c reach the scores through ``torch.gather`` of relative
-  positions, so the 2k − (2T − 1) rows outside the gathered band have zero gradient (checked against the installed
-  transformers by ``tests/test_per_example.py``);
-* ``transpose_for_scores`` then copies the expanded view into (B·heads, 2k, d_head), the same copy the stock
-  ``repeat`` makes, and the following ``repeat(B, 1, 1)``, which would now tile the batch a second time, is turned
-  into the identity by a ``TorchFunctionMode`` active only inside ``disentangled_attention_bias`` and only for the
-  tensor that immediately follows an expanded projection.
-
-Rejected, for stated (not measured) reasons: projecting the embeddings expanded to the batch (B × 2k rows
-through the frozen d × d weights: at 2k = 512 and 128 tokens per example that is 4× the q/k projection cost of the
-sequence itself); a rewritten ``disentangled_attention_bias`` (a copy of transformers code whose forward could
-silently drift from the installed version); ``torch.func.vmap`` over the whole model (one more forward and
-backward per step); and leaving the relative-position path out (it drops a real term of q/k's per-example
-gradient). The route keeps transformers' forward code and fails loudly, not silently, if that code stops following
-the ``projection → repeat`` pattern.
+The route: the projection runs once, on the (1, 2k, d) embeddings; a forward hook returns its output expanded to
+(B, 2k, d_out), a stride-0 view whose tensor hook receives each example's own gradient before autograd sums it
+(:class:`ExampleView`); only the band of rows the attention gathers enters the per-example products
+(:meth:`SharedProjectionContext.used_rows`); and the model's ``repeat(B, 1, 1)`` that follows an expanded projection
+is the identity inside ``disentangled_attention_bias``. Why this route, and the ones rejected:
+``docs/architecture.md``, "Per-example gradients".
 """
 
 from __future__ import annotations
