@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from adalora_scores.runs.atomic import read_json, write_json
+from adalora_scores.runs.files import PLUGINS_FILE
 
 __all__ = [
     "PLUGINS_FILE",
@@ -51,8 +52,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "adalora_scores.plugins"
-PLUGINS_FILE = "plugins.json"
-"""In a run folder: the plugins loaded when it trained, imported again by ``--resume`` and ``evaluate``."""
 FILE, MODULE, ENTRY_POINT = "file", "module", "entry_point"
 
 
