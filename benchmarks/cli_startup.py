@@ -30,7 +30,7 @@ def wall_time(arguments: list[str]) -> float:
     """Seconds from the start of a fresh ``python ARGUMENTS`` to its exit; the run must succeed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
-    subprocess.run([sys.executable, *arguments], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, *arguments], env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     for _ in range(reps):
         for row, arguments in ROWS.items():
             times[row].append(wall_time(arguments))
-    print(f"| command | median s | min s |  ({reps} runs each)\n| --- | ---: | ---: |")
+    print(f"{reps} runs of each row:\n\n| command | median s | min s |\n| --- | ---: | ---: |")
     for row, measured in times.items():
         print(f"| `{row}` | {statistics.median(measured):.2f} | {min(measured):.2f} |")
 

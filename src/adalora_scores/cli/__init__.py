@@ -49,14 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_plugins(args: argparse.Namespace) -> None:
-    """Entry points of group ``adalora_scores.plugins`` (once per process), then the command's ``--plugin``s."""
-    from adalora_scores.plugins.loading import load_entry_points, load_plugins
-
-    load_entry_points()
-    load_plugins(getattr(args, "plugin", []), where="--plugin")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # --help and --version exit here, before any heavy import
@@ -72,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         show_held_messages()  # what the package's imports logged (console.IMPORT_NOISE)
     try:
         with quiet_console(verbose=getattr(args, "verbose", True)):  # the commands with --verbose are quiet
-            _load_plugins(args)
+            from adalora_scores.plugins.loading import load_entry_points, load_plugins
+
+            load_entry_points()  # group adalora_scores.plugins, once per process
+            load_plugins(getattr(args, "plugin", []), where="--plugin")
             return args.run(args)
     except (ValueError, KeyError, OSError, TypeError, RuntimeError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -52,11 +52,9 @@ def add_run_folder_arguments(parser: argparse.ArgumentParser, overwrite: str, ex
     add_run_options(parser, f"a change of the run's config, of the keys above, e.g. {example}")
 
 
-def seeds(text: str | None) -> list[int] | None:
-    """``--seeds 1,2,3`` as a list; None when not given."""
-    if text is None:
-        return None
+def integers(text: str | None, option: str, example: str) -> list[int]:
+    """A comma-separated list of integers (``8,16,32``), empty when not given; an error names ``option``."""
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [int(part) for part in (text or "").split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 1,2,3.") from None
+        raise ValueError(f"{option} {text!r}: expected comma-separated {example}.") from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from adalora_scores.cli.common import add_run_options, seeds
+from adalora_scores.cli.common import add_run_options, integers
 
 HELP = "the whole flow offline: sweep every score, then report"
 EXAMPLES = """  adalora-scores demo
@@ -26,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from adalora_scores.demo import run_demo
     from adalora_scores.presets.overrides import parse_overrides
 
-    run_demo(args.output, seeds=tuple(seeds(args.seeds)), tiny=args.tiny, **parse_overrides(args.overrides))
+    seeds = tuple(integers(args.seeds, "--seeds", "integers, e.g. 1,2,3"))
+    run_demo(args.output, seeds=seeds, tiny=args.tiny, **parse_overrides(args.overrides))
     return 0

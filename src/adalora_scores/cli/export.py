@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from adalora_scores.cli.common import add_run_folder_arguments
+from adalora_scores.cli.common import add_run_folder_arguments, integers
 
 HELP = "write a finished run's adapter as a standard PEFT LoRA adapter at the kept ranks (or merged)"
 EXAMPLES = """  adalora-scores export runs/mrpc-fisher --output exports/mrpc-fisher
@@ -32,16 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_folder_arguments(parser, overwrite="an existing --output", example="torch_dtype=bfloat16")
 
 
-def rank_choices(text: str | None) -> tuple[int, ...]:
-    """``--rank-choices 8,16,32`` as a tuple; empty when not given."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"--rank-choices {text!r}: expected comma-separated ranks, e.g. 8,16,32,64.") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from adalora_scores.engine.export import export_run
 
@@ -55,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_folder,
         args.output,
         uniform_rank=args.uniform_rank,
-        rank_choices=rank_choices(args.rank_choices),
+        rank_choices=tuple(integers(args.rank_choices, "--rank-choices", "ranks, e.g. 8,16,32,64")),
         merge=args.merge,
         overwrite=args.overwrite,
         overrides=args.overrides,

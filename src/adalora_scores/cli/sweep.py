@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adalora_scores.cli.common import add_run_options, seeds
+from adalora_scores.cli.common import add_run_options, integers
 
 HELP = "run a grid of scores x tasks x seeds (x any key), one run folder each"
 EXAMPLES = """  adalora-scores sweep paper --output results/paper --dry-run   # list the runs of the bundled grid
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from adalora_scores.study.grid import load_sweep, parse_shard, shard
     from adalora_scores.study.sweep import run_status, run_sweep, write_manifest
 
-    spec = load_sweep(args.spec, seeds(args.seeds))
+    seeds = None if args.seeds is None else integers(args.seeds, "--seeds", "integers, e.g. 1,2,3")
+    spec = load_sweep(args.spec, seeds)
     args.overrides = grid_lists(spec, args.overrides)
     for key, value in parse_overrides(args.overrides).items():  # score_options.x / task_options.x merge by name
         if key in SCALE_KEYS:  # the update scale given one way replaces the file's other way, in set and grid
