@@ -10,8 +10,6 @@ The names of ``__all__`` are imported on first use (PEP 562): a part that needs 
 ``--help``, the config) imports neither torch nor PEFT.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 __version__ = "0.4.0.dev0"

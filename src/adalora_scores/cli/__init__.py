@@ -1,8 +1,7 @@
-"""The ``adalora-scores`` command line. Each command is a module of this package, named as the command (``_`` for
-``-``): its docstring is the command's description, ``HELP`` its line in the command list, ``EXAMPLES`` its epilog
-(one command line each, ``# comment`` allowed), ``add_arguments(parser)`` its arguments and ``run(args)`` its handler,
-which returns the exit status. :mod:`adalora_scores.cli.common` holds what several commands share. Importing this
-package imports neither torch nor PEFT: a handler imports what it needs when it runs, so ``--help`` is quick."""
+"""The ``adalora-scores`` command line: one module per command, named as the command (``_`` for ``-``), whose
+docstring is the command's description, ``HELP`` its line in the command list, ``EXAMPLES`` its epilog, with
+``add_arguments(parser)`` beside ``run(args)``, the handler, which imports what it needs (this package imports no
+torch). docs/architecture.md says where a new command goes."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from adalora_scores.config import ALIASES, TASK_OPTION_ALIASES, TrainConfig
+from adalora_scores.engine.console import hold_import_messages
 
 __all__ = ["REGENERATE", "field_sources", "reference_text", "valid_values"]
 
@@ -244,8 +245,6 @@ def reference_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from adalora_scores.engine.console import hold_import_messages
-
     arguments = sys.argv[1:] if argv is None else argv
     with hold_import_messages():  # PEFT imports bitsandbytes, whose offline kernel look-up logs (console.IMPORT_NOISE)
         text = reference_text()

@@ -1,3 +1,2 @@
-"""The bundled train presets (``train/*.yaml``) and sweep files (``sweep/*.yaml``), and the modules that read them:
-``files`` (finding, reading and writing preset files) and ``overrides`` (``key=value`` and the resolution of a run's
-values over the levels)."""
+"""The bundled train presets (``train/*.yaml``) and sweep files (``sweep/*.yaml``); ``files`` reads and writes such
+files, ``overrides`` parses ``key=value`` and resolves a run's values over the levels."""
