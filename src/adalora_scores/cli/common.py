@@ -20,15 +20,13 @@ class HelpFormatter(argparse.HelpFormatter):
     stay as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        blocks = []
-        for block in textwrap.dedent(text).strip("\n").split("\n\n"):
-            if all(line.startswith(" ") or line.endswith(":") for line in block.splitlines()):
-                blocks.append("\n".join(indent + line for line in block.splitlines()))
-            else:
-                blocks.append(
-                    textwrap.fill(" ".join(block.split()), width, initial_indent=indent, subsequent_indent=indent)
-                )
-        return "\n\n".join(blocks)
+        def fill(block: str) -> str:
+            lines = block.splitlines()
+            if all(line.startswith(" ") or line.endswith(":") for line in lines):
+                return "\n".join(indent + line for line in lines)
+            return textwrap.fill(" ".join(block.split()), width, initial_indent=indent, subsequent_indent=indent)
+
+        return "\n\n".join(fill(block) for block in textwrap.dedent(text).strip("\n").split("\n\n"))
 
 
 def add_plugin_option(parser: argparse.ArgumentParser) -> None:
