@@ -298,7 +298,7 @@ class DocRun:
             elif spec == "ladder":
                 argv += [*LADDER_ON_THE_DEMO_TASK, f"model={self.assets.encoder}"]
             elif spec in PAPER_SCALE_ONE_RUN:
-                from adalora_scores.config import SWEEP_PRESET_DIR
+                from adalora_scores.presets.files import SWEEP_PRESET_DIR
 
                 shard = _option(argv, "--shard")
                 index = int(shard.split("/")[0]) if shard else 1

@@ -15,9 +15,9 @@ import yaml
 from _tolerances import reordered_sums
 
 from adalora_scores.cli import main
-from adalora_scores.config import resolve_config
 from adalora_scores.demo.tiny_models import decoder_tokenizer, save_tiny_decoder
 from adalora_scores.engine.train import train
+from adalora_scores.presets.overrides import resolve_config
 from adalora_scores.scores.base import list_scores
 from adalora_scores.tasks import configure_task
 from adalora_scores.tasks.causal_lm import (

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from adalora_scores.cli import main
-from adalora_scores.config import resolve_config
 from adalora_scores.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from adalora_scores.presets.overrides import resolve_config
 
 
 class _RunsCode:

@@ -17,8 +17,9 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
 from adalora_scores.cli import main
-from adalora_scores.config import TrainConfig, resolve_config
+from adalora_scores.config import TrainConfig
 from adalora_scores.metrics.classification import classification_metrics, regression_metrics
+from adalora_scores.presets.overrides import resolve_config
 from adalora_scores.runs.files import config_changes
 from adalora_scores.study.results import collect
 from adalora_scores.study.tuning import tune

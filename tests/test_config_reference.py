@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from adalora_scores.cli.config_reference import REGENERATE, field_sources, reference_text, valid_values
 from adalora_scores.config import TrainConfig
-from adalora_scores.config_reference import REGENERATE, field_sources, reference_text, valid_values
 
 ROOT = Path(__file__).parents[1]
 

@@ -16,7 +16,7 @@ import pytest
 from _docs_examples import DOC_FILES, ROOT, split_commands
 
 from adalora_scores.cli import build_parser
-from adalora_scores.config import SWEEP_PRESET_DIR, TRAIN_PRESET_DIR
+from adalora_scores.presets.files import SWEEP_PRESET_DIR, TRAIN_PRESET_DIR
 
 NAMED_IN = (*DOC_FILES, ROOT / "benchmarks" / "README.md")
 """The files whose names are checked: the README, the guides in ``docs/`` and the benchmarks' results page."""

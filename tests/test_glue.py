@@ -171,7 +171,8 @@ def test_cli_errors_are_clear_and_write_nothing(extra, message, glue_root, tiny_
 
 @pytest.mark.parametrize("preset", ["paper-glue", "adalora-glue"])
 def test_presets_resolve_for_every_task(preset):
-    from adalora_scores.config import load_preset, resolve_config
+    from adalora_scores.presets.files import load_preset
+    from adalora_scores.presets.overrides import resolve_config
 
     tasks = [t for t in sorted(LAYOUTS) if not (preset == "adalora-glue" and t == "wnli")]
     for task in tasks:

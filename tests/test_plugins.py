@@ -18,9 +18,10 @@ from _registries import forget_plugins
 import adalora_scores
 import adalora_scores.engine.loop as loop_module
 from adalora_scores.cli import build_parser, main
-from adalora_scores.config import load_preset, resolve_config
 from adalora_scores.plugins import loading as plugins
 from adalora_scores.plugins.loading import PluginChangedWarning, PluginError, load_entry_points, load_plugins
+from adalora_scores.presets.files import load_preset
+from adalora_scores.presets.overrides import resolve_config
 
 SMALL = [
     "init_r=4",

@@ -15,12 +15,12 @@ from safetensors.torch import load_file
 
 from adalora_scores.adapter.peft.peft_allocator import PeftRankAllocator
 from adalora_scores.cli import main
-from adalora_scores.config import resolve_config
 from adalora_scores.engine import checkpoint as checkpoint_module
 from adalora_scores.engine import loop as loop_module
 from adalora_scores.engine import train as train_module
 from adalora_scores.engine.checkpoint import load_checkpoint, save_checkpoint
 from adalora_scores.engine.train import train
+from adalora_scores.presets.overrides import resolve_config
 
 SMALL = [
     "init_r=4",

@@ -14,8 +14,10 @@ import yaml
 
 import adalora_scores
 from adalora_scores.cli import main
-from adalora_scores.config import CONFIG_FORMAT, SWEEP_PRESET_DIR, TRAIN_PRESET_DIR, TrainConfig, resolve_config
+from adalora_scores.config import CONFIG_FORMAT, TrainConfig
 from adalora_scores.engine.module_types import matrix_position, module_type
+from adalora_scores.presets.files import SWEEP_PRESET_DIR, TRAIN_PRESET_DIR
+from adalora_scores.presets.overrides import resolve_config
 from adalora_scores.runs.files import CONFIG_FILE, config_changes, read_config
 from adalora_scores.tasks import TASKS, TaskBase, get_task, list_tasks, register_task
 

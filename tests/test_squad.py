@@ -419,7 +419,7 @@ def test_train_and_evaluate_via_cli(task, tmp_path, tiny_model_dir, capsys):
 
 
 def test_squad_preset_resolves():
-    from adalora_scores.config import resolve_config
+    from adalora_scores.presets.overrides import resolve_config
 
     for preset in ("paper-squad", "adalora-squad"):
         for task in ("squad", "squad_v2"):

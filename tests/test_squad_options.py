@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from adalora_scores.cli import main
-from adalora_scores.config import TASK_OPTION_ALIASES, TrainConfig, resolve_config
+from adalora_scores.config import TASK_OPTION_ALIASES, TrainConfig
+from adalora_scores.presets.overrides import resolve_config
 from adalora_scores.runs.files import CONFIG_FILE, METRICS_FILE, config_changes, saved_train_values, write_config
 from adalora_scores.study.grid import Run, SweepSpec
 from adalora_scores.study.sweep import run_status

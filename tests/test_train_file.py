@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from adalora_scores.cli import main
-from adalora_scores.config import TrainConfig, preset_output, resolve_config
+from adalora_scores.config import TrainConfig
+from adalora_scores.presets.files import preset_output
+from adalora_scores.presets.overrides import resolve_config
 
 
 def _printed(capsys, argv: list[str]) -> dict:

@@ -11,7 +11,8 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
 from adalora_scores.cli import main
-from adalora_scores.config import TrainConfig, effective_update_scale, resolve_config, scale_rank
+from adalora_scores.config import TrainConfig, effective_update_scale, scale_rank
+from adalora_scores.presets.overrides import resolve_config
 
 
 @pytest.mark.parametrize(

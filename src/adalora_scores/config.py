@@ -1,4 +1,6 @@
-"""Run configuration: one validated dataclass, YAML presets, and ``key=value`` overrides."""
+"""Run configuration: one validated dataclass, :class:`TrainConfig`, and the rules of its own values (other names of a
+field, the update scale given two ways, the budget schedule in steps). Preset files and ``key=value`` overrides are
+read by :mod:`adalora_scores.presets`."""
 
 from __future__ import annotations
 
@@ -8,10 +10,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from adalora_scores.plugins.registry import Registry
 
@@ -20,23 +19,15 @@ __all__ = [
     "CONFIG_FORMAT",
     "TASK_OPTION_ALIASES",
     "TrainConfig",
+    "apply_level",
     "budget_steps",
     "canonical_values",
     "effective_update_scale",
-    "load_listed_plugins",
-    "load_preset",
     "move_task_option_aliases",
-    "parse_overrides",
-    "preset_output",
-    "resolve_config",
     "scale_rank",
     "with_scale_level",
-    "train_file_text",
 ]
 
-PRESET_DIR = Path(__file__).parent / "presets"
-TRAIN_PRESET_DIR = PRESET_DIR / "train"
-SWEEP_PRESET_DIR = PRESET_DIR / "sweep"
 CONFIG_FORMAT = 3
 """Version of the resolved ``config.yaml`` a run writes (key ``format_version``). 1 (no key): adalora-scores 0.1
 and 0.2, with the schedule as ``tinit``/``tfinal``/``deltaT`` and the LR warm-up as ``warmup_ratio``/
@@ -59,7 +50,7 @@ TASK_OPTION_ALIASES: dict[str, Any] = {
     "n_best_size": 20,
     "null_score_diff_threshold": 0.0,
 }
-"""Fields of ``TrainConfig`` up to adalora-scores 0.3 that are now SQuAD's task options
+"""Old top-level fields of ``TrainConfig`` that are SQuAD's task options
 (``adalora_scores.tasks.squad.SquadOptions``), with the default each had. At the top level of a preset, a sweep file,
 the given values or a ``key=value`` override, such a name is an alias of ``task_options.NAME``:
 :func:`move_task_option_aliases` moves it there. ``config.yaml`` files of format 2 or older hold them at the top
@@ -197,7 +188,8 @@ class TrainConfig:
     """A NaN/Inf loss or gradient: "stop" the run with a message naming the step and parameter, or "skip" the step
     with a warning (no optimizer, scheduler or allocator update). Under fp16 the GradScaler's own skips apply."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, ~30% more time); scores are unchanged."""
+    """Recompute activations in the backward pass: less memory, about one more forward pass of compute; scores are
+    unchanged."""
     report_to: str = "none"
     """Experiment tracker: "tensorboard" (event files in the run folder's ``tensorboard/``), "wandb" or "none"."""
     mixed_precision: str = "no"
@@ -217,15 +209,8 @@ class TrainConfig:
             tasks = Registry.of("task")  # the task's own default; 128 for a task no plugin registered yet
             self.max_seq_length = tasks.get(self.task).default_max_seq_length if self.task in tasks else 128
         need(self.num_epochs > 0, f"num_epochs must be > 0, got {self.num_epochs}.")
-        positive = (
-            "batch_size",
-            "gradient_accumulation_steps",
-            "eval_batch_size",
-            "max_seq_length",
-            "mask_interval",
-            "log_every",
-        )
-        for name in positive:
+        positive = "batch_size gradient_accumulation_steps eval_batch_size max_seq_length mask_interval log_every"
+        for name in positive.split():
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)}.")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
@@ -411,10 +396,10 @@ def move_task_option_aliases(values: dict[str, Any], where: str = "the config") 
     ``task_options``: a value other than the field's old default becomes ``task_options.NAME``; the old default
     leaves the option out, which is the same (so a GLUE run given ``doc_stride=128`` by an old preset still runs). An
     old name and ``task_options.NAME`` with different values is an error that names both."""
-    return _apply_level({}, values, where, merge_sections=False)
+    return apply_level({}, values, where, merge_sections=False)
 
 
-def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merge_sections: bool) -> dict[str, Any]:
+def apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merge_sections: bool) -> dict[str, Any]:
     """``values`` with the values of one level (a preset section, the given values, the overrides) over them: keys
     replace keys; ``score_options``/``task_options`` merge name by name where ``merge_sections``, else replace; an old
     name of a task option (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of this level, set over the
@@ -444,236 +429,3 @@ def _apply_level(values: dict[str, Any], level: dict[str, Any], where: str, merg
                 options[name] = value
         result["task_options"] = options
     return result
-
-
-TRAIN_SECTIONS = {"kind", "description", "plugins", "output", "defaults", "tasks"}
-"""The sections of a train YAML: ``defaults`` holds values of any :class:`TrainConfig` field (``task``, ``model``,
-``data`` and ``score`` included), ``tasks`` one entry of values per task, ``output`` the run folder of
-``adalora-scores train --config FILE`` (a sweep gives each run its own folder and ignores it)."""
-SWEEP_SECTIONS = {
-    "kind",
-    "description",
-    "plugins",
-    "presets",
-    "grid",
-    "set",
-    "data",
-    "baselines",
-    "ladder",
-    "launcher",
-}
-
-
-def find_preset(path_or_name: str | Path, kind: str) -> Path:
-    """A YAML file by path, or a bundled preset by name (``paper-glue`` for train presets, ``paper`` for sweeps)."""
-    folder = TRAIN_PRESET_DIR if kind == "train" else SWEEP_PRESET_DIR
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    for candidate in (folder / f"{path_or_name}.yaml", folder / path.name):
-        if candidate.is_file():
-            return candidate
-    other = SWEEP_PRESET_DIR if kind == "train" else TRAIN_PRESET_DIR
-    if (other / f"{path_or_name}.yaml").is_file() or (other / path.name).is_file():
-        raise ValueError(_wrong_kind(str(path_or_name), kind))
-    available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
-    raise FileNotFoundError(f"no {kind} preset {str(path_or_name)!r}; give a YAML path or one of: {available}.")
-
-
-def _wrong_kind(name: str, kind: str) -> str:
-    if kind == "train":
-        return (
-            f"{name} is a sweep file (a grid of runs), not a train preset; run it with "
-            f"`adalora-scores sweep {name} --output DIR`, or pass a train preset such as paper-glue."
-        )
-    return (
-        f"{name} is a train preset (settings for one run), not a sweep file; use it with "
-        f"`adalora-scores train --config {name} --task TASK --output DIR`, or name it in a sweep file's "
-        "`presets:` section."
-    )
-
-
-def read_preset(path: Path, kind: str) -> dict[str, Any]:
-    """The YAML document of a preset file, checked to be of ``kind`` ("train" or "sweep")."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid YAML ({error}).") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a YAML mapping with sections {sorted(TRAIN_SECTIONS | SWEEP_SECTIONS)}.")
-    declared = document.get("kind")
-    looks_like = "sweep" if {"grid", "baselines", "ladder"} & set(document) else "train"
-    if declared not in (None, "train", "sweep"):
-        raise ValueError(f"{path}: kind must be 'train' or 'sweep', got {declared!r}.")
-    if (declared or looks_like) != kind:
-        raise ValueError(_wrong_kind(str(path), kind))
-    allowed = TRAIN_SECTIONS if kind == "train" else SWEEP_SECTIONS
-    unknown = set(document) - allowed
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; a {kind} preset has {sorted(allowed)}.")
-    return document
-
-
-def load_listed_plugins(document: dict[str, Any], path: Path) -> None:
-    """Import the plugins a train preset or sweep file lists in its ``plugins:`` section (``.py`` paths relative to
-    the file's folder, or module names; :func:`adalora_scores.plugins.loading.load_plugins`)."""
-    listed = document.get("plugins") or []
-    listed = [listed] if isinstance(listed, str) else listed
-    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
-        raise ValueError(
-            f"{path}: plugins must be a list of .py file paths (relative to this file) or module names, "
-            f"e.g. plugins: [./my_score.py], got {document.get('plugins')!r}."
-        )
-    if listed:
-        from adalora_scores.plugins.loading import load_plugins
-
-        load_plugins(listed, base=path.resolve().parent, where=f"{path} plugins:")
-
-
-def _preset_levels(path_or_name: str, task: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """``(where, values)`` of a train preset's ``defaults`` and of its ``tasks[task]`` entry (aliases renamed), in
-    that order; ``task`` None: the task its ``defaults`` name, if any. The plugins of its ``plugins:`` section are
-    imported first."""
-    path = find_preset(path_or_name, "train")
-    document = read_preset(path, "train")
-    load_listed_plugins(document, path)
-    defaults = canonical_values(dict(document.get("defaults") or {}), f"{path} defaults")
-    levels = [(f"{path} defaults", defaults)]
-    tasks = document.get("tasks") or {}
-    task = task or defaults.get("task")
-    if task and tasks:
-        if task not in tasks:
-            raise KeyError(f"preset {path} has no entry for task {task!r}; it covers {', '.join(tasks)}.")
-        where = f"{path} tasks.{task}"
-        levels.append((where, canonical_values(dict(tasks[task] or {}), where)))
-        if "task" in levels[-1][1]:
-            raise ValueError(
-                f"{where} sets task; leave it out (the entry applies to task {task}), or set task: in defaults:."
-            )
-    if any("plugins" in values for _, values in levels):
-        raise ValueError(
-            f"{path}: plugins is a section of its own (next to defaults:), not a config value; move "
-            "it to the top level of the preset."
-        )
-    return levels
-
-
-def load_preset(path_or_name: str, task: str | None) -> dict[str, Any]:
-    """Values from a YAML train preset: its ``defaults``, then its ``tasks[task]`` entry (aliases renamed). The
-    plugins of its ``plugins:`` section are imported first."""
-    values: dict[str, Any] = {}
-    for _, level in _preset_levels(path_or_name, task):
-        values.update(level)
-    return values
-
-
-def preset_output(path_or_name: str) -> str | None:
-    """The run folder a train YAML names in its ``output:`` section (a path relative to the current folder, as
-    ``--output``), or None."""
-    path = find_preset(path_or_name, "train")
-    output = read_preset(path, "train").get("output")
-    if output is not None and (not isinstance(output, str) or not output.strip()):
-        raise ValueError(f"{path}: output must be the path of a run folder, e.g. output: runs/mrpc, got {output!r}.")
-    return output
-
-
-def _convert(name: str, text: str) -> Any:
-    """Parse an override value with YAML, then check it fits the field's annotation."""
-    hint = typing.get_type_hints(TrainConfig)[name]
-    if text.strip().lower() in ("null", "none", "~") and type(None) in typing.get_args(hint):
-        return None
-    inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    if type(None) in typing.get_args(hint) and len(inner) == 1:
-        hint = inner[0]  # Optional[X]: check as X
-    if hint is float:
-        try:
-            return float(text)  # YAML 1.1 reads "5e-3" as a string
-        except ValueError:
-            raise ValueError(f"{name}={text}: expected a number.") from None
-    value = yaml.safe_load(text)
-    if hint in (int, float) and isinstance(value, bool):
-        raise ValueError(f"{name}={text}: expected a number.")
-    if hint is float and isinstance(value, int):
-        return float(value)
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
-        if hint is str:
-            return str(text)
-        raise ValueError(f"{name}={text}: expected {hint.__name__}, got {type(value).__name__}.")
-    return value
-
-
-def _option_value(text: str) -> Any:
-    """A ``score_options.x`` / ``task_options.x`` value: YAML, except that a number YAML 1.1 leaves as text
-    (``1e-5``) is a number."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
-        return float(value)
-    return value
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["learning_rate=1e-3", "score_options.beta=0.9", "task_options.text_column=review"]`` → typed values,
-    checking every key exists (the names inside ``score_options``/``task_options`` are checked by the score and the
-    task). An old top-level name of a task option (:data:`TASK_OPTION_ALIASES`, e.g. ``doc_stride=64``) is kept
-    under that name, for :func:`resolve_config` to move."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair or pair.startswith("-"):
-            raise ValueError(f"{pair!r} is not a key=value override (e.g. learning_rate=1e-3).")
-        key, text = pair.split("=", 1)
-        key = ALIASES.get(key, key)
-        if key.startswith(("score_options.", "task_options.")):
-            section, name = key.split(".", 1)
-            values.setdefault(section, {})[name] = _option_value(text)
-            continue
-        if key in TASK_OPTION_ALIASES:
-            values[key] = _option_value(text)
-            continue
-        if key not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(key, [*fields, *ALIASES, *TASK_OPTION_ALIASES], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown config key {key!r}.{hint}")
-        values[key] = _convert(key, text)
-    return values
-
-
-def resolve_config(preset: str | None, task: str | None, cli: dict[str, Any], overrides: list[str]) -> TrainConfig:
-    """Preset defaults < preset task entry < command-line flags < ``key=value`` overrides; the overrides'
-    ``score_options`` and ``task_options`` merge name by name. The preset's entry is that of the run's task: a
-    ``task=`` override, else ``task``, else the flags' ``task``, else the task of the preset's defaults. An old
-    top-level name of a task option (:data:`TASK_OPTION_ALIASES`) is ``task_options.NAME`` of its level, set name
-    by name over the levels below it (as the top-level field it was). ``update_scale`` and
-    ``lora_alpha`` give one setting two ways: a level that gives one replaces the other from the levels below
-    (:func:`with_scale_level`).
-
-    The values are checked here, the task options are not: the task checks them where the config is resolved for a
-    run (``adalora_scores.tasks.check_run_config`` on the command line and in sweeps, ``configure_run`` in
-    ``train``), before any work."""
-    given = canonical_values({k: v for k, v in cli.items() if v is not None}, "the given values")
-    overridden = parse_overrides(overrides)
-    levels = _preset_levels(preset, overridden.get("task") or task or given.get("task")) if preset else []
-    values: dict[str, Any] = {}
-    for where, level in [*levels, ("the given values", given)]:
-        values = _apply_level(with_scale_level(values, level, where), level, where, merge_sections=False)
-    where = "the key=value overrides"
-    values = _apply_level(with_scale_level(values, overridden, where), overridden, where, merge_sections=True)
-    unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown config key(s) {sorted(unknown)} in preset {preset}.")
-    return TrainConfig(**values)
-
-
-def train_file_text(config: TrainConfig, output: str | None = None, plugins: list[str] | tuple[str, ...] = ()) -> str:
-    """``config`` as a train YAML that reproduces it: every value under ``defaults:``, and ``output:`` and
-    ``plugins:`` (absolute paths or module names) where given; ``adalora-scores train --config FILE`` runs it."""
-    document: dict[str, Any] = {"kind": "train"}
-    if output is not None:
-        document["output"] = str(output)
-    if plugins:
-        document["plugins"] = list(plugins)
-    document["defaults"] = config.to_dict()
-    header = "# The resolved configuration of one run; `adalora-scores train --config THIS_FILE` runs it.\n"
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -12,7 +12,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-from adalora_scores.config import TrainConfig, parse_overrides
+from adalora_scores.config import TrainConfig
+from adalora_scores.presets.overrides import parse_overrides
 from adalora_scores.runs.files import ADAPTER_FOLDER, METRICS_FILE, is_finished, read_config, saved_train_values
 
 if TYPE_CHECKING:

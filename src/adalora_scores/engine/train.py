@@ -25,7 +25,6 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-import adalora_scores
 from adalora_scores.adapter.distributed import choose_backend
 from adalora_scores.adapter.peft.build import AdaptedModel, build_adapted_model
 from adalora_scores.config import TrainConfig, budget_steps
@@ -50,6 +49,7 @@ from adalora_scores.runs.files import (
     read_config,
 )
 from adalora_scores.runs.writer import RunFolder
+from adalora_scores.scores import get_score_class
 from adalora_scores.tasks import TaskBase, configure_run
 
 __all__ = ["Prepared", "finish", "optimizer_steps", "prepare", "train", "train_steps"]
@@ -167,7 +167,7 @@ def _check_before_work(config: TrainConfig, output: Path, resume: bool) -> tuple
         _check_resumable(output, config)
         restore_plugins(output, config.score, config.task)  # the run's plugins (plugins.json), imported again
     task = configure_run(config)  # the task of this run, with its options, checked against the config
-    adalora_scores.get_score_class(config.score)  # unknown score: fail before any work
+    get_score_class(config.score)  # unknown score: fail before any work
     if resume:
         checkpoint = load_checkpoint(output)
     tracker = check_tracker(config.report_to)  # a missing tracker package fails before any work

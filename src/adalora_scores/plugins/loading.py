@@ -35,6 +35,7 @@ from typing import Any
 
 from adalora_scores.plugins.registry import Registry
 from adalora_scores.runs.atomic import read_json, write_json
+from adalora_scores.runs.files import PLUGINS_FILE
 
 __all__ = [
     "PLUGINS_FILE",
@@ -52,8 +53,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "adalora_scores.plugins"
-PLUGINS_FILE = "plugins.json"
-"""In a run folder: the plugins loaded when it trained, imported again by ``--resume`` and ``evaluate``."""
 FILE, MODULE, ENTRY_POINT = "file", "module", "entry_point"
 
 

@@ -38,7 +38,6 @@ import yaml
 
 from adalora_scores.runs.atomic import atomic_save, atomic_write, current_umask, read_json, write_json
 from adalora_scores.config import ALIASES, CONFIG_FORMAT, TASK_OPTION_ALIASES, TrainConfig, move_task_option_aliases
-from adalora_scores.plugins.loading import PLUGINS_FILE
 
 __all__ = [
     "ADAPTER_FOLDER",
@@ -81,6 +80,7 @@ ADAPTER_FOLDER = "adapter"
 CHECKPOINT_FILE = "checkpoint.pt"
 ERROR_FILE = "error.txt"
 METRICS_FILE = "metrics.json"
+PLUGINS_FILE = "plugins.json"
 GRID_FILE = "grid.json"
 CLAIM_FILE = "claim.json"
 TAKEOVERS_FILE = "takeovers.jsonl"

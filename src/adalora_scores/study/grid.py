@@ -44,17 +44,9 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.config import (
-    SCALE_KEYS,
-    TASK_OPTION_ALIASES,
-    TrainConfig,
-    canonical_values,
-    find_preset,
-    load_listed_plugins,
-    read_preset,
-    resolve_config,
-    with_scale_level,
-)
+from adalora_scores.config import SCALE_KEYS, TASK_OPTION_ALIASES, TrainConfig, canonical_values, with_scale_level
+from adalora_scores.presets.files import find_preset, load_listed_plugins, read_preset
+from adalora_scores.presets.overrides import resolve_config
 from adalora_scores.study.ladder import FROM_KEY, Step, ladder_steps, step_changes, step_text
 
 __all__ = ["Run", "SweepSpec", "load_sweep", "parse_shard", "shard"]

@@ -8,7 +8,7 @@ Which keys ``evaluate``, ``export`` and ``predict`` may change comes from the en
 
 Regenerate after changing a field::
 
-    python -m adalora_scores.config_reference docs/config.md
+    python -m adalora_scores.cli.config_reference docs/config.md
 
 Without a path it prints the text. ``tests/test_config_reference.py`` fails when ``docs/config.md`` differs.
 """
@@ -27,10 +27,11 @@ from typing import Any
 import yaml
 
 from adalora_scores.config import ALIASES, TASK_OPTION_ALIASES, TrainConfig
+from adalora_scores.engine.console import hold_import_messages
 
 __all__ = ["REGENERATE", "field_sources", "reference_text", "valid_values"]
 
-REGENERATE = "python -m adalora_scores.config_reference docs/config.md"
+REGENERATE = "python -m adalora_scores.cli.config_reference docs/config.md"
 """The command that writes ``docs/config.md`` (run in the checkout)."""
 
 PROBES: tuple[Any, ...] = (-1, 0, 1.5, "?")
@@ -245,7 +246,8 @@ def reference_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    text = reference_text()
+    with hold_import_messages():  # PEFT imports bitsandbytes, whose offline kernel look-up logs (console.IMPORT_NOISE)
+        text = reference_text()
     if not arguments:
         sys.stdout.write(text)
         return 0
