@@ -46,7 +46,7 @@ def open_run(
 ) -> tuple[TrainConfig, TaskBase]:
     """The config of the finished run ``run`` with ``overrides`` (only of ``fields``), and its task, after its
     plugins (``plugins.json``) are imported again. ``command`` names the caller in errors."""
-    from adalora_scores.plugins.loading import restore_plugins
+    from adalora_scores.runs.plugin_record import restore_plugins
     from adalora_scores.tasks import configure_run
 
     if not is_finished(run):

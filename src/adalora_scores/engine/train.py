@@ -37,7 +37,6 @@ from adalora_scores.engine.loop import Session, restore_state, run_steps
 from adalora_scores.engine.model import enable_gradient_checkpointing, load_model_and_tokenizer
 from adalora_scores.engine.split import hold_out
 from adalora_scores.engine.tracking import check_tracker, start_tracking
-from adalora_scores.plugins.loading import restore_plugins, write_plugin_record
 from adalora_scores.runs.files import (
     ADAPTER_FOLDER,
     CHECKPOINT_FILE,
@@ -48,6 +47,7 @@ from adalora_scores.runs.files import (
     is_finished,
     read_config,
 )
+from adalora_scores.runs.plugin_record import restore_plugins, write_plugin_record
 from adalora_scores.runs.writer import RunFolder
 from adalora_scores.scores import get_score_class
 from adalora_scores.tasks import TaskBase, configure_run

@@ -13,9 +13,8 @@ A plugin is imported once per process; what it registers (``@register_score``, `
       [project.entry-points."adalora_scores.plugins"]
       my_scores = "my_package.scores"
 
-* a run folder's ``plugins.json`` (:func:`write_plugin_record`), which ``train --resume``, ``evaluate``, ``export``
-  and ``predict`` import again (:func:`restore_plugins`): each plugin's kind, its absolute path or module name, a
-  sha256 of a file's content, and the scores and tasks it registered.
+* a run folder's ``plugins.json`` (:mod:`adalora_scores.runs.plugin_record`), which ``train --resume``,
+  ``evaluate``, ``export`` and ``predict`` import again.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -34,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from adalora_scores.plugins.registry import Registry
-from adalora_scores.runs.atomic import read_json, write_json
-from adalora_scores.runs.files import PLUGINS_FILE
 
 __all__ = [
-    "PLUGINS_FILE",
+    "file_sha256",
+    "registered_names",
     "ENTRY_POINT_GROUP",
     "PluginChangedWarning",
     "PluginError",
@@ -46,10 +43,7 @@ __all__ = [
     "load_entry_points",
     "load_plugins",
     "loaded_plugins",
-    "read_plugin_record",
     "resolve_spec",
-    "restore_plugins",
-    "write_plugin_record",
 ]
 
 ENTRY_POINT_GROUP = "adalora_scores.plugins"
@@ -113,7 +107,8 @@ def _is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec or spec.startswith((".", "~"))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, in hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -123,7 +118,7 @@ def _module_name(path: Path) -> str:
     return f"adalora_scores_plugin_{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
 
 
-def _names() -> dict[str, set[str]]:
+def registered_names() -> dict[str, set[str]]:
     """The registered names of every registry (:meth:`Registry.all`), by kind."""
     return {kind: set(registry.names()) for kind, registry in Registry.all().items()}
 
@@ -135,12 +130,12 @@ def _registering(
     """Run a plugin's import: collect the scores and tasks it registers; if it raises, unregister what it registered
     (so a corrected plugin can be imported again) and raise a :class:`PluginError` that names the plugin and shows
     its error."""
-    before = _names()
+    before = registered_names()
     added: list[tuple[str, ...]] = []
     try:
         yield added
     except Exception as error:
-        for kind, names in _names().items():
+        for kind, names in registered_names().items():
             for registered in names - before.get(kind, set()):
                 Registry.of(kind).unregister(registered)
         detail = f"{type(error).__name__}: {error}"
@@ -149,7 +144,7 @@ def _registering(
         if owner is not None:
             fix = f"plugin {owner} registers that name too: rename it in one of them"
         raise PluginError(f"{where} {name} failed while importing ({detail}); {fix}.") from error
-    after = _names()
+    after = registered_names()
     added += [tuple(sorted(after[kind] - before[kind])) for kind in ("score", "task")]
 
 
@@ -164,7 +159,7 @@ def _load_file(path: Path, where: str) -> PluginRecord:
     key = (FILE, str(path))
     if key in _loaded:
         return _loaded[key]
-    digest = _sha256(path)
+    digest = file_sha256(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PluginError(f"{where} {path} cannot be imported as Python; give a .py file.")
@@ -284,103 +279,3 @@ def load_entry_points() -> list[PluginRecord]:
         records.append(_loaded[key])
     _entry_points_loaded = True
     return records
-
-
-def write_plugin_record(folder: str | Path, records: Sequence[PluginRecord] | None = None) -> None:
-    """The run folder's ``plugins.json``: ``records`` (default: every plugin loaded in this process); with none, an
-    earlier run's file is removed."""
-    records = loaded_plugins() if records is None else list(records)
-    path = Path(folder) / PLUGINS_FILE
-    if records:
-        write_json(path, [record.to_dict() for record in records])
-    else:
-        path.unlink(missing_ok=True)
-
-
-def read_plugin_record(folder: str | Path) -> list[PluginRecord]:
-    """The plugins a run folder records (``plugins.json``); none when it has no such file."""
-    path = Path(folder) / PLUGINS_FILE
-    if not path.is_file():
-        return []
-    try:
-        return [PluginRecord.from_dict(item) for item in read_json(path)]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{path} is corrupt ({type(error).__name__}: {error}); remove it and pass the run's plugins with --plugin."
-        ) from None
-
-
-def _missing(record: PluginRecord, folder: Path, needed: bool, reason: str, fix: str) -> None:
-    names = ", ".join([*(f"score {name!r}" for name in record.scores), *(f"task {name!r}" for name in record.tasks)])
-    what = f"{record.kind.replace('_', ' ')} {record.spec}" + (f" (registering {names})" if names else "")
-    if needed:
-        raise PluginError(f"run {folder} was trained with plugin {what}, which {reason}; {fix}.")
-    warnings.warn(
-        f"run {folder} recorded plugin {what}, which {reason}; this run does not use it, so it is left out.",
-        PluginChangedWarning,
-        stacklevel=3,
-    )
-
-
-def restore_plugins(folder: str | Path, score: str | None = None, task: str | None = None) -> list[PluginRecord]:
-    """Import again the plugins that the run folder ``folder`` records, for ``train --resume`` and ``evaluate``.
-
-    A plugin whose scores and tasks are all registered already (e.g. from ``--plugin NEW_PATH``) is not needed. A
-    missing plugin file or module is an error when the run needs it (it registered the run's ``score`` or ``task``,
-    or nothing that says otherwise), else a warning. A file whose content changed since the run started is imported
-    with a :class:`PluginChangedWarning`.
-
-    Returns:
-        The records of the plugins imported (or found already imported).
-    """
-    folder = Path(folder)
-    names = _names()
-    records = read_plugin_record(folder)
-    if any(record.kind == ENTRY_POINT for record in records) and not _entry_points_loaded:
-        load_entry_points()
-    restored = []
-    for record in records:
-        key = (record.kind, record.spec)
-        provided = record.scores or record.tasks
-        registered = set(record.scores) <= names["score"] and set(record.tasks) <= names["task"]
-        if key not in _loaded and provided and registered:
-            continue  # another plugin (e.g. --plugin NEW_PATH) registers all it did
-        needed = (not provided) or score in record.scores or task in record.tasks
-        if record.kind == ENTRY_POINT:
-            if key not in _loaded:
-                _missing(
-                    record,
-                    folder,
-                    needed,
-                    f"distribution {record.distribution} no longer declares",
-                    f"install {record.distribution} again, or pass --plugin with a file that registers the same names",
-                )
-                continue
-            restored.append(_loaded[key])
-            continue
-        if record.kind == FILE and not Path(record.spec).is_file():
-            _missing(record, folder, needed, "no longer exists", "pass --plugin NEW_PATH with the file's new location")
-            continue
-        try:
-            loaded = load_plugins([Path(record.spec)] if record.kind == FILE else [record.spec], where="plugin")
-        except PluginError as error:
-            if record.kind == MODULE and "no module named" in str(error):
-                _missing(
-                    record,
-                    folder,
-                    needed,
-                    "cannot be imported (no such module)",
-                    "install it again, or pass --plugin NEW_PATH_OR_MODULE that registers the same names",
-                )
-                continue
-            raise
-        now = _sha256(Path(record.spec)) if record.kind == FILE else None
-        if record.sha256 is not None and now is not None and now != record.sha256:
-            warnings.warn(
-                f"plugin file {record.spec} changed since run {folder} started (sha256 {record.sha256[:12]}"
-                f"… then, {now[:12]}… now); results may differ from the run's.",
-                PluginChangedWarning,
-                stacklevel=2,
-            )
-        restored.append(loaded[0])
-    return restored
