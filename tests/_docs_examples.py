@@ -41,7 +41,7 @@ files the reader brings                       ``reviews/`` (CSV, 3 classes), ``m
 ============================================  =====================================================================
 
 A block marked ``<!-- docs-test: not run ... -->`` on the line before it is not run; only the README's
-``bash scripts/demo.sh`` and ``bash scripts/test.sh`` may carry the mark (``tests/test_docs.py`` checks that).
+``bash scripts/demo.sh`` and ``bash scripts/test.sh`` may carry the mark (``tests/project/test_docs.py`` checks that).
 """
 
 from __future__ import annotations

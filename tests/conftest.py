@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from pathlib import Path
 
 import pytest
+
+# The test folders mirror the packages (tests/engine/ for adalora_scores/engine/, ...). Test modules share
+# fixtures and helpers by importing each other by name (``from test_causal_lm import decoders``), so every folder is
+# on the path.
+sys.path[:0] = [str(folder) for folder in sorted(Path(__file__).parent.iterdir()) if folder.is_dir()]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,8 +23,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--bless",
         action="store_true",
-        help="tests/test_golden.py: store the measured values as the golden ones instead of comparing (when a change "
-        "is meant to move them; review the diff of tests/golden/values.json).",
+        help="tests/engine/test_golden.py: store the measured values as the golden ones instead of comparing (when a "
+        "change is meant to move them; review the diff of tests/golden/values.json).",
     )
 
 

@@ -10,7 +10,7 @@ Regenerate after changing a field::
 
     python -m adalora_scores.cli.config_reference docs/config.md
 
-Without a path it prints the text. ``tests/test_config_reference.py`` fails when ``docs/config.md`` differs.
+Without a path it prints the text. ``tests/cli/test_config_reference.py`` fails when ``docs/config.md`` differs.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ INTRODUCTION = """\
 # Settings reference
 
 Every setting of a run is a key of `TrainConfig` (`src/adalora_scores/config.py`). This page is generated from it,
-and `tests/test_config_reference.py` fails when the two differ: to change what it says, change the field's docstring
-or check there, then run `{regenerate}` in the checkout.
+and `tests/cli/test_config_reference.py` fails when the two differ: to change what it says, change the field's
+docstring or check there, then run `{regenerate}` in the checkout.
 
 ## Where a value comes from
 

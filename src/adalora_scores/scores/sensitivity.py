@@ -21,7 +21,7 @@ class Sensitivity(Score):
 
     Estimator: one mini-batch gradient per optimizer step, exactly as PEFT's ``RankAllocator.update_ipt`` and the
     original ``loralib`` code; the statistics start at zero with no bias correction. With ``score="sensitivity"``
-    the allocator reproduces PEFT's decisions (see ``tests/test_peft_parity.py``).
+    the allocator reproduces PEFT's decisions (see ``tests/adapter/test_peft_parity.py``).
 
     Args:
         beta1: EMA coefficient of the sensitivity Ī (paper and PEFT default 0.85).

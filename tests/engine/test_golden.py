@@ -51,7 +51,7 @@ variants). At 2e-2 the gaps were no larger. The controls rank seeded uniform dra
 
 Re-bless when a change is meant to move the values (a new score needs its row too)::
 
-    PYTHONPATH=src python -m pytest tests/test_golden.py --bless
+    PYTHONPATH=src python -m pytest tests/engine/test_golden.py --bless
 
 then review the diff of ``tests/golden/values.json`` and commit it with the change.
 """
@@ -76,10 +76,10 @@ from adalora_scores.config import TrainConfig
 from adalora_scores.demo.tiny_models import save_tiny_model
 from adalora_scores.engine.train import train
 
-GOLDEN_FOLDER = Path(__file__).parent / "golden"
+GOLDEN_FOLDER = Path(__file__).parents[1] / "golden"
 VALUES_FILE = GOLDEN_FOLDER / "values.json"
 DATA_FOLDER = GOLDEN_FOLDER / "data"
-BLESS_COMMAND = "PYTHONPATH=src python -m pytest tests/test_golden.py --bless"
+BLESS_COMMAND = "PYTHONPATH=src python -m pytest tests/engine/test_golden.py --bless"
 BASELINES = ("lora", "svd_lora")
 ROWS = (*adalora_scores.list_scores(), *BASELINES)
 """One row per registered score (the controls included) and per baseline method; a score registered later gets a

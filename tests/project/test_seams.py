@@ -22,7 +22,7 @@ from adalora_scores.runs.files import CONFIG_FILE, config_changes, read_config
 from adalora_scores.tasks import TASKS, TaskBase, get_task, list_tasks, register_task
 
 PACKAGE = Path(adalora_scores.__file__).parent
-FROZEN = Path(__file__).parent / "fixtures" / "run-folders-v1"
+FROZEN = Path(__file__).parents[1] / "fixtures" / "run-folders-v1"
 
 
 def _imports(path: Path) -> set[str]:

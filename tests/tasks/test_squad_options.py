@@ -20,7 +20,7 @@ from adalora_scores.study.sweep import run_status
 from adalora_scores.tasks import check_run_config, configure_run
 from adalora_scores.tasks.squad import SquadOptions
 
-FROZEN = Path(__file__).parent / "fixtures" / "run-folders-v1"
+FROZEN = Path(__file__).parents[1] / "fixtures" / "run-folders-v1"
 
 
 def _squad(overrides: list[str], preset: str | None = None, task: str = "squad") -> TrainConfig:

@@ -20,7 +20,7 @@ from adalora_scores.metrics.squad import evaluate, f1_score, normalize_answer, s
 from adalora_scores.tasks import get_task
 from adalora_scores.tasks.squad import QAExample, QAFeatures, extract_answers, read_squad_json
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 from _qa_reference import reference_answers  # noqa: E402
 
 TINY = [

@@ -1,7 +1,8 @@
 """Every command, flag and preset the README and the guides name exists: the commands and flags in
-``adalora_scores.cli.build_parser()``, the preset files on disk. The examples that run (``tests/test_docs.py``) catch
-a stale name in a code block; these tests also read what is not run: inline code in the prose (`` `train --config
-NAME` ``, `` `--uniform-rank R` ``), output transcripts and the commands of ``benchmarks/README.md``."""
+``adalora_scores.cli.build_parser()``, the preset files on disk. The examples that run
+(``tests/project/test_docs.py``) catch a stale name in a code block; these tests also read what is not run: inline
+code in the prose (`` `train --config NAME` ``, `` `--uniform-rank R` ``), output transcripts and the commands of
+``benchmarks/README.md``."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import adalora_scores
 from adalora_scores.adapter.distributed.sharding import check_full_gradients, current_fsdp_version
 from adalora_scores.allocation.layout import AdaptedMatrix, TripletLayout
 
-WORKER = Path(__file__).with_name("_fsdp2_worker.py")
+WORKER = Path(__file__).parents[1] / "_fsdp2_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import _fsdp2_worker as worker  # noqa: E402
 

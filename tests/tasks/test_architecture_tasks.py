@@ -30,7 +30,7 @@ from adalora_scores.tasks import TASKS, TaskBase, configure_task, get_task, list
 
 PACKAGE = Path(adalora_scores.__file__).parent
 TASKS_FOLDER = PACKAGE / "tasks"
-DOC = Path(__file__).parent.parent / "docs" / "architecture.md"
+DOC = Path(__file__).parents[2] / "docs" / "architecture.md"
 
 
 def _key(name: str) -> str:

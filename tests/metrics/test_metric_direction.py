@@ -1,5 +1,5 @@
 """Metric direction: the registry, and tuned selection that picks the smallest mean for a lower-is-better metric,
-on hand-made run folders (written as ``tests/test_tuned.py`` writes them)."""
+on hand-made run folders (written as ``tests/study/test_tuned.py`` writes them)."""
 
 from __future__ import annotations
 

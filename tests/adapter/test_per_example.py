@@ -204,7 +204,7 @@ def test_lora_dropout_uses_the_forward_pass_sample():
 
 def test_two_gloo_processes_all_reduce_to_the_moments_of_the_whole_batch(tmp_path):
     # unequal shares (4 and 2 rows): the global mean weighs examples, not processes
-    script = Path(__file__).with_name("_per_example_models.py")
+    script = Path(__file__).parents[1] / "_per_example_models.py"
     environment = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

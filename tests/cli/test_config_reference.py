@@ -12,7 +12,7 @@ import pytest
 from adalora_scores.cli.config_reference import REGENERATE, field_sources, reference_text, valid_values
 from adalora_scores.config import TrainConfig
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def test_docs_config_md_is_the_generated_text():

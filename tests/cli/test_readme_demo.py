@@ -12,7 +12,7 @@ import pytest
 
 from adalora_scores.cli import main
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def _script():

@@ -24,7 +24,7 @@ from adalora_scores.adapter.distributed.sharding import check_full_gradients, cu
 
 deepspeed = pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
 
-WORKER = Path(__file__).with_name("_deepspeed_worker.py")
+WORKER = Path(__file__).parents[1] / "_deepspeed_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import _deepspeed_worker as worker  # noqa: E402
 

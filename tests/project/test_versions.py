@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PACKAGE = ROOT / "src" / "adalora_scores"
 HEADING = re.compile(r"^## (?P<version>\d+\.\d+\.\d+) \((?P<when>unreleased|\d{4}-\d{2}-\d{2})\)$")
 
