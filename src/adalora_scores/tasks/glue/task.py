@@ -75,12 +75,8 @@ class GlueTask(TaskBase):
         """The rows of ``path``: an original GLUE TSV (dev or test; a header with the Hub's column names is read
         too) or a CSV/JSON/JSONL/Parquet file with the Hub's column names; no label needed."""
         rows = read_glue_file(self, path, labelled=False)
-        return TextsToLabel(
-            [(example.text_a, example.text_b) for _, example in rows],
-            [fields for fields, _ in rows],
-            tokenizer,
-            config.max_seq_length,
-        )
+        texts = [(example.text_a, example.text_b) for _, example in rows]
+        return TextsToLabel(texts, [fields for fields, _ in rows], tokenizer, config.max_seq_length)
 
     def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: TextsToLabel) -> Predictions:
         """Each row with ``prediction``, the GLUE label (its name, or its index for the 0/1 tasks) and the class

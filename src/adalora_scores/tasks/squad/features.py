@@ -48,14 +48,11 @@ class QAFeatures(Dataset):
             )
         self.examples = examples
         try:
+            questions = [example.question.lstrip() for example in examples]
+            contexts = [example.context for example in examples]
+            windows = {"truncation": "only_second", "max_length": max_length, "stride": stride}
             encoded = tokenizer(
-                [example.question.lstrip() for example in examples],
-                [example.context for example in examples],
-                truncation="only_second",
-                max_length=max_length,
-                stride=stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
+                questions, contexts, **windows, return_overflowing_tokens=True, return_offsets_mapping=True
             )
         except Exception as error:  # tokenizers raises a bare Exception when the question leaves no room
             raise ValueError(
