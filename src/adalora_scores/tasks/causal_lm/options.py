@@ -151,9 +151,8 @@ class CausalLMOptions:
 
     def evaluation(self) -> CausalLMOptions:
         """The options that read the evaluation data: the dev_* overrides in place of their training values."""
+        query_template = self.dev_query_template or self.query_template
+        completion_field = self.dev_completion_field or self.completion_field
         return dataclasses.replace(
-            self,
-            query_template=self.dev_query_template or self.query_template,
-            completion_field=self.dev_completion_field or self.completion_field,
-            group_field=None,
+            self, query_template=query_template, completion_field=completion_field, group_field=None
         )

@@ -110,9 +110,6 @@ class QAFeatures(Dataset):
         for i, (context, spans) in enumerate(zip(self.context, self.offsets, strict=True)):
             mask[i, : len(context)] = torch.from_numpy(context)
             offsets[i, : len(spans)] = torch.from_numpy(spans)
-        return {
-            "context_mask": mask,
-            "offsets": offsets,
-            "feature_example": torch.tensor(self.feature_example, dtype=torch.long),
-            "cls_index": torch.tensor(self.cls_index, dtype=torch.long),
-        }
+        feature_example = torch.tensor(self.feature_example, dtype=torch.long)
+        cls_index = torch.tensor(self.cls_index, dtype=torch.long)
+        return {"context_mask": mask, "offsets": offsets, "feature_example": feature_example, "cls_index": cls_index}
