@@ -15,13 +15,11 @@ EXAMPLES = """  adalora-scores predict runs/reviews-fisher --input reviews/new.c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        required=True,
-        metavar="FILE",
-        help="rows to predict, read as the task reads its data (csv, tsv, json, jsonl, parquet; "
-        "SQuAD: the official JSON); labels not needed",
+    input_help = (
+        "rows to predict, read as the task reads its data (csv, tsv, json, jsonl, parquet; SQuAD: the official JSON); "
+        "labels not needed"
     )
+    parser.add_argument("--input", required=True, metavar="FILE", help=input_help)
     output_help = "the predictions, in the format of the suffix: .jsonl, .csv or .json"
     parser.add_argument("--output", required=True, metavar="FILE", help=output_help)
     add_run_folder_arguments(parser, overwrite="an existing --output file", example="eval_batch_size=16")

@@ -26,15 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", help="i/n: run only every n-th run starting at the i-th (1-based), e.g. 2/8")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     parser.add_argument("--force", action="store_true", help="re-run finished runs whose config changed")
-    parser.add_argument(
-        "--claim-timeout",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="workers sharing --output claim each run before training it and skip runs claimed by others; a claim "
+    claim_help = (
+        "workers sharing --output claim each run before training it and skip runs claimed by others; a claim "
         "whose heartbeat is older than this (default 600 = 10 minutes), or whose process on this host is gone, is "
-        "taken over and the run resumes from its checkpoint",
+        "taken over and the run resumes from its checkpoint"
     )
+    parser.add_argument("--claim-timeout", type=float, default=600.0, metavar="SECONDS", help=claim_help)
     add_launcher_arguments(parser)
     overrides = "any TrainConfig key, set for every run over the sweep file's set: values, e.g. max_train_samples=1000"
     add_run_options(parser, overrides)

@@ -79,17 +79,13 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
     with torch.serialization.safe_globals(_numpy_rng_globals()):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            _refuse_if_unsafe(path)
-            raise ValueError(
-                f"{path} is corrupt or not a checkpoint (it could not be unpickled). Delete it and "
-                "re-run with --overwrite."
-            ) from None
         except Exception as error:  # torch raises several types for truncated or foreign files
-            raise ValueError(
-                f"{path} is corrupt or not a checkpoint ({type(error).__name__}: {error}). Delete it "
-                "and re-run with --overwrite."
-            ) from None
+            reason = f"{type(error).__name__}: {error}"
+            if isinstance(error, pickle.UnpicklingError):
+                _refuse_if_unsafe(path)
+                reason = "it could not be unpickled"
+            message = f"{path} is corrupt or not a checkpoint ({reason}). Delete it and re-run with --overwrite."
+            raise ValueError(message) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an adalora-scores checkpoint (format {FORMAT}); re-run with --overwrite.")
     return state

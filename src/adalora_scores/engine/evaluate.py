@@ -103,15 +103,8 @@ def dataset_outputs(
     request = task.generation_request(dataset)
     if request is not None:
         unwrapped = accelerator.unwrap_model(model)
-        outputs["generations"] = generate_texts(
-            unwrapped,
-            request.prompts,
-            tokenizer,
-            accelerator,
-            config.eval_batch_size,
-            request.max_new_tokens,
-            progress and f"{progress}: generate",
-        )
+        settings = (config.eval_batch_size, request.max_new_tokens, progress and f"{progress}: generate")
+        outputs["generations"] = generate_texts(unwrapped, request.prompts, tokenizer, accelerator, *settings)
     return outputs
 
 
@@ -159,16 +152,9 @@ def evaluate_run(
     eval_sets = encode_splits(task, data.evals, selection, tokenizer, config)
     loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
     results, files = evaluate_splits(task, model, eval_sets, loaders, tokenizer, accelerator, config)
-    metrics = {
-        "run": str(run),
-        "task": task.name,
-        "score": config.score,
-        "method": config.method,
-        "seed": config.seed,
-        "main_metric": task.main_metric,
-        "eval": results,
-        "changed": {name: getattr(config, name) for name in parse_overrides(overrides or [])},
-    }
+    identity = {"run": str(run), "task": task.name, "score": config.score, "method": config.method}
+    changed = {name: getattr(config, name) for name in parse_overrides(overrides or [])}
+    metrics = {**identity, "seed": config.seed, "main_metric": task.main_metric, "eval": results, "changed": changed}
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():

@@ -263,16 +263,9 @@ def _write(
     kind = "lora" if rank is None else "lora-uniform"
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     servers = serving(config, export.largest_rank, output)
-    _record(
-        folder,
-        {
-            "form": kind,
-            "scales_folded_into_lora_B": export.scales_folded,
-            "largest_rank": export.largest_rank,
-            "vllm_max_lora_rank": vllm_max_lora_rank(export.largest_rank),
-            "servers": {server.server: {"exact": server.exact, "how": server.how} for server in servers},
-        },
-    )
+    routes = {server.server: {"exact": server.exact, "how": server.how} for server in servers}
+    form = {"form": kind, "scales_folded_into_lora_B": export.scales_folded, "largest_rank": export.largest_rank}
+    _record(folder, form | {"vllm_max_lora_rank": vllm_max_lora_rank(export.largest_rank), "servers": routes})
     return ExportSummary(folder, kind, weights.stat().st_size, 0, export.ranks, rank, servers, export.scales_folded)
 
 

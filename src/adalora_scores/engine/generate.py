@@ -40,14 +40,9 @@ def generate_texts(
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in chunk])
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk])
             device = accelerator.device
-            generated = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+            inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+            stops = {"pad_token_id": pad, "eos_token_id": tokenizer.eos_token_id}
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **stops)
             texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
             mine.extend(zip(chunk, (text.strip() for text in texts), strict=True))
     model.train()

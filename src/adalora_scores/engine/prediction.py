@@ -88,14 +88,7 @@ def predict_file(
     accelerator, model = load_run_model(run, config, task)
     loader = make_loader(dataset, tokenizer, config.eval_batch_size, shuffle=False, seed=config.seed)
     outputs = dataset_outputs(
-        task,
-        model,
-        dataset,
-        accelerator.prepare(loader),
-        tokenizer,
-        accelerator,
-        config,
-        progress=f"predict {input.name}",
+        task, model, dataset, accelerator.prepare(loader), tokenizer, accelerator, config, f"predict {input.name}"
     )
     predictions = task.prediction_records(outputs, dataset)
     if accelerator.is_main_process:

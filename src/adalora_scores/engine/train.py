@@ -105,19 +105,10 @@ def prepare(config: TrainConfig, output: Path, overwrite: bool, resume: bool) ->
     folder = _open_run_folder(config, output, overwrite, start_step, accelerator, adapted, total_steps, len(selection))
     session = _session(config, accelerator, adapted, folder, train_set, tokenizer, total_steps)
     progress = Progress() if checkpoint is None else restore_state(session, checkpoint)
-    return Prepared(
-        config,
-        task,
-        session,
-        progress,
-        tokenizer,
-        eval_sets,
-        split_loaders(eval_sets, tokenizer, config, accelerator),
-        len(train_examples),
-        len(train_set),
-        start_step,
-        None if checkpoint is None else checkpoint["rng"],
-    )
+    loaders = split_loaders(eval_sets, tokenizer, config, accelerator)
+    rng = None if checkpoint is None else checkpoint["rng"]
+    sizes = (len(train_examples), len(train_set))
+    return Prepared(config, task, session, progress, tokenizer, eval_sets, loaders, *sizes, start_step, rng)
 
 
 def train_steps(prepared: Prepared) -> tuple[Progress, float]:
@@ -245,11 +236,8 @@ def _session(
     total_steps: int,
 ) -> Session:
     """AdamW, the learning-rate schedule and the shuffled train loader, prepared by accelerate with the model."""
-    optimizer = torch.optim.AdamW(
-        [p for p in adapted.model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
+    trainable = [p for p in adapted.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = config.lr_warmup_steps or int(config.lr_warmup_ratio * total_steps)
     schedule = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
     scheduler = schedule[config.lr_schedule](optimizer, warmup, total_steps)

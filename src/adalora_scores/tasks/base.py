@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_option_names",
+    "task_option",
     "HOOKS",
     "LABEL_KEYS",
     "GenerationRequest",
@@ -226,6 +227,12 @@ def check_option_names(options: Any, known: list[str], task: str, example: str) 
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown task option {name!r} for task {task}.{hint} Known options: {', '.join(known)}.")
+
+
+def task_option(default: Any, help: str) -> Any:
+    """A task option's dataclass field: its ``default`` and the ``help`` text (``metadata["help"]``) that the option
+    listings show."""
+    return field(default=default, metadata={"help": help})
 
 
 def _key(name: str) -> str:

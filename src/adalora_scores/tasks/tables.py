@@ -268,12 +268,8 @@ def local_data_files(
         raise FileNotFoundError(f"--data {folder} is not a folder; expected one with {expected}.")
 
     def find(stems: tuple[str, ...]) -> Path:
-        found = [
-            folder / f"{stem}{suffix}"
-            for stem in stems
-            for suffix in SUFFIXES
-            if (folder / f"{stem}{suffix}").is_file()
-        ]
+        candidates = [folder / f"{stem}{suffix}" for stem in stems for suffix in SUFFIXES]
+        found = [path for path in candidates if path.is_file()]
         if not found:
             looked = ", ".join(f"{stem}.{{{','.join(x[1:] for x in SUFFIXES)}}}" for stem in stems)
             raise FileNotFoundError(

@@ -68,6 +68,10 @@ def render_chat(example: LMExample, tokenizer: Any) -> tuple[str, str]:
     return prompt, full[len(prompt) :]
 
 
+def _feature(ids: list[int], labels: list[int]) -> dict[str, list[int]]:
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
 class CausalLMDataset(Dataset):
     """Tokenised examples, unpadded: ``input_ids``, ``attention_mask`` and ``labels`` (prompt masked).
 
@@ -116,7 +120,7 @@ class CausalLMDataset(Dataset):
             labels = [IGNORE_INDEX] * len(prompt_ids) + completion_ids[:kept]
             self.examples.append(example)
             self.prompts.append(prompt_ids)
-            self.features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+            self.features.append(_feature(ids, labels))
         if self.dropped:
             warnings.warn(
                 f"causal_lm {split}: dropped {self.dropped} of {len(examples)} examples whose completion "
@@ -163,20 +167,13 @@ class PromptDataset(Dataset):
         self.examples, self.fields, self.prompts = examples, fields, []
         for example in examples:
             if example.messages is not None:
-                text = tokenizer.apply_chat_template(
-                    _chat_messages(example, tokenizer), tokenize=False, add_generation_prompt=True
-                )
+                messages = _chat_messages(example, tokenizer)
+                text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 self.prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
             else:
                 self.prompts.append(tokenizer(example.prompt)["input_ids"])
-        self.features = [
-            {
-                "input_ids": ids[:max_length],
-                "attention_mask": [1] * len(ids[:max_length]),
-                "labels": [IGNORE_INDEX] * len(ids[:max_length]),
-            }
-            for ids in self.prompts
-        ]
+        cut = [ids[:max_length] for ids in self.prompts]
+        self.features = [_feature(ids, [IGNORE_INDEX] * len(ids)) for ids in cut]
         self.lengths = [len(feature["input_ids"]) for feature in self.features]
 
     def __len__(self) -> int:

@@ -7,11 +7,11 @@ import dataclasses
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adalora_scores.tasks.base import check_option_names
+from adalora_scores.tasks.base import check_option_names, task_option
 from adalora_scores.tasks.tables import check_data_options
 
 __all__ = ["FORMATS", "CausalLMOptions"]
@@ -24,83 +24,60 @@ class CausalLMOptions:
     """Every option has a default: records with ``prompt`` and ``completion`` (or ``messages``) in a ``--data``
     folder need none."""
 
-    format: str = field(
-        default="auto",
-        metadata={
-            "help": "prompt_completion, messages (chat, rendered with the tokenizer's chat template) or auto: "
-            "messages when the first record has messages_field, else prompt_completion"
-        },
+    format: str = task_option(
+        "auto",
+        "prompt_completion, messages (chat, rendered with the tokenizer's chat template) or auto: "
+        "messages when the first record has messages_field, else prompt_completion",
     )
-    prompt_field: str = field(default="prompt", metadata={"help": "the field holding the prompt"})
-    completion_field: str = field(default="completion", metadata={"help": "the field holding the completion"})
-    messages_field: str = field(default="messages", metadata={"help": "the field holding the chat messages"})
-    query_template: str | None = field(
-        default=None,
-        metadata={
-            "help": "a Python format string over the record's fields that builds the prompt instead of prompt_field, "
-            "e.g. 'Question: {query} Answer:'"
-        },
+    prompt_field: str = task_option("prompt", "the field holding the prompt")
+    completion_field: str = task_option("completion", "the field holding the completion")
+    messages_field: str = task_option("messages", "the field holding the chat messages")
+    query_template: str | None = task_option(
+        None,
+        "a Python format string over the record's fields that builds the prompt instead of prompt_field, "
+        "e.g. 'Question: {query} Answer:'",
     )
-    answer_field: str | None = field(
-        default=None,
-        metadata={
-            "help": "the field holding the reference answer for exact match (default: extracted from the completion)"
-        },
+    answer_field: str | None = task_option(
+        None, "the field holding the reference answer for exact match (default: extracted from the completion)"
     )
-    group_field: str | None = field(
-        default=None,
-        metadata={
-            "help": "a training field whose equal values stay on one side of the held-out selection split "
-            "(e.g. MetaMathQA's original_question)"
-        },
+    group_field: str | None = task_option(
+        None,
+        "a training field whose equal values stay on one side of the held-out selection split "
+        "(e.g. MetaMathQA's original_question)",
     )
-    chat_template: str | None = field(
-        default=None, metadata={"help": "a file holding a Jinja chat template, replacing the tokenizer's own"}
+    chat_template: str | None = task_option(
+        None, "a file holding a Jinja chat template, replacing the tokenizer's own"
     )
-    truncated_completion: str = field(
-        default="error",
-        metadata={
-            "help": "an example whose completion is cut away entirely by max_seq_length: error, or drop (with a "
-            "warning)"
-        },
+    truncated_completion: str = task_option(
+        "error", "an example whose completion is cut away entirely by max_seq_length: error, or drop (with a warning)"
     )
-    train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
-    dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
-    hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
-    hub_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration name"})
-    train_split: str = field(default="train", metadata={"help": "the Hub split to train on"})
-    dev_hub_dataset: str | None = field(
-        default=None,
-        metadata={"help": "the Hub dataset to evaluate on, when it is not hub_dataset (e.g. openai/gsm8k)"},
+    train_file: str | None = task_option(None, "training file (with dev_file; instead of --data)")
+    dev_file: str | None = task_option(None, "evaluation file (with train_file)")
+    hub_dataset: str | None = task_option(None, "a Hub dataset name, instead of local files")
+    hub_config: str | None = task_option(None, "the Hub dataset's configuration name")
+    train_split: str = task_option("train", "the Hub split to train on")
+    dev_hub_dataset: str | None = task_option(
+        None, "the Hub dataset to evaluate on, when it is not hub_dataset (e.g. openai/gsm8k)"
     )
-    dev_hub_config: str | None = field(default=None, metadata={"help": "dev_hub_dataset's configuration name"})
-    dev_split: str = field(default="validation", metadata={"help": "the Hub split to evaluate on"})
-    dev_query_template: str | None = field(
-        default=None,
-        metadata={"help": "query_template for the evaluation data, when its fields differ (default: query_template)"},
+    dev_hub_config: str | None = task_option(None, "dev_hub_dataset's configuration name")
+    dev_split: str = task_option("validation", "the Hub split to evaluate on")
+    dev_query_template: str | None = task_option(
+        None, "query_template for the evaluation data, when its fields differ (default: query_template)"
     )
-    dev_completion_field: str | None = field(
-        default=None,
-        metadata={"help": "completion_field for the evaluation data, when it differs (default: completion_field)"},
+    dev_completion_field: str | None = task_option(
+        None, "completion_field for the evaluation data, when it differs (default: completion_field)"
     )
-    generate: bool = field(
-        default=False,
-        metadata={"help": "also generate greedily from each dev prompt and score exact match of the extracted answer"},
+    generate: bool = task_option(
+        False, "also generate greedily from each dev prompt and score exact match of the extracted answer"
     )
-    max_new_tokens: int = field(default=256, metadata={"help": "the longest generation, in tokens"})
-    answer_pattern: str | None = field(
-        default=None,
-        metadata={
-            "help": "a regex whose last match (its first group, if it has one) is the answer; default: the number "
-            "after the last 'The answer is', else the last number (the GSM8K/MetaMathQA convention)"
-        },
+    max_new_tokens: int = task_option(256, "the longest generation, in tokens")
+    answer_pattern: str | None = task_option(
+        None,
+        "a regex whose last match (its first group, if it has one) is the answer; default: the number "
+        "after the last 'The answer is', else the last number (the GSM8K/MetaMathQA convention)",
     )
-    main_metric: str | None = field(
-        default=None,
-        metadata={
-            "help": "the metric that ranks runs: perplexity (default; lower is better), or exact_match (needs "
-            "generate=true)"
-        },
+    main_metric: str | None = task_option(
+        None, "the metric that ranks runs: perplexity (default; lower is better), or exact_match (needs generate=true)"
     )
 
     @classmethod
@@ -174,9 +151,8 @@ class CausalLMOptions:
 
     def evaluation(self) -> CausalLMOptions:
         """The options that read the evaluation data: the dev_* overrides in place of their training values."""
+        query_template = self.dev_query_template or self.query_template
+        completion_field = self.dev_completion_field or self.completion_field
         return dataclasses.replace(
-            self,
-            query_template=self.dev_query_template or self.query_template,
-            completion_field=self.dev_completion_field or self.completion_field,
-            group_field=None,
+            self, query_template=query_template, completion_field=completion_field, group_field=None
         )

@@ -96,15 +96,10 @@ class CausalLMTask(TaskBase):
             return read_table(train_path), read_table(dev_path)
         if data is not None:
             raise ValueError(f"--data {data} and task_options.hub_dataset both name data; keep one.")
-        if options.dev_hub_dataset is None or (options.dev_hub_dataset, options.dev_hub_config) == (
-            options.hub_dataset,
-            options.hub_config,
-        ):
-            train, dev = read_hub_tables(
-                options.hub_dataset,
-                options.hub_config,
-                {"train_split": options.train_split, "dev_split": options.dev_split},
-            )
+        train_source = (options.hub_dataset, options.hub_config)
+        if options.dev_hub_dataset is None or (options.dev_hub_dataset, options.dev_hub_config) == train_source:
+            splits = {"train_split": options.train_split, "dev_split": options.dev_split}
+            train, dev = read_hub_tables(*train_source, splits)
             return train, dev
         (train,) = read_hub_tables(options.hub_dataset, options.hub_config, {"train_split": options.train_split})
         (dev,) = read_hub_tables(options.dev_hub_dataset, options.dev_hub_config, {"dev_split": options.dev_split})
@@ -130,20 +125,11 @@ class CausalLMTask(TaskBase):
 
     def encode(self, examples: list[LMExample], tokenizer: Any, config: Any, *, train: bool) -> CausalLMDataset:
         self._use_chat_template(tokenizer)
-        dataset = CausalLMDataset(
-            examples,
-            tokenizer,
-            config.max_seq_length,
-            self.options.truncated_completion,
-            "train" if train else "evaluation",
-        )
+        split = "train" if train else "evaluation"
+        dataset = CausalLMDataset(examples, tokenizer, config.max_seq_length, self.options.truncated_completion, split)
         if train:
-            self.train_counts = {
-                "examples": len(examples),
-                "kept": len(dataset),
-                "truncated": dataset.truncated,
-                "dropped": dataset.dropped,
-            }
+            counts = {"kept": len(dataset), "truncated": dataset.truncated, "dropped": dataset.dropped}
+            self.train_counts = {"examples": len(examples), **counts}
         return dataset
 
     def batch_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -167,13 +153,8 @@ class CausalLMTask(TaskBase):
         docstring)."""
         sums = outputs["completion_loss"].double().sum(0)
         loss = (sums[0] / sums[1]).item()
-        metrics: dict[str, float] = {
-            "loss": loss,
-            "perplexity": math.exp(min(loss, 700.0)),
-            "tokens": int(sums[1]),
-            "truncated_examples": dataset.truncated,
-            "dropped_examples": dataset.dropped,
-        }
+        metrics: dict[str, float] = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": int(sums[1])}
+        metrics |= {"truncated_examples": dataset.truncated, "dropped_examples": dataset.dropped}
         files: dict[str, Any] = {}
         generations = outputs.get("generations")
         if generations is not None:
@@ -182,15 +163,8 @@ class CausalLMTask(TaskBase):
                 predicted, reference = extract_answer(text, pattern), extract_answer(example.reference, pattern)
                 hit = same_answer(predicted, reference)
                 correct += hit
-                predictions.append(
-                    {
-                        "where": example.where,
-                        "generation": text,
-                        "answer": predicted,
-                        "reference": reference,
-                        "correct": hit,
-                    }
-                )
+                record = {"where": example.where, "generation": text, "answer": predicted, "reference": reference}
+                predictions.append(record | {"correct": hit})
             metrics["exact_match"] = 100.0 * correct / len(predictions)
             files[PREDICTIONS_FILE] = predictions
         return metrics, files
@@ -207,18 +181,16 @@ class CausalLMTask(TaskBase):
         self._use_chat_template(tokenizer)
         table = read_table(path)
         examples = prompts_from_table(table, self.options.evaluation())
-        return PromptDataset(
-            examples, tokenizer, config.max_seq_length, [dict(record.values) for record in table.records]
-        )
+        fields = [dict(record.values) for record in table.records]
+        return PromptDataset(examples, tokenizer, config.max_seq_length, fields)
 
     def prediction_records(self, outputs: dict[str, Any], dataset: PromptDataset) -> Predictions:
         """Each input record with ``prompt`` (prompt records: the prompt the model saw) and ``generation``."""
-        return Predictions(
-            [
-                fields | ({"prompt": example.prompt} if example.messages is None else {}) | {"generation": text}
-                for fields, example, text in zip(dataset.fields, dataset.examples, outputs["generations"], strict=True)
-            ]
-        )
+        records = []
+        for fields, example, text in zip(dataset.fields, dataset.examples, outputs["generations"], strict=True):
+            prompt = {"prompt": example.prompt} if example.messages is None else {}
+            records.append(fields | prompt | {"generation": text})
+        return Predictions(records)
 
     def run_files(self) -> dict[str, Any]:
         """``train_data.json``: how many training examples were kept, truncated and dropped."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from adalora_scores.metrics.classification import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from adalora_scores.tasks.base import check_option_names
+from adalora_scores.tasks.base import check_option_names, task_option
 from adalora_scores.tasks.tables import check_data_options
 
 __all__ = ["EXAMPLE", "ClassificationOptions"]
@@ -24,25 +24,21 @@ EXAMPLE = (
 class ClassificationOptions:
     """The task options of ``classification``; only ``text_column`` is required."""
 
-    text_column: str = field(default="", metadata={"help": "the column holding the text, e.g. review"})
-    text_pair_column: str | None = field(
-        default=None, metadata={"help": "a second text column for sentence pairs, e.g. hypothesis"}
+    text_column: str = task_option("", "the column holding the text, e.g. review")
+    text_pair_column: str | None = task_option(None, "a second text column for sentence pairs, e.g. hypothesis")
+    label_column: str = task_option("label", "the column holding the label")
+    regression: bool = task_option(False, "the label is a number: one output, MSE loss")
+    main_metric: str | None = task_option(
+        None,
+        "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
+        "classes); regression: pearson (default), spearman or mse",
     )
-    label_column: str = field(default="label", metadata={"help": "the column holding the label"})
-    regression: bool = field(default=False, metadata={"help": "the label is a number: one output, MSE loss"})
-    main_metric: str | None = field(
-        default=None,
-        metadata={
-            "help": "the metric that ranks runs: accuracy (default), macro_f1 or matthews_correlation (two "
-            "classes); regression: pearson (default), spearman or mse"
-        },
-    )
-    train_file: str | None = field(default=None, metadata={"help": "training file (with dev_file; instead of --data)"})
-    dev_file: str | None = field(default=None, metadata={"help": "evaluation file (with train_file)"})
-    hub_dataset: str | None = field(default=None, metadata={"help": "a Hub dataset name, instead of local files"})
-    hub_config: str | None = field(default=None, metadata={"help": "the Hub dataset's configuration name"})
-    train_split: str = field(default="train", metadata={"help": "the Hub split to train on"})
-    dev_split: str = field(default="validation", metadata={"help": "the Hub split to evaluate on"})
+    train_file: str | None = task_option(None, "training file (with dev_file; instead of --data)")
+    dev_file: str | None = task_option(None, "evaluation file (with train_file)")
+    hub_dataset: str | None = task_option(None, "a Hub dataset name, instead of local files")
+    hub_config: str | None = task_option(None, "the Hub dataset's configuration name")
+    train_split: str = task_option("train", "the Hub split to train on")
+    dev_split: str = task_option("validation", "the Hub split to evaluate on")
 
     @classmethod
     def known(cls) -> list[str]:

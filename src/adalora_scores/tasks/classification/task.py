@@ -136,15 +136,8 @@ class ClassificationTask(TaskBase):
 
     def _hub_tables(self) -> tuple[Table, Table]:
         options = self._need_options()
-        name, config = options.hub_dataset, options.hub_config
-        train, dev = read_hub_tables(
-            name,
-            config,
-            {
-                "train_split": options.train_split,  # type: ignore[arg-type]
-                "dev_split": options.dev_split,
-            },
-        )
+        splits = {"train_split": options.train_split, "dev_split": options.dev_split}
+        train, dev = read_hub_tables(options.hub_dataset, options.hub_config, splits)  # type: ignore[arg-type]
         return train, dev
 
     def _rows(self, table: Table, labelled: bool = True) -> list[tuple[Record, str, str | None, Any]]:
@@ -250,10 +243,8 @@ class ClassificationTask(TaskBase):
         train_rows, dev_rows = self._rows(train_table), self._rows(dev_table)
         if options.regression:
             self.labels = ()
-            return TaskData(
-                self._regression_examples(train_rows, options.label_column),
-                {"dev": self._regression_examples(dev_rows, options.label_column)},
-            )
+            train = self._regression_examples(train_rows, options.label_column)
+            return TaskData(train, {"dev": self._regression_examples(dev_rows, options.label_column)})
         labels = self._label_mapping(train_rows, train_table)
         if options.main_metric == "matthews_correlation" and len(labels) != 2:
             raise ValueError(
@@ -276,13 +267,8 @@ class ClassificationTask(TaskBase):
         labels = self._mapping()
         if self.regression:
             return {"num_labels": 1, "problem_type": "regression"}
-        label2id = {label: i for i, label in enumerate(labels)}
-        return {
-            "num_labels": len(labels),
-            "problem_type": "single_label_classification",
-            "id2label": dict(enumerate(labels)),
-            "label2id": label2id,
-        }
+        names = {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+        return {"num_labels": len(labels), "problem_type": "single_label_classification", **names}
 
     def load_model(self, name: str, **model_options: Any) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
@@ -325,15 +311,10 @@ class ClassificationTask(TaskBase):
     def run_files(self) -> dict[str, Any]:
         """``labels.json`` for the run folder: the label mapping evaluation used and reloading needs."""
         labels = self._mapping()
-        return {
-            LABELS_FILE: {
-                "regression": self.regression,
-                "label_column": self._need_options().label_column,
-                "labels": list(labels),
-                "id2label": {str(i): label for i, label in enumerate(labels)},
-                "label2id": {label: i for i, label in enumerate(labels)},
-            }
-        }
+        kind = {"regression": self.regression, "label_column": self._need_options().label_column}
+        id2label = {str(i): label for i, label in enumerate(labels)}
+        label2id = {label: i for i, label in enumerate(labels)}
+        return {LABELS_FILE: {**kind, "labels": list(labels), "id2label": id2label, "label2id": label2id}}
 
 
 def read_labels(run_folder: str | Path) -> dict[str, Any]:

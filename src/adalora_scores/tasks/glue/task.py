@@ -75,12 +75,8 @@ class GlueTask(TaskBase):
         """The rows of ``path``: an original GLUE TSV (dev or test; a header with the Hub's column names is read
         too) or a CSV/JSON/JSONL/Parquet file with the Hub's column names; no label needed."""
         rows = read_glue_file(self, path, labelled=False)
-        return TextsToLabel(
-            [(example.text_a, example.text_b) for _, example in rows],
-            [fields for fields, _ in rows],
-            tokenizer,
-            config.max_seq_length,
-        )
+        texts = [(example.text_a, example.text_b) for _, example in rows]
+        return TextsToLabel(texts, [fields for fields, _ in rows], tokenizer, config.max_seq_length)
 
     def prediction_records(self, outputs: dict[str, torch.Tensor], dataset: TextsToLabel) -> Predictions:
         """Each row with ``prediction``, the GLUE label (its name, or its index for the 0/1 tasks) and the class
@@ -97,33 +93,22 @@ class GlueTask(TaskBase):
 
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
+_NLI3 = ("entailment", "neutral", "contradiction")
 _PAIR = ("sentence1", "sentence2")
+_QUESTIONS = ("question1", "question2")
+_QUESTION_SENTENCE = ("question", "sentence")
 _ACC = ("accuracy", "accuracy")
+_PREMISE = ("premise", "hypothesis")
+_MNLI_EVAL = ("dev_matched", "dev_mismatched")
+_MNLI_HUB = ("validation_matched", "validation_mismatched")
 _TASKS = [
     GlueTask("cola", ("sentence",), (3,), 1, _BINARY, "matthews", "matthews_correlation", has_header=False),
     GlueTask("sst2", ("sentence",), ("sentence",), "label", _BINARY, *_ACC),
     GlueTask("mrpc", _PAIR, ("#1 String", "#2 String"), "Quality", _BINARY, "accuracy_f1", "accuracy"),
-    GlueTask(
-        "qqp",
-        ("question1", "question2"),
-        ("question1", "question2"),
-        "is_duplicate",
-        _BINARY,
-        "accuracy_f1",
-        "accuracy",
-    ),
+    GlueTask("qqp", _QUESTIONS, _QUESTIONS, "is_duplicate", _BINARY, "accuracy_f1", "accuracy"),
     GlueTask("stsb", _PAIR, _PAIR, "score", (), "pearson_spearman", "corr"),
-    GlueTask(
-        "mnli",
-        ("premise", "hypothesis"),
-        _PAIR,
-        "gold_label",
-        ("entailment", "neutral", "contradiction"),
-        *_ACC,
-        eval_splits=("dev_matched", "dev_mismatched"),
-        hub_splits=("validation_matched", "validation_mismatched"),
-    ),
-    GlueTask("qnli", ("question", "sentence"), ("question", "sentence"), "label", _NLI2, *_ACC),
+    GlueTask("mnli", _PREMISE, _PAIR, "gold_label", _NLI3, *_ACC, eval_splits=_MNLI_EVAL, hub_splits=_MNLI_HUB),
+    GlueTask("qnli", _QUESTION_SENTENCE, _QUESTION_SENTENCE, "label", _NLI2, *_ACC),
     GlueTask("rte", _PAIR, _PAIR, "label", _NLI2, *_ACC),
     GlueTask("wnli", _PAIR, _PAIR, "label", _BINARY, *_ACC),
 ]

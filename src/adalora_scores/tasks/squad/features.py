@@ -48,14 +48,11 @@ class QAFeatures(Dataset):
             )
         self.examples = examples
         try:
+            questions = [example.question.lstrip() for example in examples]
+            contexts = [example.context for example in examples]
+            windows = {"truncation": "only_second", "max_length": max_length, "stride": stride}
             encoded = tokenizer(
-                [example.question.lstrip() for example in examples],
-                [example.context for example in examples],
-                truncation="only_second",
-                max_length=max_length,
-                stride=stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
+                questions, contexts, **windows, return_overflowing_tokens=True, return_offsets_mapping=True
             )
         except Exception as error:  # tokenizers raises a bare Exception when the question leaves no room
             raise ValueError(
@@ -113,9 +110,6 @@ class QAFeatures(Dataset):
         for i, (context, spans) in enumerate(zip(self.context, self.offsets, strict=True)):
             mask[i, : len(context)] = torch.from_numpy(context)
             offsets[i, : len(spans)] = torch.from_numpy(spans)
-        return {
-            "context_mask": mask,
-            "offsets": offsets,
-            "feature_example": torch.tensor(self.feature_example, dtype=torch.long),
-            "cls_index": torch.tensor(self.cls_index, dtype=torch.long),
-        }
+        feature_example = torch.tensor(self.feature_example, dtype=torch.long)
+        cls_index = torch.tensor(self.cls_index, dtype=torch.long)
+        return {"context_mask": mask, "offsets": offsets, "feature_example": feature_example, "cls_index": cls_index}

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from adalora_scores.tasks.base import check_option_names
+from adalora_scores.tasks.base import check_option_names, task_option
 
 __all__ = ["SquadOptions"]
 
@@ -20,14 +20,11 @@ __all__ = ["SquadOptions"]
 class SquadOptions:
     """Every option has a default (the values of the AdaLoRA reference script and of transformers' ``run_qa.py``)."""
 
-    doc_stride: int = field(
-        default=128, metadata={"help": "overlap in tokens between consecutive windows of a long context"}
-    )
-    max_answer_length: int = field(default=30, metadata={"help": "longest answer span in tokens"})
-    n_best_size: int = field(default=20, metadata={"help": "start and end candidates per window (n_best² spans)"})
-    null_score_diff_threshold: float = field(
-        default=0.0,
-        metadata={"help": "SQuAD v2.0: answer 'no answer' when null score − best span score exceeds this"},
+    doc_stride: int = task_option(128, "overlap in tokens between consecutive windows of a long context")
+    max_answer_length: int = task_option(30, "longest answer span in tokens")
+    n_best_size: int = task_option(20, "start and end candidates per window (n_best² spans)")
+    null_score_diff_threshold: float = task_option(
+        0.0, "SQuAD v2.0: answer 'no answer' when null score − best span score exceeds this"
     )
 
     @classmethod
