@@ -103,11 +103,10 @@ def run_demo(
         f"Model: {description}. {DEMO_SETTINGS['num_epochs']} epochs of {TRAIN_SIZE} sentences (60 optimizer "
         f"steps), rank 8 → 4, seeds {', '.join(map(str, seeds))}. The controls: `random` and `random_redrawn` "
         f"allocate at random under the same schedule, and `{control}` trains AdaLoRA's P Λ Q at rank "
-        f"{fixed['target_r']} on "
-        "every matrix with no allocation; a score that does not beat them has not shown that its allocation "
-        "matters. With 2 seeds only large differences can be detected: the power sentences say how large. "
-        "The score diagnostics rest on "
-        f"{len(seeds) * (len(seeds) - 1) // 2} seed pair(s) per score: read them as a demonstration too."
+        f"{fixed['target_r']} on every matrix with no allocation; a score that does not beat them has not shown that "
+        "its allocation matters. With 2 seeds only large differences can be detected: the power sentences say how "
+        f"large. The score diagnostics rest on {len(seeds) * (len(seeds) - 1) // 2} seed pair(s) per score: read them "
+        "as a demonstration too."
     )
     report = build_report(output, title="adalora-scores demo", notes=notes)
     minutes = (time.perf_counter() - start) / 60

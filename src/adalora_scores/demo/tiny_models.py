@@ -161,9 +161,7 @@ def tiny_config(model_type: str = "bert", vocab_size: int = 64, **overrides: Any
             "num_attention_heads": _SIZES["num_attention_heads"],
             "ffn_dim": _SIZES["intermediate_size"],
             "max_position_embeddings": _SIZES["max_position_embeddings"],
-            "eos_token_id": 1,
-            "bos_token_id": 1,
-            "pad_token_id": 0,
+            **tokens,
         }
         return OPTConfig(**{**opt, **overrides})
     if model_type in _DECODERS:

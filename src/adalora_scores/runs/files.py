@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.runs.atomic import atomic_save, atomic_write, current_umask, read_json, write_json
 from adalora_scores.config import ALIASES, CONFIG_FORMAT, TASK_OPTION_ALIASES, TrainConfig, move_task_option_aliases
+from adalora_scores.runs.atomic import atomic_save, atomic_write, current_umask, read_json, write_json
 
 __all__ = [
     "ADAPTER_FOLDER",

@@ -139,12 +139,8 @@ def chance_p_value(
         drawn = np.empty((count, len(kept), len(order)), dtype=bool)
         drawn[:, 0] = masks[0]
         for index in range(1, len(kept)):  # a uniformly random subset of the seed's size: the k smallest of N keys
-            keys = generator.random((count, len(order)))
-            threshold = (
-                np.partition(keys, sizes[index] - 1, axis=1)[:, sizes[index] - 1 : sizes[index]]
-                if sizes[index]
-                else -1.0
-            )
+            keys, size = generator.random((count, len(order))), sizes[index]
+            threshold = np.partition(keys, size - 1, axis=1)[:, size - 1 : size] if size else -1.0
             drawn[:, index] = keys <= threshold
         at_least += int(np.sum(_mean_pair_jaccard(drawn) >= observed - 1e-12))
     return (1 + at_least) / (1 + draws), f"permutation test, {draws} draws"
@@ -338,6 +334,10 @@ class Diagnostics:
     """Row → module type → mean kept rank over seeds per step."""
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
 def diagnose(study: Study, task: str) -> Diagnostics:
     """Every diagnostic of ``task`` (rows without triplets left out)."""
     runs, rows, files = _runs(study, task), triplet_rows(study, task), _Files()
@@ -355,21 +355,13 @@ def diagnose(study: Study, task: str) -> Diagnostics:
                     per_type.setdefault(kind, []).append(curve)
         per_seed_churn = [statistics.fmean(v for _, v in curve) for curve in curves if curve]
         finals = [final for seed in sorted(runs[row]) if (final := files.final(runs[row][seed])) is not None]
-        tested = None
+        tested = (None, None)  # (p, test)
         if len(finals) >= 2 and len({triplets for triplets, _ in finals}) == 1:
             tested = chance_p_value(finals[0][0], [kept for _, kept in finals])
+        jaccard_mean, chance_mean = _mean([j for j, _ in pairs]), _mean([c for _, c in pairs])
+        spearman_mean, churn_mean = _mean(rhos), _mean(per_seed_churn)
         reliability.append(
-            Reliability(
-                row,
-                statistics.fmean(j for j, _ in pairs) if pairs else None,
-                statistics.fmean(c for _, c in pairs) if pairs else None,
-                len(pairs),
-                statistics.fmean(rhos) if rhos else None,
-                len(rhos),
-                statistics.fmean(per_seed_churn) if per_seed_churn else None,
-                None if tested is None else tested[0],
-                None if tested is None else tested[1],
-            )
+            Reliability(row, jaccard_mean, chance_mean, len(pairs), spearman_mean, len(rhos), churn_mean, *tested)
         )
         if any(curves):
             churns[row] = mean_curve(curves)

@@ -89,6 +89,7 @@ def price_steps(study: Study, ladder: Ladder, columns: Sequence[Column]) -> list
     priced: list[PricedStep] = []
     for column in columns:
         key = (column.task, column.split, column.metric)
+        higher = higher_is_better(column.metric)
         family: dict[str, list[PricedStep]] = {}
         for step in ladder.steps:
             if step.parent is None:
@@ -104,24 +105,11 @@ def price_steps(study: Study, ladder: Ladder, columns: Sequence[Column]) -> list
                 if result.std_difference and result.mean_difference:
                     needed = seeds_needed(abs(result.mean_difference), result.std_difference)
                 values = list(ours.values())
+                mean = statistics.fmean(values)
                 std = statistics.stdev(values) if len(values) > 1 else None
                 change = ladder.changes.get(step.row, "")
-                family.setdefault(variant, []).append(
-                    PricedStep(
-                        step,
-                        variant,
-                        column,
-                        change,
-                        statistics.fmean(values),
-                        std,
-                        n,
-                        result,
-                        p,
-                        None,
-                        needed,
-                        higher_is_better(column.metric),
-                    )
-                )
+                entry = PricedStep(step, variant, column, change, mean, std, n, result, p, None, needed, higher)
+                family.setdefault(variant, []).append(entry)
         for found in family.values():
             adjusted = holm([priced_step.p for priced_step in found])
             priced += [dataclasses.replace(step, p_holm=p) for step, p in zip(found, adjusted, strict=True)]

@@ -116,9 +116,8 @@ class SweepSpec:
             for key, value in settings.items():
                 if isinstance(value, list) and (key not in self.grid or key in ("task", "score", "seed") or not value):
                     raise ValueError(
-                        f"{self.source}: {section}.{name}.{key} is a list, which replaces a grid "
-                        f"list for this row; add a grid list for it (grid.{key}: [...]), or give one "
-                        "value."
+                        f"{self.source}: {section}.{name}.{key} is a list, which replaces a grid list for this "
+                        f"row; add a grid list for it (grid.{key}: [...]), or give one value."
                     )
         # old top-level names of task options stay as given (run names keep them); resolve_config moves them
         known = {f.name for f in dataclasses.fields(TrainConfig)} | set(TASK_OPTION_ALIASES)

@@ -36,17 +36,7 @@ FROM_KEY = "from"
 """The key of a ladder row that names the earlier row it steps from."""
 
 _SCHEDULE = frozenset(
-    {
-        "score",
-        "score_options",
-        "task_gradient_only",
-        "init_r",
-        "budget_warmup",
-        "budget_final",
-        "mask_interval",
-        "beta1",
-        "beta2",
-    }
+    "score score_options task_gradient_only init_r budget_warmup budget_final mask_interval beta1 beta2".split()
 )
 UNUSED_BY_METHOD: dict[str, frozenset[str]] = {"adalora": frozenset(), "svd_lora": _SCHEDULE, "lora": _SCHEDULE}
 """The settings a method does not use: neither baseline allocates (no score, initial rank or budget schedule;

@@ -39,15 +39,19 @@ def _label(row: tuple[str, str]) -> str:
     return row[0] if not row[1] else f"{row[0]} [{row[1]}]"
 
 
+def _save(figure: plt.Figure, path: Path) -> None:
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
 def plot_ranks(study: Study, task: str, path: Path) -> bool:
     grids = [(row, _rank_grid([r for r in study.records if r.row == row and r.task == task])) for row in study.rows]
     grids = [(row, grid) for row, grid in grids if grid]
     if not grids:
         return False
     top = max(max(max(line) for line in grid) for _, (_, grid) in grids) or 1
-    figure, axes = plt.subplots(
-        1, len(grids), figsize=(2.2 * len(grids) + 1, 0.3 * len(grids[0][1][1]) + 2), squeeze=False
-    )
+    size = (2.2 * len(grids) + 1, 0.3 * len(grids[0][1][1]) + 2)
+    figure, axes = plt.subplots(1, len(grids), figsize=size, squeeze=False)
     for axis, (row, (kinds, grid)) in zip(axes[0], grids, strict=True):
         image = axis.imshow(grid, vmin=0, vmax=top, cmap="viridis", aspect="auto")
         axis.set_title(_label(row), fontsize=9)
@@ -57,8 +61,7 @@ def plot_ranks(study: Study, task: str, path: Path) -> bool:
     axes[0][0].set_ylabel("layer")
     figure.colorbar(image, ax=axes[0].tolist(), label="final rank (mean over seeds)")
     figure.suptitle(f"{task}: where each score keeps its rank")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 
@@ -81,8 +84,7 @@ def plot_agreement(diagnostics: Diagnostics, path: Path) -> bool:
     figure.colorbar(image, label="Jaccard overlap of kept triplets")
     title = f"{diagnostics.task}: agreement of the final kept triplets\n"
     axis.set_title(title + "diagonal (outlined): one score across seeds; elsewhere: two scores, same seed", fontsize=9)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 
@@ -96,12 +98,10 @@ def plot_churn(diagnostics: Diagnostics, path: Path) -> bool:
     axis.set_xlabel("optimizer step (allocation)")
     axis.set_ylabel("churn |K_t \\ K_t-1| / |K_t|")
     axis.set_ylim(bottom=0)
-    axis.set_title(
-        f"{diagnostics.task}: share of the kept set that is new at each allocation (mean over seeds)", fontsize=9
-    )
+    title = f"{diagnostics.task}: share of the kept set that is new at each allocation (mean over seeds)"
+    axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7, ncol=2)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 
@@ -112,9 +112,8 @@ def plot_trajectories(diagnostics: Diagnostics, path: Path) -> bool:
         return False
     columns = min(5, len(panels))
     lines = -(-len(panels) // columns)
-    figure, axes = plt.subplots(
-        lines, columns, figsize=(2.6 * columns + 1, 2.2 * lines + 0.8), squeeze=False, sharex=True, sharey=True
-    )
+    size = (2.6 * columns + 1, 2.2 * lines + 0.8)
+    figure, axes = plt.subplots(lines, columns, figsize=size, squeeze=False, sharex=True, sharey=True)
     top = max(v for _, kinds in panels for curve in kinds.values() for _, v in curve)
     for axis, (row, kinds) in zip(axes.flat, panels, strict=False):
         for kind, curve in kinds.items():
@@ -127,8 +126,7 @@ def plot_trajectories(diagnostics: Diagnostics, path: Path) -> bool:
     figure.supxlabel("optimizer step")
     figure.supylabel("kept rank per matrix (mean)")
     figure.suptitle(f"{diagnostics.task}: kept rank per module type over training (mean over seeds)")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 
@@ -142,30 +140,23 @@ def plot_metrics(study: Study, columns, path: Path) -> bool:
     for k, row in enumerate(rows):
         cells = [study.cell(row, c) for c in shown]
         positions = [i + (k - (len(rows) - 1) / 2) * width for i in range(len(shown))]
-        axis.bar(
-            positions,
-            [c.mean or 0 for c in cells],
-            width,
-            yerr=[c.std or 0 for c in cells],
-            capsize=3,
-            label=_label(row),
-        )
+        heights, errors = [c.mean or 0 for c in cells], [c.std or 0 for c in cells]
+        axis.bar(positions, heights, width, yerr=errors, capsize=3, label=_label(row))
     axis.set_xticks(range(len(shown)), [c.label for c in shown], rotation=30, ha="right")
     axis.set_ylabel("dev metric (%), mean ± std over seeds")
     means = [study.cell(row, c).mean for row in rows for c in shown if study.cell(row, c).mean is not None]
     axis.set_ylim(max(0.0, min(means) - 10), min(100.0, max(means) + 5))
     axis.legend(fontsize=8)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 
+WaterfallStep = tuple[str, float, float, float, bool]
+"""(label, Δ, 95% low, 95% high, detected)."""
+
+
 def plot_waterfall(
-    start: tuple[str, float],
-    steps: list[tuple[str, float, float, float, bool]],
-    end: tuple[str, float],
-    title: str,
-    path: Path,
+    start: tuple[str, float], steps: list[WaterfallStep], end: tuple[str, float], title: str, path: Path
 ) -> None:
     """A waterfall: the first row's mean, each step's Δ (label, Δ, 95% low, 95% high, detected) as a bar floating
     from the running total with its interval, then the last row's mean. Detected steps are coloured (green a gain,
@@ -187,8 +178,7 @@ def plot_waterfall(
     axis.set_ylim(min(points) - 0.2 * span, max(points) + 0.2 * span)
     axis.set_ylabel("dev metric; steps: Δ with 95% interval")
     axis.set_title(title, fontsize=10)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_all(study: Study, columns, folder: Path) -> dict[str, list[str]]:

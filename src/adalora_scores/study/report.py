@@ -21,7 +21,7 @@ from typing import Any
 from adalora_scores.config import effective_update_scale
 from adalora_scores.runs.files import atomic_write, read_config
 from adalora_scores.study import plots
-from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, diagnose, triplet_rows
+from adalora_scores.study.diagnostics import PERMUTATIONS, Diagnostics, Reliability, diagnose, triplet_rows
 from adalora_scores.study.gap import gap_section
 from adalora_scores.study.paper import PAPER, PAPER_ROWS, TABLE1, TABLE2, Column
 from adalora_scores.study.power import ALPHA, POWER, SEEDS_CAP, TARGET_DIFFERENCE, Claim, claim, claim_sentence
@@ -121,13 +121,15 @@ def _label(row: tuple[str, str]) -> str:
     return f"`{row[0]}`" + (f" [{row[1]}]" if row[1] else "")
 
 
+def _row_fields(row: tuple[str, str]) -> dict[str, str]:
+    """A row's ``score`` and ``variant``, the first keys of each of its entries in ``report.json``."""
+    return {"score": row[0], "variant": row[1]}
+
+
 def _parameters(study: Study, row: tuple[str, str], tasks: set[str]) -> str:
     """Mean final adapter parameters (head excluded) over the row's runs on ``tasks``."""
-    counts = [
-        r.metrics["adapter_parameters"]
-        for r in study.records
-        if r.row == row and r.task in tasks and "adapter_parameters" in r.metrics
-    ]
+    runs = [r for r in study.records if r.row == row and r.task in tasks]
+    counts = [r.metrics["adapter_parameters"] for r in runs if "adapter_parameters" in r.metrics]
     return f"{statistics.fmean(counts) / 1e6:.3g}M" if counts else "–"
 
 
@@ -143,6 +145,19 @@ rank (``adalora_scores.config.effective_update_scale``) and the learning rate.""
 
 def _setting_text(value: Any) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _used_text(used: dict[str, tuple[Any, dict[str, list[int]]]]) -> str:
+    """One value as it is; several values, each with the runs (task, seeds) that used it."""
+    if len(used) <= 1:
+        return "–" if not used else _setting_text(next(iter(used.values()))[0])
+    parts = []
+    for value, runs in used.values():
+        runs_text = "; ".join(
+            f"{task} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" for task, seeds in runs.items()
+        )
+        parts.append(f"{_setting_text(value)} ({runs_text})")
+    return " · ".join(parts)
 
 
 def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]:
@@ -161,9 +176,8 @@ def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]
     lines = ["| score | " + " | ".join(label for _, label in SETTINGS) + " |", "|---|" + "---|" * len(SETTINGS)]
     rows = []
     for row in study.rows:
-        records = sorted(
-            (r for r in study.records if r.row == row and r.task in tasks), key=lambda r: (r.task, r.seed)
-        )
+        records = [r for r in study.records if r.row == row and r.task in tasks]
+        records.sort(key=lambda r: (r.task, r.seed))
         if not records:
             continue
         texts, found = [], {}
@@ -183,25 +197,9 @@ def _settings(study: Study, tasks: set[str]) -> tuple[str, list[dict[str, Any]]]
                 {"value": value, "runs": [[task, seed] for task, seeds in runs.items() for seed in seeds]}
                 for value, runs in used.values()
             ]
-            if not used:
-                texts.append("–")
-            elif len(used) == 1:
-                texts.append(_setting_text(next(iter(used.values()))[0]))
-            else:
-                texts.append(
-                    " · ".join(
-                        _setting_text(value)
-                        + " ("
-                        + "; ".join(
-                            f"{task} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-                            for task, seeds in runs.items()
-                        )
-                        + ")"
-                        for value, runs in used.values()
-                    )
-                )
+            texts.append(_used_text(used))
         lines.append(f"| {_label(row)} | " + " | ".join(texts) + " |")
-        rows.append({"score": row[0], "variant": row[1], **found})
+        rows.append({**_row_fields(row), **found})
     note = (
         "From each run's `config.yaml`. Where the runs of a row differ, every value is listed with the runs "
         "(task, seeds) that used it. γ is not shown for LoRA rows, which have no regulariser."
@@ -226,17 +224,14 @@ def _table(
         texts = [_label(row), _parameters(study, row, {c.task for c in columns})]
         for column in columns:
             cell = study.cell(row, column)
-            text = format_cell(cell, study.expected_seeds(row, column.task)) + _paper_text(
-                row, column.label, cell.mean
-            )
-            if chosen is not None and (row, column.task) in chosen:
-                text += " · " + _chosen_text(chosen[(row, column.task)])
-            texts.append(text)
+            choice = (chosen or {}).get((row, column.task))
+            expected = study.expected_seeds(row, column.task)
+            text = format_cell(cell, expected) + _paper_text(row, column.label, cell.mean)
+            texts.append(text if choice is None else f"{text} · {_chosen_text(choice)}")
             paper = PAPER.get((row[0], column.label))
             cells.append(
                 {
-                    "score": row[0],
-                    "variant": row[1],
+                    **_row_fields(row),
                     "column": column.label,
                     "task": column.task,
                     "split": column.split,
@@ -247,17 +242,13 @@ def _table(
                     "paper": paper,
                     "difference": None if paper is None or cell.mean is None else cell.mean - paper,
                     "values": cell.values,
-                    "chosen": None
-                    if chosen is None or (row, column.task) not in chosen
-                    else chosen[(row, column.task)].chosen,
+                    "chosen": None if choice is None else choice.chosen,
                 }
             )
         if averages:
-            paper_average = study.paper_average(row, columns)
-            texts.append(
-                format_cell(paper_average) + _paper_text(row, "All Ave.", paper_average and paper_average.mean)
-            )
-            texts.append(format_cell(study.glue_average(row)))
+            average = study.paper_average(row, columns)
+            difference = _paper_text(row, "All Ave.", average and average.mean)
+            texts += [format_cell(average) + difference, format_cell(study.glue_average(row))]
         lines.append("| " + " | ".join(texts) + " |")
     return "\n".join(lines), cells
 
@@ -305,11 +296,8 @@ def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[di
     for c, result in claims:
         star = " *" if c.p_holm is not None and c.p_holm < 0.05 else ""
         interval = "n/a" if result.low is None else f"[{result.low:+.2f}, {result.high:+.2f}]"
-        needed = (
-            "n/a"
-            if result.std_difference in (None, 0.0)
-            else (f"> {SEEDS_CAP}" if result.seeds_for_target is None else str(result.seeds_for_target))
-        )
+        seeds = f"> {SEEDS_CAP}" if result.seeds_for_target is None else str(result.seeds_for_target)
+        needed = "n/a" if result.std_difference in (None, 0.0) else seeds
         lines.append(
             f"| {_label(c.row)} | {c.column} | {c.n} | {number(c.mean_difference, '+.2f')} | {interval} | "
             f"{number(c.t, '.2f')} | {number(c.p, '.3f')} | {number(c.p_holm, '.3f')}{star} | "
@@ -319,8 +307,7 @@ def _significance(study: Study, columns: Sequence[Column]) -> tuple[str, list[di
         sentences.append(f"- {sentence}")
         rows.append(
             {
-                "score": c.row[0],
-                "variant": c.row[1],
+                **_row_fields(c.row),
                 "column": c.column,
                 "n": c.n,
                 "mean_difference": c.mean_difference,
@@ -414,17 +401,11 @@ def _number(value: float | None, form: str = ".2f") -> str:
 
 def _diagnostics_text(diagnostics: Diagnostics) -> str:
     """The per-score table (reliability and churn), what it says about noise, and the Spearman matrix."""
-    headers = [
-        "score",
-        "Jaccard across seeds",
-        "chance",
-        "p (vs chance)",
-        "seed pairs",
-        "Spearman across seeds",
-        "seed pairs",
-        "mean churn",
+    lines = [
+        "| score | Jaccard across seeds | chance | p (vs chance) | seed pairs | Spearman across seeds | seed pairs | "
+        "mean churn |",
+        "|---|" + "---:|" * 7,
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for r in diagnostics.reliability:
         lines.append(
             f"| {_label(r.row)} | {_number(r.jaccard)} | {_number(r.chance)} | "
@@ -439,15 +420,11 @@ def _diagnostics_text(diagnostics: Diagnostics) -> str:
         f"| {label} | " + " | ".join("" if v is None else f"{v:+.2f}" for v in line) + " |"
         for label, line in zip(labels, matrix, strict=True)
     ]
-    return "\n\n".join(
-        [
-            "\n".join(lines),
-            verdict,
-            "**Spearman ρ of the final triplet scores** (off the diagonal: two scores on the same seed, mean over "
-            "seeds; diagonal: one score across seeds; blank: no pair):",
-            "\n".join(spearman),
-        ]
+    caption = (
+        "**Spearman ρ of the final triplet scores** (off the diagonal: two scores on the same seed, mean over "
+        "seeds; diagonal: one score across seeds; blank: no pair):"
     )
+    return "\n\n".join(["\n".join(lines), verdict, caption, "\n".join(spearman)])
 
 
 def _reliability_verdicts(reliability: Sequence[Any]) -> list[str]:
@@ -459,55 +436,43 @@ def _reliability_verdicts(reliability: Sequence[Any]) -> list[str]:
         ]
     above = [r for r in tested if r.above_chance]
     others = [r for r in tested if not r.above_chance]
+
+    def listed(rows: Sequence[Any]) -> str:
+        return ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in rows)
+
     verdicts = []
     if above:
         verdicts.append(
             "Above chance across seeds (p < 0.05: its seeds keep more of the same triplets than random "
-            "kept sets of the same sizes would): "
-            + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in above)
-            + "."
+            f"kept sets of the same sizes would): {listed(above)}."
         )
     if others:
         fewest = min(r.pairs for r in others)
         caveat = f" (from as few as {fewest} seed pair(s); more seeds make the test firmer)" if fewest < 3 else ""
         verdicts.append(
-            "Not shown to be above chance (p ≥ 0.05), so possibly measuring noise on this task: "
-            + ", ".join(f"{_label(r.row)} (p {r.p_value:.3g})" for r in others)
-            + f"{caveat}. What they "
-            "keep cannot be told apart from what the seed alone would give, and neither can how much "
-            "other scores agree with them."
+            f"Not shown to be above chance (p ≥ 0.05), so possibly measuring noise on this task: {listed(others)}"
+            f"{caveat}. What they keep cannot be told apart from what the seed alone would give, and neither can how "
+            "much other scores agree with them."
         )
     return verdicts
 
 
 def _diagnostics_json(diagnostics: Diagnostics) -> dict[str, Any]:
+    fields = [field.name for field in dataclasses.fields(Reliability) if field.name != "row"]
+
     def matrix(pairwise) -> dict[str, Any]:
         rows, means, counts = pairwise
         return {"rows": [list(row) for row in rows], "mean": means, "n": counts}
 
     return {
-        "reliability": [
-            {
-                "score": r.row[0],
-                "variant": r.row[1],
-                "jaccard": r.jaccard,
-                "chance": r.chance,
-                "pairs": r.pairs,
-                "spearman": r.spearman,
-                "spearman_pairs": r.spearman_pairs,
-                "churn": r.churn,
-                "p_value": r.p_value,
-                "test": r.test,
-                "above_chance": r.above_chance,
-            }
+        "reliability": [  # every field of Reliability after its row, in order, then above_chance
+            {**_row_fields(r.row), **{name: getattr(r, name) for name in fields}, "above_chance": r.above_chance}
             for r in diagnostics.reliability
         ],
         "agreement": matrix(diagnostics.agreement),
         "spearman": matrix(diagnostics.spearman),
-        "churn": [{"score": row[0], "variant": row[1], "curve": curve} for row, curve in diagnostics.churn.items()],
-        "trajectories": [
-            {"score": row[0], "variant": row[1], "types": kinds} for row, kinds in diagnostics.trajectories.items()
-        ],
+        "churn": [{**_row_fields(row), "curve": curve} for row, curve in diagnostics.churn.items()],
+        "trajectories": [{**_row_fields(row), "types": kinds} for row, kinds in diagnostics.trajectories.items()],
     }
 
 
@@ -596,8 +561,7 @@ def build_report(
         sections += [f"## Appendix: the whole {_tuned_names(keys)} grid", _appendix(choices, keys, select_on)]
         document["choices"] = [
             {
-                "score": c.row[0],
-                "variant": c.row[1],
+                **_row_fields(c.row),
                 "task": c.task,
                 "chosen": c.chosen,
                 "chosen_values": c.chosen_values,

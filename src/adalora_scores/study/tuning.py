@@ -139,14 +139,4 @@ def tune(study: Study, key: str | Sequence[str], select_on: str = "selection") -
             if chosen.get(((values["score"], _variant(values, exclude=excluded)), values["task"]), combination(values))
             == combination(values)
         }
-    study = Study(
-        kept,
-        expected,
-        study.failed,
-        study.unreadable,
-        exclude=excluded,
-        reference=study.reference,
-        conflicts=study.conflicts,
-        takeovers=study.takeovers,
-    )
-    return study, choices
+    return dataclasses.replace(study, records=kept, expected=expected, exclude=excluded), choices
