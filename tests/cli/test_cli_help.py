@@ -84,7 +84,7 @@ def test_the_program_has_a_description_examples_and_help_everywhere():
 @pytest.mark.parametrize(
     "name,module,fields",
     [
-        ("evaluate", "adalora_scores.engine.evaluate", "EVALUATION_FIELDS"),
+        ("evaluate", "adalora_scores.engine.finished_run", "EVALUATION_FIELDS"),
         ("predict", "adalora_scores.engine.prediction", "PREDICTION_FIELDS"),
         ("export", "adalora_scores.engine.export", "EXPORT_FIELDS"),
     ],

@@ -16,13 +16,12 @@ from accelerate import Accelerator
 
 from adalora_scores.config import TrainConfig
 from adalora_scores.engine.console import progress_bar
-from adalora_scores.engine.finished_run import EVALUATION_FIELDS, load_run_model, open_run, run_tokenizer
+from adalora_scores.engine.finished_run import load_run_model, open_run, run_tokenizer
 from adalora_scores.engine.generate import generate_texts
 from adalora_scores.presets.overrides import parse_overrides
 from adalora_scores.runs.files import METRICS_FILE
 
 __all__ = [
-    "EVALUATION_FIELDS",
     "dataset_outputs",
     "encode_splits",
     "evaluate_run",

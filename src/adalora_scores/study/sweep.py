@@ -52,6 +52,7 @@ __all__ = [
     "RunOutcome",
     "SweepResult",
     "check_changed",
+    "manifest_lock",
     "read_manifest",
     "run_status",
     "run_sweep",
@@ -144,7 +145,7 @@ def read_manifest(output: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _manifest_lock(output: Path) -> Iterator[None]:
+def manifest_lock(output: Path) -> Iterator[None]:
     """Serialise read-add-write of ``sweep.yaml`` between processes (``fcntl.flock``; none where it is missing)."""
     try:
         import fcntl
@@ -164,7 +165,7 @@ def write_manifest(output: Path, spec: SweepSpec, runs: list[Run]) -> None:
     listed (a name listed again takes this sweep's grid values), and ``spec`` joins the list of specifications
     unless it is already there."""
     output.mkdir(parents=True, exist_ok=True)
-    with _manifest_lock(output):
+    with manifest_lock(output):
         manifest = read_manifest(output)
         entry = _spec_entry(spec)
         specs = manifest["specs"] + ([] if entry in manifest["specs"] else [entry])

@@ -11,7 +11,6 @@ config the local sweep would.
 from __future__ import annotations
 
 import importlib
-import json
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from adalora_scores.runs.files import ERROR_FILE, atomic_save, atomic_write, is_finished
+from adalora_scores.runs.atomic import atomic_save, atomic_write, read_json, write_json
+from adalora_scores.runs.files import ERROR_FILE, is_finished
 from adalora_scores.study.claims import DEFAULT_CLAIM_TIMEOUT
 from adalora_scores.study.grid import Run
 
@@ -31,6 +31,7 @@ __all__ = [
     "LAUNCH_FOLDER",
     "LaunchResult",
     "RunJob",
+    "error_place",
     "jobs_for",
     "parse_options",
     "plugin_specs",
@@ -134,8 +135,8 @@ def read_launcher_record(output: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"runs": {}}
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        document = read_json(path)
+    except ValueError:  # not JSON, or not UTF-8
         raise ValueError(f"{path} is corrupt; move it away (it only records submitted job ids).") from None
     return {"runs": dict(document.get("runs") or {})}
 
@@ -143,9 +144,9 @@ def read_launcher_record(output: Path) -> dict[str, Any]:
 def record_submission(output: Path, launcher: str, jobs: dict[str, str], folder: Path | None = None) -> None:
     """Add the scheduler's job id of each run (``jobs``: run name → job id) to ``launcher.json``; a run submitted
     again keeps its latest job."""
-    from adalora_scores.study.sweep import _manifest_lock
+    from adalora_scores.study.sweep import manifest_lock
 
-    with _manifest_lock(output):
+    with manifest_lock(output):
         record = read_launcher_record(output)
         now = time.time()
         for name, job_id in jobs.items():
@@ -155,7 +156,7 @@ def record_submission(output: Path, launcher: str, jobs: dict[str, str], folder:
                 "folder": str(folder) if folder else None,
                 "time": now,
             }
-        atomic_write(output / LAUNCHER_FILE, json.dumps(record, indent=1) + "\n")
+        write_json(output / LAUNCHER_FILE, record)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class LaunchResult:
 def error_place(output: Path, name: str, log: Path | None = None) -> str:
     """Where to read why a run failed."""
     where = str(output / name / ERROR_FILE)
-    return f"{where}, {log}" if log is not None else where
+    return f"{where} and {log}" if log is not None else where
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

@@ -16,7 +16,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-from adalora_scores.study.launchers.common import LAUNCH_FOLDER, LaunchResult, RunJob, record_failure, write_job
+from adalora_scores.study.launchers.common import (
+    LAUNCH_FOLDER,
+    LaunchResult,
+    RunJob,
+    error_place,
+    record_failure,
+    write_job,
+)
 from adalora_scores.study.launchers.run_one import EXIT_CODES
 
 __all__ = ["device_groups", "launch_processes", "visible_devices", "worker_command"]
@@ -112,7 +119,7 @@ def launch_processes(
                 if state is None:
                     record_failure(output, name, f"the worker process of run {name} {_exit_text(code)}; see {log}")
                     state = "failed"
-                where = f"{output / name / 'error.txt'} and {log}"
+                where = error_place(output, name, log)
                 result.add(name, state, where)
                 echo(f"    {name}: {state}" + (f" (see {where})" if state == "failed" else ""))
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ray
 
-from adalora_scores.study.launchers.common import LaunchResult, RunJob, record_failure, run_job
+from adalora_scores.study.launchers.common import LaunchResult, RunJob, error_place, record_failure, run_job
 
 __all__ = ["launch_ray"]
 
@@ -54,7 +54,7 @@ def launch_ray(
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 record_failure(output, name, f"the Ray task of run {name} failed: {type(error).__name__}: {first}")
                 state = "failed"
-            result.add(name, state, str(output / name / "error.txt"))
+            result.add(name, state, error_place(output, name))
             echo(f"    {name}: {state}")
     finally:
         if started:

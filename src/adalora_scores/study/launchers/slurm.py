@@ -21,7 +21,7 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from adalora_scores.study.launchers.common import RunJob, record_submission, run_job
+from adalora_scores.study.launchers.common import RunJob, error_place, record_submission, run_job
 
 __all__ = ["SUBMITIT_FOLDER", "SweepTask", "parse_minutes", "launch_slurm", "sbatch_script", "slurm_parameters"]
 
@@ -38,7 +38,7 @@ class SweepTask(Checkpointable):
     def __call__(self) -> str:
         state = run_job(self.job, echo=lambda text: print(text, flush=True))
         if state == "failed":
-            where = Path(self.job.output) / self.job.run.name / "error.txt"
+            where = error_place(Path(self.job.output), self.job.run.name)
             raise RuntimeError(f"run {self.job.run.name} failed; see {where}")
         return state
 
